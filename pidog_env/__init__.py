@@ -1,0 +1,17 @@
+"""PiDog MuJoCo model and gymnasium environment.
+
+`import pidog_env` registers `PiDog-v0` with gymnasium when gymnasium is installed; the submodules
+`robot` and `kinematics` need numpy only (the Raspberry Pi runtime uses them).
+"""
+
+try:
+    from gymnasium.envs.registration import register, registry
+except ImportError:  # the robot runtime has no gymnasium
+    pass
+else:
+    if "PiDog-v0" not in registry:
+        register(
+            id="PiDog-v0",
+            entry_point="pidog_env.env:PiDogEnv",
+            max_episode_steps=1000,
+        )

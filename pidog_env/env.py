@@ -1,0 +1,378 @@
+"""PiDog-v0: the SunFounder PiDog walking forward on flat ground, at 50 Hz.
+
+## Action space
+`Box(-1, 1, (8,), float32)`: leg joint targets in the vendor leg order (LF hip, LF knee, RF hip,
+RF knee, LH hip, LH knee, RH hip, RH knee), as model joint angles normalized by the +-90 deg servo
+range (`robot.action_to_leg_rad`). Targets are rate-limited to 428 deg/s like the vendor library;
+head and tail hold neutral.
+
+## Observation space
+`Box(-10, 10, (16 * (history + 1) [+1 ultrasonic] [+20 privileged],), float32)` by default (see
+`pidog_env.observation` for the full table):
+
+| index | observation                                     | unit / scale      |
+|-------|-------------------------------------------------|-------------------|
+| 0-2   | gravity direction in the body frame (IMU accel) | unit vector       |
+| 3-5   | gyro rates                                      | rad/s * 0.25      |
+| 6-13  | last commanded leg targets                      | normalized [-1,1] |
+| 14-15 | gait clock sin, cos (period `gait_period`)      | [-1, 1]           |
+
+Optional: ultrasonic distance, past frames (`obs.history`), privileged sim state (`obs.privileged`).
+`use_camera=True` gives `Dict(image=Box(0, 255, (S, S, 3), uint8), state=<the vector above>)`.
+
+## Rewards (per step, `scale * value`; scales in `RewardConfig.scales`, values in `info["reward_terms"]`)
+
+| term        | value                                                        | scale |
+|-------------|--------------------------------------------------------------|-------|
+| forward     | min(forward speed along the start heading, target) / target  | 2.0   |
+| alive       | 1                                                            | 0.2   |
+| upright     | sin^2(tilt) (horizontal part of body-frame gravity)          | -1.0  |
+| lateral     | (lateral speed / target)^2                                   | -0.5  |
+| yaw_rate    | yaw rate^2                                                   | -0.1  |
+| action_rate | squared change of the normalized leg targets                 | -0.05 |
+| energy      | sum over leg servos of |torque * joint speed| (W)            | -0.02 |
+| fall        | 1 when the episode ends by a fall                            | -10   |
+
+## Episode end
+Terminates on a fall: tilt above `fall_tilt_deg` (60 deg; upside down included), torso or head
+touching the floor, or a physics blow-up (`info["physics_unstable"]`). Truncated after
+`episode_seconds` (20 s = 1000 steps) by the registered TimeLimit.
+
+## Info
+`reward_terms`, `forward_distance` (m, along the start heading), `forward_speed` (m/s, last step),
+`mean_forward_speed`, `lateral_drift` (m), `heading_change_deg`, `fell`, `physics_unstable`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from pidog_env import robot
+from pidog_env.config import EnvConfig
+from pidog_env.model import ModelIndex, load_model
+from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
+                                   GravityEstimator, ObservationStack, build_frame, frame_layout)
+
+STAND_Q = robot.pose_rad("stand")
+STAND_ACTION = robot.leg_rad_to_action(STAND_Q)
+
+
+class PiDogEnv(gym.Env):
+    __doc__ = __doc__
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+
+    def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None,
+                 **overrides: Any) -> None:
+        cfg = config or EnvConfig()
+        if overrides:
+            cfg = _apply_overrides(cfg, overrides)
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.cfg = cfg
+        self.render_mode = render_mode
+        self.model = load_model(cfg.physical)
+        self.data = mujoco.MjData(self.model)
+        self.idx = ModelIndex.of(self.model)
+        self.dt = self.model.opt.timestep * cfg.frame_skip
+        self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
+        self._stand_key = self.model.key("stand").id
+        self._nominal = _Nominal(self.model)
+        self._floor_geom = self.model.geom("floor").id
+        self._foot_geoms = np.array([self.model.geom(f"{leg}_foot").id for leg in robot.LEGS])
+        self._max_step = np.deg2rad(robot.LEG_SPEED_DEG_S) * self.dt / robot.LEG_Q_MAX  # in action units
+        self._cos_fall = np.cos(np.deg2rad(cfg.fall_tilt_deg))
+        self._scales = dict(cfg.reward.scales)
+
+        self.obs_layout = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged)
+        self._frame = np.zeros(max(s.stop for s in self.obs_layout.values()))
+        self._stack = ObservationStack(self._frame.size, cfg.obs.history)
+        self._gravity = GravityEstimator(cfg.obs.gravity_alpha, self.dt)
+        vec = spaces.Box(-OBS_CLIP, OBS_CLIP, (self._stack.buffer.size,), np.float32)
+        if cfg.use_camera:
+            s = cfg.camera_size
+            self.observation_space = spaces.Dict(
+                {"image": spaces.Box(0, 255, (s, s, 3), np.uint8), "state": vec})
+        else:
+            self.observation_space = vec
+        self.action_space = spaces.Box(-1.0, 1.0, (robot.N_LEG,), np.float32)
+
+        self._camera_renderer: mujoco.Renderer | None = None
+        self._renderer: mujoco.Renderer | None = None
+        self._viewer = None
+        self._warned_no_display = False
+        self._rng_state_reset()
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        m, d, rng, dr = self.model, self.data, self.np_random, self.cfg.randomization
+        self._nominal.restore(m)
+        mujoco.mj_resetDataKeyframe(m, d, self._stand_key)
+        self._rng_state_reset()
+        self._steps = 0
+        if dr.enabled:
+            self._randomize(rng)
+            d.qpos[self.idx.leg_qpos] += np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.init_joint_noise_deg)
+            yaw = rng.uniform(-dr.init_yaw, dr.init_yaw)
+            q = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(q, np.array([0.0, 0.0, 1.0]), yaw)
+            mujoco.mju_mulQuat(d.qpos[3:7], q, d.qpos[3:7].copy())
+        mujoco.mj_forward(m, d)
+        self._command = STAND_ACTION.copy()
+        self._prev_action = STAND_ACTION.copy()
+        self._queue = deque([STAND_ACTION.copy()] * (self._latency + 1), maxlen=self._latency + 1)
+        self._set_ctrl(STAND_ACTION)
+        self._start_pos = d.qpos[0:2].copy()
+        self._start_yaw = _yaw(d.qpos[3:7])
+        self._heading = np.array([np.cos(self._start_yaw), np.sin(self._start_yaw)])
+        obs = self._stack.reset(self._make_frame(reset=True))
+        return self._wrap_obs(obs), self._metrics(0.0, 0.0)
+
+    def step(self, action: np.ndarray):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (robot.N_LEG,):
+            raise ValueError(f"PiDog-v0 action must have shape ({robot.N_LEG},), got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"PiDog-v0 action contains NaN or inf: {a}")
+        m, d, cfg = self.model, self.data, self.cfg
+        # Vendor-style rate limit towards the clipped target, then the (randomized) latency.
+        np.clip(a, -1.0, 1.0, out=a)
+        step = np.clip(a - self._command, -self._max_step, self._max_step)
+        self._prev_action = self._command
+        self._command = self._command + step
+        self._queue.append(self._command)
+        self._set_ctrl(self._queue[0])
+
+        prev_xy = d.qpos[0:2].copy()
+        if self._push_at is not None and self._steps >= self._push_at:
+            self._push()
+        mujoco.mj_step(m, d, nstep=cfg.frame_skip)
+        self._steps += 1
+
+        unstable = not np.isfinite(d.qpos).all() or d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > 0
+        if unstable:
+            mujoco.mj_resetDataKeyframe(m, d, self._stand_key)
+            mujoco.mj_forward(m, d)
+        vel = (d.qpos[0:2] - prev_xy) / self.dt
+        v_fwd = float(vel @ self._heading)
+        v_lat = float(vel[1] * self._heading[0] - vel[0] * self._heading[1])
+        xmat = d.xmat[self.idx.torso_body]
+        up_z = xmat[8]                                       # body z axis . world z
+        sens = d.sensordata
+        fell = bool(up_z < self._cos_fall or sens[self.idx.torso_touch] > 0 or sens[self.idx.head_touch] > 0)
+        terminated = fell or unstable
+
+        # Reward terms (values before scaling).
+        target = cfg.reward.target_speed
+        tilt_sq = 1.0 - up_z * up_z
+        yaw_rate = float(sens[self.idx.gyro.start + 2])
+        da = self._command - self._prev_action
+        torque = d.actuator_force[self.idx.leg_act]
+        qvel = d.qvel[self.idx.leg_qvel]
+        values = {
+            "forward": min(v_fwd, target) / target,
+            "alive": 1.0,
+            "upright": tilt_sq,
+            "lateral": (v_lat / target) ** 2,
+            "yaw_rate": yaw_rate * yaw_rate,
+            "action_rate": float(da @ da),
+            "energy": float(np.abs(torque * qvel).sum()),
+            "fall": 1.0 if terminated else 0.0,
+        }
+        terms = {k: self._scales[k] * v for k, v in values.items()}
+        reward = sum(terms.values())
+
+        obs = self._stack.push(self._make_frame())
+        info = self._metrics(v_fwd, v_lat)
+        info["reward_terms"] = terms
+        info["fell"] = fell
+        info["physics_unstable"] = unstable
+        if self.render_mode == "human":
+            self.render()
+        return self._wrap_obs(obs), float(reward), terminated, False, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            if self._renderer is None:
+                h, w = self.cfg.render_size
+                self._renderer = mujoco.Renderer(self.model, h, w)
+            self._renderer.update_scene(self.data, camera="track")
+            return self._renderer.render()
+        if self.render_mode == "human":
+            if self._viewer is None:
+                if not has_display():
+                    if not self._warned_no_display:
+                        warnings.warn("render_mode='human' needs a display (DISPLAY is unset); no window "
+                                      "is shown. Use render_mode='rgb_array' on headless machines.")
+                        self._warned_no_display = True
+                    return None
+                from mujoco import viewer
+                self._viewer = viewer.launch_passive(self.model, self.data)
+                self._viewer.cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+                self._viewer.cam.trackbodyid = self.idx.torso_body
+                self._viewer.cam.distance = 0.6
+            if self._viewer.is_running():
+                self._viewer.sync()
+        return None
+
+    def close(self) -> None:
+        for r in (self._renderer, self._camera_renderer):
+            if r is not None:
+                r.close()
+        self._renderer = self._camera_renderer = None
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def phase(self) -> float:
+        """Gait clock phase in cycles, in [0, 1)."""
+        return (self._steps * self.dt / self.cfg.gait_period) % 1.0
+
+    def _set_ctrl(self, action: np.ndarray) -> None:
+        q = action * robot.LEG_Q_MAX + self._calibration
+        self.data.ctrl[self.idx.leg_act] = q
+
+    def _make_frame(self, reset: bool = False) -> np.ndarray:
+        d, cfg, idx = self.data, self.cfg, self.idx
+        sens = d.sensordata
+        accel = sens[idx.accel] + self._accel_bias
+        gyro = sens[idx.gyro] + self._gyro_bias
+        if self._accel_noise:
+            accel = accel + self.np_random.normal(0.0, self._accel_noise, 3)
+            gyro = gyro + self.np_random.normal(0.0, self._gyro_noise, 3)
+        gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
+        ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None
+        priv = None
+        if cfg.obs.privileged:
+            priv = np.concatenate([
+                d.qpos[idx.leg_qpos] / robot.LEG_Q_MAX, d.qvel[idx.leg_qvel] * PRIV_QVEL_SCALE,
+                sens[idx.body_vel] * PRIV_VEL_SCALE, [d.qpos[2] * PRIV_HEIGHT_SCALE]])
+        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, priv)
+
+    def _wrap_obs(self, vec: np.ndarray):
+        if not self.cfg.use_camera:
+            return vec
+        return {"image": self.camera_image(), "state": vec}
+
+    def camera_image(self) -> np.ndarray:
+        """The head camera's RGB image (camera_size square), rendered without shadows or reflections."""
+        if self._camera_renderer is None:
+            s = self.cfg.camera_size
+            self._camera_renderer = mujoco.Renderer(self.model, s, s)
+            flags = self._camera_renderer.scene.flags
+            for f in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                      mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_HAZE):
+                flags[f] = False
+        self._camera_renderer.update_scene(self.data, camera="head_cam")
+        return self._camera_renderer.render()
+
+    def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
+        d = self.data
+        disp = d.qpos[0:2] - self._start_pos
+        dist = float(disp @ self._heading)
+        lat = float(disp[1] * self._heading[0] - disp[0] * self._heading[1])
+        dyaw = (_yaw(d.qpos[3:7]) - self._start_yaw + np.pi) % (2 * np.pi) - np.pi
+        t = self._steps * self.dt
+        return {"forward_distance": dist, "forward_speed": v_fwd, "lateral_speed": v_lat,
+                "mean_forward_speed": dist / t if t > 0 else 0.0, "lateral_drift": lat,
+                "heading_change_deg": float(np.rad2deg(dyaw)), "phase": self.phase}
+
+    def _rng_state_reset(self) -> None:
+        self._calibration = np.zeros(robot.N_LEG)
+        self._latency = 0
+        self._accel_bias = np.zeros(3)
+        self._gyro_bias = np.zeros(3)
+        self._accel_noise = 0.0
+        self._gyro_noise = 0.0
+        self._push_at: int | None = None
+
+    def _randomize(self, rng: np.random.Generator) -> None:
+        m, dr, nom = self.model, self.cfg.randomization, self._nominal
+        mu = rng.uniform(*dr.friction)
+        m.geom_friction[self._floor_geom, 0] = mu
+        m.geom_friction[self._foot_geoms, 0] = mu
+        scale = rng.uniform(*dr.mass_scale, size=m.nbody)
+        scale[0] = 1.0
+        m.body_mass[:] = nom.body_mass * scale
+        m.body_inertia[:] = nom.body_inertia * scale[:, None]
+        m.body_ipos[self.idx.torso_body, :2] += rng.uniform(-dr.com_offset, dr.com_offset, 2)
+        kp = nom.kp * rng.uniform(*dr.kp_scale, size=m.nu)
+        m.actuator_gainprm[:, 0] = kp
+        m.actuator_biasprm[:, 1] = -kp
+        m.actuator_forcerange[:] = nom.forcerange * rng.uniform(*dr.torque_scale, size=(m.nu, 1))
+        self._calibration = np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg)
+        self._latency = int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1))
+        self._accel_bias = rng.uniform(-1, 1, 3) * dr.accel_bias
+        self._gyro_bias = rng.uniform(-1, 1, 3) * dr.gyro_bias
+        self._accel_noise, self._gyro_noise = dr.accel_noise, dr.gyro_noise
+        self._schedule_push(rng)
+
+    def _schedule_push(self, rng: np.random.Generator) -> None:
+        lo, hi = self.cfg.randomization.push_interval_s
+        self._push_at = self._steps + int(rng.uniform(lo, hi) / self.dt)
+
+    def _push(self) -> None:
+        v = self.cfg.randomization.push_velocity
+        self.data.qvel[0:2] += self.np_random.uniform(-v, v, 2)
+        self._schedule_push(self.np_random)
+
+
+class _Nominal:
+    """Copies of the model parameters that domain randomization changes, restored at every reset."""
+
+    def __init__(self, m: mujoco.MjModel) -> None:
+        self.geom_friction = m.geom_friction.copy()
+        self.body_mass = m.body_mass.copy()
+        self.body_inertia = m.body_inertia.copy()
+        self.body_ipos = m.body_ipos.copy()
+        self.kp = m.actuator_gainprm[:, 0].copy()
+        self.biasprm = m.actuator_biasprm.copy()
+        self.forcerange = m.actuator_forcerange.copy()
+
+    def restore(self, m: mujoco.MjModel) -> None:
+        m.geom_friction[:] = self.geom_friction
+        m.body_mass[:] = self.body_mass
+        m.body_inertia[:] = self.body_inertia
+        m.body_ipos[:] = self.body_ipos
+        m.actuator_gainprm[:, 0] = self.kp
+        m.actuator_biasprm[:] = self.biasprm
+        m.actuator_forcerange[:] = self.forcerange
+
+
+def has_display() -> bool:
+    """True where a window can open (an X11/Wayland display on Linux; assumed elsewhere)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _yaw(quat: np.ndarray) -> float:
+    w, x, y, z = quat
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def _apply_overrides(cfg: EnvConfig, overrides: dict[str, Any]) -> EnvConfig:
+    """`gymnasium.make("PiDog-v0", randomize=False, use_camera=True, ...)` keyword shortcuts."""
+    import dataclasses
+    cfg = dataclasses.replace(cfg)
+    for key, value in overrides.items():
+        if key == "randomize":
+            cfg.randomization = dataclasses.replace(cfg.randomization, enabled=bool(value))
+        elif key in ("ultrasonic", "history", "privileged", "gravity_alpha"):
+            cfg.obs = dataclasses.replace(cfg.obs, **{key: value})
+        elif key in {f.name for f in dataclasses.fields(EnvConfig)}:
+            setattr(cfg, key, value)
+        else:
+            raise TypeError(f"PiDog-v0 got an unknown option {key!r}")
+    return cfg

@@ -1,0 +1,122 @@
+"""Hard-coded gaits as functions of the gait phase, usable as experts for demonstrations.
+
+`TrotGait` is the vendor's diagonal trot (LF+RH, then RF+LH) with smooth foot paths, solved with the
+vendor IK (`kinematics.leg_ik`) and emitted as PiDog-v0 actions. It reads the phase from the env's gait
+clock in the observation, so the same object drives a single env, a vector env or a recorded dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pidog_env import robot
+from pidog_env.kinematics import leg_ik
+from pidog_env.observation import GYRO_SCALE
+
+# Phase offset of each leg (vendor leg order LF, RF, LH, RH): diagonal pairs half a cycle apart.
+TROT_OFFSETS = np.array([0.0, 0.5, 0.5, 0.0])
+FRONT = np.array([True, True, False, False])
+SIDE = np.array([1.0, -1.0, 1.0, -1.0])          # +1 left, -1 right
+FORE = np.array([1.0, 1.0, -1.0, -1.0])          # +1 front, -1 hind
+
+
+@dataclass(frozen=True)
+class TrotParams:
+    """Foot-path parameters in metres (vendor convention: y rearward, z hip height above the foot)."""
+
+    stride: float = 0.060          # fore-aft foot travel per step
+    lift: float = 0.022            # swing height
+    body_height: float = 0.080     # hip height above the foot in stance (vendor gaits use 80 mm)
+    duty: float = 0.5              # fraction of the cycle a foot is on the ground
+    front_y: float = -0.010        # stride centre, front feet (negative = forward of the hip)
+    hind_y: float = 0.000          # stride centre, hind feet
+    lead: float = 0.5              # phase lead in control steps (targets are rate-limited and lag)
+    # Posture feedback from the IMU part of the observation: lengthen the legs on the low side.
+    roll_gain: float = 0.0         # metres of leg length per unit sin(roll)
+    pitch_gain: float = 0.0        # metres of leg length per unit sin(pitch)
+    rate_gain: float = 0.0         # metres per rad/s of roll/pitch rate (damping term)
+
+
+def foot_targets(phase: np.ndarray, p: TrotParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, z, in_stance) of the four feet at gait phase(s) `phase` (cycles), each of shape (..., 4)."""
+    s = (np.asarray(phase, dtype=np.float64)[..., None] + TROT_OFFSETS) % 1.0
+    centre = np.where(FRONT, p.front_y, p.hind_y)
+    stance = s < p.duty
+    # Stance: foot slides from front (-stride/2) to back (+stride/2) at constant speed.
+    u_st = np.where(stance, s / p.duty, 0.0)
+    # Swing: smooth (cosine) return from back to front, lifted on a half-sine.
+    u_sw = np.where(stance, 0.0, (s - p.duty) / (1.0 - p.duty))
+    y_st = -p.stride / 2 + p.stride * u_st
+    y_sw = p.stride / 2 - p.stride * (0.5 - 0.5 * np.cos(np.pi * u_sw))
+    y = centre + np.where(stance, y_st, y_sw)
+    z = p.body_height - np.where(stance, 0.0, p.lift * np.sin(np.pi * u_sw))
+    return y, z, stance
+
+
+def posture_correction(gravity: np.ndarray, gyro: np.ndarray, p: TrotParams) -> np.ndarray:
+    """Leg-length change per leg (..., 4) that levels the body.
+
+    Body-frame gravity g = (sin(pitch), -sin(roll), -cos) for pitch nose-down and roll right-side-down
+    positive, so the low side's legs are lengthened: dz = roll_gain * g_y * side + pitch_gain * g_x * fore,
+    plus a rate term on the gyro (rad/s) that damps the motion.
+    """
+    g = np.asarray(gravity, dtype=np.float64)
+    w = np.asarray(gyro, dtype=np.float64)
+    roll_term = (p.roll_gain * g[..., 1] - p.rate_gain * w[..., 0])[..., None] * SIDE
+    pitch_term = (p.pitch_gain * g[..., 0] + p.rate_gain * w[..., 1])[..., None] * FORE
+    return roll_term + pitch_term
+
+
+def trot_joint_targets(phase: np.ndarray, p: TrotParams, dz: np.ndarray | float = 0.0) -> np.ndarray:
+    """Model joint angles (radians, vendor leg order) of the trot at `phase`, shape (..., 8).
+
+    `dz` (..., 4) lengthens each stance leg (posture feedback); swing legs keep their clearance."""
+    y, z, stance = foot_targets(phase, p)
+    z = z + np.where(stance, dz, 0.0)
+    hip, knee = leg_ik(y, z)
+    # Left-leg servo angles equal model angles on both sides: the right side's servo sign flip and
+    # its model sign flip cancel (robot.LEG_SIGNS applies to servo degrees only).
+    return np.stack([hip, knee], axis=-1).reshape(*hip.shape[:-1], robot.N_LEG)
+
+
+class TrotGait:
+    """Diagonal trot expert: observation(s) -> action(s), reading the gait clock from the observation.
+
+    `clock` is the slice of the gait clock (sin, cos) in the observation (env.obs_layout["clock"]);
+    `gait_period` and `dt` give the one-step lead that compensates the servo's lag.
+    """
+
+    def __init__(self, params: TrotParams = TrotParams(), clock: slice = slice(14, 16),
+                 gait_period: float = 0.54, dt: float = 0.02, gravity: slice = slice(0, 3),
+                 gyro: slice = slice(3, 6)) -> None:
+        self.params, self.clock, self.gravity, self.gyro = params, clock, gravity, gyro
+        self.lead = params.lead * dt / gait_period
+
+    def phase_from_obs(self, obs: np.ndarray) -> np.ndarray:
+        obs = obs["state"] if isinstance(obs, dict) else obs
+        c = np.asarray(obs)[..., self.clock]
+        return (np.arctan2(c[..., 0], c[..., 1]) / (2 * np.pi)) % 1.0
+
+    def action_at(self, phase: np.ndarray, dz: np.ndarray | float = 0.0) -> np.ndarray:
+        q = trot_joint_targets(np.asarray(phase) + self.lead, self.params, dz)
+        return np.clip(robot.leg_rad_to_action(q), -1.0, 1.0).astype(np.float32)
+
+    def __call__(self, obs) -> np.ndarray:
+        vec = np.asarray(obs["state"] if isinstance(obs, dict) else obs)
+        p = self.params
+        dz = 0.0
+        if p.roll_gain or p.pitch_gain or p.rate_gain:
+            dz = posture_correction(vec[..., self.gravity], vec[..., self.gyro] / GYRO_SCALE, p)
+        return self.action_at(self.phase_from_obs(vec), dz)
+
+    def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
+        """SB3-style `predict`, so the gait can stand in for a trained model (returns (actions, state))."""
+        return self(obs), state
+
+    @classmethod
+    def for_env(cls, env, params: TrotParams = TrotParams()) -> "TrotGait":
+        base = env.unwrapped if hasattr(env, "unwrapped") else env
+        lay = base.obs_layout
+        return cls(params, lay["clock"], base.cfg.gait_period, base.dt, lay["gravity"], lay["gyro"])

@@ -1,0 +1,108 @@
+"""Load the PiDog MJCF and apply the facts owned by `pidog_env.robot`.
+
+The XML holds geometry only; joint ranges, servo gains and force limits, the total mass and the
+`lie`/`stand`/`sit` keyframes come from `robot.py` here, through MjSpec, so no number lives twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from pidog_env import robot
+from pidog_env.kinematics import leg_fk
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+SCENE_XML = ASSETS / "scene.xml"
+FOOT_RADIUS = 0.006                      # foot sphere radius in pidog.xml
+KEYFRAMES = ("lie", "stand", "sit")
+
+
+def _keyframe_qpos(pose: str) -> np.ndarray:
+    """Free-joint pose that puts the feet of leg pose `pose` on the floor, plus the 12 joint angles."""
+    servo = robot.POSES_DEG[pose]
+    # Left-leg servo angles give the leg geometry for both sides (the sign flip mirrors the servo only).
+    _, z_front = leg_fk(np.deg2rad(servo[0]), np.deg2rad(servo[1]))
+    _, z_hind = leg_fk(np.deg2rad(servo[4]), np.deg2rad(servo[5]))
+    h_front, h_hind = z_front + FOOT_RADIUS, z_hind + FOOT_RADIUS
+    pitch = np.arctan2(h_front - h_hind, robot.HIP_SPACING_X)       # nose up when front is higher
+    quat = np.array([np.cos(-pitch / 2), 0.0, np.sin(-pitch / 2), 0.0])
+    root = np.concatenate([[0.0, 0.0, (h_front + h_hind) / 2 + 0.0005], quat])
+    return np.concatenate([root, robot.full_pose_rad(pose)])
+
+
+def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.MjSpec:
+    """MjSpec of the scene with robot.py's limits, servo parameters, mass and keyframes applied."""
+    spec = mujoco.MjSpec.from_file(str(SCENE_XML))
+    limits = np.deg2rad(robot.ALL_LIMITS_DEG) * robot.ALL_SIGNS[:, None]
+    limits.sort(axis=1)                                  # a sign flip swaps lower/upper bounds
+    for name, (lo, hi) in zip(robot.ALL_JOINTS, limits):
+        joint = spec.joint(name)
+        joint.range = [lo, hi]
+        joint.armature = params.armature
+        joint.frictionloss = params.joint_friction
+        act = spec.actuator(name)
+        act.ctrlrange = [lo, hi]
+        act.forcerange = [-params.servo_torque, params.servo_torque]
+        act.gainprm[0] = params.servo_kp
+        act.biasprm[1] = -params.servo_kp
+        act.biasprm[2] = -params.servo_kv
+    for pose in KEYFRAMES:
+        qpos = _keyframe_qpos(pose)
+        spec.add_key(name=pose, qpos=qpos, ctrl=qpos[7:])
+    return spec
+
+
+def load_model(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.MjModel:
+    """Compiled PiDog model whose total mass equals `params.total_mass` (torso absorbs the rest)."""
+    model = build_spec(params).compile()
+    names = tuple(model.joint(i).name for i in range(1, model.njnt))
+    if names != robot.ALL_JOINTS or model.nu != len(robot.ALL_JOINTS):
+        raise RuntimeError(f"pidog.xml joint order {names} differs from robot.ALL_JOINTS")
+    torso = model.body("torso").id
+    others = model.body_mass.sum() - model.body_mass[torso]
+    new_mass = params.total_mass - others
+    if new_mass <= 0.1:
+        raise ValueError(f"total_mass {params.total_mass} kg is too small for the limbs ({others:.3f} kg)")
+    model.body_inertia[torso] *= new_mass / model.body_mass[torso]
+    model.body_mass[torso] = new_mass
+    return model
+
+
+@dataclass(frozen=True)
+class ModelIndex:
+    """Addresses into qpos/qvel/ctrl/sensordata, resolved once per model by name."""
+
+    leg_qpos: np.ndarray
+    leg_qvel: np.ndarray
+    leg_act: np.ndarray
+    torso_body: int
+    accel: slice
+    gyro: slice
+    body_vel: slice
+    ultrasonic: int
+    foot_touch: slice
+    torso_touch: int
+    head_touch: int
+
+    @classmethod
+    def of(cls, model: mujoco.MjModel) -> "ModelIndex":
+        def sens(name: str) -> slice:
+            s = model.sensor(name)
+            return slice(int(s.adr[0]), int(s.adr[0] + s.dim[0]))
+
+        feet = [sens(f"{leg}_foot_touch") for leg in robot.LEGS]
+        assert all(b.start == a.stop for a, b in zip(feet, feet[1:])), "foot touch sensors must be adjacent"
+        return cls(
+            leg_qpos=np.array([model.jnt_qposadr[model.joint(j).id] for j in robot.LEG_JOINTS]),
+            leg_qvel=np.array([model.jnt_dofadr[model.joint(j).id] for j in robot.LEG_JOINTS]),
+            leg_act=np.array([model.actuator(j).id for j in robot.LEG_JOINTS]),
+            torso_body=model.body("torso").id,
+            accel=sens("accel"), gyro=sens("gyro"), body_vel=sens("body_vel"),
+            ultrasonic=sens("ultrasonic").start,
+            foot_touch=slice(feet[0].start, feet[-1].stop),
+            torso_touch=sens("torso_touch").start, head_touch=sens("head_touch").start,
+        )

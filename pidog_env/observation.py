@@ -1,0 +1,133 @@
+"""The policy observation, built identically by the simulator and the robot runtime (numpy only).
+
+Layout of one frame (all entries of order 1):
+
+| name          | size | meaning                                                         | scale          |
+|---------------|------|-----------------------------------------------------------------|----------------|
+| gravity       | 3    | gravity direction in the body frame (gyro + accel filter)       | unit vector    |
+| gyro          | 3    | body angular velocity (IMU gyro)                                | rad/s * 0.25   |
+| last_action   | 8    | last commanded leg targets, normalized joint angles             | [-1, 1]        |
+| clock         | 2    | sin, cos of 2*pi*gait phase                                     | [-1, 1]        |
+| ultrasonic    | 1    | (optional) forward distance, 1.0 when nothing within 2.9 m      | m / 2.9        |
+| privileged    | 20   | (optional, sim only) joint angles /(pi/2), joint velocities     | see `PRIV_*`   |
+|               |      | * 0.05, body velocity (m/s) * 2, torso height (m) * 10          |                |
+
+With `history = K`, the K previous frames (newest first) follow the current one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pidog_env.robot import N_LEG, ULTRASONIC_MAX_RANGE
+
+GYRO_SCALE = 0.25
+PRIV_QVEL_SCALE = 0.05
+PRIV_VEL_SCALE = 2.0
+PRIV_HEIGHT_SCALE = 10.0
+OBS_CLIP = 10.0
+GRAVITY = 9.81
+
+
+def frame_layout(ultrasonic: bool, privileged: bool) -> dict[str, slice]:
+    """Name -> slice of one observation frame."""
+    sizes = [("gravity", 3), ("gyro", 3), ("last_action", N_LEG), ("clock", 2)]
+    if ultrasonic:
+        sizes.append(("ultrasonic", 1))
+    if privileged:
+        sizes.append(("privileged", 2 * N_LEG + 4))
+    layout, start = {}, 0
+    for name, size in sizes:
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
+
+
+def frame_size(ultrasonic: bool, privileged: bool) -> int:
+    return max(s.stop for s in frame_layout(ultrasonic, privileged).values())
+
+
+class GravityEstimator:
+    """Gravity direction in the body frame from the IMU: a complementary filter.
+
+    The gyro propagates the estimate (a world-fixed vector seen from the body obeys dg/dt = -w x g);
+    each step it is pulled by `alpha` towards the accelerometer's direction (-accel / |accel|, since at
+    rest an accelerometer reads +g upward). Accelerometer-only estimates are dominated by the body's
+    own accelerations on a trotting PiDog (error std ~0.1 vs a tilt signal of ~0.05); the gyro path is
+    smooth and the accelerometer path removes its drift over ~dt/alpha seconds.
+    """
+
+    def __init__(self, alpha: float, dt: float) -> None:
+        self.alpha, self.dt = alpha, dt
+        self.state = np.array([0.0, 0.0, -1.0])
+
+    @staticmethod
+    def _accel_dir(accel: np.ndarray) -> np.ndarray | None:
+        norm = np.sqrt(accel @ accel)
+        return None if norm < 1e-6 else -accel / norm
+
+    def reset(self, accel: np.ndarray) -> np.ndarray:
+        a = self._accel_dir(np.asarray(accel, dtype=np.float64))
+        self.state = np.array([0.0, 0.0, -1.0]) if a is None else a
+        return self.state.copy()
+
+    def __call__(self, accel: np.ndarray, gyro: np.ndarray) -> np.ndarray:
+        g = self.state
+        w = np.asarray(gyro, dtype=np.float64)
+        g = g - self.dt * np.cross(w, g)
+        a = self._accel_dir(np.asarray(accel, dtype=np.float64))
+        if a is not None:
+            g = g + self.alpha * (a - g)
+        self.state = g / np.sqrt(g @ g)
+        return self.state.copy()
+
+
+def gait_clock(phase: float) -> tuple[float, float]:
+    """(sin, cos) of the gait phase in cycles."""
+    angle = 2.0 * np.pi * phase
+    return float(np.sin(angle)), float(np.cos(angle))
+
+
+def ultrasonic_feature(distance_m: float) -> float:
+    """Scaled ultrasonic reading; a timeout (-1, or nothing in range) reads as the maximum range."""
+    if distance_m < 0 or distance_m > ULTRASONIC_MAX_RANGE:
+        return 1.0
+    return distance_m / ULTRASONIC_MAX_RANGE
+
+
+def build_frame(out: np.ndarray, gravity: np.ndarray, gyro: np.ndarray, last_action: np.ndarray,
+                phase: float, ultrasonic: float | None = None,
+                privileged: np.ndarray | None = None) -> np.ndarray:
+    """Fill `out` (one frame) in the layout of `frame_layout`; returns `out`."""
+    out[0:3] = gravity
+    out[3:6] = gyro * GYRO_SCALE
+    out[6:6 + N_LEG] = last_action
+    angle = 2.0 * np.pi * phase
+    out[6 + N_LEG] = np.sin(angle)
+    out[7 + N_LEG] = np.cos(angle)
+    i = 8 + N_LEG
+    if ultrasonic is not None:
+        out[i] = ultrasonic_feature(ultrasonic)
+        i += 1
+    if privileged is not None:
+        out[i:i + privileged.size] = privileged
+    np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
+    return out
+
+
+class ObservationStack:
+    """Current frame followed by `history` past frames (newest first), as one flat vector."""
+
+    def __init__(self, frame: int, history: int) -> None:
+        self.frame, self.history = frame, history
+        self.buffer = np.zeros(frame * (history + 1), dtype=np.float64)
+
+    def reset(self, first: np.ndarray) -> np.ndarray:
+        self.buffer[:] = np.tile(first, self.history + 1)
+        return self.buffer.astype(np.float32)
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        if self.history:
+            self.buffer[self.frame:] = self.buffer[:-self.frame]
+        self.buffer[:self.frame] = frame
+        return self.buffer.astype(np.float32)
