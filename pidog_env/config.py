@@ -69,7 +69,7 @@ class EnvConfig:
 
     frame_skip: int = 5                   # physics steps of 4 ms per control step
     episode_seconds: float = 20.0
-    gait_period: float = 0.54             # seconds per gait-clock cycle (the vendor trot's cycle)
+    gait_period: float = 0.6148           # seconds per gait-clock cycle (the trot's; vendor ~0.54)
     use_camera: bool = False
     camera_size: int = 48                 # head camera image is camera_size x camera_size RGB
     fall_tilt_deg: float = 60.0           # terminate beyond this tilt

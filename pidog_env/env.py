@@ -45,6 +45,7 @@ touching the floor, or a physics blow-up (`info["physics_unstable"]`). Truncated
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -62,6 +63,8 @@ from pidog_env.model import ModelIndex, load_model
 from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
                                    GravityEstimator, ObservationStack, build_frame, frame_layout)
 
+_UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
+assert _UNSTABLE_WARNINGS.stop - _UNSTABLE_WARNINGS.start == 3
 STAND_Q = robot.pose_rad("stand")
 STAND_ACTION = robot.leg_rad_to_action(STAND_Q)
 
@@ -133,62 +136,66 @@ class PiDogEnv(gym.Env):
         self._set_ctrl(STAND_ACTION)
         self._start_pos = d.qpos[0:2].copy()
         self._start_yaw = _yaw(d.qpos[3:7])
-        self._heading = np.array([np.cos(self._start_yaw), np.sin(self._start_yaw)])
+        self._heading = (math.cos(self._start_yaw), math.sin(self._start_yaw))
         obs = self._stack.reset(self._make_frame(reset=True))
         return self._wrap_obs(obs), self._metrics(0.0, 0.0)
 
     def step(self, action: np.ndarray):
-        a = np.asarray(action, dtype=np.float64)
+        a = np.array(action, dtype=np.float64)               # a copy: the caller's array is not touched
         if a.shape != (robot.N_LEG,):
             raise ValueError(f"PiDog-v0 action must have shape ({robot.N_LEG},), got {a.shape}")
         if not np.isfinite(a).all():
             raise ValueError(f"PiDog-v0 action contains NaN or inf: {a}")
-        m, d, cfg = self.model, self.data, self.cfg
+        m, d, idx = self.model, self.data, self.idx
         # Vendor-style rate limit towards the clipped target, then the (randomized) latency.
-        np.clip(a, -1.0, 1.0, out=a)
-        step = np.clip(a - self._command, -self._max_step, self._max_step)
+        np.minimum(a, 1.0, out=a)
+        np.maximum(a, -1.0, out=a)
+        a -= self._command
+        np.minimum(a, self._max_step, out=a)
+        np.maximum(a, -self._max_step, out=a)
         self._prev_action = self._command
-        self._command = self._command + step
+        self._command = self._command + a
         self._queue.append(self._command)
         self._set_ctrl(self._queue[0])
 
-        prev_xy = d.qpos[0:2].copy()
+        x0, y0 = d.qpos[0], d.qpos[1]
         if self._push_at is not None and self._steps >= self._push_at:
             self._push()
-        mujoco.mj_step(m, d, nstep=cfg.frame_skip)
+        mujoco.mj_step(m, d, nstep=self.cfg.frame_skip)
         self._steps += 1
 
-        unstable = not np.isfinite(d.qpos).all() or d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > 0
+        # MuJoCo resets the data itself on a bad qpos/qvel/qacc and counts a warning; NaN check as backstop.
+        unstable = bool(d.warning.number[_UNSTABLE_WARNINGS].any()) or not np.isfinite(d.qpos).all()
         if unstable:
             mujoco.mj_resetDataKeyframe(m, d, self._stand_key)
             mujoco.mj_forward(m, d)
-        vel = (d.qpos[0:2] - prev_xy) / self.dt
-        v_fwd = float(vel @ self._heading)
-        v_lat = float(vel[1] * self._heading[0] - vel[0] * self._heading[1])
-        xmat = d.xmat[self.idx.torso_body]
-        up_z = xmat[8]                                       # body z axis . world z
+            x0, y0 = d.qpos[0], d.qpos[1]
+        hx, hy = self._heading
+        vx, vy = (d.qpos[0] - x0) / self.dt, (d.qpos[1] - y0) / self.dt
+        v_fwd = float(vx * hx + vy * hy)
+        v_lat = float(vy * hx - vx * hy)
+        up_z = float(d.xmat[idx.torso_body, 8])              # body z axis . world z
         sens = d.sensordata
-        fell = bool(up_z < self._cos_fall or sens[self.idx.torso_touch] > 0 or sens[self.idx.head_touch] > 0)
+        fell = bool(up_z < self._cos_fall or sens[idx.torso_touch] > 0 or sens[idx.head_touch] > 0)
         terminated = fell or unstable
 
-        # Reward terms (values before scaling).
-        target = cfg.reward.target_speed
-        tilt_sq = 1.0 - up_z * up_z
-        yaw_rate = float(sens[self.idx.gyro.start + 2])
+        # Reward terms: values before scaling (see the class docstring).
+        target = self.cfg.reward.target_speed
+        yaw_rate = float(sens[idx.gyro.start + 2])
         da = self._command - self._prev_action
-        torque = d.actuator_force[self.idx.leg_act]
-        qvel = d.qvel[self.idx.leg_qvel]
-        values = {
-            "forward": min(v_fwd, target) / target,
-            "alive": 1.0,
-            "upright": tilt_sq,
-            "lateral": (v_lat / target) ** 2,
-            "yaw_rate": yaw_rate * yaw_rate,
-            "action_rate": float(da @ da),
-            "energy": float(np.abs(torque * qvel).sum()),
-            "fall": 1.0 if terminated else 0.0,
-        }
-        terms = {k: self._scales[k] * v for k, v in values.items()}
+        power = d.actuator_force[idx.leg_act] * d.qvel[idx.leg_qvel]
+        values = (
+            ("forward", min(v_fwd, target) / target),
+            ("alive", 1.0),
+            ("upright", 1.0 - up_z * up_z),
+            ("lateral", (v_lat / target) ** 2),
+            ("yaw_rate", yaw_rate * yaw_rate),
+            ("action_rate", float(da @ da)),
+            ("energy", float(np.abs(power).sum())),
+            ("fall", 1.0 if terminated else 0.0),
+        )
+        scales = self._scales
+        terms = {k: scales[k] * v for k, v in values}
         reward = sum(terms.values())
 
         obs = self._stack.push(self._make_frame())
@@ -246,11 +253,10 @@ class PiDogEnv(gym.Env):
     def _make_frame(self, reset: bool = False) -> np.ndarray:
         d, cfg, idx = self.data, self.cfg, self.idx
         sens = d.sensordata
-        accel = sens[idx.accel] + self._accel_bias
-        gyro = sens[idx.gyro] + self._gyro_bias
-        if self._accel_noise:
-            accel = accel + self.np_random.normal(0.0, self._accel_noise, 3)
-            gyro = gyro + self.np_random.normal(0.0, self._gyro_noise, 3)
+        imu = sens[idx.accel.start:idx.gyro.stop] + self._imu_bias      # accel (3) then gyro (3)
+        if self._imu_noise is not None:
+            imu += self.np_random.standard_normal(6) * self._imu_noise
+        accel, gyro = imu[:3], imu[3:]
         gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
         ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None
         priv = None
@@ -278,23 +284,21 @@ class PiDogEnv(gym.Env):
         return self._camera_renderer.render()
 
     def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
-        d = self.data
-        disp = d.qpos[0:2] - self._start_pos
-        dist = float(disp @ self._heading)
-        lat = float(disp[1] * self._heading[0] - disp[0] * self._heading[1])
-        dyaw = (_yaw(d.qpos[3:7]) - self._start_yaw + np.pi) % (2 * np.pi) - np.pi
+        q = self.data.qpos
+        dx, dy = q[0] - self._start_pos[0], q[1] - self._start_pos[1]
+        hx, hy = self._heading
+        dist = float(dx * hx + dy * hy)
+        dyaw = (_yaw(q[3:7]) - self._start_yaw + math.pi) % (2 * math.pi) - math.pi
         t = self._steps * self.dt
         return {"forward_distance": dist, "forward_speed": v_fwd, "lateral_speed": v_lat,
-                "mean_forward_speed": dist / t if t > 0 else 0.0, "lateral_drift": lat,
-                "heading_change_deg": float(np.rad2deg(dyaw)), "phase": self.phase}
+                "mean_forward_speed": dist / t if t > 0 else 0.0, "lateral_drift": float(dy * hx - dx * hy),
+                "heading_change_deg": math.degrees(dyaw), "phase": self.phase}
 
     def _rng_state_reset(self) -> None:
         self._calibration = np.zeros(robot.N_LEG)
         self._latency = 0
-        self._accel_bias = np.zeros(3)
-        self._gyro_bias = np.zeros(3)
-        self._accel_noise = 0.0
-        self._gyro_noise = 0.0
+        self._imu_bias = np.zeros(6)
+        self._imu_noise: np.ndarray | None = None
         self._push_at: int | None = None
 
     def _randomize(self, rng: np.random.Generator) -> None:
@@ -313,9 +317,8 @@ class PiDogEnv(gym.Env):
         m.actuator_forcerange[:] = nom.forcerange * rng.uniform(*dr.torque_scale, size=(m.nu, 1))
         self._calibration = np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg)
         self._latency = int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1))
-        self._accel_bias = rng.uniform(-1, 1, 3) * dr.accel_bias
-        self._gyro_bias = rng.uniform(-1, 1, 3) * dr.gyro_bias
-        self._accel_noise, self._gyro_noise = dr.accel_noise, dr.gyro_noise
+        self._imu_bias = rng.uniform(-1, 1, 6) * np.repeat([dr.accel_bias, dr.gyro_bias], 3)
+        self._imu_noise = np.repeat([dr.accel_noise, dr.gyro_noise], 3)
         self._schedule_push(rng)
 
     def _schedule_push(self, rng: np.random.Generator) -> None:
@@ -358,8 +361,8 @@ def has_display() -> bool:
 
 
 def _yaw(quat: np.ndarray) -> float:
-    w, x, y, z = quat
-    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+    w, x, y, z = (float(v) for v in quat)
+    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
 def _apply_overrides(cfg: EnvConfig, overrides: dict[str, Any]) -> EnvConfig:

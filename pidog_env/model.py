@@ -96,6 +96,7 @@ class ModelIndex:
 
         feet = [sens(f"{leg}_foot_touch") for leg in robot.LEGS]
         assert all(b.start == a.stop for a, b in zip(feet, feet[1:])), "foot touch sensors must be adjacent"
+        assert sens("gyro").start == sens("accel").stop, "accelerometer and gyro must be adjacent"
         return cls(
             leg_qpos=np.array([model.jnt_qposadr[model.joint(j).id] for j in robot.LEG_JOINTS]),
             leg_qvel=np.array([model.jnt_dofadr[model.joint(j).id] for j in robot.LEG_JOINTS]),

@@ -17,6 +17,8 @@ With `history = K`, the K previous frames (newest first) follow the current one.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from pidog_env.robot import N_LEG, ULTRASONIC_MAX_RANGE
@@ -59,27 +61,34 @@ class GravityEstimator:
 
     def __init__(self, alpha: float, dt: float) -> None:
         self.alpha, self.dt = alpha, dt
-        self.state = np.array([0.0, 0.0, -1.0])
+        self.gx, self.gy, self.gz = 0.0, 0.0, -1.0
 
-    @staticmethod
-    def _accel_dir(accel: np.ndarray) -> np.ndarray | None:
-        norm = np.sqrt(accel @ accel)
-        return None if norm < 1e-6 else -accel / norm
+    @property
+    def state(self) -> np.ndarray:
+        return np.array([self.gx, self.gy, self.gz])
 
     def reset(self, accel: np.ndarray) -> np.ndarray:
-        a = self._accel_dir(np.asarray(accel, dtype=np.float64))
-        self.state = np.array([0.0, 0.0, -1.0]) if a is None else a
-        return self.state.copy()
+        ax, ay, az = (float(v) for v in accel)
+        norm = math.sqrt(ax * ax + ay * ay + az * az)
+        self.gx, self.gy, self.gz = (-ax / norm, -ay / norm, -az / norm) if norm > 1e-6 else (0.0, 0.0, -1.0)
+        return self.state
 
     def __call__(self, accel: np.ndarray, gyro: np.ndarray) -> np.ndarray:
-        g = self.state
-        w = np.asarray(gyro, dtype=np.float64)
-        g = g - self.dt * np.cross(w, g)
-        a = self._accel_dir(np.asarray(accel, dtype=np.float64))
-        if a is not None:
-            g = g + self.alpha * (a - g)
-        self.state = g / np.sqrt(g @ g)
-        return self.state.copy()
+        # Scalar arithmetic: this runs every control step and numpy's small-array overhead dominates.
+        gx, gy, gz = self.gx, self.gy, self.gz
+        wx, wy, wz = (float(v) for v in gyro)
+        dt = self.dt
+        gx, gy, gz = (gx - dt * (wy * gz - wz * gy), gy - dt * (wz * gx - wx * gz), gz - dt * (wx * gy - wy * gx))
+        ax, ay, az = (float(v) for v in accel)
+        norm = math.sqrt(ax * ax + ay * ay + az * az)
+        if norm > 1e-6:
+            k = self.alpha
+            gx += k * (-ax / norm - gx)
+            gy += k * (-ay / norm - gy)
+            gz += k * (-az / norm - gz)
+        inv = 1.0 / math.sqrt(gx * gx + gy * gy + gz * gz)
+        self.gx, self.gy, self.gz = gx * inv, gy * inv, gz * inv
+        return self.state
 
 
 def gait_clock(phase: float) -> tuple[float, float]:
@@ -102,16 +111,17 @@ def build_frame(out: np.ndarray, gravity: np.ndarray, gyro: np.ndarray, last_act
     out[0:3] = gravity
     out[3:6] = gyro * GYRO_SCALE
     out[6:6 + N_LEG] = last_action
-    angle = 2.0 * np.pi * phase
-    out[6 + N_LEG] = np.sin(angle)
-    out[7 + N_LEG] = np.cos(angle)
+    angle = 2.0 * math.pi * phase
+    out[6 + N_LEG] = math.sin(angle)
+    out[7 + N_LEG] = math.cos(angle)
     i = 8 + N_LEG
     if ultrasonic is not None:
         out[i] = ultrasonic_feature(ultrasonic)
         i += 1
     if privileged is not None:
         out[i:i + privileged.size] = privileged
-    np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
+    np.minimum(out, OBS_CLIP, out=out)
+    np.maximum(out, -OBS_CLIP, out=out)
     return out
 
 

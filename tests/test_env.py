@@ -1,0 +1,152 @@
+"""PiDog-v0 against the gymnasium contract and its own documented behaviour."""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import pidog_env  # noqa: F401
+from pidog_env.config import EnvConfig
+from pidog_env.env import STAND_ACTION, PiDogEnv
+from pidog_env.evaluation import run_episode
+from pidog_env.gaits import TrotGait
+
+REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "fall"}
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3, "privileged": True},
+                                    {"use_camera": True}])
+def test_gymnasium_and_sb3_checkers_pass(kwargs):
+    env = gym.make("PiDog-v0", **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # any checker warning fails the test
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
+    env.close()
+
+
+def test_checker_with_render_modes_passes_headless():
+    env = gym.make("PiDog-v0", render_mode="rgb_array", render_size=(96, 128))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)        # 'human' mode without a display warns once
+        gym_check_env(env.unwrapped)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (96, 128, 3) and frame.std() > 5   # a real picture, not a blank buffer
+    env.close()
+
+
+def test_default_observation_is_what_the_robot_measures():
+    env = gym.make("PiDog-v0", randomize=False)
+    obs, _ = env.reset(seed=0)
+    layout = env.unwrapped.obs_layout
+    assert obs.shape == (16,) and list(layout) == ["gravity", "gyro", "last_action", "clock"]
+    np.testing.assert_allclose(obs[layout["gravity"]], [0, 0, -1], atol=0.05)     # level at rest
+    np.testing.assert_allclose(obs[layout["last_action"]], STAND_ACTION, atol=1e-6)
+    np.testing.assert_allclose(obs[layout["clock"]], [0.0, 1.0], atol=1e-6)        # phase 0
+    assert np.abs(obs).max() <= 1.0 + 1e-6
+
+
+def test_camera_observation_is_a_dict_with_a_real_image():
+    env = gym.make("PiDog-v0", use_camera=True, randomize=False)
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"image", "state"} and obs["image"].dtype == np.uint8
+    assert obs["image"].shape == (48, 48, 3) and obs["image"].std() > 3
+    env.close()
+
+
+def rollout(seed, steps=150, **kwargs):
+    env = gym.make("PiDog-v0", **kwargs)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(123)
+    trajectory = [obs]
+    for _ in range(steps):
+        obs, reward, term, trunc, _ = env.step(rng.uniform(-0.3, 0.3, 8).astype(np.float32) + STAND_ACTION)
+        trajectory.append(np.append(obs, reward))
+        if term or trunc:
+            break
+    return trajectory
+
+
+def test_same_seed_gives_the_same_trajectory_and_another_seed_does_not():
+    a, b, c = rollout(7), rollout(7), rollout(8)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_randomization_changes_the_physics_per_episode_and_can_be_turned_off():
+    env = PiDogEnv()
+    masses = []
+    for seed in (1, 2):
+        env.reset(seed=seed)
+        masses.append(env.model.body_mass.copy())
+    assert not np.allclose(masses[0], masses[1])
+    off = PiDogEnv(EnvConfig(), randomize=False)
+    off.reset(seed=1)
+    m1 = off.model.body_mass.copy()
+    off.reset(seed=2)
+    np.testing.assert_array_equal(m1, off.model.body_mass)
+
+
+@pytest.mark.parametrize("bad", [np.full(8, np.nan), np.array([0, 0, 0, np.inf, 0, 0, 0, 0.0]), np.zeros(7), np.zeros((2, 8))])
+def test_invalid_actions_raise_a_clear_error(bad):
+    env = gym.make("PiDog-v0")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="PiDog-v0 action"):
+        env.unwrapped.step(bad)
+
+
+def test_physics_blow_up_ends_the_episode_with_a_flag_and_finite_observation():
+    env = gym.make("PiDog-v0", randomize=False)
+    env.reset(seed=0)
+    env.unwrapped.data.qvel[:] = 1e12
+    obs, reward, terminated, truncated, info = env.step(STAND_ACTION.astype(np.float32))
+    assert terminated and info["physics_unstable"]
+    assert np.isfinite(obs).all() and np.isfinite(reward)
+
+
+def test_reward_is_the_sum_of_named_terms_reported_in_info():
+    env = gym.make("PiDog-v0")
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    assert set(info["reward_terms"]) == REWARD_TERMS
+    assert reward == pytest.approx(sum(info["reward_terms"].values()))
+    for key in ("forward_distance", "forward_speed", "lateral_drift", "heading_change_deg"):
+        assert np.isfinite(info[key])
+
+
+def test_episode_is_truncated_after_20_seconds():
+    env = gym.make("PiDog-v0", randomize=False)
+    env.reset(seed=0)
+    gait = TrotGait.for_env(env)
+    obs, n = env.reset(seed=0)[0], 0
+    while True:
+        obs, _, term, trunc, _ = env.step(gait(obs))
+        n += 1
+        if term or trunc:
+            break
+    assert (n, trunc, term) == (1000, True, False)
+
+
+def test_falling_terminates_with_the_fall_penalty():
+    env = gym.make("PiDog-v0", randomize=False)
+    env.reset(seed=0)
+    lie_flat = np.array([1, -1, 1, -1, 1, -1, 1, -1], dtype=np.float32)   # fold every leg
+    for _ in range(200):
+        _, _, term, _, info = env.step(lie_flat)
+        if term:
+            break
+    assert term and info["fell"] and info["reward_terms"]["fall"] == pytest.approx(-10.0)
+
+
+def test_standing_still_earns_clearly_less_than_trotting():
+    env = gym.make("PiDog-v0", randomize=False)
+    stand = run_episode(lambda obs: STAND_ACTION.astype(np.float32), env, seed=0)
+    trot = run_episode(TrotGait.for_env(env), env, seed=0)
+    assert not stand["fell"] and not trot["fell"]
+    assert trot["return"] > 1.5 * stand["return"] and trot["return"] - stand["return"] > 200

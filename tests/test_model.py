@@ -1,0 +1,111 @@
+"""The MJCF model against the vendor facts: structure, stand height, IK/FK and the servo mapping."""
+
+import mujoco
+import numpy as np
+import pytest
+
+from pidog_env import robot
+from pidog_env.kinematics import leg_fk, leg_ik
+from pidog_env.model import FOOT_RADIUS, load_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def test_twelve_hinge_joints_each_with_one_position_actuator(model):
+    hinges = [model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE]
+    assert hinges == list(robot.ALL_JOINTS)
+    assert model.nu == 12
+    targets = [model.joint(model.actuator_trnid[i, 0]).name for i in range(model.nu)]
+    assert targets == list(robot.ALL_JOINTS)               # exactly one actuator per joint, in order
+    assert np.all(model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)   # position servos
+
+
+def test_joint_ranges_are_the_servo_range_in_model_coordinates(model):
+    for name in robot.LEG_JOINTS:
+        lo, hi = np.rad2deg(model.jnt_range[model.joint(name).id])
+        assert (lo, hi) == pytest.approx((-90.0, 90.0))
+    lo, hi = np.rad2deg(model.jnt_range[model.joint("head_pitch").id])
+    assert (lo, hi) == pytest.approx((-45.0, 30.0))
+
+
+def test_total_mass_and_servo_torque_are_parameters():
+    heavy = load_model(robot.PhysicalParams(total_mass=0.95, servo_torque=0.15))
+    assert heavy.body_mass.sum() == pytest.approx(0.95)
+    assert heavy.actuator_forcerange[0] == pytest.approx([-0.15, 0.15])
+    assert load_model().body_mass.sum() == pytest.approx(robot.PhysicalParams().total_mass)
+
+
+def test_keyframes_are_the_vendor_poses(model):
+    for pose in ("lie", "stand", "sit"):
+        key = model.key(pose)
+        servo = robot.model_rad_to_servo_deg(key.qpos[7:15])
+        np.testing.assert_allclose(servo, robot.POSES_DEG[pose], atol=1e-9)
+
+
+def hip_heights_above_feet(model, data):
+    hips = [data.xpos[model.body(f"{leg}_thigh").id] for leg in robot.LEGS]
+    feet = [data.site(f"{leg}_foot").xpos for leg in robot.LEGS]
+    return np.array([h[2] - f[2] for h, f in zip(hips, feet)])
+
+
+def test_stand_keyframe_holds_ten_seconds_at_vendor_height(model):
+    data = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, data, model.key("stand").id)
+    for _ in range(int(round(10.0 / model.opt.timestep))):
+        mujoco.mj_step(model, data)
+    heights = hip_heights_above_feet(model, data)
+    expected = [robot.STAND_HEIGHT_FRONT] * 2 + [robot.STAND_HEIGHT_HIND] * 2
+    np.testing.assert_allclose(heights, expected, atol=0.010)
+    assert data.xmat[model.body("torso").id][8] > np.cos(np.deg2rad(5))   # still level
+    assert data.sensor("torso_touch").data[0] == 0                            # not lying down
+    assert np.all(data.sensor("LF_foot_touch").data > 0)
+
+
+def test_ik_of_vendor_stand_feet_gives_vendor_stand_angles():
+    for (y, z), idx in ((robot.STAND_FOOT_YZ_MM["front"], 0), (robot.STAND_FOOT_YZ_MM["hind"], 4)):
+        hip, knee = leg_ik(y / 1000, z / 1000)
+        vendor = robot.POSES_DEG["stand"][idx:idx + 2]
+        assert np.rad2deg([hip, knee]) == pytest.approx(vendor, abs=0.1)
+
+
+def test_model_forward_kinematics_puts_feet_at_vendor_positions(model):
+    data = mujoco.MjData(model)
+    data.qpos[3] = 1.0
+    data.qpos[7:15] = robot.pose_rad("stand")
+    mujoco.mj_kinematics(model, data)
+    for leg in robot.LEGS:
+        rel = data.site(f"{leg}_foot").xpos - data.xpos[model.body(f"{leg}_thigh").id]
+        y_mm, z_mm = robot.STAND_FOOT_YZ_MM["front" if leg.endswith("F") else "hind"]
+        # vendor y is rearward (-x), z is the hip height above the foot (-z); legs have no sideways offset
+        np.testing.assert_allclose([-rel[0], rel[1], -rel[2]], [y_mm / 1000, 0.0, z_mm / 1000], atol=0.002)
+
+
+def test_analytic_fk_inverts_ik():
+    y, z = np.meshgrid(np.linspace(-0.04, 0.04, 9), np.linspace(0.07, 0.105, 8))
+    np.testing.assert_allclose(leg_fk(*leg_ik(y, z)), (y, z), atol=1e-9)
+
+
+def test_servo_degree_mapping_round_trips_and_flips_the_right_side():
+    rng = np.random.default_rng(0)
+    deg = rng.uniform(-90, 90, (100, 8))
+    np.testing.assert_allclose(robot.model_rad_to_servo_deg(robot.servo_deg_to_model_rad(deg)), deg, atol=1e-12)
+    q = robot.servo_deg_to_model_rad(np.full(8, 30.0))
+    assert np.all(q[[0, 1, 4, 5]] > 0) and np.all(q[[2, 3, 6, 7]] < 0)    # left +servo, right -servo
+    # The vendor stand is mirror-symmetric in servo degrees, so it is identical left/right in the model.
+    stand = robot.pose_rad("stand")
+    np.testing.assert_allclose(stand[[0, 1, 4, 5]], stand[[2, 3, 6, 7]])
+    a = rng.uniform(-1, 1, 8)
+    np.testing.assert_allclose(robot.leg_rad_to_action(robot.action_to_leg_rad(a)), a)
+
+
+def test_positive_hip_swings_the_foot_rearward(model):
+    data = mujoco.MjData(model)
+    data.qpos[3] = 1.0
+    mujoco.mj_kinematics(model, data)
+    x0 = data.site("LF_foot").xpos[0]
+    data.qpos[7] = np.deg2rad(20)                 # LF hip, servo +20 (left side: q = +servo)
+    mujoco.mj_kinematics(model, data)
+    assert data.site("LF_foot").xpos[0] < x0

@@ -1,0 +1,1 @@
+"""Training pipeline: demonstrations -> behavior cloning -> PPO fine-tuning (see train_pretrain_finetune.py)."""

@@ -1,0 +1,156 @@
+"""SB3 callbacks: reward-term and metric logging, deterministic evaluation with best-model saving,
+checkpoints that carry this project's metadata, and a clean stop on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from training.policies import add_meta_to_zip
+
+EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "heading_change_deg")
+
+
+class MetricsCallback(BaseCallback):
+    """Logs every reward term (per-episode sums) and the env's walking metrics for finished episodes."""
+
+    def _on_training_start(self) -> None:
+        n = self.training_env.num_envs
+        self._sums: list[dict[str, float]] = [defaultdict(float) for _ in range(n)]
+        self._finished: list[dict[str, float]] = []
+
+    def _on_step(self) -> bool:
+        for i, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"])):
+            for k, v in info.get("reward_terms", {}).items():
+                self._sums[i][k] += v
+            if done:
+                row = {f"reward_terms/{k}": v for k, v in self._sums[i].items()}
+                row.update({f"episode/{k}": info[k] for k in EPISODE_METRICS if k in info})
+                row["episode/fall"] = float(info.get("fell", False))
+                self._finished.append(row)
+                self._sums[i] = defaultdict(float)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._finished:
+            return
+        for key in self._finished[0]:
+            self.logger.record(key, float(np.mean([r[key] for r in self._finished if key in r])))
+        self._finished = []
+
+
+class EvalCallback(BaseCallback):
+    """Deterministic evaluation every `eval_freq` env steps (and before training starts).
+
+    Writes `evaluations.json` (a history that survives --resume) and saves `best_model.zip` whenever
+    the mean return improves. `evaluate` maps a policy to a summary dict with mean_return,
+    mean_forward_speed and fall_rate.
+    """
+
+    def __init__(self, evaluate: Callable[[Any], dict[str, float]], eval_freq: int, out_dir: Path,
+                 meta: dict[str, Any], history: list[dict] | None = None) -> None:
+        super().__init__()
+        self.evaluate, self.eval_freq, self.out_dir, self.meta = evaluate, eval_freq, out_dir, meta
+        self.history = history or []
+        self.best = max((h["mean_return"] for h in self.history), default=-np.inf)
+        self._last = self.history[-1]["timesteps"] if self.history else -np.inf
+
+    def _on_training_start(self) -> None:
+        if not self.history or self.history[-1]["timesteps"] < self.num_timesteps:
+            self._run()
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.num_timesteps - self._last >= self.eval_freq:
+            self._run()
+        return True
+
+    def _run(self) -> None:
+        summary = self.evaluate(self.model.policy)
+        summary["timesteps"] = int(self.num_timesteps)
+        self.history.append(summary)
+        self._last = self.num_timesteps
+        for key in ("mean_return", "mean_forward_speed", "fall_rate", "mean_length"):
+            self.logger.record(f"eval/{key}", summary[key])
+        self.logger.dump(self.num_timesteps)
+        if summary["mean_return"] > self.best:
+            self.best = summary["mean_return"]
+            path = self.out_dir / "best_model.zip"
+            self.model.save(path)
+            add_meta_to_zip(path, {**self.meta, "timesteps": int(self.num_timesteps)})
+        (self.out_dir / "evaluations.json").write_text(json.dumps(self.history, indent=1))
+        if self.verbose:
+            print(f"eval @ {self.num_timesteps}: return {summary['mean_return']:.1f}  "
+                  f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}")
+
+
+class CheckpointCallback(BaseCallback):
+    """`checkpoints/ppo_<steps>_steps.zip` every `save_freq` env steps, with metadata for safe loading."""
+
+    def __init__(self, save_freq: int, ckpt_dir: Path, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_freq, self.ckpt_dir, self.meta = save_freq, ckpt_dir, meta
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        self._last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.save_freq > 0 and self.num_timesteps - self._last >= self.save_freq:
+            self.save()
+        return True
+
+    def save(self) -> Path:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = self.ckpt_dir / f"ppo_{self.num_timesteps}_steps.zip"
+        self.model.save(path)
+        add_meta_to_zip(path, {**self.meta, "timesteps": int(self.num_timesteps)})
+        self._last = self.num_timesteps
+        return path
+
+
+class StopOnSignal(BaseCallback):
+    """Turns SIGINT/SIGTERM into a clean stop of `learn()`; the caller then saves a checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> "StopOnSignal":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:          # a second Ctrl-C: give up immediately
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint and stopping "
+              "(press Ctrl-C again to abort without saving)", flush=True)
+
+    def _on_step(self) -> bool:
+        return self.received is None
+
+
+def latest_checkpoint(ckpt_dir: Path) -> tuple[Path, int] | None:
+    """(path, steps) of the newest `ppo_<steps>_steps.zip` in `ckpt_dir`."""
+    found = []
+    for p in ckpt_dir.glob("ppo_*_steps.zip"):
+        try:
+            found.append((int(p.stem.split("_")[1]), p))
+        except (IndexError, ValueError):
+            continue
+    if not found:
+        return None
+    steps, path = max(found)
+    return path, steps

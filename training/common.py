@@ -1,0 +1,93 @@
+"""Small shared pieces: the pipeline's error type, version stamps, space descriptions, env factories."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import pidog_env  # noqa: F401  (registers PiDog-v0)
+from pidog_env.config import EnvConfig
+
+
+class PipelineError(Exception):
+    """A user-facing problem (bad flag, missing or mismatched file): reported as one line, exit code 2."""
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import imitation
+    import mujoco
+    import stable_baselines3
+    import torch
+    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+            "mujoco": mujoco.__version__, "gymnasium": gymnasium.__version__,
+            "stable_baselines3": stable_baselines3.__version__, "imitation": imitation.__version__}
+
+
+def describe_space(space: gym.Space) -> dict[str, Any]:
+    """JSON-able description of a Box or Dict space, for metadata and mismatch messages."""
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {k: describe_space(v) for k, v in space.spaces.items()}}
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": float(np.min(space.low)), "high": float(np.max(space.high))}
+    raise PipelineError(f"unsupported space {space}")
+
+
+def check_spaces(what: str, meta: dict, obs_space: gym.Space, act_space: gym.Space) -> None:
+    """Raise a one-line PipelineError if `meta`'s recorded spaces differ from the env's."""
+    for name, space in (("observation_space", obs_space), ("action_space", act_space)):
+        want, got = describe_space(space), meta.get(name)
+        if not _same_space(got, want):
+            raise PipelineError(f"{what} {name} {_short(got)} does not match the env's {_short(want)}")
+
+
+def _same_space(got: Any, want: dict) -> bool:
+    """Type and shape must match; dtype and bounds too where both sides record them (pickles do not)."""
+    if not isinstance(got, dict) or got.get("type") != want["type"]:
+        return False
+    if want["type"] == "Dict":
+        g = got.get("spaces", {})
+        return set(g) == set(want["spaces"]) and all(_same_space(g[k], v) for k, v in want["spaces"].items())
+    return all(got[k] == want[k] for k in ("shape", "dtype", "low", "high") if k in got)
+
+
+def _short(desc: Any) -> str:
+    if not isinstance(desc, dict):
+        return repr(desc)
+    if desc.get("type") == "Dict":
+        return "Dict(" + ", ".join(f"{k}={_short(v)}" for k, v in desc["spaces"].items()) + ")"
+    return f"Box{tuple(desc.get('shape', ()))}"
+
+
+def make_env_config(use_camera: bool = False, randomize: bool = True, base: EnvConfig | None = None) -> EnvConfig:
+    import dataclasses
+    cfg = dataclasses.replace(base) if base is not None else EnvConfig()
+    cfg.use_camera = use_camera
+    cfg.randomization = dataclasses.replace(cfg.randomization, enabled=randomize)
+    return cfg
+
+
+def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
+    return gym.make("PiDog-v0", config=cfg, render_mode=render_mode)
+
+
+def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True):
+    """`n_envs` copies of PiDog-v0 (SubprocVecEnv by default), each with Monitor and RolloutInfoWrapper."""
+    from imitation.data.wrappers import RolloutInfoWrapper
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    vec_cls = SubprocVecEnv if subprocess and n_envs > 1 else DummyVecEnv
+    return sb3_make_vec_env("PiDog-v0", n_envs=n_envs, seed=seed, vec_env_cls=vec_cls,
+                            env_kwargs={"config": cfg},
+                            wrapper_class=RolloutInfoWrapper)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str))

@@ -1,0 +1,277 @@
+"""Demonstrations: record an expert with `imitation.data.rollout`, save and load them safely.
+
+DART-style noise injection: the env executes `expert(obs) + N(0, noise)` while the dataset records
+the expert's clean action for every visited observation as the label, so BC also sees how the expert
+recovers from the states its own small mistakes lead to.
+
+File format (`demonstrations.npz`, loaded with `allow_pickle=False`): `obs` (or `obs_image` and
+`obs_state` in camera mode), `acts` (clean labels), `acts_executed`, `episode_lengths`,
+`episode_returns`, `episode_speeds`, `episode_falls`, and `meta` (a JSON string: env config,
+spaces, source, noise, versions).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from imitation.data import rollout, types
+
+from pidog_env.config import EnvConfig
+from pidog_env.gaits import TrotGait
+from training.common import PipelineError, check_spaces, describe_space, make_vec_env, versions
+from training.config import DemoConfig
+
+Expert = Callable[[Any], np.ndarray]
+
+
+@dataclass
+class Demonstrations:
+    """Flat demonstration arrays plus per-episode statistics and metadata."""
+
+    obs: np.ndarray | dict[str, np.ndarray]
+    acts: np.ndarray
+    episode_lengths: np.ndarray
+    episode_returns: np.ndarray
+    episode_speeds: np.ndarray
+    episode_falls: np.ndarray
+    meta: dict[str, Any]
+    acts_executed: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.acts)
+
+    def select_episodes(self, keep: np.ndarray) -> "Demonstrations":
+        """Subset by episode index (used for the train/validation split)."""
+        starts = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]])
+        rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts[keep], self.episode_lengths[keep])])
+        pick = (lambda a: a[rows]) if rows.size else (lambda a: a[:0])
+        obs = {k: pick(v) for k, v in self.obs.items()} if isinstance(self.obs, dict) else pick(self.obs)
+        return Demonstrations(obs, pick(self.acts), self.episode_lengths[keep], self.episode_returns[keep],
+                              self.episode_speeds[keep], self.episode_falls[keep], self.meta,
+                              None if self.acts_executed is None else pick(self.acts_executed))
+
+    def batches(self, batch_size: int, seed: int) -> "ShuffledBatches":
+        """Re-iterable shuffled minibatches in the form `imitation`'s BC consumes."""
+        return ShuffledBatches(self.obs, self.acts, batch_size, seed)
+
+    def summary(self) -> dict[str, float]:
+        return {"episodes": int(len(self.episode_lengths)), "transitions": int(len(self)),
+                "mean_return": float(self.episode_returns.mean()),
+                "mean_forward_speed": float(self.episode_speeds.mean()),
+                "fall_rate": float(self.episode_falls.mean())}
+
+
+def make_expert(source: str, env_cfg: EnvConfig, allow_pickle: bool = False) -> tuple[Expert, dict]:
+    """`"trot"` -> the hard-coded TrotGait; a path -> a saved policy (deterministic actions)."""
+    if source == "trot":
+        env = gym.make("PiDog-v0", config=env_cfg)
+        try:
+            return TrotGait.for_env(env), {"source": "trot"}
+        finally:
+            env.close()
+    from training.policies import load_policy
+    policy, meta = load_policy(source, allow_pickle=allow_pickle)
+
+    def expert(obs):
+        return policy.predict(obs, deterministic=True)[0]
+    return expert, {"source": str(source), "expert_env_config_hash": meta.get("env_config_hash")}
+
+
+def generate(cfg: DemoConfig, env_cfg: EnvConfig, seed: int, expert: Expert | None = None,
+             progress: bool = True) -> Demonstrations:
+    """Record `cfg.n_episodes` episodes of `expert` (DART noise on execution, clean labels)."""
+    import dataclasses
+    env_cfg = dataclasses.replace(env_cfg)
+    env_cfg.randomization = dataclasses.replace(env_cfg.randomization, enabled=cfg.randomize)
+    extra = {}
+    if expert is None:
+        expert, extra = make_expert(cfg.source, env_cfg, cfg.allow_pickle)
+    venv = make_vec_env(env_cfg, cfg.n_envs, seed, subprocess=cfg.n_envs > 1)
+    rng = np.random.default_rng(seed)
+    bar = _EpisodeBar(cfg.n_episodes, progress)
+
+    def noisy(obs, state, episode_start):
+        clean = np.asarray(expert(obs), dtype=np.float32)
+        if cfg.noise > 0:
+            clean = np.clip(clean + rng.normal(0, cfg.noise, clean.shape), -1, 1).astype(np.float32)
+        return clean, state
+
+    def until(trajs):
+        bar.update(len(trajs))
+        return len(trajs) >= cfg.n_episodes
+
+    start = time.perf_counter()
+    try:
+        trajs = rollout.generate_trajectories(noisy, venv, until, rng=rng)[: cfg.n_episodes]
+    finally:
+        venv.close()
+        bar.close()
+    obs_space, act_space = venv.observation_space, venv.action_space
+    demo = _from_trajectories(trajs, expert)
+    demo.meta = {"format": "pidog-demos-v1", "env_config": env_cfg.to_dict(), "env_config_hash": env_cfg.hash(),
+                 "observation_space": describe_space(obs_space), "action_space": describe_space(act_space),
+                 "source": cfg.source, "noise": cfg.noise, "randomize": cfg.randomize, "seed": seed,
+                 "seconds": time.perf_counter() - start, "versions": versions(), **extra}
+    return demo
+
+
+def _from_trajectories(trajs, expert: Expert) -> Demonstrations:
+    obs_parts, acts, executed, lengths, returns, speeds, falls = [], [], [], [], [], [], []
+    for t in trajs:
+        obs = t.obs[:-1]
+        obs_arr = obs.unwrap() if isinstance(obs, types.DictObs) else obs
+        obs_parts.append(obs_arr)
+        acts.append(np.asarray(expert(obs_arr), dtype=np.float32))          # clean labels (DART)
+        executed.append(t.acts.astype(np.float32))
+        lengths.append(len(t.acts))
+        returns.append(float(np.sum(t.rews)))
+        last = t.infos[-1] if t.infos is not None and len(t.infos) else {}
+        speeds.append(float(last.get("mean_forward_speed", 0.0)))
+        falls.append(bool(last.get("fell", False)))
+    if isinstance(obs_parts[0], dict):
+        obs = {k: np.concatenate([o[k] for o in obs_parts]) for k in obs_parts[0]}
+    else:
+        obs = np.concatenate(obs_parts).astype(np.float32)
+    return Demonstrations(obs, np.concatenate(acts), np.array(lengths), np.array(returns), np.array(speeds),
+                          np.array(falls), {}, np.concatenate(executed))
+
+
+def save(demo: Demonstrations, path: Path) -> None:
+    arrays = {"acts": demo.acts, "episode_lengths": demo.episode_lengths, "episode_returns": demo.episode_returns,
+              "episode_speeds": demo.episode_speeds, "episode_falls": demo.episode_falls,
+              "meta": np.array(json.dumps(demo.meta, default=str))}
+    if demo.acts_executed is not None:
+        arrays["acts_executed"] = demo.acts_executed
+    if isinstance(demo.obs, dict):
+        arrays.update({f"obs_{k}": v for k, v in demo.obs.items()})
+    else:
+        arrays["obs"] = demo.obs
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load(path: str | Path, obs_space: gym.Space | None = None, act_space: gym.Space | None = None,
+         allow_pickle: bool = False) -> Demonstrations:
+    """Load `.npz` demonstrations (or, with allow_pickle, a pickled imitation dataset) and check spaces."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"demonstrations not found: {path}")
+    if path.suffix in (".pkl", ".pickle"):
+        demo = _load_pickle(path, allow_pickle)
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                files = set(z.files)
+                if "acts" not in files or not ({"obs", "obs_state"} & files):
+                    raise PipelineError(f"{path} is not a demonstrations file (no obs/acts arrays)")
+                if "obs" in files:
+                    obs = z["obs"]
+                else:
+                    obs = {k[4:]: z[k] for k in files if k.startswith("obs_")}
+                demo = Demonstrations(obs, z["acts"], z["episode_lengths"], z["episode_returns"],
+                                      z["episode_speeds"], z["episode_falls"], json.loads(str(z["meta"])),
+                                      z["acts_executed"] if "acts_executed" in files else None)
+        except PipelineError:
+            raise
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise PipelineError(f"{path} contains pickled objects; refusing to load it") from None
+            raise PipelineError(f"{path} is not a readable demonstrations file: {exc}") from None
+        except Exception as exc:  # zipfile/OSError on corrupt files
+            raise PipelineError(f"{path} is not a readable demonstrations file: {type(exc).__name__}") from None
+    if obs_space is not None and act_space is not None:
+        check_spaces(f"demonstrations {path.name}", demo.meta, obs_space, act_space)
+    return demo
+
+
+def _load_pickle(path: Path, allow_pickle: bool) -> Demonstrations:
+    if not allow_pickle:
+        raise PipelineError(f"{path} is a pickle, which can run arbitrary code when loaded; "
+                            "pass --allow-pickle if you trust it")
+    warnings.warn(f"loading pickled demonstrations from {path} (--allow-pickle)", stacklevel=2)
+    with open(path, "rb") as f:
+        data = pickle.load(f)  # noqa: S301  (explicitly allowed by the user)
+    if isinstance(data, types.TransitionsMinimal):
+        obs = data.obs.unwrap() if isinstance(data.obs, types.DictObs) else np.asarray(data.obs)
+        acts = np.asarray(data.acts, dtype=np.float32)
+        lengths = np.array([len(acts)])
+        if getattr(data, "dones", None) is not None and np.any(data.dones):
+            ends = np.flatnonzero(data.dones) + 1
+            lengths = np.diff(np.concatenate([[0], ends, [len(acts)] if ends[-1] != len(acts) else []])).astype(int)
+    elif isinstance(data, (list, tuple)) and data and isinstance(data[0], types.Trajectory):
+        flat = rollout.flatten_trajectories(list(data))
+        return _load_pickle_from_transitions(flat)
+    else:
+        raise PipelineError(f"{path}: unsupported pickled object {type(data).__name__} "
+                            "(expected imitation Transitions or a list of Trajectory)")
+    return _demo_without_meta(obs, acts, lengths)
+
+
+def _load_pickle_from_transitions(flat: types.Transitions) -> Demonstrations:
+    obs = flat.obs.unwrap() if isinstance(flat.obs, types.DictObs) else np.asarray(flat.obs)
+    ends = np.flatnonzero(flat.dones) + 1
+    lengths = np.diff(np.concatenate([[0], ends])).astype(int)
+    return _demo_without_meta(obs, np.asarray(flat.acts, dtype=np.float32), lengths)
+
+
+def _demo_without_meta(obs, acts: np.ndarray, lengths: np.ndarray) -> Demonstrations:
+    """Pickled data carries no metadata: describe its spaces from the arrays so they can be checked."""
+    def box(a):
+        return {"type": "Box", "shape": list(a.shape[1:])}
+    obs_desc = ({"type": "Dict", "spaces": {k: box(v) for k, v in obs.items()}} if isinstance(obs, dict)
+                else box(obs))
+    meta = {"format": "pickle", "observation_space": obs_desc, "action_space": box(acts), "source": "pickle"}
+    n = len(lengths)
+    return Demonstrations(obs, acts, lengths, np.zeros(n), np.zeros(n), np.zeros(n, bool), meta)
+
+
+class ShuffledBatches:
+    """Each iteration is one epoch of shuffled, full minibatches `{"obs", "acts"}`.
+
+    imitation's default loader collates sample by sample (and its collate function requires
+    `next_obs`, which BC never uses); plain numpy indexing is much faster and needs no copy of the obs.
+    """
+
+    def __init__(self, obs, acts: np.ndarray, batch_size: int, seed: int) -> None:
+        self.obs, self.acts, self.batch_size = obs, acts, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.acts) // self.batch_size
+
+    def __iter__(self):
+        perm = self.rng.permutation(len(self.acts))
+        for start in range(0, len(perm) - self.batch_size + 1, self.batch_size):
+            idx = np.sort(perm[start:start + self.batch_size])
+            if isinstance(self.obs, dict):
+                obs = types.DictObs({k: v[idx] for k, v in self.obs.items()})
+            else:
+                obs = self.obs[idx]
+            yield {"obs": obs, "acts": self.acts[idx]}
+
+
+class _EpisodeBar:
+    """tqdm bar over recorded episodes (quiet when progress=False)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc="demonstrations", unit="episode")
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(max(0, min(n, self.bar.total) - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
