@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bc-batch-size", type=positive_int, default=b.batch_size)
     g.add_argument("--bc-learning-rate", type=float, default=b.learning_rate)
     g.add_argument("--bc-val-fraction", type=float, default=b.val_fraction)
+    g.add_argument("--bc-eval-episodes", type=positive_int, default=b.eval_episodes,
+                   help="randomized episodes to evaluate the BC policy after training")
     g = ap.add_argument_group("PPO fine-tuning")
     g.add_argument("--total-rl-timesteps", type=positive_int, default=p.total_timesteps, help="0 skips RL")
     g.add_argument("--n-envs", type=positive_int, default=p.n_envs)
@@ -67,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bc-coef", type=float, default=p.bc_coef, help="auxiliary BC loss weight (decays to 0)")
     g.add_argument("--bc-decay-steps", type=positive_int, default=p.bc_decay_steps)
     g.add_argument("--freeze-encoder", action="store_true", help="camera mode: keep the BC image encoder fixed")
-    g.add_argument("--eval-freq", type=positive_int, default=p.eval_freq)
+    g.add_argument("--eval-freq", type=positive_int, default=p.eval_freq, help="0: only before and after")
+    g.add_argument("--eval-episodes", type=positive_int, default=p.eval_episodes)
+    g.add_argument("--final-eval-episodes", type=positive_int, default=p.final_eval_episodes)
     g.add_argument("--checkpoint-freq", type=positive_int, default=p.checkpoint_freq)
     g.add_argument("--visualize-freq", type=positive_int, default=p.visualize_freq, help="0 turns videos off")
     live = g.add_mutually_exclusive_group()
@@ -103,12 +107,15 @@ def config_from_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> P
     cfg.demo = DemoConfig(source=args.demo_source, n_episodes=args.n_demo_episodes, noise=args.demo_noise,
                           n_envs=min(args.n_envs, 4), allow_pickle=args.allow_pickle)
     cfg.bc = BCConfig(epochs=args.total_bc_epochs, batch_size=args.bc_batch_size,
-                      learning_rate=args.bc_learning_rate, val_fraction=args.bc_val_fraction)
+                      learning_rate=args.bc_learning_rate, val_fraction=args.bc_val_fraction,
+                      eval_episodes=max(1, args.bc_eval_episodes))
     cfg.ppo = PPOConfig(total_timesteps=args.total_rl_timesteps, n_envs=args.n_envs,
                         learning_rate=args.learning_rate, init_log_std=args.init_log_std,
                         value_warmup_steps=args.value_warmup_steps, actor_ramp_steps=args.actor_ramp_steps,
                         bc_coef=args.bc_coef, bc_decay_steps=args.bc_decay_steps,
                         freeze_encoder=args.freeze_encoder, eval_freq=args.eval_freq,
+                        eval_episodes=max(1, args.eval_episodes),
+                        final_eval_episodes=max(1, args.final_eval_episodes),
                         checkpoint_freq=args.checkpoint_freq, visualize_freq=args.visualize_freq)
     return cfg
 

@@ -9,6 +9,7 @@ within 0.05 (4.5 deg) of the label on every joint.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def train_bc(train: Demonstrations, val: Demonstrations | None, env_cfg: EnvConf
 
     start = time.perf_counter()
     try:
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
         bc.train(n_epochs=cfg.epochs, on_epoch_end=on_epoch_end, progress_bar=False,
                  log_interval=batches_per_epoch * 10)
     finally:

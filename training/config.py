@@ -66,6 +66,7 @@ class PPOConfig:
     # Bookkeeping
     eval_freq: int = 25_000              # env steps between deterministic evaluations (0 disables)
     eval_episodes: int = 5
+    final_eval_episodes: int = 20        # randomized episodes for the final model's figures
     checkpoint_freq: int = 50_000        # env steps between checkpoints
     visualize_freq: int = 50_000         # env steps between visualization episodes (0 disables)
 

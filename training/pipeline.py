@@ -140,17 +140,7 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     finally:
         signal.signal(signal.SIGINT, previous)
     demos_arrays = (bc_demos.obs, bc_demos.acts) if bc_demos is not None and p.bc_coef > 0 else None
-    from_bc = not _scratch(cfg)                  # BC-initialized runs get the hand-off schedule
-    model = HandoffPPO(
-        policy_class_name(venv.observation_space), venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
-        batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
-        clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-        policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space), "log_std_init": p.init_log_std},
-        tensorboard_log=str(tb_dir), seed=cfg.seed, device="cpu", verbose=0,
-        value_warmup_steps=p.value_warmup_steps if from_bc else 0,
-        actor_ramp_steps=p.actor_ramp_steps if from_bc else 0,
-        bc_coef=p.bc_coef if from_bc else 0.0, bc_decay_steps=p.bc_decay_steps, bc_demos=demos_arrays,
-        freeze_encoder=p.freeze_encoder)
+    model = build_model(cfg, venv, from_bc=not _scratch(cfg), bc_demos=demos_arrays, tb_dir=tb_dir)
     if resume_from is not None:
         model.set_parameters(str(resume_from[0]), exact_match=True, device="cpu")
         model.num_timesteps = start_steps
@@ -189,7 +179,7 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     final = exp / "final_model.zip"
     model.save(final)
     add_meta_to_zip(final, {**meta, "timesteps": int(model.num_timesteps)})
-    final_eval = evaluate_policy(model.policy, env_cfg, max(p.eval_episodes, 10), randomize=True)
+    final_eval = evaluate_policy(model.policy, env_cfg, p.final_eval_episodes, randomize=True)
     steps_per_s = (model.num_timesteps - start_steps) / max(seconds, 1e-9)
     log(f"PPO done: {model.num_timesteps} steps at {steps_per_s:.0f} steps/s -> {final}; final policy: "
         f"return {final_eval['mean_return']:.1f}, speed {final_eval['mean_forward_speed']:.3f} m/s, "
@@ -198,6 +188,22 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
             "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
             "best_eval_return": evaluator.best}
+
+
+def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None = None,
+                tb_dir: Path | None = None) -> HandoffPPO:
+    """The PPO every entry point trains: hand-off schedule on when it starts from BC."""
+    p = cfg.ppo
+    return HandoffPPO(
+        policy_class_name(venv.observation_space), venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
+        batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
+        clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+        policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space), "log_std_init": p.init_log_std},
+        tensorboard_log=str(tb_dir) if tb_dir else None, seed=cfg.seed, device="cpu", verbose=0,
+        value_warmup_steps=p.value_warmup_steps if from_bc else 0,
+        actor_ramp_steps=p.actor_ramp_steps if from_bc else 0,
+        bc_coef=p.bc_coef if from_bc else 0.0, bc_decay_steps=p.bc_decay_steps, bc_demos=bc_demos,
+        freeze_encoder=p.freeze_encoder)
 
 
 def _scratch(cfg: PipelineConfig) -> bool:
@@ -209,8 +215,20 @@ def _visualization_callbacks(cfg: PipelineConfig, exp: Path, env_cfg: EnvConfig)
 
 
 # ---------------------------------------------------------------- the whole run
+def validate_inputs(cfg: PipelineConfig) -> None:
+    """Check the files a run needs before anything is written, so bad input leaves no half-made folder."""
+    if cfg.resume:
+        return
+    env_cfg = env_config(cfg)
+    if cfg.pretrained_model:
+        load_bc_state(Path(cfg.pretrained_model), env_cfg)
+    elif not cfg.skip_bc and cfg.demo.source != "trot":
+        demo_io.make_expert(cfg.demo.source, env_cfg, cfg.demo.allow_pickle)
+
+
 def run(cfg: PipelineConfig) -> dict[str, Any]:
     torch.set_num_threads(1)            # the env workers need the other cores
+    validate_inputs(cfg)
     exp = prepare_experiment(cfg)
     if cfg.resume:
         cfg = load_resumed_config(exp, cfg)

@@ -1,0 +1,183 @@
+"""Sample efficiency of BC-initialized PPO against PPO from scratch, through the real pipeline.
+
+    python bench/sample_efficiency.py            # 50 demos x 200 epochs, 1M PPO steps x 3 seeds x 2 (~1.5 h)
+    python bench/sample_efficiency.py --quick    # a few minutes, same code path, tiny budgets
+
+Steps:
+1. Trot reference: the hard-coded trot over `--eval-episodes` randomized episodes (the same seeds every
+   policy is evaluated on) -> trot_speed_mps; target_speed_mps = 1.1 x that.
+2. One pipeline run with --total-rl-timesteps 0: demonstrations + BC -> bc_train_seconds, bc_speed_mps,
+   bc_fall_rate (randomized episodes).
+3. For each seed: the pipeline's PPO from that BC policy (--skip-bc --pretrained-model) and from scratch
+   (--skip-bc), same budget, same hyperparameters, deterministic evaluation every --eval-freq steps.
+4. steps_to_target: the first evaluation whose mean forward speed reaches the target with at most 20 %
+   falls (a lunge that falls over is not walking); null when never reached within the budget.
+   speedup_ratio = median(scratch) / median(BC-init); when scratch never gets there, budget / median(BC-init)
+   flagged as a lower bound.
+Writes bench/results/sample_efficiency.json and bench/results/sample_efficiency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from bench._common import RESULTS, write_result  # noqa: E402
+from pidog_env.config import EnvConfig  # noqa: E402
+from pidog_env.gaits import TrotGait  # noqa: E402
+from training.common import make_env  # noqa: E402
+from training.config import BCConfig, DemoConfig, PipelineConfig, PPOConfig  # noqa: E402
+from training.evaluate import evaluate_policy  # noqa: E402
+from training.pipeline import run  # noqa: E402
+
+MAX_FALLS_AT_TARGET = 0.2
+HANDOFF_WINDOW = 100_000
+
+
+def steps_to_target(history: list[dict], target: float) -> int | None:
+    for h in history:
+        if h["mean_forward_speed"] >= target and h["fall_rate"] <= MAX_FALLS_AT_TARGET:
+            return int(h["timesteps"])
+    return None
+
+
+def trot_reference(episodes: int) -> dict:
+    env = make_env(EnvConfig())
+    gait = TrotGait.for_env(env)
+    env.close()
+    return evaluate_policy(gait, EnvConfig(), episodes, randomize=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+")
+    ap.add_argument("--budget", type=int, help="PPO env steps per run")
+    ap.add_argument("--eval-freq", type=int)
+    ap.add_argument("--eval-episodes", type=int, default=None)
+    ap.add_argument("--n-envs", type=int, default=4)
+    ap.add_argument("--workdir", type=Path, default=RESULTS / "sample_efficiency_runs")
+    args = ap.parse_args()
+    q = args.quick
+    seeds = args.seeds or ([0] if q else [0, 1, 2])
+    budget = args.budget or (30_000 if q else 1_000_000)
+    eval_freq = args.eval_freq or (10_000 if q else 25_000)
+    eval_eps = args.eval_episodes or (3 if q else 10)
+    n_demos, bc_epochs = (10, 30) if q else (50, 200)
+    if args.workdir.exists():
+        shutil.rmtree(args.workdir)          # bench scratch space, regenerated each run
+    args.workdir.mkdir(parents=True)
+    t_start = time.perf_counter()
+
+    trot = trot_reference(eval_eps * 2)
+    trot_speed = trot["mean_forward_speed"]
+    target = 1.1 * trot_speed
+    print(f"trot: {trot_speed:.3f} m/s, falls {trot['fall_rate']:.0%}; target {target:.3f} m/s", flush=True)
+
+    def pipeline(name: str, seed: int, **kw) -> dict:
+        cfg = PipelineConfig(experiment_name=name, output_dir=str(args.workdir), seed=seed, live=False)
+        cfg.demo = DemoConfig(n_episodes=n_demos)
+        cfg.bc = BCConfig(epochs=bc_epochs)
+        cfg.ppo = PPOConfig(total_timesteps=budget, n_envs=args.n_envs, eval_freq=eval_freq,
+                            eval_episodes=eval_eps, checkpoint_freq=budget, visualize_freq=0)
+        if q:
+            cfg.ppo.value_warmup_steps, cfg.ppo.actor_ramp_steps, cfg.ppo.bc_decay_steps = 2048, 4096, budget
+        for key, value in kw.items():
+            if hasattr(cfg.ppo, key):
+                setattr(cfg.ppo, key, value)
+            else:
+                setattr(cfg, key, value)
+        return run(cfg)
+
+    bc_summary = pipeline("bc", 42, total_timesteps=0)["bc"]
+    bc_path = args.workdir / "bc" / "bc_pretrained_policy.pth"
+    histories: dict[str, list[list[dict]]] = {"bc_init": [], "scratch": []}
+    finals: list[dict] = []
+    for seed in seeds:
+        s = pipeline(f"bc_init_seed{seed}", seed, skip_bc=True, pretrained_model=str(bc_path))
+        histories["bc_init"].append(json.loads((args.workdir / f"bc_init_seed{seed}" / "evaluations.json").read_text()))
+        finals.append(s["ppo"]["final_eval"])
+        pipeline(f"scratch_seed{seed}", seed, skip_bc=True)
+        histories["scratch"].append(json.loads((args.workdir / f"scratch_seed{seed}" / "evaluations.json").read_text()))
+
+    # BC's return under exactly the protocol of PPO's evaluations (same episodes, same seeds).
+    from training.policies import load_policy
+    bc_policy, _ = load_policy(bc_path)
+    bc_return = evaluate_policy(bc_policy, EnvConfig(), eval_eps, randomize=True)["mean_return"]
+    first_ratio = float(np.mean([h[0]["mean_return"] for h in histories["bc_init"]])) / bc_return
+    handoff = min(min(e["mean_return"] for e in h if e["timesteps"] <= HANDOFF_WINDOW) / bc_return
+                  for h in histories["bc_init"])
+    steps = {k: [steps_to_target(h, target) for h in v] for k, v in histories.items()}
+    reached_bc = [s for s in steps["bc_init"] if s is not None]
+    reached_scratch = [s for s in steps["scratch"] if s is not None]
+    lower_bound = False
+    if not reached_bc:
+        speedup = None
+    elif len(reached_scratch) == len(seeds):
+        speedup = float(np.median(reached_scratch) / np.median(reached_bc))
+    else:
+        # Seeds that never reach the target count at the budget: a lower bound on the true ratio.
+        padded = [s if s is not None else budget for s in steps["scratch"]]
+        speedup = float(np.median(padded) / np.median(reached_bc))
+        lower_bound = True
+
+    figures = {
+        "trot_speed_mps": round(trot_speed, 4),
+        "bc_speed_mps": round(bc_summary["mean_forward_speed"], 4),
+        "bc_fall_rate": round(bc_summary["fall_rate"], 3),
+        "bc_train_seconds": round(bc_summary["train_seconds"], 1),
+        "bc_eval_return": round(bc_return, 2),
+        "handoff_first_eval_return_ratio": round(first_ratio, 3),
+        "handoff_min_return_ratio": round(float(handoff), 3),
+        "finetuned_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in finals])), 4),
+        "finetuned_fall_rate": round(float(np.mean([f["fall_rate"] for f in finals])), 3),
+        "finetuned_vs_trot_speed": round(float(np.mean([f["mean_forward_speed"] for f in finals])) / trot_speed, 3),
+        "target_speed_mps": round(target, 4),
+        "steps_to_target": steps,
+        "speedup_ratio": None if speedup is None else round(speedup, 2),
+        "speedup_ratio_is_lower_bound": lower_bound,
+        "budget_steps": budget, "seeds": seeds, "eval_freq": eval_freq, "eval_episodes": eval_eps,
+        "n_demo_episodes": n_demos, "bc_epochs": bc_epochs, "quick": q,
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    write_result("sample_efficiency", figures)
+    (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
+    plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
+
+
+def plot(histories: dict, trot_speed: float, target: float, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = {"bc_init": "tab:blue", "scratch": "tab:orange"}
+    labels = {"bc_init": "PPO from BC", "scratch": "PPO from scratch"}
+    for key, runs in histories.items():
+        for i, h in enumerate(runs):
+            ax.plot([e["timesteps"] for e in h], [e["mean_forward_speed"] for e in h], color=colors[key],
+                    alpha=0.8, lw=1.5, label=labels[key] if i == 0 else None)
+    ax.axhline(trot_speed, color="gray", ls="--", lw=1, label=f"trot {trot_speed:.3f} m/s")
+    ax.axhline(target, color="green", ls=":", lw=1.2, label=f"target 1.1x trot {target:.3f} m/s")
+    ax.set_xlabel("PPO env steps")
+    ax.set_ylabel("eval forward speed (m/s)")
+    ax.set_title("PiDog-v0: BC-initialized PPO vs PPO from scratch")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()

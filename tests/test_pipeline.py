@@ -1,0 +1,127 @@
+"""The command line end to end: one-shot, staged, resume, interruption, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--n-demo-episodes", "2", "--total-bc-epochs", "3", "--n-envs", "2", "--eval-episodes", "1",
+        "--final-eval-episodes", "1", "--bc-eval-episodes", "1", "--value-warmup-steps", "1024",
+        "--actor-ramp-steps", "1024", "--bc-decay-steps", "4096", "--visualize-freq", "0", "--no-live"]
+
+
+def cli(*args, timeout=600, check=None):
+    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "train_pretrain_finetune.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr[-3000:]
+    return proc
+
+
+def one_line_error(proc):
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert lines and "Traceback" not in proc.stderr, proc.stderr
+    return lines[-1]
+
+
+@pytest.mark.slow
+def test_one_shot_pipeline_writes_every_artifact(tmp_path):
+    cli("--output-dir", tmp_path, "--experiment-name", "e2e", "--total-rl-timesteps", "2048",
+        "--checkpoint-freq", "1024", "--eval-freq", "1024", *TINY, check=0)
+    exp = tmp_path / "e2e"
+    for name in ("config.json", "demonstrations.npz", "bc_pretrained_policy.pth", "final_model.zip",
+                 "best_model.zip", "summary.json", "evaluations.json"):
+        assert (exp / name).is_file(), name
+    assert list((exp / "checkpoints").glob("ppo_*_steps.zip"))
+    assert list((exp / "tensorboard").rglob("events.out.tfevents.*"))
+    assert list((exp / "bc_logs").glob("progress.csv"))
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["ppo"]["timesteps"] == 2048
+    assert {"mean_forward_speed", "fall_rate", "train_seconds"} <= set(summary["bc"])
+    config = json.loads((exp / "config.json").read_text())
+    assert config["config"]["ppo"]["total_timesteps"] == 2048 and "torch" in config["versions"]
+    # The evaluation CLI reads the result back without unpickling anything.
+    out = subprocess.run([sys.executable, str(ROOT / "training" / "evaluate.py"), "--model", exp / "final_model.zip",
+                          "--episodes", "1"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MUJOCO_GL": "egl"})
+    assert out.returncode == 0 and "fall rate" in out.stdout, out.stderr
+
+
+@pytest.mark.slow
+def test_staged_run_then_resume_continues_the_step_count(tmp_path):
+    cli("--output-dir", tmp_path, "--experiment-name", "bc", "--total-rl-timesteps", "0", *TINY, check=0)
+    bc = tmp_path / "bc" / "bc_pretrained_policy.pth"
+    assert bc.is_file() and not (tmp_path / "bc" / "final_model.zip").exists()
+    cli("--output-dir", tmp_path, "--experiment-name", "rl", "--skip-bc", "--pretrained-model", bc,
+        "--total-rl-timesteps", "2048", "--checkpoint-freq", "1024", "--eval-freq", "1024", *TINY, check=0)
+    rl = tmp_path / "rl"
+    first = json.loads((rl / "summary.json").read_text())
+    assert first["ppo"]["timesteps"] == 2048 and first["pretrained_model"] == str(bc)
+    cli("--output-dir", tmp_path, "--experiment-name", "rl", "--resume", "--total-rl-timesteps", "4096", *TINY,
+        check=0)
+    summary = json.loads((rl / "summary.json").read_text())
+    assert summary["ppo"]["timesteps"] == 4096
+    evals = json.loads((rl / "evaluations.json").read_text())
+    steps = [e["timesteps"] for e in evals]
+    assert steps[0] == 0 and steps[-1] == 4096 and steps == sorted(steps)       # history kept and extended
+    runs = [p for p in (rl / "tensorboard").iterdir() if p.is_dir()]
+    assert len(runs) == 1                                                       # logs continue in the same run
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train_pretrain_finetune.py"), "--output-dir", str(tmp_path),
+                             "--experiment-name", "sig", "--skip-bc", "--total-rl-timesteps", "1000000",
+                             "--checkpoint-freq", "1000000", *TINY], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "PPO:" in line or time.time() > deadline:
+            break
+    time.sleep(5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-2000:]
+    ckpts = list((tmp_path / "sig" / "checkpoints").glob("ppo_*_steps.zip"))
+    assert ckpts and "continue with --resume" in out
+
+
+def test_missing_pretrained_model_is_one_line_exit_2(tmp_path):
+    msg = one_line_error(cli("--output-dir", tmp_path, "--skip-bc", "--pretrained-model", tmp_path / "nope.pth",
+                             "--no-live"))
+    assert msg.startswith("error: policy file not found")
+
+
+def test_existing_experiment_is_never_overwritten(tmp_path):
+    exp = tmp_path / "taken"
+    exp.mkdir()
+    (exp / "final_model.zip").write_bytes(b"precious")
+    msg = one_line_error(cli("--output-dir", tmp_path, "--experiment-name", "taken", "--no-live"))
+    assert "already exists" in msg
+    assert (exp / "final_model.zip").read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("args", [["--n-envs", "0"], ["--total-rl-timesteps", "-5"], ["--pretrained-model", "x.pth"],
+                                  ["--resume"], ["--bogus-flag"]])
+def test_invalid_flags_exit_2_with_a_usage_line(tmp_path, args):
+    proc = cli("--output-dir", tmp_path, *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error:" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_wrong_demo_source_file_is_reported(tmp_path):
+    bogus = tmp_path / "model.zip"
+    bogus.write_text("not a zip")
+    msg = one_line_error(cli("--output-dir", tmp_path, "--demo-source", bogus, "--total-rl-timesteps", "0",
+                             "--n-demo-episodes", "1", "--no-live"))
+    assert "expected a .pth policy or an SB3 .zip" in msg
+    assert not any(tmp_path.iterdir()) or list(tmp_path.iterdir()) == [bogus]   # no half-made experiment
