@@ -64,7 +64,7 @@ from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_QVEL_SCALE,
                                    GravityEstimator, ObservationStack, build_frame, frame_layout)
 
 _UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
-assert _UNSTABLE_WARNINGS.stop - _UNSTABLE_WARNINGS.start == 3
+assert _UNSTABLE_WARNINGS.stop - _UNSTABLE_WARNINGS.start == 3      # BADQPOS, BADQVEL, BADQACC
 STAND_Q = robot.pose_rad("stand")
 STAND_ACTION = robot.leg_rad_to_action(STAND_Q)
 
@@ -134,7 +134,7 @@ class PiDogEnv(gym.Env):
         self._prev_action = STAND_ACTION.copy()
         self._queue = deque([STAND_ACTION.copy()] * (self._latency + 1), maxlen=self._latency + 1)
         self._set_ctrl(STAND_ACTION)
-        self._start_pos = d.qpos[0:2].copy()
+        self._start_pos = tuple(d.qpos[0:2].tolist())
         self._start_yaw = _yaw(d.qpos[3:7])
         self._heading = (math.cos(self._start_yaw), math.sin(self._start_yaw))
         obs = self._stack.reset(self._make_frame(reset=True))
@@ -144,7 +144,7 @@ class PiDogEnv(gym.Env):
         a = np.array(action, dtype=np.float64)               # a copy: the caller's array is not touched
         if a.shape != (robot.N_LEG,):
             raise ValueError(f"PiDog-v0 action must have shape ({robot.N_LEG},), got {a.shape}")
-        if not np.isfinite(a).all():
+        if not math.isfinite(a.sum()):                         # any NaN or inf makes the sum non-finite
             raise ValueError(f"PiDog-v0 action contains NaN or inf: {a}")
         m, d, idx = self.model, self.data, self.idx
         # Vendor-style rate limit towards the clipped target, then the (randomized) latency.
@@ -158,20 +158,22 @@ class PiDogEnv(gym.Env):
         self._queue.append(self._command)
         self._set_ctrl(self._queue[0])
 
-        x0, y0 = d.qpos[0], d.qpos[1]
+        x0, y0 = d.qpos[0:2].tolist()
         if self._push_at is not None and self._steps >= self._push_at:
             self._push()
         mujoco.mj_step(m, d, nstep=self.cfg.frame_skip)
         self._steps += 1
 
-        # MuJoCo resets the data itself on a bad qpos/qvel/qacc and counts a warning; NaN check as backstop.
-        unstable = bool(d.warning.number[_UNSTABLE_WARNINGS].any()) or not np.isfinite(d.qpos).all()
+        # MuJoCo checks qpos/qvel/qacc for NaN or huge values every physics step and, when it finds
+        # one, resets the data and counts a warning; the episode then ends from a clean keyframe state.
+        unstable = bool(d.warning.number[_UNSTABLE_WARNINGS].any())
         if unstable:
             mujoco.mj_resetDataKeyframe(m, d, self._stand_key)
             mujoco.mj_forward(m, d)
-            x0, y0 = d.qpos[0], d.qpos[1]
+            x0, y0 = d.qpos[0:2].tolist()
         hx, hy = self._heading
-        vx, vy = (d.qpos[0] - x0) / self.dt, (d.qpos[1] - y0) / self.dt
+        x1, y1 = d.qpos[0:2].tolist()
+        vx, vy = (x1 - x0) / self.dt, (y1 - y0) / self.dt
         v_fwd = float(vx * hx + vy * hy)
         v_lat = float(vy * hx - vx * hy)
         up_z = float(d.xmat[idx.torso_body, 8])              # body z axis . world z
@@ -183,7 +185,7 @@ class PiDogEnv(gym.Env):
         target = self.cfg.reward.target_speed
         yaw_rate = float(sens[idx.gyro.start + 2])
         da = self._command - self._prev_action
-        power = d.actuator_force[idx.leg_act] * d.qvel[idx.leg_qvel]
+        power = (d.actuator_force[idx.leg_act] * d.qvel[idx.leg_qvel]).tolist()
         values = (
             ("forward", min(v_fwd, target) / target),
             ("alive", 1.0),
@@ -191,7 +193,7 @@ class PiDogEnv(gym.Env):
             ("lateral", (v_lat / target) ** 2),
             ("yaw_rate", yaw_rate * yaw_rate),
             ("action_rate", float(da @ da)),
-            ("energy", float(np.abs(power).sum())),
+            ("energy", sum(map(abs, power))),
             ("fall", 1.0 if terminated else 0.0),
         )
         scales = self._scales
@@ -255,7 +257,12 @@ class PiDogEnv(gym.Env):
         sens = d.sensordata
         imu = sens[idx.accel.start:idx.gyro.stop] + self._imu_bias      # accel (3) then gyro (3)
         if self._imu_noise is not None:
-            imu += self.np_random.standard_normal(6) * self._imu_noise
+            if self._noise_i >= len(self._noise_block):
+                self._noise_block = self.np_random.standard_normal((64, 6)) * self._imu_noise
+                self._noise_i = 0
+            imu += self._noise_block[self._noise_i]
+            self._noise_i += 1
+        imu = imu.tolist()
         accel, gyro = imu[:3], imu[3:]
         gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
         ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None
@@ -284,14 +291,15 @@ class PiDogEnv(gym.Env):
         return self._camera_renderer.render()
 
     def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
-        q = self.data.qpos
-        dx, dy = q[0] - self._start_pos[0], q[1] - self._start_pos[1]
+        x, y, _, w, qx, qy, qz = self.data.qpos[0:7].tolist()
+        dx, dy = x - self._start_pos[0], y - self._start_pos[1]
         hx, hy = self._heading
-        dist = float(dx * hx + dy * hy)
-        dyaw = (_yaw(q[3:7]) - self._start_yaw + math.pi) % (2 * math.pi) - math.pi
+        dist = dx * hx + dy * hy
+        yaw = math.atan2(2 * (w * qz + qx * qy), 1 - 2 * (qy * qy + qz * qz))
+        dyaw = (yaw - self._start_yaw + math.pi) % (2 * math.pi) - math.pi
         t = self._steps * self.dt
         return {"forward_distance": dist, "forward_speed": v_fwd, "lateral_speed": v_lat,
-                "mean_forward_speed": dist / t if t > 0 else 0.0, "lateral_drift": float(dy * hx - dx * hy),
+                "mean_forward_speed": dist / t if t > 0 else 0.0, "lateral_drift": dy * hx - dx * hy,
                 "heading_change_deg": math.degrees(dyaw), "phase": self.phase}
 
     def _rng_state_reset(self) -> None:
@@ -299,6 +307,8 @@ class PiDogEnv(gym.Env):
         self._latency = 0
         self._imu_bias = np.zeros(6)
         self._imu_noise: np.ndarray | None = None
+        self._noise_block = np.zeros((0, 6))
+        self._noise_i = 0
         self._push_at: int | None = None
 
     def _randomize(self, rng: np.random.Generator) -> None:
@@ -361,7 +371,7 @@ def has_display() -> bool:
 
 
 def _yaw(quat: np.ndarray) -> float:
-    w, x, y, z = (float(v) for v in quat)
+    w, x, y, z = quat.tolist()
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 

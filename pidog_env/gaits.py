@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pidog_env import robot
+from pidog_env.config import EnvConfig
 from pidog_env.kinematics import leg_ik
 from pidog_env.observation import GYRO_SCALE
 
@@ -34,13 +35,13 @@ class TrotParams:
     duty factor above 0.5 gives a short four-foot support at each switch. See README "The trot".
     """
 
-    stride: float = 0.0584         # fore-aft foot travel per step
-    lift: float = 0.008            # swing height
-    body_height: float = 0.0954    # hip height above the foot in stance
+    stride: float = 0.0476         # fore-aft foot travel per step
+    lift: float = 0.0088           # swing height
+    body_height: float = 0.0943    # hip height above the foot in stance
     duty: float = 0.5542           # fraction of the cycle a foot is on the ground
     front_y: float = -0.0036       # stride centre, front feet (negative = forward of the hip)
     hind_y: float = 0.030          # stride centre, hind feet
-    lead: float = 0.6789           # phase lead in control steps (targets are rate-limited and lag)
+    lead: float = 0.6411           # phase lead in control steps (targets are rate-limited and lag)
     # Posture feedback from the IMU part of the observation: lengthen the stance legs on the low side.
     roll_gain: float = 0.0         # metres of leg length per unit sin(roll)
     pitch_gain: float = 0.0        # metres of leg length per unit sin(pitch)
@@ -97,10 +98,11 @@ class TrotGait:
     """
 
     def __init__(self, params: TrotParams = TrotParams(), clock: slice = slice(14, 16),
-                 gait_period: float = 0.54, dt: float = 0.02, gravity: slice = slice(0, 3),
+                 gait_period: float | None = None, dt: float = 0.02, gravity: slice = slice(0, 3),
                  gyro: slice = slice(3, 6)) -> None:
         self.params, self.clock, self.gravity, self.gyro = params, clock, gravity, gyro
-        self.lead = params.lead * dt / gait_period
+        period = EnvConfig().gait_period if gait_period is None else gait_period
+        self.lead = params.lead * dt / period
 
     def phase_from_obs(self, obs: np.ndarray) -> np.ndarray:
         obs = obs["state"] if isinstance(obs, dict) else obs

@@ -76,9 +76,9 @@ def load_model(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.
 class ModelIndex:
     """Addresses into qpos/qvel/ctrl/sensordata, resolved once per model by name."""
 
-    leg_qpos: np.ndarray
-    leg_qvel: np.ndarray
-    leg_act: np.ndarray
+    leg_qpos: slice            # contiguous (asserted): slices are views, cheaper than fancy indexing
+    leg_qvel: slice
+    leg_act: slice
     torso_body: int
     accel: slice
     gyro: slice
@@ -97,10 +97,14 @@ class ModelIndex:
         feet = [sens(f"{leg}_foot_touch") for leg in robot.LEGS]
         assert all(b.start == a.stop for a, b in zip(feet, feet[1:])), "foot touch sensors must be adjacent"
         assert sens("gyro").start == sens("accel").stop, "accelerometer and gyro must be adjacent"
+        def contiguous(addresses: list[int]) -> slice:
+            assert addresses == list(range(addresses[0], addresses[0] + len(addresses))), addresses
+            return slice(addresses[0], addresses[0] + len(addresses))
+
         return cls(
-            leg_qpos=np.array([model.jnt_qposadr[model.joint(j).id] for j in robot.LEG_JOINTS]),
-            leg_qvel=np.array([model.jnt_dofadr[model.joint(j).id] for j in robot.LEG_JOINTS]),
-            leg_act=np.array([model.actuator(j).id for j in robot.LEG_JOINTS]),
+            leg_qpos=contiguous([int(model.jnt_qposadr[model.joint(j).id]) for j in robot.LEG_JOINTS]),
+            leg_qvel=contiguous([int(model.jnt_dofadr[model.joint(j).id]) for j in robot.LEG_JOINTS]),
+            leg_act=contiguous([model.actuator(j).id for j in robot.LEG_JOINTS]),
             torso_body=model.body("torso").id,
             accel=sens("accel"), gyro=sens("gyro"), body_vel=sens("body_vel"),
             ultrasonic=sens("ultrasonic").start,

@@ -61,25 +61,26 @@ class GravityEstimator:
 
     def __init__(self, alpha: float, dt: float) -> None:
         self.alpha, self.dt = alpha, dt
-        self.gx, self.gy, self.gz = 0.0, 0.0, -1.0
+        self.g = (0.0, 0.0, -1.0)
 
     @property
     def state(self) -> np.ndarray:
-        return np.array([self.gx, self.gy, self.gz])
+        return np.array(self.g)
 
-    def reset(self, accel: np.ndarray) -> np.ndarray:
-        ax, ay, az = (float(v) for v in accel)
+    def reset(self, accel) -> tuple[float, float, float]:
+        ax, ay, az = accel
         norm = math.sqrt(ax * ax + ay * ay + az * az)
-        self.gx, self.gy, self.gz = (-ax / norm, -ay / norm, -az / norm) if norm > 1e-6 else (0.0, 0.0, -1.0)
-        return self.state
+        self.g = (-ax / norm, -ay / norm, -az / norm) if norm > 1e-6 else (0.0, 0.0, -1.0)
+        return self.g
 
-    def __call__(self, accel: np.ndarray, gyro: np.ndarray) -> np.ndarray:
+    def __call__(self, accel, gyro) -> tuple[float, float, float]:
+        """One control step; `accel` and `gyro` are 3 floats each (lists are fastest)."""
         # Scalar arithmetic: this runs every control step and numpy's small-array overhead dominates.
-        gx, gy, gz = self.gx, self.gy, self.gz
-        wx, wy, wz = (float(v) for v in gyro)
+        gx, gy, gz = self.g
+        wx, wy, wz = gyro
         dt = self.dt
         gx, gy, gz = (gx - dt * (wy * gz - wz * gy), gy - dt * (wz * gx - wx * gz), gz - dt * (wx * gy - wy * gx))
-        ax, ay, az = (float(v) for v in accel)
+        ax, ay, az = accel
         norm = math.sqrt(ax * ax + ay * ay + az * az)
         if norm > 1e-6:
             k = self.alpha
@@ -87,8 +88,8 @@ class GravityEstimator:
             gy += k * (-ay / norm - gy)
             gz += k * (-az / norm - gz)
         inv = 1.0 / math.sqrt(gx * gx + gy * gy + gz * gz)
-        self.gx, self.gy, self.gz = gx * inv, gy * inv, gz * inv
-        return self.state
+        self.g = (gx * inv, gy * inv, gz * inv)
+        return self.g
 
 
 def gait_clock(phase: float) -> tuple[float, float]:
@@ -104,12 +105,15 @@ def ultrasonic_feature(distance_m: float) -> float:
     return distance_m / ULTRASONIC_MAX_RANGE
 
 
-def build_frame(out: np.ndarray, gravity: np.ndarray, gyro: np.ndarray, last_action: np.ndarray,
+def build_frame(out: np.ndarray, gravity, gyro, last_action: np.ndarray,
                 phase: float, ultrasonic: float | None = None,
                 privileged: np.ndarray | None = None) -> np.ndarray:
-    """Fill `out` (one frame) in the layout of `frame_layout`; returns `out`."""
-    out[0:3] = gravity
-    out[3:6] = gyro * GYRO_SCALE
+    """Fill `out` (one frame) in the layout of `frame_layout`; returns `out`.
+
+    `gravity` and `gyro` are 3 floats each (rad/s for the gyro; scaled here)."""
+    # Gravity is a unit vector and the action and clock lie in [-1, 1]; only the gyro needs clipping.
+    out[0], out[1], out[2] = gravity
+    out[3], out[4], out[5] = (min(max(w * GYRO_SCALE, -OBS_CLIP), OBS_CLIP) for w in gyro)
     out[6:6 + N_LEG] = last_action
     angle = 2.0 * math.pi * phase
     out[6 + N_LEG] = math.sin(angle)
@@ -119,9 +123,8 @@ def build_frame(out: np.ndarray, gravity: np.ndarray, gyro: np.ndarray, last_act
         out[i] = ultrasonic_feature(ultrasonic)
         i += 1
     if privileged is not None:
-        out[i:i + privileged.size] = privileged
-    np.minimum(out, OBS_CLIP, out=out)
-    np.maximum(out, -OBS_CLIP, out=out)
+        seg = out[i:i + privileged.size]
+        np.clip(privileged, -OBS_CLIP, OBS_CLIP, out=seg)
     return out
 
 
