@@ -8,7 +8,8 @@ import platform
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# PIDOG_BENCH_RESULTS redirects the output (the tests use it so they never overwrite real results).
+RESULTS = Path(os.environ.get("PIDOG_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def machine() -> dict:
