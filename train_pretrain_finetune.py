@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("PPO fine-tuning")
     g.add_argument("--total-rl-timesteps", type=positive_int, default=p.total_timesteps, help="0 skips RL")
     g.add_argument("--n-envs", type=positive_int, default=p.n_envs)
+    g.add_argument("--vec-env", choices=["subproc", "dummy"], default=p.vec_env,
+                   help="subproc: one process per env (scales with cores); dummy: all envs in this process "
+                        "(faster on 2-core machines)")
     g.add_argument("--learning-rate", type=float, default=p.learning_rate)
     g.add_argument("--init-log-std", type=float, default=p.init_log_std, help="log std set before PPO starts")
     g.add_argument("--value-warmup-steps", type=positive_int, default=p.value_warmup_steps,
@@ -109,7 +112,7 @@ def config_from_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> P
     cfg.bc = BCConfig(epochs=args.total_bc_epochs, batch_size=args.bc_batch_size,
                       learning_rate=args.bc_learning_rate, val_fraction=args.bc_val_fraction,
                       eval_episodes=max(1, args.bc_eval_episodes))
-    cfg.ppo = PPOConfig(total_timesteps=args.total_rl_timesteps, n_envs=args.n_envs,
+    cfg.ppo = PPOConfig(total_timesteps=args.total_rl_timesteps, n_envs=args.n_envs, vec_env=args.vec_env,
                         learning_rate=args.learning_rate, init_log_std=args.init_log_std,
                         value_warmup_steps=args.value_warmup_steps, actor_ramp_steps=args.actor_ramp_steps,
                         bc_coef=args.bc_coef, bc_decay_steps=args.bc_decay_steps,

@@ -77,16 +77,21 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     return gym.make("PiDog-v0", config=cfg, render_mode=render_mode)
 
 
-def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True):
-    """`n_envs` copies of PiDog-v0 (SubprocVecEnv by default), each with Monitor and RolloutInfoWrapper."""
-    from imitation.data.wrappers import RolloutInfoWrapper
+def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False):
+    """`n_envs` copies of PiDog-v0 (SubprocVecEnv by default), each behind a Monitor.
+
+    `for_rollouts` adds imitation's RolloutInfoWrapper (needed to record demonstrations; it keeps every
+    observation of the episode, which training does not need)."""
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    wrapper = None
+    if for_rollouts:
+        from imitation.data.wrappers import RolloutInfoWrapper
+        wrapper = RolloutInfoWrapper
     vec_cls = SubprocVecEnv if subprocess and n_envs > 1 else DummyVecEnv
     return sb3_make_vec_env("PiDog-v0", n_envs=n_envs, seed=seed, vec_env_cls=vec_cls,
-                            env_kwargs={"config": cfg},
-                            wrapper_class=RolloutInfoWrapper)
+                            env_kwargs={"config": cfg}, wrapper_class=wrapper)
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -46,6 +46,7 @@ class BCConfig:
 class PPOConfig:
     total_timesteps: int = 500_000
     n_envs: int = 4
+    vec_env: str = "subproc"             # subproc (one process per env) | dummy (all in this process)
     learning_rate: float = 3e-4
     n_steps: int = 512                   # per env per rollout
     batch_size: int = 512

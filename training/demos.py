@@ -94,7 +94,7 @@ def generate(cfg: DemoConfig, env_cfg: EnvConfig, seed: int, expert: Expert | No
     extra = {}
     if expert is None:
         expert, extra = make_expert(cfg.source, env_cfg, cfg.allow_pickle)
-    venv = make_vec_env(env_cfg, cfg.n_envs, seed, subprocess=cfg.n_envs > 1)
+    venv = make_vec_env(env_cfg, cfg.n_envs, seed, subprocess=cfg.n_envs > 1, for_rollouts=True)
     rng = np.random.default_rng(seed)
     bar = _EpisodeBar(cfg.n_episodes, progress)
 

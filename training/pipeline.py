@@ -136,7 +136,7 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)     # env workers inherit "ignore Ctrl-C"
     try:
-        venv = make_vec_env(env_cfg, p.n_envs, cfg.seed + start_steps)
+        venv = make_vec_env(env_cfg, p.n_envs, cfg.seed + start_steps, subprocess=p.vec_env == "subproc")
     finally:
         signal.signal(signal.SIGINT, previous)
     demos_arrays = (bc_demos.obs, bc_demos.acts) if bc_demos is not None and p.bc_coef > 0 else None
@@ -161,7 +161,7 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     stopper = StopOnSignal().install()
     callbacks = [MetricsCallback(), evaluator, checkpoints, stopper]
     callbacks += _visualization_callbacks(cfg, exp, env_cfg)
-    log(f"PPO: {p.total_timesteps - start_steps} steps over {p.n_envs} envs "
+    log(f"PPO: {p.total_timesteps - start_steps} steps over {p.n_envs} envs ({p.vec_env}) "
         f"(TensorBoard: tensorboard --logdir {tb_dir})")
     t0 = time.perf_counter()
     try:
