@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="subproc: one process per env (scales with cores); dummy: all envs in this process "
                         "(faster on 2-core machines)")
     g.add_argument("--learning-rate", type=float, default=p.learning_rate)
+    g.add_argument("--gamma", type=float, default=p.gamma, help="discount factor")
     g.add_argument("--init-log-std", type=float, default=p.init_log_std, help="log std set before PPO starts")
     g.add_argument("--value-warmup-steps", type=positive_int, default=p.value_warmup_steps,
                    help="env steps that train only the critic")
@@ -113,7 +114,7 @@ def config_from_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> P
                       learning_rate=args.bc_learning_rate, val_fraction=args.bc_val_fraction,
                       eval_episodes=max(1, args.bc_eval_episodes))
     cfg.ppo = PPOConfig(total_timesteps=args.total_rl_timesteps, n_envs=args.n_envs, vec_env=args.vec_env,
-                        learning_rate=args.learning_rate, init_log_std=args.init_log_std,
+                        learning_rate=args.learning_rate, gamma=args.gamma, init_log_std=args.init_log_std,
                         value_warmup_steps=args.value_warmup_steps, actor_ramp_steps=args.actor_ramp_steps,
                         bc_coef=args.bc_coef, bc_decay_steps=args.bc_decay_steps,
                         freeze_encoder=args.freeze_encoder, eval_freq=args.eval_freq,

@@ -66,13 +66,16 @@ def main() -> None:
     ap.add_argument("--eval-freq", type=int)
     ap.add_argument("--eval-episodes", type=int, default=None)
     ap.add_argument("--n-envs", type=int, default=4)
+    ap.add_argument("--vec-env", choices=["subproc", "dummy"], default="dummy",
+                    help="dummy: each run uses one core, so --workers runs go side by side on 2 cores")
+    ap.add_argument("--workers", type=int, default=2, help="PPO runs executed in parallel")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "sample_efficiency_runs")
     args = ap.parse_args()
     q = args.quick
     seeds = args.seeds or ([0] if q else [0, 1, 2])
     budget = args.budget or (30_000 if q else 1_000_000)
     eval_freq = args.eval_freq or (10_000 if q else 25_000)
-    eval_eps = args.eval_episodes or (3 if q else 10)
+    eval_eps = args.eval_episodes or (3 if q else 5)
     n_demos, bc_epochs = (10, 30) if q else (50, 200)
     if args.workdir.exists():
         shutil.rmtree(args.workdir)          # bench scratch space, regenerated each run
@@ -84,31 +87,24 @@ def main() -> None:
     target = 1.1 * trot_speed
     print(f"trot: {trot_speed:.3f} m/s, falls {trot['fall_rate']:.0%}; target {target:.3f} m/s", flush=True)
 
-    def pipeline(name: str, seed: int, **kw) -> dict:
-        cfg = PipelineConfig(experiment_name=name, output_dir=str(args.workdir), seed=seed, live=False)
-        cfg.demo = DemoConfig(n_episodes=n_demos)
-        cfg.bc = BCConfig(epochs=bc_epochs)
-        cfg.ppo = PPOConfig(total_timesteps=budget, n_envs=args.n_envs, eval_freq=eval_freq,
-                            eval_episodes=eval_eps, checkpoint_freq=budget, visualize_freq=0)
-        if q:
-            cfg.ppo.value_warmup_steps, cfg.ppo.actor_ramp_steps, cfg.ppo.bc_decay_steps = 2048, 4096, budget
-        for key, value in kw.items():
-            if hasattr(cfg.ppo, key):
-                setattr(cfg.ppo, key, value)
-            else:
-                setattr(cfg, key, value)
-        return run(cfg)
-
-    bc_summary = pipeline("bc", 42, total_timesteps=0)["bc"]
+    common = dict(workdir=str(args.workdir), n_demos=n_demos, bc_epochs=bc_epochs, budget=budget,
+                  n_envs=args.n_envs, vec_env=args.vec_env, eval_freq=eval_freq, eval_eps=eval_eps, quick=q)
+    bc_summary = pipeline(common, "bc", 42, total_timesteps=0)["bc"]
     bc_path = args.workdir / "bc" / "bc_pretrained_policy.pth"
+    jobs = [(f"{kind}_seed{seed}", seed, kind) for seed in seeds for kind in ("bc_init", "scratch")]
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {name: pool.submit(pipeline, common, name, seed, skip_bc=True,
+                                     **({"pretrained_model": str(bc_path)} if kind == "bc_init" else {}))
+                   for name, seed, kind in jobs}
+        results = {name: f.result() for name, f in futures.items()}
     histories: dict[str, list[list[dict]]] = {"bc_init": [], "scratch": []}
     finals: list[dict] = []
-    for seed in seeds:
-        s = pipeline(f"bc_init_seed{seed}", seed, skip_bc=True, pretrained_model=str(bc_path))
-        histories["bc_init"].append(json.loads((args.workdir / f"bc_init_seed{seed}" / "evaluations.json").read_text()))
-        finals.append(s["ppo"]["final_eval"])
-        pipeline(f"scratch_seed{seed}", seed, skip_bc=True)
-        histories["scratch"].append(json.loads((args.workdir / f"scratch_seed{seed}" / "evaluations.json").read_text()))
+    for name, seed, kind in jobs:
+        histories[kind].append(json.loads((args.workdir / name / "evaluations.json").read_text()))
+        if kind == "bc_init":
+            finals.append(results[name]["ppo"]["final_eval"])
 
     # BC's return under exactly the protocol of PPO's evaluations (same episodes, same seeds).
     from training.policies import load_policy
@@ -147,12 +143,34 @@ def main() -> None:
         "speedup_ratio": None if speedup is None else round(speedup, 2),
         "speedup_ratio_is_lower_bound": lower_bound,
         "budget_steps": budget, "seeds": seeds, "eval_freq": eval_freq, "eval_episodes": eval_eps,
-        "n_demo_episodes": n_demos, "bc_epochs": bc_epochs, "quick": q,
+        "n_demo_episodes": n_demos, "bc_epochs": bc_epochs, "quick": q, "vec_env": args.vec_env,
+        "workers": args.workers, "defaults": "training.config.PPOConfig",
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     write_result("sample_efficiency", figures)
     (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
     plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
+
+
+def pipeline(common: dict, name: str, seed: int, **kw) -> dict:
+    """One run of the real pipeline (module-level so worker processes can run it)."""
+    import torch
+    torch.set_num_threads(1)
+    c = common
+    cfg = PipelineConfig(experiment_name=name, output_dir=c["workdir"], seed=seed, live=False)
+    cfg.demo = DemoConfig(n_episodes=c["n_demos"])
+    cfg.bc = BCConfig(epochs=c["bc_epochs"])
+    cfg.ppo = PPOConfig(total_timesteps=c["budget"], n_envs=c["n_envs"], vec_env=c["vec_env"],
+                        eval_freq=c["eval_freq"], eval_episodes=c["eval_eps"], checkpoint_freq=c["budget"],
+                        visualize_freq=0)
+    if c["quick"]:
+        cfg.ppo.value_warmup_steps, cfg.ppo.actor_ramp_steps, cfg.ppo.bc_decay_steps = 2048, 4096, c["budget"]
+    for key, value in kw.items():
+        if hasattr(cfg.ppo, key):
+            setattr(cfg.ppo, key, value)
+        else:
+            setattr(cfg, key, value)
+    return run(cfg)
 
 
 def plot(histories: dict, trot_speed: float, target: float, path: Path) -> None:

@@ -19,7 +19,7 @@ def _default_scales() -> dict[str, float]:
         "yaw_rate": -0.1,     # yaw rate^2 (rad/s)^2
         "action_rate": -0.05, # |a_t - a_{t-1}|^2 over the 8 normalized leg targets
         "energy": -0.02,      # sum |torque * joint speed| over the leg servos (W)
-        "fall": -10.0,        # 1 on the step the episode terminates by a fall
+        "fall": -50.0,        # 1 on the step the episode terminates by a fall (large: see README)
     }
 
 

@@ -31,7 +31,7 @@ Optional: ultrasonic distance, past frames (`obs.history`), privileged sim state
 | yaw_rate    | yaw rate^2                                                   | -0.1  |
 | action_rate | squared change of the normalized leg targets                 | -0.05 |
 | energy      | sum over leg servos of |torque * joint speed| (W)            | -0.02 |
-| fall        | 1 when the episode ends by a fall                            | -10   |
+| fall        | 1 when the episode ends by a fall                            | -50   |
 
 ## Episode end
 Terminates on a fall: tilt above `fall_tilt_deg` (60 deg; upside down included), torso or head

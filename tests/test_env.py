@@ -141,7 +141,7 @@ def test_falling_terminates_with_the_fall_penalty():
         _, _, term, _, info = env.step(lie_flat)
         if term:
             break
-    assert term and info["fell"] and info["reward_terms"]["fall"] == pytest.approx(-10.0)
+    assert term and info["fell"] and info["reward_terms"]["fall"] == pytest.approx(-50.0)
 
 
 def test_standing_still_earns_clearly_less_than_trotting():

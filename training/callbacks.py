@@ -20,6 +20,10 @@ EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "h
 class MetricsCallback(BaseCallback):
     """Logs every reward term (per-episode sums) and the env's walking metrics for finished episodes."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[dict[str, float]] = []     # per-rollout means of training episodes (dashboard)
+
     def _on_training_start(self) -> None:
         n = self.training_env.num_envs
         self._sums: list[dict[str, float]] = [defaultdict(float) for _ in range(n)]
@@ -33,6 +37,9 @@ class MetricsCallback(BaseCallback):
                 row = {f"reward_terms/{k}": v for k, v in self._sums[i].items()}
                 row.update({f"episode/{k}": info[k] for k in EPISODE_METRICS if k in info})
                 row["episode/fall"] = float(info.get("fell", False))
+                if "episode" in info:                   # Monitor: undiscounted return and length
+                    row["episode/return"] = float(info["episode"]["r"])
+                    row["episode/length"] = float(info["episode"]["l"])
                 self._finished.append(row)
                 self._sums[i] = defaultdict(float)
         return True
@@ -40,8 +47,13 @@ class MetricsCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         if not self._finished:
             return
-        for key in self._finished[0]:
-            self.logger.record(key, float(np.mean([r[key] for r in self._finished if key in r])))
+        means = {key: float(np.mean([r[key] for r in self._finished if key in r])) for key in self._finished[0]}
+        for key, value in means.items():
+            self.logger.record(key, value)
+        if "episode/return" in means:
+            self.history.append({"timesteps": int(self.num_timesteps), "mean_return": means["episode/return"],
+                                 "mean_forward_speed": means.get("episode/mean_forward_speed", 0.0),
+                                 "mean_length": means["episode/length"], "fall_rate": means["episode/fall"]})
         self._finished = []
 
 
@@ -109,6 +121,8 @@ class CheckpointCallback(BaseCallback):
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / f"ppo_{self.num_timesteps}_steps.zip"
         self.model.save(path)
+        from training.handoff_ppo import RewardNormalizer
+        RewardNormalizer.save(self.model.get_env(), self.ckpt_dir)
         add_meta_to_zip(path, {**self.meta, "timesteps": int(self.num_timesteps)})
         self._last = self.num_timesteps
         return path
@@ -154,3 +168,73 @@ def latest_checkpoint(ckpt_dir: Path) -> tuple[Path, int] | None:
         return None
     steps, path = max(found)
     return path, steps
+
+
+class VisualizationCallback(BaseCallback):
+    """Every `freq` env steps: one deterministic episode in a separate env -> videos/step_<N>.mp4, a
+    TensorBoard clip, and plots/training_curves.png; also the dashboard at the end of training.
+
+    A rendering failure is reported once as a warning and never stops training.
+    """
+
+    def __init__(self, freq: int, exp_dir: Path, env_cfg: Any, evaluations: Callable[[], list[dict]],
+                 episodes: Callable[[], list[dict]], seed: int = 0) -> None:
+        super().__init__()
+        self.freq, self.exp_dir, self.env_cfg, self.seed = freq, exp_dir, env_cfg, seed
+        self.evaluations, self.episodes = evaluations, episodes
+        self._last = 0
+        self._warned = False
+        self.seconds: list[float] = []
+
+    def _on_training_start(self) -> None:
+        self._last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.freq > 0 and self.num_timesteps - self._last >= self.freq:
+            self._last = self.num_timesteps
+            self.visualize()
+        return True
+
+    def _on_training_end(self) -> None:
+        self._guarded(self.dashboard)
+
+    def visualize(self) -> None:
+        import time
+        start = time.perf_counter()
+        self._guarded(self._clip)
+        self._guarded(self.dashboard)
+        self.seconds.append(time.perf_counter() - start)
+
+    def _clip(self) -> None:
+        from training.visualization import log_video_to_tensorboard, record_episode, write_mp4
+        policy = self.model.policy
+        frames, stats = record_episode(lambda obs: policy.predict(obs, deterministic=True)[0], self.env_cfg,
+                                       seed=self.seed, title=f"{self.num_timesteps:,} steps")
+        write_mp4(self.exp_dir / "videos" / f"step_{self.num_timesteps}.mp4", frames, stats["fps"])
+        writer = _tensorboard_writer(self.logger)
+        if writer is not None:
+            log_video_to_tensorboard(writer, "visualization/episode", frames, self.num_timesteps, stats["fps"])
+        self.logger.record("visualization/return", stats["return"])
+        self.logger.record("visualization/forward_speed", stats["mean_forward_speed"])
+
+    def dashboard(self) -> None:
+        from training.visualization import load_json, save_dashboard
+        save_dashboard(self.exp_dir / "plots" / "training_curves.png", self.evaluations(), self.episodes(),
+                       load_json(self.exp_dir / "bc_curve.json", None), title=self.exp_dir.name)
+
+    def _guarded(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # rendering problems must never kill training
+            if not self._warned:
+                import warnings
+                warnings.warn(f"visualization failed ({type(exc).__name__}: {exc}); training continues")
+                self._warned = True
+
+
+def _tensorboard_writer(logger) -> Any:
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+    for fmt in getattr(logger, "output_formats", []):
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    return None

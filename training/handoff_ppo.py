@@ -157,3 +157,30 @@ class HandoffPPO(PPO):
 def reset_log_std(model: PPO, value: float) -> None:
     with th.no_grad():
         model.policy.log_std.fill_(value)
+
+
+class RewardNormalizer:
+    """SB3's VecNormalize on rewards only, with its statistics saved as JSON (no pickle) for --resume."""
+
+    STATS = "reward_normalizer.json"
+
+    @staticmethod
+    def wrap(venv, gamma: float, restore_from=None):
+        import json
+        from stable_baselines3.common.vec_env import VecNormalize
+        wrapped = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=gamma, clip_reward=10.0)
+        if restore_from is not None and (restore_from / RewardNormalizer.STATS).is_file():
+            stats = json.loads((restore_from / RewardNormalizer.STATS).read_text())
+            wrapped.ret_rms.mean = np.float64(stats["mean"])
+            wrapped.ret_rms.var = np.float64(stats["var"])
+            wrapped.ret_rms.count = stats["count"]
+        return wrapped
+
+    @staticmethod
+    def save(venv, directory) -> None:
+        import json
+        from stable_baselines3.common.vec_env import VecNormalize
+        if isinstance(venv, VecNormalize):
+            rms = venv.ret_rms
+            (directory / RewardNormalizer.STATS).write_text(json.dumps(
+                {"mean": float(np.asarray(rms.mean)), "var": float(np.asarray(rms.var)), "count": float(rms.count)}))

@@ -20,12 +20,14 @@ import torch
 from pidog_env.config import EnvConfig
 from training import demos as demo_io
 from training.bc import split_episodes, train_bc
+from pidog_env.env import has_display
 from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallback, StopOnSignal,
-                                latest_checkpoint)
+                                VisualizationCallback, latest_checkpoint)
+from training.visualization import LiveViewer
 from training.common import PipelineError, check_spaces, make_env, make_vec_env, versions, write_json
 from training.config import PipelineConfig
 from training.evaluate import evaluate_policy
-from training.handoff_ppo import HandoffPPO, reset_log_std
+from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
 from training.policies import (add_meta_to_zip, load_policy_file, policy_class_name, policy_kwargs,
                                policy_meta, save_policy)
 
@@ -139,6 +141,8 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
         venv = make_vec_env(env_cfg, p.n_envs, cfg.seed + start_steps, subprocess=p.vec_env == "subproc")
     finally:
         signal.signal(signal.SIGINT, previous)
+    if p.normalize_reward:
+        venv = RewardNormalizer.wrap(venv, p.gamma, ckpt_dir if resume_from else None)
     demos_arrays = (bc_demos.obs, bc_demos.acts) if bc_demos is not None and p.bc_coef > 0 else None
     model = build_model(cfg, venv, from_bc=not _scratch(cfg), bc_demos=demos_arrays, tb_dir=tb_dir)
     if resume_from is not None:
@@ -159,8 +163,12 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     evaluator.verbose = 1
     checkpoints = CheckpointCallback(p.checkpoint_freq, ckpt_dir, meta)
     stopper = StopOnSignal().install()
-    callbacks = [MetricsCallback(), evaluator, checkpoints, stopper]
-    callbacks += _visualization_callbacks(cfg, exp, env_cfg)
+    metrics = MetricsCallback()
+    callbacks = [metrics, evaluator, checkpoints, stopper]
+    viz = VisualizationCallback(p.visualize_freq, exp, env_cfg, lambda: evaluator.history,
+                                lambda: metrics.history, seed=cfg.seed)
+    callbacks.append(viz)
+    live = LiveViewer(exp) if (cfg.live if cfg.live is not None else has_display()) else None
     log(f"PPO: {p.total_timesteps - start_steps} steps over {p.n_envs} envs ({p.vec_env}) "
         f"(TensorBoard: tensorboard --logdir {tb_dir})")
     t0 = time.perf_counter()
@@ -170,6 +178,8 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     finally:
         stopper.uninstall()
         seconds = time.perf_counter() - t0
+        if live is not None:
+            live.close()
         if stopper.received is not None or model.num_timesteps < p.total_timesteps:
             path = checkpoints.save()
             log(f"stopped at {model.num_timesteps} steps; checkpoint {path} (continue with --resume)")
@@ -187,7 +197,7 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     first = evaluator.history[0] if evaluator.history else None
     return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
             "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
-            "best_eval_return": evaluator.best}
+            "best_eval_return": evaluator.best, "visualization_seconds": viz.seconds}
 
 
 def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None = None,
@@ -208,10 +218,6 @@ def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None
 
 def _scratch(cfg: PipelineConfig) -> bool:
     return cfg.skip_bc and cfg.pretrained_model is None
-
-
-def _visualization_callbacks(cfg: PipelineConfig, exp: Path, env_cfg: EnvConfig) -> list:
-    return []
 
 
 # ---------------------------------------------------------------- the whole run

@@ -1,0 +1,122 @@
+"""Videos, dashboard, TensorBoard clips and the live window (under Xvfb when it is installed)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+
+from pidog_env.config import EnvConfig
+from pidog_env.gaits import TrotGait
+from training.common import make_env
+from training.visualization import record_episode, save_dashboard, write_mp4
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = [sys.executable, str(ROOT / "train_pretrain_finetune.py"), "--skip-bc", "--total-rl-timesteps", "2048",
+         "--n-envs", "2", "--visualize-freq", "1024", "--eval-freq", "1024", "--eval-episodes", "1",
+         "--final-eval-episodes", "1", "--checkpoint-freq", "100000"]
+
+
+def trot():
+    env = make_env(EnvConfig())
+    gait = TrotGait.for_env(env)
+    env.close()
+    return gait
+
+
+def test_video_plays_in_real_time(tmp_path):
+    cfg = EnvConfig()
+    frames, stats = record_episode(trot(), cfg, seed=0, max_steps=250)          # 5 s of simulated time
+    path = write_mp4(tmp_path / "clip.mp4", frames, stats["fps"])
+    reader = imageio.get_reader(path)
+    meta = reader.get_meta_data()
+    n = sum(1 for _ in reader)
+    assert stats["seconds"] == pytest.approx(5.0)
+    assert n / meta["fps"] == pytest.approx(stats["seconds"], rel=0.10)
+    assert frames[0].std() > 10                                                  # a picture, not a blank
+
+
+def test_dashboard_png_has_all_panels(tmp_path):
+    evals = [{"timesteps": t, "mean_return": 100 + t / 100, "mean_forward_speed": 0.1, "mean_length": 900,
+              "fall_rate": 0.1} for t in range(0, 50_000, 10_000)]
+    path = save_dashboard(tmp_path / "plots" / "curves.png", evals, evals, [{"epoch": 1, "val_mse": 0.1},
+                                                                            {"epoch": 2, "val_mse": 0.05}])
+    img = imageio.imread(path)
+    assert img.shape[1] > 4 * img.shape[0] and img.std() > 10                  # 5 panels side by side
+
+
+def run_training(tmp_path, name, extra_env):
+    env = {**os.environ, "MUJOCO_GL": "egl", **extra_env}
+    return subprocess.run([*TRAIN, "--output-dir", str(tmp_path), "--experiment-name", name, *extra_env.get("_args", [])],
+                          capture_output=True, text=True, timeout=600, env={k: v for k, v in env.items() if k != "_args"})
+
+
+@pytest.mark.slow
+def test_headless_training_writes_videos_dashboard_and_tensorboard_clips(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([*TRAIN, "--output-dir", str(tmp_path), "--experiment-name", "viz"], capture_output=True,
+                          text=True, timeout=600, env={**env, "MUJOCO_GL": "egl"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exp = tmp_path / "viz"
+    videos = sorted((exp / "videos").glob("step_*.mp4"))
+    assert [v.name for v in videos] == ["step_1024.mp4", "step_2048.mp4"]
+    for v in videos:
+        reader = imageio.get_reader(v)
+        assert sum(1 for _ in reader) >= 1
+    img = imageio.imread(exp / "plots" / "training_curves.png")
+    assert img.size > 0 and img.std() > 5
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ea = EventAccumulator(str(next((exp / "tensorboard").iterdir())), size_guidance={"images": 0})
+    ea.Reload()
+    assert "visualization/episode" in ea.Tags()["images"]
+    assert len(ea.Images("visualization/episode")) == 2
+    assert "live window" not in proc.stderr                                     # no window attempted
+
+
+def xvfb_screenshot(display: str) -> np.ndarray:
+    """Root window of an X display as an RGB array (xwd's format parsed here: no ImageMagick needed)."""
+    raw = subprocess.run(["xwd", "-root", "-silent", "-display", display], capture_output=True, timeout=30).stdout
+    hdr = np.frombuffer(raw[:100], dtype=">u4")
+    header_size, width, height, bpl, ncolors = hdr[0], hdr[4], hdr[5], hdr[12], hdr[19]
+    order = "<" if hdr[7] == 0 else ">"
+    start = int(header_size + 12 * ncolors)
+    pixels = np.frombuffer(raw[start:start + int(bpl * height)], dtype=f"{order}u4").reshape(height, bpl // 4)[:, :width]
+    return np.stack([(pixels >> 16) & 255, (pixels >> 8) & 255, pixels & 255], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("Xvfb") is None or shutil.which("xwd") is None,
+                    reason="needs Xvfb and xwd (.ci/run installs them)")
+def test_live_window_opens_under_xvfb(tmp_path):
+    display = ":97"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        before = xvfb_screenshot(display)
+        env = {**os.environ, "MUJOCO_GL": "egl", "DISPLAY": display, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen([*TRAIN, "--total-rl-timesteps", "6144", "--output-dir", str(tmp_path),
+                                 "--experiment-name", "live", "--live"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        shot = None
+        deadline = time.time() + 400
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(2)
+            if list((tmp_path / "live" / "videos").glob("step_*.mp4")):
+                time.sleep(4)                                  # let the window pick the clip up and draw
+                shot = xvfb_screenshot(display)
+                break
+        out, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0, out[-2000:]
+        assert shot is not None, "no clip was written while training ran"
+        assert before.std() < 1.0                               # the empty screen is blank ...
+        assert shot.std() > 10 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 50   # ... the window is not
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=10)
