@@ -257,6 +257,11 @@ class PiDogEnv(gym.Env):
         d, cfg, idx = self.data, self.cfg, self.idx
         sens = d.sensordata
         imu = sens[idx.accel.start:idx.gyro.stop] + self._imu_bias      # accel (3) then gyro (3)
+        if reset:
+            # Episodes start from a still, standing robot (as the real one does after its start-up
+            # move), whose accelerometer reads +g along world up; the just-reset simulation is in a
+            # brief free fall with the feet 0.5 mm above the floor and would read nearly nothing.
+            imu[:3] = 9.81 * d.xmat[idx.torso_body, 6:9] + self._imu_bias[:3]
         if self._imu_noise is not None:
             if self._noise_i >= len(self._noise_block):
                 self._noise_block = self.np_random.standard_normal((64, 6)) * self._imu_noise
@@ -264,6 +269,7 @@ class PiDogEnv(gym.Env):
             imu += self._noise_block[self._noise_i]
             self._noise_i += 1
         imu = imu.tolist()
+        self.last_imu = imu                      # what a real IMU would have reported this step
         accel, gyro = imu[:3], imu[3:]
         gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
         ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None

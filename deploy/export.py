@@ -1,0 +1,130 @@
+"""Export a trained policy for the robot: `policy.onnx` (observation -> deterministic action) plus
+`policy.json` (observation layout and scaling, action scaling, joint order, control rate, gait clock,
+env config hash, versions), verified against PyTorch on recorded observations.
+
+    python deploy/export.py --model outputs/<exp>/final_model.zip [--out outputs/<exp>/export]
+
+Accepts SB3 zips written by this project and BC `.pth` policies. Camera and privileged-observation
+policies cannot run on the robot and are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploy.policy_spec import PolicySpec
+from pidog_env import robot
+from pidog_env.config import EnvConfig
+from pidog_env.observation import GYRO_SCALE, frame_layout
+from training.common import PipelineError, make_env, versions
+
+PARITY_TOL = 1e-5
+
+
+class DeterministicActor(torch.nn.Module):
+    """The policy's mean action, clipped to the action space (what SB3's predict(deterministic) returns)."""
+
+    def __init__(self, policy) -> None:
+        super().__init__()
+        self.features = policy.pi_features_extractor
+        self.latent = policy.mlp_extractor.policy_net
+        self.action = policy.action_net
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.action(self.latent(self.features(obs))), -1.0, 1.0)
+
+
+def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
+    layout = frame_layout(env_cfg.obs.ultrasonic, False)
+    frame = max(s.stop for s in layout.values())
+    env = make_env(env_cfg)
+    dt = env.unwrapped.dt
+    env.close()
+    return PolicySpec(
+        control_dt=dt, gait_period=env_cfg.gait_period, gravity_alpha=env_cfg.obs.gravity_alpha,
+        history=env_cfg.obs.history, ultrasonic=env_cfg.obs.ultrasonic, obs_size=frame * (env_cfg.obs.history + 1),
+        frame_layout={k: [v.start, v.stop] for k, v in layout.items()}, gyro_scale=GYRO_SCALE,
+        leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(), leg_q_max_rad=float(robot.LEG_Q_MAX),
+        leg_speed_deg_s=robot.LEG_SPEED_DEG_S, servo_limit_deg=robot.SERVO_RANGE_DEG,
+        stand_pose_deg=robot.POSES_DEG["stand"].tolist(), lie_pose_deg=robot.POSES_DEG["lie"].tolist(),
+        fall_tilt_deg=env_cfg.fall_tilt_deg, env_config_hash=env_cfg.hash(), versions=versions(), source=source)
+
+
+def record_observations(policy, env_cfg: EnvConfig, steps: int, seed: int = 0) -> np.ndarray:
+    env = make_env(env_cfg)
+    obs, _ = env.reset(seed=seed)
+    rows = []
+    for _ in range(steps):
+        rows.append(obs)
+        obs, _, term, trunc, _ = env.step(policy.predict(obs, deterministic=True)[0])
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+    return np.asarray(rows, dtype=np.float32)
+
+
+def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool = False,
+           allow_pickle: bool = False) -> dict:
+    from training.policies import load_policy
+    policy, meta = load_policy(model, allow_pickle=allow_pickle)
+    env_cfg: EnvConfig = meta.get("env_config_obj") or EnvConfig()
+    if env_cfg.use_camera:
+        raise PipelineError("camera policies cannot be exported for the robot runtime (no camera pipeline there)")
+    if env_cfg.obs.privileged:
+        raise PipelineError("this policy observes privileged sim state the robot cannot measure")
+    onnx_path, json_path = out_dir / "policy.onnx", out_dir / "policy.json"
+    existing = [p for p in (onnx_path, json_path) if p.exists()]
+    if existing and not force:
+        raise PipelineError(f"{existing[0]} exists; pass --force to replace it or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    actor = DeterministicActor(policy).eval()
+    spec = spec_for(env_cfg, str(model))
+    dummy = torch.zeros(1, spec.obs_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(actor, (dummy,), str(onnx_path), input_names=["obs"], output_names=["action"],
+                          dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, opset_version=17,
+                          dynamo=False)
+    spec.save(json_path)
+    # Parity: onnxruntime against PyTorch (SB3 predict) on observations the policy really visits.
+    import onnxruntime as ort
+    obs = record_observations(policy, dataclasses.replace(env_cfg), check_steps)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_act = session.run(None, {"obs": obs})[0]
+    torch_act = policy.predict(obs, deterministic=True)[0]
+    max_diff = float(np.abs(onnx_act - torch_act).max())
+    if not max_diff <= PARITY_TOL:
+        raise PipelineError(f"ONNX and PyTorch actions differ by {max_diff:.2e} (> {PARITY_TOL})")
+    return {"onnx": str(onnx_path), "json": str(json_path), "max_abs_diff": max_diff, "checked": len(obs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="SB3 .zip or BC .pth written by this project")
+    ap.add_argument("--out", type=Path, help="output folder (default: <model folder>/export)")
+    ap.add_argument("--check-steps", type=int, default=500, help="recorded observations for the parity check")
+    ap.add_argument("--force", action="store_true", help="replace an existing export")
+    ap.add_argument("--allow-pickle", action="store_true")
+    args = ap.parse_args(argv)
+    out = args.out or Path(args.model).parent / "export"
+    try:
+        result = export(args.model, out, args.check_steps, args.force, args.allow_pickle)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {result['onnx']} and {result['json']}; ONNX vs PyTorch max |diff| "
+          f"{result['max_abs_diff']:.1e} over {result['checked']} recorded observations")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    sys.exit(main())

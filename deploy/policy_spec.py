@@ -1,0 +1,49 @@
+"""`policy.json`: everything the robot needs to rebuild the env's observation and use the policy's
+actions, written by deploy/export.py next to `policy.onnx`. Numpy-free and torch-free to read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SPEC_VERSION = 1
+
+
+@dataclass
+class PolicySpec:
+    control_dt: float                     # seconds per control step (1 / rate)
+    gait_period: float                    # seconds per gait-clock cycle
+    gravity_alpha: float                  # complementary filter weight of the accelerometer
+    history: int                          # past observation frames appended
+    ultrasonic: bool
+    obs_size: int
+    frame_layout: dict[str, list[int]]    # name -> [start, stop] in one frame
+    gyro_scale: float
+    leg_joints: list[str]                 # vendor leg array order
+    leg_signs: list[float]                # servo -> model sign per joint
+    leg_q_max_rad: float                  # action 1.0 = this many radians of model joint angle
+    leg_speed_deg_s: float
+    servo_limit_deg: float
+    stand_pose_deg: list[float]
+    lie_pose_deg: list[float]
+    fall_tilt_deg: float
+    env_config_hash: str
+    versions: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    spec_version: int = SPEC_VERSION
+
+    @property
+    def control_hz(self) -> float:
+        return 1.0 / self.control_dt
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({**asdict(self), "control_hz": self.control_hz}, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PolicySpec":
+        data = json.loads(Path(path).read_text())
+        data.pop("control_hz", None)
+        if data.get("spec_version") != SPEC_VERSION:
+            raise ValueError(f"{path}: policy.json version {data.get('spec_version')} (expected {SPEC_VERSION})")
+        return cls(**data)
