@@ -113,11 +113,15 @@ class MujocoHardware:
         self.last_obs, self.info = self.env.reset(seed=seed)
         self.base = self.env.unwrapped
         self.terminated = False
+        self.poses: list[np.ndarray] = []
 
     def move_to_pose(self, pose_deg: np.ndarray, seconds: float) -> None:
-        # The simulated robot starts each episode standing: the start-up move is a reset.
-        self.last_obs, self.info = self.env.reset(seed=self.seed)
-        self.terminated = False
+        # The simulated robot starts each episode standing, so the start-up move to stand is a reset.
+        # Other poses (the final lie-down) are not simulated: the episode's last state stays readable.
+        self.poses.append(np.asarray(pose_deg, dtype=np.float64).copy())
+        if np.allclose(pose_deg, robot.POSES_DEG["stand"]):
+            self.last_obs, self.info = self.env.reset(seed=self.seed)
+            self.terminated = False
 
     def read_imu(self) -> tuple[np.ndarray, np.ndarray]:
         imu = np.asarray(self.base.last_imu)

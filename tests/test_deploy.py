@@ -1,0 +1,247 @@
+"""Export, the robot runtime against the simulator, the safety layer and the pidog adapter."""
+
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from deploy.hardware import MujocoHardware, PidogHardware, chip_to_body, read_pidog_conf
+from deploy.policy_spec import PolicySpec
+from deploy.runtime import ActionMapper, ControlLoop, OnnxPolicy, replay
+from deploy.safety import SafetyLayer
+from pidog_env import robot
+from pidog_env.config import EnvConfig
+
+STAND_DEG = robot.POSES_DEG["stand"]
+LIE_DEG = robot.POSES_DEG["lie"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small trot-BC policy exported to ONNX (trained here in a few seconds)."""
+    from deploy.export import export
+    from training import demos as demo_io
+    from training.bc import train_bc
+    from training.config import BCConfig, DemoConfig, PolicyConfig
+    from training.policies import policy_meta, save_policy
+    tmp = tmp_path_factory.mktemp("export")
+    demo = demo_io.generate(DemoConfig(n_episodes=6, n_envs=1, noise=0.02), EnvConfig(), seed=0, progress=False)
+    result = train_bc(demo, None, EnvConfig(), PolicyConfig(), BCConfig(epochs=40), tmp / "logs", seed=0, progress=False)
+    save_policy(tmp / "bc.pth", result.policy, policy_meta(result.policy, PolicyConfig(), EnvConfig()))
+    info = export(tmp / "bc.pth", tmp / "export", check_steps=300)
+    spec = PolicySpec.load(tmp / "export" / "policy.json")
+    return {"info": info, "spec": spec, "onnx": OnnxPolicy(tmp / "export" / "policy.onnx", spec),
+            "torch": result.policy, "dir": tmp}
+
+
+@pytest.mark.slow
+def test_export_matches_pytorch_and_describes_the_robot(exported):
+    assert exported["info"]["max_abs_diff"] <= 1e-5 and exported["info"]["checked"] == 300
+    spec = exported["spec"]
+    assert spec.leg_joints == list(robot.LEG_JOINTS) and spec.control_hz == pytest.approx(50)
+    assert spec.obs_size == 16 and spec.env_config_hash == EnvConfig().hash()
+    assert spec.gait_period == EnvConfig().gait_period
+
+
+@pytest.mark.slow
+def test_runtime_observation_equals_the_envs(exported):
+    hw = MujocoHardware(randomize=True, seed=3)             # noise, bias and latency included
+    loop = ControlLoop(exported["spec"], exported["onnx"], hw, realtime=False)
+    loop.start()
+    np.testing.assert_allclose(loop.obs, hw.last_obs, atol=1e-6)
+    for _ in range(300):
+        assert loop.tick()
+        np.testing.assert_allclose(loop.obs, hw.last_obs, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_runtime_walks_the_simulated_robot_like_the_env_does(exported):
+    from training.evaluate import evaluate_policy
+    in_env = evaluate_policy(exported["torch"], EnvConfig(), 1, seed=0, randomize=False)["mean_forward_speed"]
+    hw = MujocoHardware(randomize=False, seed=0)
+    loop = ControlLoop(exported["spec"], exported["onnx"], hw, realtime=False)
+    assert loop.run(seconds=20.0) == "time limit reached"
+    runtime_speed = hw.info["forward_distance"] / 20.0
+    assert in_env > 0.05                                   # the policy really walks ...
+    assert runtime_speed >= 0.8 * in_env                   # ... and so does it through the runtime
+
+
+@pytest.mark.slow
+def test_replay_reproduces_logged_actions(exported, tmp_path):
+    loop = ControlLoop(exported["spec"], exported["onnx"], MujocoHardware(seed=1), realtime=False, log=True)
+    loop.run(seconds=1.0)
+    loop.save_log(tmp_path / "run.npz")
+    assert replay(exported["onnx"], tmp_path / "run.npz") < 1e-6
+
+
+def spec_stub(**kw):
+    base = dict(control_dt=0.02, gait_period=0.6148, gravity_alpha=0.04, history=0, ultrasonic=False, obs_size=16,
+                frame_layout={"gravity": [0, 3], "gyro": [3, 6], "last_action": [6, 14], "clock": [14, 16]},
+                gyro_scale=0.25, leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(),
+                leg_q_max_rad=float(robot.LEG_Q_MAX), leg_speed_deg_s=428.0, servo_limit_deg=90.0,
+                stand_pose_deg=STAND_DEG.tolist(), lie_pose_deg=LIE_DEG.tolist(), fall_tilt_deg=60.0,
+                env_config_hash="x")
+    return PolicySpec(**{**base, **kw})
+
+
+def test_safety_clamps_rate_limits_and_rejects_nan():
+    s = SafetyLayer(90.0, 428.0, 0.02, np.zeros(8), fall_tilt_deg=60)
+    out = s.filter(np.full(8, 500.0))
+    np.testing.assert_allclose(out, np.full(8, 8.56))                     # 428 deg/s * 20 ms
+    for _ in range(20):
+        out = s.filter(np.full(8, 500.0))
+    np.testing.assert_allclose(out, np.full(8, 90.0))                     # clamped to the servo range
+    held = s.filter(np.array([np.nan] + [0.0] * 7))
+    np.testing.assert_allclose(held, np.full(8, 90.0))                    # NaN: hold the last command
+    assert s.filter(np.full(8, np.inf)).tolist() == held.tolist() and s.rejected == 2
+    assert s.tilted(np.array([0.0, -0.9, -0.43])) and not s.tilted(np.array([0.0, 0.1, -0.99]))
+
+
+class FakeHardware:
+    def __init__(self, imu=((0.0, 0.0, 9.81), (0.0, 0.0, 0.0)), write_delay=0.0):
+        self.imu = [np.array(v) for v in imu]
+        self.moves, self.writes, self.write_delay = [], [], write_delay
+
+    def move_to_pose(self, pose, seconds):
+        self.moves.append(np.asarray(pose).copy())
+
+    def read_imu(self):
+        return self.imu
+
+    def write_legs(self, deg):
+        time.sleep(self.write_delay)
+        self.writes.append(np.asarray(deg).copy())
+
+    def close(self):
+        pass
+
+
+def stand_policy(obs):
+    return ActionMapper(spec_stub()).to_action(STAND_DEG).astype(np.float32)
+
+
+def test_start_up_goes_to_stand_and_every_stop_lies_down():
+    hw = FakeHardware()
+    assert ControlLoop(spec_stub(), stand_policy, hw, realtime=False).run(0.2) == "time limit reached"
+    np.testing.assert_allclose(hw.moves[0], STAND_DEG)
+    np.testing.assert_allclose(hw.moves[-1], LIE_DEG)
+    np.testing.assert_allclose(hw.writes[-1], STAND_DEG, atol=1e-9)
+
+
+def test_tilt_stops_the_policy_and_lies_down():
+    hw = FakeHardware(imu=((0.0, 9.0, 3.0), (0.0, 0.0, 0.0)))           # lying on its side
+    reason = ControlLoop(spec_stub(), stand_policy, hw, realtime=False).run(5.0)
+    assert reason == "tilt beyond the fall limit" and len(hw.writes) < 250
+    np.testing.assert_allclose(hw.moves[-1], LIE_DEG)
+
+
+def test_exception_and_overruns_lie_down():
+    def broken(obs):
+        raise RuntimeError("sensor died")
+    hw = FakeHardware()
+    assert ControlLoop(spec_stub(), broken, hw, realtime=False).run(1.0).startswith("exception: RuntimeError")
+    np.testing.assert_allclose(hw.moves[-1], LIE_DEG)
+    slow = FakeHardware(write_delay=0.05)                                   # 50 ms ticks at 50 Hz
+    reason = ControlLoop(spec_stub(), stand_policy, slow, realtime=True, max_overruns=5).run(5.0)
+    assert "overran" in reason and len(slow.writes) < 20
+    np.testing.assert_allclose(slow.moves[-1], LIE_DEG)
+
+
+class FakeLegs:
+    def __init__(self):
+        self.calls, self.servo_positions = [], [0.0] * 8
+
+    def servo_write_all(self, angles):
+        self.calls.append(list(angles))
+
+
+class FakePidog:
+    """Records calls like the vendor's Pidog (legs.servo_write_all, servo_positions, raw IMU)."""
+
+    instances = []
+
+    def __init__(self):
+        self.legs = FakeLegs()
+        self.accData = [-16384, 0, 0]                     # chip x points down: at rest it reads -1 g
+        self.gyroData = [0, 0, 164]                       # 10 deg/s about the chip z axis (= body y)
+        self.moves, self.closed = [], False
+        FakePidog.instances.append(self)
+
+    def legs_move(self, frames, immediately=True, speed=50):
+        self.moves.append(frames)
+
+    def wait_legs_done(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_pidog(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pidog", types.SimpleNamespace(Pidog=FakePidog))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    FakePidog.instances.clear()
+    yield FakePidog
+
+
+def test_pidog_adapter_sends_vendor_stand_degrees_and_keeps_positions(fake_pidog):
+    hw = PidogHardware()
+    mapper = ActionMapper(spec_stub())
+    stand_action = robot.leg_rad_to_action(robot.pose_rad("stand"))          # what the policy outputs
+    hw.write_legs(mapper.to_servo_deg(stand_action))
+    dog = fake_pidog.instances[0]
+    np.testing.assert_allclose(dog.legs.calls[-1], STAND_DEG, atol=1e-9)     # right side negative
+    assert dog.legs.servo_positions == dog.legs.calls[-1]
+    acc, gyro = hw.read_imu()
+    np.testing.assert_allclose(acc, [0, 0, 9.81], atol=1e-9)                 # +g up in the body frame
+    np.testing.assert_allclose(gyro, [0, np.deg2rad(10.0), 0], atol=1e-9)
+
+
+def test_pidog_dry_run_prints_and_does_not_move(fake_pidog, capsys):
+    hw = PidogHardware(dry_run=True)
+    hw.write_legs(STAND_DEG)
+    assert fake_pidog.instances[0].legs.calls == [] and "[dry-run] legs" in capsys.readouterr().out
+
+
+def test_chip_axes_and_pidog_conf(tmp_path):
+    np.testing.assert_allclose(chip_to_body(np.array([1.0, 2.0, 3.0])), [-2.0, 3.0, -1.0])
+    conf = tmp_path / "pidog.conf"
+    conf.write_text("[x]\nlegs_servo_offset_list = [1.5, -2, 0, 0, 0, 0, 0, 3]\nhead_servo_offset_list = [0, 0, 0]\n")
+    offsets = read_pidog_conf(conf)
+    assert offsets["legs_servo_offset_list"] == [1.5, -2.0, 0, 0, 0, 0, 0, 3.0]
+
+
+BLOCKER = """
+import builtins, sys
+_real = builtins.__import__
+def _guard(name, *a, **k):
+    if name.split('.')[0] in ('torch', 'mujoco', 'gymnasium', 'stable_baselines3', 'imitation'):
+        raise ImportError('blocked on the robot: ' + name)
+    return _real(name, *a, **k)
+builtins.__import__ = _guard
+"""
+
+
+@pytest.mark.slow
+def test_bundle_runs_with_numpy_and_onnxruntime_only(exported, tmp_path):
+    import subprocess
+    import tarfile
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    loop = ControlLoop(exported["spec"], exported["onnx"], MujocoHardware(seed=2), realtime=False, log=True)
+    loop.run(seconds=0.5)
+    loop.save_log(tmp_path / "run.npz")
+    out = tmp_path / "bundle.tar.gz"
+    subprocess.run([str(root / "deploy" / "bundle.sh"), str(exported["dir"] / "export"), str(out)], check=True,
+                   capture_output=True)
+    with tarfile.open(out) as tar:
+        tar.extractall(tmp_path / "pi", filter="data")
+    bundle = tmp_path / "pi" / "pidog_deploy"
+    (bundle / "sitecustomize.py").write_text(BLOCKER)
+    proc = subprocess.run([sys.executable, "-m", "deploy.runtime", "--policy", "policy/policy.onnx", "--replay",
+                           str(tmp_path / "run.npz")], cwd=bundle, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(bundle), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and "max |action - logged action| = 0.00e+00" in proc.stdout, proc.stderr
