@@ -18,7 +18,7 @@ head and tail hold neutral.
 | 14-15 | gait clock sin, cos (period `gait_period`)      | [-1, 1]           |
 
 Optional: ultrasonic distance, past frames (`obs.history`), privileged sim state (`obs.privileged`).
-`use_camera=True` gives `Dict(image=Box(0, 255, (S, S, 3), uint8), state=<the vector above>)`.
+`use_camera=True` gives `Dict(image=Box(0, 255, (3, S, S), uint8), state=<the vector above>)` (channels first).
 
 ## Rewards (per step, `scale * value`; scales in `RewardConfig.scales`, values in `info["reward_terms"]`)
 
@@ -104,7 +104,7 @@ class PiDogEnv(gym.Env):
         if cfg.use_camera:
             s = cfg.camera_size
             self.observation_space = spaces.Dict(
-                {"image": spaces.Box(0, 255, (s, s, 3), np.uint8), "state": vec})
+                {"image": spaces.Box(0, 255, (3, s, s), np.uint8), "state": vec})
         else:
             self.observation_space = vec
         self.action_space = spaces.Box(-1.0, 1.0, (robot.N_LEG,), np.float32)
@@ -286,7 +286,7 @@ class PiDogEnv(gym.Env):
         return {"image": self.camera_image(), "state": vec}
 
     def camera_image(self) -> np.ndarray:
-        """The head camera's RGB image (camera_size square), rendered cheaply for a small image.
+        """The head camera's RGB image, channels first (3 x S x S, as SB3's CNNs take it), rendered cheaply.
 
         No shadows, reflections, skybox or haze, and coarse primitive tessellation (a visual-only copy
         of the model): 48x48 pixels do not show the difference, and software GL renders 1.4x faster.
@@ -301,7 +301,7 @@ class PiDogEnv(gym.Env):
                       mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_HAZE):
                 flags[f] = False
         self._camera_renderer.update_scene(self.data, camera="head_cam")
-        return self._camera_renderer.render()
+        return np.ascontiguousarray(self._camera_renderer.render().transpose(2, 0, 1))
 
     def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
         x, y, _, w, qx, qy, qz = self.data.qpos[0:7].tolist()

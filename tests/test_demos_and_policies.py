@@ -116,3 +116,28 @@ def test_policy_config_kwargs_are_shared(spaces):
     policy = make_policy(*spaces, cfg)
     sizes = [m.out_features for m in policy.mlp_extractor.policy_net if hasattr(m, "out_features")]
     assert sizes == [32, 16]
+
+
+@pytest.mark.slow
+def test_camera_policy_carries_the_bc_encoder_into_ppo_and_can_freeze_it(tmp_path):
+    from training.bc import train_bc
+    from training.config import BCConfig
+    env_cfg = EnvConfig()
+    env_cfg.use_camera = True
+    demo = demo_io.generate(DemoConfig(n_episodes=1, n_envs=1), env_cfg, seed=0, progress=False)
+    assert demo.obs["image"].shape[1:] == (3, 48, 48)
+    bc = train_bc(demo, None, env_cfg, PolicyConfig(), BCConfig(epochs=2, batch_size=256), tmp_path, 0, progress=False)
+    bc_state = {k: v.clone() for k, v in bc.policy.state_dict().items()}
+    for freeze in (True, False):
+        cfg = PipelineConfig(seed=0, use_camera=True)
+        cfg.ppo.n_steps, cfg.ppo.batch_size, cfg.ppo.freeze_encoder = 256, 128, freeze
+        cfg.ppo.value_warmup_steps = cfg.ppo.actor_ramp_steps = 0          # the actor (and encoder) learn at once
+        venv = make_vec_env(env_cfg, 1, seed=0, subprocess=False)
+        model = build_model(cfg, venv, from_bc=True)
+        model.policy.load_state_dict(bc_state, strict=True)
+        model.learn(512)
+        enc = {k: v for k, v in model.policy.state_dict().items() if k.startswith("features_extractor.")}
+        assert enc and any("cnn" in k for k in enc)
+        same = all(torch.equal(v, bc_state[k]) for k, v in enc.items())
+        assert same == freeze, f"freeze_encoder={freeze}"
+        venv.close()

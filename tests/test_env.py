@@ -54,7 +54,7 @@ def test_camera_observation_is_a_dict_with_a_real_image():
     env = gym.make("PiDog-v0", use_camera=True, randomize=False)
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"image", "state"} and obs["image"].dtype == np.uint8
-    assert obs["image"].shape == (48, 48, 3) and obs["image"].std() > 3
+    assert obs["image"].shape == (3, 48, 48) and obs["image"].std() > 3           # channels first
     env.close()
 
 

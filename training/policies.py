@@ -89,6 +89,27 @@ def rebuild_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) ->
     return policy, env_cfg
 
 
+def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]):
+    """SAC/TD3 policy from metadata + weights (train_rl.py builds them with net_arch = PolicyConfig's)."""
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.vec_env import DummyVecEnv
+    env_cfg = EnvConfig.from_dict(meta["env_config"])
+    arch = list(meta["policy"]["net_arch"])
+    venv = DummyVecEnv([lambda: make_env(env_cfg)])
+    algo = {"SAC": SAC, "TD3": TD3}[meta["algo"]]
+    try:
+        model = algo("MlpPolicy", venv, policy_kwargs={"net_arch": arch}, buffer_size=1, learning_starts=0,
+                     device="cpu")
+        try:
+            model.policy.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            raise PipelineError(f"policy weights do not fit the recorded architecture: {str(exc).splitlines()[0]}") from None
+    finally:
+        venv.close()
+    model.policy.set_training_mode(False)
+    return model.policy, env_cfg
+
+
 def add_meta_to_zip(zip_path: Path, meta: dict[str, Any]) -> None:
     with zipfile.ZipFile(zip_path, "a") as zf:
         zf.writestr(META_NAME, json.dumps(meta, default=str))
@@ -110,7 +131,10 @@ def load_policy(path: str | Path, allow_pickle: bool = False) -> tuple[ActorCrit
         if META_NAME in names and "policy.pth" in names:
             meta = json.loads(zf.read(META_NAME))
             state = torch.load(io.BytesIO(zf.read("policy.pth")), map_location="cpu", weights_only=True)
-            policy, env_cfg = rebuild_policy(meta, state)
+            if meta.get("algo") in ("SAC", "TD3"):
+                policy, env_cfg = rebuild_off_policy(meta, state)
+            else:
+                policy, env_cfg = rebuild_policy(meta, state)
             return policy, {**meta, "env_config_obj": env_cfg}
     if not allow_pickle:
         raise PipelineError(f"{path} was not written by this project; loading it unpickles code. "
