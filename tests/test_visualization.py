@@ -80,14 +80,19 @@ def test_headless_training_writes_videos_dashboard_and_tensorboard_clips(tmp_pat
 
 
 def xvfb_screenshot(display: str) -> np.ndarray:
-    """Root window of an X display as an RGB array (xwd's format parsed here: no ImageMagick needed)."""
+    """Root window of an X display as an RGB array (xwd's dump parsed here: no ImageMagick needed).
+
+    Xvfb dumps LSB-first pixels of 4 bytes (B, G, R, pad) or, while a GL window is mapped, packed
+    3-byte pixels (B, G, R) in padded rows; both carry the blue byte first."""
     raw = subprocess.run(["xwd", "-root", "-silent", "-display", display], capture_output=True, timeout=30).stdout
     hdr = np.frombuffer(raw[:100], dtype=">u4")
-    header_size, width, height, bpl, ncolors = hdr[0], hdr[4], hdr[5], hdr[12], hdr[19]
-    order = "<" if hdr[7] == 0 else ">"
-    start = int(header_size + 12 * ncolors)
-    pixels = np.frombuffer(raw[start:start + int(bpl * height)], dtype=f"{order}u4").reshape(height, bpl // 4)[:, :width]
-    return np.stack([(pixels >> 16) & 255, (pixels >> 8) & 255, pixels & 255], axis=-1).astype(np.uint8)
+    header_size, width, height, bpp, bpl, ncolors = (int(hdr[i]) for i in (0, 4, 5, 11, 12, 19))
+    assert bpp in (24, 32) and hdr[7] == 0, f"unexpected xwd format: {bpp} bpp, byte order {hdr[7]}"
+    start = header_size + 12 * ncolors
+    rows = np.frombuffer(raw[start:start + bpl * height], dtype=np.uint8).reshape(height, bpl)
+    step = bpp // 8
+    pixels = rows[:, :width * step].reshape(height, width, step)
+    return pixels[..., [2, 1, 0]].copy()
 
 
 @pytest.mark.slow

@@ -42,10 +42,12 @@ def _load_image(path: Path) -> np.ndarray | None:
 def _draw(gl, img: np.ndarray, x: int, y_top: int, box_w: int, box_h: int, win_h: int) -> None:
     """Draw `img` scaled to fit (box_w, box_h) with its top-left at (x, y_top) in window coordinates."""
     h, w = img.shape[:2]
+    gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)   # RGB rows are tightly packed (3 * width bytes)
     zoom = min(box_w / w, box_h / h)
     gl.glWindowPos2i(x, win_h - y_top)
     gl.glPixelZoom(zoom, -zoom)                 # negative y zoom: image rows go downwards
-    gl.glDrawPixels(w, h, gl.GL_RGB, gl.GL_UNSIGNED_BYTE, np.ascontiguousarray(img, dtype=np.uint8))
+    # Raw bytes: PyOpenGL reinterprets numpy arrays by their shape, which scrambles RGB rows.
+    gl.glDrawPixels(w, h, gl.GL_RGB, gl.GL_UNSIGNED_BYTE, np.ascontiguousarray(img, dtype=np.uint8).tobytes())
 
 
 def main(argv: list[str]) -> int:
