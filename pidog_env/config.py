@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 from pidog_env.robot import PhysicalParams
 
@@ -89,12 +90,24 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EnvConfig":
-        d = dict(d)
-        sub = {"physical": PhysicalParams, "obs": ObservationConfig, "reward": RewardConfig,
-               "randomization": RandomizationConfig}
-        for key, typ in sub.items():
-            if key in d and isinstance(d[key], dict):
-                d[key] = typ(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})
-        if isinstance(d.get("render_size"), list):
-            d["render_size"] = tuple(d["render_size"])
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
+
+
+def dataclass_from_dict(cls, data: dict):
+    """Rebuild a (nested) config dataclass from its `asdict` form, e.g. read back from JSON.
+
+    Nested dataclass fields are rebuilt from their annotations; JSON lists become tuples (every
+    sequence field in these configs is a tuple). Unknown keys are ignored, missing ones keep defaults.
+    """
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value, kind = data[f.name], hints[f.name]
+        if is_dataclass(kind) and isinstance(value, dict):
+            value = dataclass_from_dict(kind, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)

@@ -141,3 +141,16 @@ def test_camera_policy_carries_the_bc_encoder_into_ppo_and_can_freeze_it(tmp_pat
         same = all(torch.equal(v, bc_state[k]) for k, v in enc.items())
         assert same == freeze, f"freeze_encoder={freeze}"
         venv.close()
+
+
+def test_configs_round_trip_through_json():
+    import json
+
+    from pidog_env.config import dataclass_from_dict
+    env = EnvConfig()
+    env.randomization.friction = (0.3, 0.9)
+    env.obs.history = 2
+    assert EnvConfig.from_dict(json.loads(json.dumps(env.to_dict()))) == env
+    cfg = PipelineConfig(seed=7)
+    cfg.policy.net_arch = (64, 32)
+    assert dataclass_from_dict(PipelineConfig, json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pidog_env.config import EnvConfig
+from pidog_env.config import EnvConfig, dataclass_from_dict
 from training import demos as demo_io
 from training.bc import split_episodes, train_bc
 from pidog_env.env import has_display
@@ -65,20 +65,11 @@ def prepare_experiment(cfg: PipelineConfig) -> Path:
 def load_resumed_config(exp: Path, overrides: PipelineConfig) -> PipelineConfig:
     """The saved config of `exp`, with the total RL budget taken from the command line."""
     saved = json.loads((exp / "config.json").read_text())["config"]
-    cfg = _config_from_dict(saved)
+    cfg = dataclass_from_dict(PipelineConfig, saved)
     cfg.resume = True
     cfg.ppo.total_timesteps = overrides.ppo.total_timesteps
     cfg.live = overrides.live
     return cfg
-
-
-def _config_from_dict(d: dict[str, Any]) -> PipelineConfig:
-    from training.config import BCConfig, DemoConfig, PolicyConfig, PPOConfig
-    sub = {"policy": PolicyConfig, "demo": DemoConfig, "bc": BCConfig, "ppo": PPOConfig}
-    d = dict(d)
-    for key, typ in sub.items():
-        d[key] = typ(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})
-    return PipelineConfig(**d)
 
 
 # ---------------------------------------------------------------- stages

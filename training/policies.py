@@ -19,7 +19,7 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActorCriticPolicy
 
-from pidog_env.config import EnvConfig
+from pidog_env.config import EnvConfig, dataclass_from_dict
 from training.common import PipelineError, describe_space, make_env, versions
 from training.config import PolicyConfig
 
@@ -75,7 +75,7 @@ def load_policy_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 def rebuild_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> tuple[ActorCriticPolicy, EnvConfig]:
     """Policy object from metadata + weights; the env config is rebuilt to recover the spaces."""
     env_cfg = EnvConfig.from_dict(meta["env_config"])
-    pol_cfg = PolicyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["policy"].items()})
+    pol_cfg = dataclass_from_dict(PolicyConfig, meta["policy"])
     env = make_env(env_cfg)
     try:
         policy = make_policy(env.observation_space, env.action_space, pol_cfg)
