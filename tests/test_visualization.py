@@ -68,7 +68,12 @@ def test_headless_training_writes_videos_dashboard_and_tensorboard_clips(tmp_pat
     assert [v.name for v in videos] == ["step_1024.mp4", "step_2048.mp4"]
     for v in videos:
         reader = imageio.get_reader(v)
-        assert sum(1 for _ in reader) >= 1
+        frames = sum(1 for _ in reader)
+        episode = json.loads(v.with_suffix(".json").read_text())
+        assert frames >= 1
+        # The clip lasts as long as the simulated episode (within 10 %, or one frame for short falls).
+        assert abs(frames / reader.get_meta_data()["fps"] - episode["seconds"]) <= max(0.1 * episode["seconds"],
+                                                                                      1 / episode["fps"])
     img = imageio.imread(exp / "plots" / "training_curves.png")
     assert img.size > 0 and img.std() > 5
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

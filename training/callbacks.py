@@ -210,7 +210,8 @@ class VisualizationCallback(BaseCallback):
         policy = self.model.policy
         frames, stats = record_episode(lambda obs: policy.predict(obs, deterministic=True)[0], self.env_cfg,
                                        seed=self.seed, title=f"{self.num_timesteps:,} steps")
-        write_mp4(self.exp_dir / "videos" / f"step_{self.num_timesteps}.mp4", frames, stats["fps"])
+        clip = write_mp4(self.exp_dir / "videos" / f"step_{self.num_timesteps}.mp4", frames, stats["fps"])
+        clip.with_suffix(".json").write_text(json.dumps(stats))          # the episode behind the clip
         writer = _tensorboard_writer(self.logger)
         if writer is not None:
             log_video_to_tensorboard(writer, "visualization/episode", frames, self.num_timesteps, stats["fps"])
