@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--final-eval-episodes", type=positive_int, default=p.final_eval_episodes)
     g.add_argument("--checkpoint-freq", type=positive_int, default=p.checkpoint_freq)
     g.add_argument("--visualize-freq", type=positive_int, default=p.visualize_freq, help="0 turns videos off")
+    g.add_argument("--video-fps", type=int, choices=[5, 10, 25, 50], default=p.video_fps,
+                   help="clip frame rate (clips always play in real time; lower renders fewer frames)")
     live = g.add_mutually_exclusive_group()
     live.add_argument("--live", dest="live", action="store_true", default=None, help="show live windows")
     live.add_argument("--no-live", dest="live", action="store_false", help="never open windows")
@@ -120,7 +122,8 @@ def config_from_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> P
                         freeze_encoder=args.freeze_encoder, eval_freq=args.eval_freq,
                         eval_episodes=max(1, args.eval_episodes),
                         final_eval_episodes=max(1, args.final_eval_episodes),
-                        checkpoint_freq=args.checkpoint_freq, visualize_freq=args.visualize_freq)
+                        checkpoint_freq=args.checkpoint_freq, visualize_freq=args.visualize_freq,
+                        video_fps=args.video_fps)
     return cfg
 
 

@@ -178,9 +178,9 @@ class VisualizationCallback(BaseCallback):
     """
 
     def __init__(self, freq: int, exp_dir: Path, env_cfg: Any, evaluations: Callable[[], list[dict]],
-                 episodes: Callable[[], list[dict]], seed: int = 0) -> None:
+                 episodes: Callable[[], list[dict]], seed: int = 0, fps: int = 25) -> None:
         super().__init__()
-        self.freq, self.exp_dir, self.env_cfg, self.seed = freq, exp_dir, env_cfg, seed
+        self.freq, self.exp_dir, self.env_cfg, self.seed, self.fps = freq, exp_dir, env_cfg, seed, fps
         self.evaluations, self.episodes = evaluations, episodes
         self._last = 0
         self._warned = False
@@ -209,7 +209,7 @@ class VisualizationCallback(BaseCallback):
         from training.visualization import log_video_to_tensorboard, record_episode, write_mp4
         policy = self.model.policy
         frames, stats = record_episode(lambda obs: policy.predict(obs, deterministic=True)[0], self.env_cfg,
-                                       seed=self.seed, title=f"{self.num_timesteps:,} steps")
+                                       seed=self.seed, fps=self.fps, title=f"{self.num_timesteps:,} steps")
         clip = write_mp4(self.exp_dir / "videos" / f"step_{self.num_timesteps}.mp4", frames, stats["fps"])
         clip.with_suffix(".json").write_text(json.dumps(stats))          # the episode behind the clip
         writer = _tensorboard_writer(self.logger)

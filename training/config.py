@@ -75,6 +75,7 @@ class PPOConfig:
     final_eval_episodes: int = 20        # randomized episodes for the final model's figures
     checkpoint_freq: int = 50_000        # env steps between checkpoints
     visualize_freq: int = 50_000         # env steps between visualization episodes (0 disables)
+    video_fps: int = 25                  # clip frame rate (sub-sampled from 50 Hz; lower = cheaper)
 
 
 @dataclass

@@ -157,7 +157,7 @@ def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] 
     metrics = MetricsCallback()
     callbacks = [metrics, evaluator, checkpoints, stopper]
     viz = VisualizationCallback(p.visualize_freq, exp, env_cfg, lambda: evaluator.history,
-                                lambda: metrics.history, seed=cfg.seed)
+                                lambda: metrics.history, seed=cfg.seed, fps=p.video_fps)
     callbacks.append(viz)
     live = LiveViewer(exp) if (cfg.live if cfg.live is not None else has_display()) else None
     log(f"PPO: {p.total_timesteps - start_steps} steps over {p.n_envs} envs ({p.vec_env}) "
