@@ -6,7 +6,7 @@ import pytest
 
 from pidog_env import robot
 from pidog_env.kinematics import leg_fk, leg_ik
-from pidog_env.model import FOOT_RADIUS, load_model
+from pidog_env.model import load_model
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,12 @@ bc_logs/, checkpoints/, tensorboard/, evaluations.json, best_model.zip, final_mo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from pidog_env.config import EnvConfig, dataclass_from_dict
