@@ -293,9 +293,7 @@ class PiDogEnv(gym.Env):
         """
         if self._camera_renderer is None:
             s = self.cfg.camera_size
-            coarse = copy.copy(self.model)
-            coarse.vis.quality.numslices, coarse.vis.quality.numstacks, coarse.vis.quality.numquads = 8, 4, 1
-            self._camera_renderer = mujoco.Renderer(coarse, s, s)
+            self._camera_renderer = mujoco.Renderer(coarse_visual_copy(self.model, 8, 4), s, s)
             flags = self._camera_renderer.scene.flags
             for f in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
                       mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_HAZE):
@@ -374,6 +372,14 @@ class _Nominal:
         m.actuator_gainprm[:, 0] = self.kp
         m.actuator_biasprm[:] = self.biasprm
         m.actuator_forcerange[:] = self.forcerange
+
+
+def coarse_visual_copy(model: mujoco.MjModel, slices: int, stacks: int) -> mujoco.MjModel:
+    """A shallow model copy whose primitives are tessellated coarsely (visual settings only), for cheap
+    offscreen rendering under software GL; physics and geometry are untouched."""
+    coarse = copy.copy(model)
+    coarse.vis.quality.numslices, coarse.vis.quality.numstacks, coarse.vis.quality.numquads = slices, stacks, 1
+    return coarse
 
 
 def has_display() -> bool:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pidog_env.config import EnvConfig
-from pidog_env.env import has_display
+from pidog_env.env import coarse_visual_copy, has_display
 
 VIDEO_SIZE = (240, 320)          # (height, width)
 VIDEO_FPS = 25                   # sub-sampled from the 50 Hz control rate
@@ -62,9 +62,7 @@ def record_episode(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: i
         while True:
             if step % stride == 0:
                 if renderer is None:                           # cheap settings for video frames
-                    coarse = copy.copy(base.model)
-                    coarse.vis.quality.numslices, coarse.vis.quality.numstacks, coarse.vis.quality.numquads = 12, 6, 1
-                    renderer = mujoco.Renderer(coarse, *size)
+                    renderer = mujoco.Renderer(coarse_visual_copy(base.model, 12, 6), *size)
                     renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
                 renderer.update_scene(base.data, camera="track")
                 lines = [f"{title}  step {step}  t {step * base.dt:4.1f}s".strip(),
