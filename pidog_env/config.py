@@ -1,13 +1,22 @@
-"""Configuration of PiDog-v0 as dataclasses: one place for every knob and reward scale."""
+"""Configuration of PiDog-v0 as dataclasses: one place for every knob, range and reward scale.
+
+Timing is set in seconds (`ctrl_dt`, `sim_dt`, `episode_seconds`); the physics steps per control step
+and the episode's step limit are derived from them. Every field carries its bounds and a help line
+(`pidog config` lists them); `pidog_env.config_tree` validates and loads them strictly.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+import math
+from dataclasses import asdict, dataclass, field
 
+from pidog_env.config_tree import ConfigError, from_dict, setting, validate
 from pidog_env.robot import PhysicalParams
+
+# Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
+REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "fall")
 
 
 def _default_scales() -> dict[str, float]:
@@ -28,58 +37,85 @@ def _default_scales() -> dict[str, float]:
 class RewardConfig:
     """Reward terms and their scales. `target_speed` sits well above the trot's so learning can beat it."""
 
-    target_speed: float = 0.30
-    scales: dict[str, float] = field(default_factory=_default_scales)
+    target_speed: float = setting(0.30, gt=0, help="forward speed (m/s) at which the forward term saturates")
+    scales: dict[str, float] = setting(default_factory=_default_scales,
+                                       help="per-term reward scales (see the env docstring)")
+
+    def check(self) -> None:
+        if set(self.scales) != set(REWARD_TERMS):
+            raise ConfigError(f"reward.scales must name the terms {', '.join(REWARD_TERMS)}")
 
 
 @dataclass
 class ObservationConfig:
     """What the policy sees. Defaults are what the real robot can measure (IMU + commanded targets)."""
 
-    ultrasonic: bool = False     # forward distance / 2.9 m (1.0 when nothing is in range)
-    history: int = 0             # number of past observation frames appended
-    privileged: bool = False     # + joint angles/velocities, body velocity and height (sim only)
-    gravity_alpha: float = 0.04  # complementary filter: weight of the accelerometer per control step
+    ultrasonic: bool = setting(False, help="append forward distance / 2.9 m (1.0 when nothing is in range)")
+    history: int = setting(0, ge=0, le=50, help="number of past observation frames appended")
+    privileged: bool = setting(False, help="append joint angles/velocities, body velocity and height (sim only)")
+    gravity_alpha: float = setting(0.04, gt=0, le=1, help="complementary filter: accelerometer weight per step")
 
 
 @dataclass
 class RandomizationConfig:
     """Domain randomization ranges (applied at reset unless `enabled` is False)."""
 
-    enabled: bool = True
-    friction: tuple[float, float] = (0.5, 1.2)          # floor and foot sliding friction
-    mass_scale: tuple[float, float] = (0.85, 1.15)      # per-body mass (and inertia) multiplier
-    com_offset: float = 0.005                           # torso centre-of-mass shift, +- metres (x, y)
-    kp_scale: tuple[float, float] = (0.8, 1.2)          # servo stiffness multiplier
-    torque_scale: tuple[float, float] = (0.75, 1.25)    # servo force limit multiplier (0.135-0.225 N m)
-    calibration_deg: float = 3.0                        # per-joint offset between command and servo, +-
-    latency_steps: tuple[int, int] = (0, 2)             # action delay in control steps, inclusive
-    accel_noise: float = 0.3                            # m/s^2 std per sample
-    accel_bias: float = 0.3                             # m/s^2, +- per episode
-    gyro_noise: float = 0.03                            # rad/s std per sample
-    gyro_bias: float = 0.03                             # rad/s, +- per episode
-    push_interval_s: tuple[float, float] = (2.0, 5.0)   # time between random pushes
-    push_velocity: float = 0.15                         # m/s, +- horizontal velocity kick
-    init_joint_noise_deg: float = 2.0                   # start pose perturbation
-    init_yaw: float = 0.3                               # +- rad start heading
+    enabled: bool = setting(True, help="randomize the episode's physics, sensors and pushes")
+    friction: tuple[float, float] = setting((0.5, 1.2), gt=0, ordered=True,
+                                            help="floor and foot sliding friction")
+    mass_scale: tuple[float, float] = setting((0.85, 1.15), gt=0, ordered=True,
+                                              help="per-body mass (and inertia) multiplier")
+    com_offset: float = setting(0.005, ge=0, le=0.05, help="torso centre-of-mass shift, +- metres (x, y)")
+    kp_scale: tuple[float, float] = setting((0.8, 1.2), gt=0, ordered=True, help="servo stiffness multiplier")
+    torque_scale: tuple[float, float] = setting((0.75, 1.25), gt=0, ordered=True,
+                                                help="servo force limit multiplier (0.15-0.25 N m)")
+    calibration_deg: float = setting(3.0, ge=0, le=20, help="per-joint command offset, +- degrees")
+    latency_steps: tuple[int, int] = setting((0, 2), ge=0, le=50, ordered=True,
+                                             help="action delay in control steps, inclusive range")
+    accel_noise: float = setting(0.3, ge=0, help="accelerometer noise std per sample (m/s^2)")
+    accel_bias: float = setting(0.3, ge=0, help="accelerometer bias, +- per episode (m/s^2)")
+    gyro_noise: float = setting(0.03, ge=0, help="gyro noise std per sample (rad/s)")
+    gyro_bias: float = setting(0.03, ge=0, help="gyro bias, +- per episode (rad/s)")
+    push_interval_s: tuple[float, float] = setting((2.0, 5.0), gt=0, ordered=True,
+                                                   help="seconds between random pushes")
+    push_velocity: float = setting(0.15, ge=0, help="horizontal velocity kick, +- m/s")
+    init_joint_noise_deg: float = setting(2.0, ge=0, le=30, help="start pose perturbation, +- degrees")
+    init_yaw: float = setting(0.3, ge=0, le=math.pi, help="start heading, +- rad")
 
 
 @dataclass
 class EnvConfig:
-    """PiDog-v0 configuration. The control rate is 1 / (timestep * frame_skip) = 50 Hz."""
+    """PiDog-v0 configuration: 50 Hz control (ctrl_dt 20 ms) over 4 ms physics steps, 20 s episodes."""
 
-    frame_skip: int = 5                   # physics steps of 4 ms per control step
-    episode_seconds: float = 20.0
-    gait_period: float = 0.6148           # seconds per gait-clock cycle (the trot's; vendor ~0.54)
-    use_camera: bool = False
-    camera_size: int = 48                 # head camera image is camera_size x camera_size RGB
-    fall_tilt_deg: float = 60.0           # terminate beyond this tilt
-    render_size: tuple[int, int] = (480, 640)   # (height, width) of rgb_array frames
+    ctrl_dt: float = setting(0.02, gt=0, le=0.2, help="seconds per control step (policy rate 1/ctrl_dt)")
+    sim_dt: float = setting(0.004, gt=0, le=0.01, help="seconds per physics step (ctrl_dt must be a multiple)")
+    episode_seconds: float = setting(20.0, gt=0, le=3600, help="episode length; truncation after this")
+    gait_period: float = setting(0.6148, gt=0, le=10, help="seconds per gait-clock cycle (the trot's)")
+    use_camera: bool = setting(False, help="add the 3xSxS head-camera image (Dict observation)")
+    camera_size: int = setting(48, ge=8, le=512, help="head camera image side in pixels")
+    fall_tilt_deg: float = setting(60.0, gt=0, le=180, help="terminate beyond this tilt (deg)")
+    render_size: tuple[int, int] = setting((480, 640), ge=16, le=4096, help="(height, width) of rgb_array frames")
     physical: PhysicalParams = field(default_factory=PhysicalParams)
     obs: ObservationConfig = field(default_factory=ObservationConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
+    # ---------------------------------------------------------------- derived quantities
+    @property
+    def frame_skip(self) -> int:
+        """Physics steps per control step."""
+        return max(1, round(self.ctrl_dt / self.sim_dt))
+
+    @property
+    def episode_steps(self) -> int:
+        """Control steps per episode (the truncation limit)."""
+        return max(1, round(self.episode_seconds / self.ctrl_dt))
+
+    def check(self) -> None:
+        if abs(self.frame_skip * self.sim_dt - self.ctrl_dt) > 1e-9:
+            raise ConfigError(f"ctrl_dt {self.ctrl_dt} must be a whole multiple of sim_dt {self.sim_dt}")
+
+    # ---------------------------------------------------------------- serialization
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -90,24 +126,7 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EnvConfig":
-        return dataclass_from_dict(cls, d)
-
-
-def dataclass_from_dict(cls, data: dict):
-    """Rebuild a (nested) config dataclass from its `asdict` form, e.g. read back from JSON.
-
-    Nested dataclass fields are rebuilt from their annotations; JSON lists become tuples (every
-    sequence field in these configs is a tuple). Unknown keys are ignored, missing ones keep defaults.
-    """
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value, kind = data[f.name], hints[f.name]
-        if is_dataclass(kind) and isinstance(value, dict):
-            value = dataclass_from_dict(kind, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)
+        """Strict: an unknown key is a ConfigError naming it; the result is validated."""
+        cfg = from_dict(cls, d)
+        validate(cfg)
+        return cfg

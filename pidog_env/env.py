@@ -36,7 +36,7 @@ Optional: ultrasonic distance, past frames (`obs.history`), privileged sim state
 ## Episode end
 Terminates on a fall: tilt above `fall_tilt_deg` (60 deg; upside down included), torso or head
 touching the floor, or a physics blow-up (`info["physics_unstable"]`). Truncated after
-`episode_seconds` (20 s = 1000 steps) by the registered TimeLimit.
+`episode_seconds` (20 s = 1000 steps at `ctrl_dt` 0.02 s): the env itself returns `truncated=True`.
 
 ## Info
 `reward_terms`, `forward_distance` (m, along the start heading), `forward_speed` (m/s, last step),
@@ -58,11 +58,13 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from pidog_env import config_tree
+from pidog_env import mjcf_names as names
 from pidog_env import robot
-from pidog_env.config import EnvConfig
+from pidog_env.config import REWARD_TERMS, EnvConfig
 from pidog_env.model import ModelIndex, load_model
 from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
-                                   GravityEstimator, ObservationStack, build_frame, frame_layout)
+                                   GravityEstimator, ObservationStack, build_frame, frame_layout, frame_size)
 
 _UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
 assert _UNSTABLE_WARNINGS.stop - _UNSTABLE_WARNINGS.start == 3      # BADQPOS, BADQVEL, BADQACC
@@ -77,21 +79,26 @@ class PiDogEnv(gym.Env):
     def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None,
                  **overrides: Any) -> None:
         cfg = config or EnvConfig()
-        if overrides:
-            cfg = _apply_overrides(cfg, overrides)
+        for key, value in overrides.items():
+            if key not in KEYWORD_SHORTCUTS:
+                raise TypeError(f"PiDog-v0 got an unknown option {key!r} (known: {', '.join(KEYWORD_SHORTCUTS)})")
+            cfg = config_tree.apply(cfg, KEYWORD_SHORTCUTS[key], value)
+        config_tree.validate(cfg)
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.cfg = cfg
         self.render_mode = render_mode
-        self.model = load_model(cfg.physical)
+        self.model = load_model(cfg.physical, cfg.sim_dt)
         self.data = mujoco.MjData(self.model)
         self.idx = ModelIndex.of(self.model)
-        self.dt = self.model.opt.timestep * cfg.frame_skip
+        self.dt = cfg.ctrl_dt
+        self._frame_skip = cfg.frame_skip
+        self._episode_steps = cfg.episode_steps
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
-        self._stand_key = self.model.key("stand").id
+        self._stand_key = self.model.key(names.STAND_KEY).id
         self._nominal = _Nominal(self.model)
-        self._floor_geom = self.model.geom("floor").id
-        self._foot_geoms = np.array([self.model.geom(f"{leg}_foot").id for leg in robot.LEGS])
+        self._floor_geom = self.model.geom(names.FLOOR).id
+        self._foot_geoms = np.array([self.model.geom(g).id for g in names.FOOT_GEOMS])
         self._max_step = np.deg2rad(robot.LEG_SPEED_DEG_S) * self.dt / robot.LEG_Q_MAX  # in action units
         self._cos_fall = np.cos(np.deg2rad(cfg.fall_tilt_deg))
         self._scales = dict(cfg.reward.scales)
@@ -100,14 +107,8 @@ class PiDogEnv(gym.Env):
         self._frame = np.zeros(max(s.stop for s in self.obs_layout.values()))
         self._stack = ObservationStack(self._frame.size, cfg.obs.history)
         self._gravity = GravityEstimator(cfg.obs.gravity_alpha, self.dt)
-        vec = spaces.Box(-OBS_CLIP, OBS_CLIP, (self._stack.buffer.size,), np.float32)
-        if cfg.use_camera:
-            s = cfg.camera_size
-            self.observation_space = spaces.Dict(
-                {"image": spaces.Box(0, 255, (3, s, s), np.uint8), "state": vec})
-        else:
-            self.observation_space = vec
-        self.action_space = spaces.Box(-1.0, 1.0, (robot.N_LEG,), np.float32)
+        self.observation_space = observation_space(cfg)
+        self.action_space = action_space(cfg)
 
         self._camera_renderer: mujoco.Renderer | None = None
         self._renderer: mujoco.Renderer | None = None
@@ -162,7 +163,7 @@ class PiDogEnv(gym.Env):
         x0, y0 = d.qpos[0:2].tolist()
         if self._push_at is not None and self._steps >= self._push_at:
             self._push()
-        mujoco.mj_step(m, d, nstep=self.cfg.frame_skip)
+        mujoco.mj_step(m, d, nstep=self._frame_skip)
         self._steps += 1
 
         # MuJoCo checks qpos/qvel/qacc for NaN or huge values every physics step and, when it finds
@@ -182,24 +183,9 @@ class PiDogEnv(gym.Env):
         fell = bool(up_z < self._cos_fall or sens[idx.torso_touch] > 0 or sens[idx.head_touch] > 0)
         terminated = fell or unstable
 
-        # Reward terms: values before scaling (see the class docstring).
-        target = self.cfg.reward.target_speed
-        yaw_rate = float(sens[idx.gyro.start + 2])
-        da = self._command - self._prev_action
-        power = (d.actuator_force[idx.leg_act] * d.qvel[idx.leg_qvel]).tolist()
-        values = (
-            ("forward", min(v_fwd, target) / target),
-            ("alive", 1.0),
-            ("upright", 1.0 - up_z * up_z),
-            ("lateral", (v_lat / target) ** 2),
-            ("yaw_rate", yaw_rate * yaw_rate),
-            ("action_rate", float(da @ da)),
-            ("energy", sum(map(abs, power))),
-            ("fall", 1.0 if terminated else 0.0),
-        )
-        scales = self._scales
-        terms = {k: scales[k] * v for k, v in values}
+        terms = self._reward(v_fwd, v_lat, terminated)
         reward = sum(terms.values())
+        truncated = self._steps >= self._episode_steps and not terminated
 
         obs = self._stack.push(self._make_frame())
         info = self._metrics(v_fwd, v_lat)
@@ -208,14 +194,34 @@ class PiDogEnv(gym.Env):
         info["physics_unstable"] = unstable
         if self.render_mode == "human":
             self.render()
-        return self._wrap_obs(obs), float(reward), terminated, False, info
+        return self._wrap_obs(obs), float(reward), terminated, truncated, info
+
+    def _reward(self, v_fwd: float, v_lat: float, terminated: bool) -> dict[str, float]:
+        """Each term's `scale * value` (values as in the docstring's reward table), in REWARD_TERMS order."""
+        d, idx, target = self.data, self.idx, self.cfg.reward.target_speed
+        up_z = float(d.xmat[idx.torso_body, 8])
+        yaw_rate = float(d.sensordata[idx.gyro.start + 2])
+        da = self._command - self._prev_action
+        power = (d.actuator_force[idx.leg_act] * d.qvel[idx.leg_qvel]).tolist()
+        values = (
+            min(v_fwd, target) / target,            # forward
+            1.0,                                    # alive
+            1.0 - up_z * up_z,                      # upright: sin^2(tilt)
+            (v_lat / target) ** 2,                  # lateral
+            yaw_rate * yaw_rate,                    # yaw_rate
+            float(da @ da),                         # action_rate
+            sum(map(abs, power)),                   # energy
+            1.0 if terminated else 0.0,             # fall
+        )
+        scales = self._scales
+        return {k: scales[k] * v for k, v in zip(REWARD_TERMS, values)}
 
     def render(self):
         if self.render_mode == "rgb_array":
             if self._renderer is None:
                 h, w = self.cfg.render_size
                 self._renderer = mujoco.Renderer(self.model, h, w)
-            self._renderer.update_scene(self.data, camera="track")
+            self._renderer.update_scene(self.data, camera=names.TRACK_CAMERA)
             return self._renderer.render()
         if self.render_mode == "human":
             if self._viewer is None:
@@ -298,7 +304,7 @@ class PiDogEnv(gym.Env):
             for f in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
                       mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_HAZE):
                 flags[f] = False
-        self._camera_renderer.update_scene(self.data, camera="head_cam")
+        self._camera_renderer.update_scene(self.data, camera=names.HEAD_CAMERA)
         return np.ascontiguousarray(self._camera_renderer.render().transpose(2, 0, 1))
 
     def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
@@ -394,17 +400,24 @@ def _yaw(quat: np.ndarray) -> float:
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
-def _apply_overrides(cfg: EnvConfig, overrides: dict[str, Any]) -> EnvConfig:
-    """`gymnasium.make("PiDog-v0", randomize=False, use_camera=True, ...)` keyword shortcuts."""
-    import dataclasses
-    cfg = dataclasses.replace(cfg)
-    for key, value in overrides.items():
-        if key == "randomize":
-            cfg.randomization = dataclasses.replace(cfg.randomization, enabled=bool(value))
-        elif key in ("ultrasonic", "history", "privileged", "gravity_alpha"):
-            cfg.obs = dataclasses.replace(cfg.obs, **{key: value})
-        elif key in {f.name for f in dataclasses.fields(EnvConfig)}:
-            setattr(cfg, key, value)
-        else:
-            raise TypeError(f"PiDog-v0 got an unknown option {key!r}")
-    return cfg
+# `gymnasium.make("PiDog-v0", randomize=False, history=3, ...)`: keyword -> setting path in EnvConfig.
+KEYWORD_SHORTCUTS = {
+    "randomize": "randomization.enabled", "ultrasonic": "obs.ultrasonic", "history": "obs.history",
+    "privileged": "obs.privileged", "gravity_alpha": "obs.gravity_alpha", "use_camera": "use_camera",
+    "camera_size": "camera_size", "episode_seconds": "episode_seconds", "render_size": "render_size",
+}
+
+
+def observation_space(cfg: EnvConfig) -> spaces.Space:
+    """PiDog-v0's observation space for `cfg`, without building the env."""
+    size = frame_size(cfg.obs.ultrasonic, cfg.obs.privileged) * (cfg.obs.history + 1)
+    vec = spaces.Box(-OBS_CLIP, OBS_CLIP, (size,), np.float32)
+    if not cfg.use_camera:
+        return vec
+    s = cfg.camera_size
+    return spaces.Dict({"image": spaces.Box(0, 255, (3, s, s), np.uint8), "state": vec})
+
+
+def action_space(cfg: EnvConfig | None = None) -> spaces.Box:
+    """PiDog-v0's action space: normalized leg joint targets."""
+    return spaces.Box(-1.0, 1.0, (robot.N_LEG,), np.float32)

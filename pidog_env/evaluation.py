@@ -1,4 +1,5 @@
-"""Run episodes of a policy (any obs -> action callable) and collect the figures users judge runs by."""
+"""The one rollout loop (evaluation, clip recording, export's observation recording, the viewer) and
+the figures users judge runs by."""
 
 from __future__ import annotations
 
@@ -10,18 +11,26 @@ import numpy as np
 import pidog_env  # noqa: F401  (registers PiDog-v0)
 from pidog_env.gaits import TrotGait
 
+# Called before each action with (step, observation, info, return so far); returning False ends the episode.
+OnStep = Callable[[int, Any, dict, float], "bool | None"]
 
-def run_episode(policy: Callable[[Any], np.ndarray], env: gym.Env, seed: int) -> dict[str, float]:
-    """One episode; returns return, length, fell, and the env's final distance/drift/heading metrics."""
+
+def run_episode(policy: Callable[[Any], np.ndarray], env: gym.Env, seed: int | None,
+                on_step: OnStep | None = None) -> dict[str, Any]:
+    """One episode; returns return, length, fell, the summed reward terms, and the env's final
+    distance/drift/heading metrics."""
     obs, info = env.reset(seed=seed)
     total, steps, terms_sum = 0.0, 0, {}
-    terminated = truncated = False
-    while not (terminated or truncated):
+    while True:
+        if on_step is not None and on_step(steps, obs, info, total) is False:
+            break
         obs, reward, terminated, truncated, info = env.step(policy(obs))
         total += reward
         steps += 1
         for k, v in info["reward_terms"].items():
             terms_sum[k] = terms_sum.get(k, 0.0) + v
+        if terminated or truncated:
+            break
     return {
         "return": total, "length": steps, "fell": bool(info.get("fell", False)),
         "forward_distance": info["forward_distance"], "mean_forward_speed": info["mean_forward_speed"],

@@ -14,7 +14,7 @@ import numpy as np
 from pidog_env import robot
 from pidog_env.config import EnvConfig
 from pidog_env.kinematics import leg_ik
-from pidog_env.observation import GYRO_SCALE
+from pidog_env.observation import GYRO_SCALE, frame_layout
 
 # Phase offset of each leg (vendor leg order LF, RF, LH, RH): diagonal pairs half a cycle apart.
 TROT_OFFSETS = np.array([0.0, 0.5, 0.5, 0.0])
@@ -126,7 +126,12 @@ class TrotGait:
         return self(obs), state
 
     @classmethod
+    def for_config(cls, cfg: EnvConfig, params: TrotParams = TrotParams()) -> "TrotGait":
+        """The trot for observations of an env built from `cfg` (no env needed)."""
+        lay = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged)
+        return cls(params, lay["clock"], cfg.gait_period, cfg.ctrl_dt, lay["gravity"], lay["gyro"])
+
+    @classmethod
     def for_env(cls, env, params: TrotParams = TrotParams()) -> "TrotGait":
         base = env.unwrapped if hasattr(env, "unwrapped") else env
-        lay = base.obs_layout
-        return cls(params, lay["clock"], base.cfg.gait_period, base.dt, lay["gravity"], lay["gyro"])
+        return cls.for_config(base.cfg, params)

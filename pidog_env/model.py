@@ -12,6 +12,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from pidog_env import mjcf_names as names
 from pidog_env import robot
 from pidog_env.kinematics import leg_fk
 
@@ -56,13 +57,17 @@ def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.
     return spec
 
 
-def load_model(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.MjModel:
-    """Compiled PiDog model whose total mass equals `params.total_mass` (torso absorbs the rest)."""
-    model = build_spec(params).compile()
-    names = tuple(model.joint(i).name for i in range(1, model.njnt))
-    if names != robot.ALL_JOINTS or model.nu != len(robot.ALL_JOINTS):
-        raise RuntimeError(f"pidog.xml joint order {names} differs from robot.ALL_JOINTS")
-    torso = model.body("torso").id
+def load_model(params: robot.PhysicalParams = robot.PhysicalParams(), sim_dt: float | None = None) -> mujoco.MjModel:
+    """Compiled PiDog model whose total mass equals `params.total_mass` (torso absorbs the rest);
+    `sim_dt` replaces scene.xml's physics timestep."""
+    spec = build_spec(params)
+    if sim_dt is not None:
+        spec.option.timestep = sim_dt
+    model = spec.compile()
+    joints = tuple(model.joint(i).name for i in range(1, model.njnt))
+    if joints != robot.ALL_JOINTS or model.nu != len(robot.ALL_JOINTS):
+        raise RuntimeError(f"pidog.xml joint order {joints} differs from robot.ALL_JOINTS")
+    torso = model.body(names.TORSO).id
     others = model.body_mass.sum() - model.body_mass[torso]
     new_mass = params.total_mass - others
     if new_mass <= 0.1:
@@ -94,9 +99,9 @@ class ModelIndex:
             s = model.sensor(name)
             return slice(int(s.adr[0]), int(s.adr[0] + s.dim[0]))
 
-        feet = [sens(f"{leg}_foot_touch") for leg in robot.LEGS]
+        feet = [sens(name) for name in names.FOOT_TOUCH]
         assert all(b.start == a.stop for a, b in zip(feet, feet[1:])), "foot touch sensors must be adjacent"
-        assert sens("gyro").start == sens("accel").stop, "accelerometer and gyro must be adjacent"
+        assert sens(names.GYRO).start == sens(names.ACCEL).stop, "accelerometer and gyro must be adjacent"
         def contiguous(addresses: list[int]) -> slice:
             assert addresses == list(range(addresses[0], addresses[0] + len(addresses))), addresses
             return slice(addresses[0], addresses[0] + len(addresses))
@@ -105,9 +110,9 @@ class ModelIndex:
             leg_qpos=contiguous([int(model.jnt_qposadr[model.joint(j).id]) for j in robot.LEG_JOINTS]),
             leg_qvel=contiguous([int(model.jnt_dofadr[model.joint(j).id]) for j in robot.LEG_JOINTS]),
             leg_act=contiguous([model.actuator(j).id for j in robot.LEG_JOINTS]),
-            torso_body=model.body("torso").id,
-            accel=sens("accel"), gyro=sens("gyro"), body_vel=sens("body_vel"),
-            ultrasonic=sens("ultrasonic").start,
+            torso_body=model.body(names.TORSO).id,
+            accel=sens(names.ACCEL), gyro=sens(names.GYRO), body_vel=sens(names.BODY_VEL),
+            ultrasonic=sens(names.ULTRASONIC).start,
             foot_touch=slice(feet[0].start, feet[-1].stop),
-            torso_touch=sens("torso_touch").start, head_touch=sens("head_touch").start,
+            torso_touch=sens(names.TORSO_TOUCH).start, head_touch=sens(names.HEAD_TOUCH).start,
         )

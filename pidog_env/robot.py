@@ -15,7 +15,7 @@ Conventions
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,7 +27,6 @@ HEAD_JOINTS: tuple[str, ...] = ("head_yaw", "head_roll", "head_pitch")
 TAIL_JOINTS: tuple[str, ...] = ("tail",)
 ALL_JOINTS: tuple[str, ...] = LEG_JOINTS + HEAD_JOINTS + TAIL_JOINTS
 LEGS: tuple[str, ...] = ("LF", "RF", "LH", "RH")
-FOOT_SITES: tuple[str, ...] = tuple(f"{leg}_foot" for leg in LEGS)
 N_LEG = len(LEG_JOINTS)
 
 # Servo -> model sign per leg joint (right side mirrored). Head/tail axes are chosen so the sign is +1.
@@ -99,12 +98,13 @@ class PhysicalParams:
         damped. An under-damped servo model (kv 0.02) made every trot bounce off the floor.
     """
 
-    total_mass: float = 0.80
-    servo_torque: float = 0.20
-    servo_kp: float = 3.0
-    servo_kv: float = 0.06
-    armature: float = 8e-5
-    joint_friction: float = 0.015
+    # Bounds (field metadata, read by pidog_env.config_tree) keep values physically meaningful.
+    total_mass: float = field(default=0.80, metadata={"gt": 0.2, "le": 5.0, "help": "total robot mass (kg)"})
+    servo_torque: float = field(default=0.20, metadata={"gt": 0.0, "help": "servo stall torque (N m)"})
+    servo_kp: float = field(default=3.0, metadata={"gt": 0.0, "help": "servo stiffness (N m/rad)"})
+    servo_kv: float = field(default=0.06, metadata={"ge": 0.0, "help": "servo damping (N m s/rad)"})
+    armature: float = field(default=8e-5, metadata={"ge": 0.0, "help": "gear-reflected rotor inertia (kg m^2)"})
+    joint_friction: float = field(default=0.015, metadata={"ge": 0.0, "help": "gear friction loss (N m)"})
 
 
 # ---------------------------------------------------------------- conversions

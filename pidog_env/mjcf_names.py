@@ -1,0 +1,25 @@
+"""Names of the MJCF elements the code addresses (pidog.xml, scene.xml): the one place they are spelled.
+
+Joint and actuator names are the robot's joint names and live in `robot.ALL_JOINTS`.
+"""
+
+from pidog_env.robot import LEGS
+
+TORSO = "torso"                                          # body: the free-floating base
+FLOOR = "floor"                                          # geom
+FOOT_GEOMS = tuple(f"{leg}_foot" for leg in LEGS)        # geoms: foot spheres (friction randomized)
+FOOT_SITES = FOOT_GEOMS                                  # sites at the foot tips share the geom names
+
+# Sensors
+ACCEL = "accel"
+GYRO = "gyro"
+BODY_VEL = "body_vel"                                    # torso linear velocity in the body frame
+ULTRASONIC = "ultrasonic"
+FOOT_TOUCH = tuple(f"{leg}_foot_touch" for leg in LEGS)
+TORSO_TOUCH = "torso_touch"
+HEAD_TOUCH = "head_touch"
+
+# Cameras and keyframes
+TRACK_CAMERA = "track"                                   # follows the torso (videos, rgb_array)
+HEAD_CAMERA = "head_cam"                                 # the robot's own camera (use_camera)
+STAND_KEY = "stand"                                      # keyframes are robot.POSES_DEG's names

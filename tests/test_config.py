@@ -1,0 +1,144 @@
+"""The config tree: strict loading, overrides, validation, derived timing, presets and the CLI layer."""
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from pidog_env import config_tree
+from pidog_env.config import REWARD_TERMS, EnvConfig
+from pidog_env.config_tree import ConfigError
+from pidog_env.env import KEYWORD_SHORTCUTS, action_space, observation_space
+from training import cli
+from training.config import PipelineConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_trees_round_trip_through_json_and_unknown_keys_are_named():
+    cfg = PipelineConfig(seed=7)
+    cfg = config_tree.apply(cfg, "policy.net_arch", [64, 32])
+    cfg = config_tree.apply(cfg, "env.randomization.friction", [0.3, 0.9])
+    back = config_tree.from_dict(PipelineConfig, json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.env.hash() == cfg.env.hash()
+    data = cfg.to_dict()
+    data["env"]["obs"]["histroy"] = 3
+    with pytest.raises(ConfigError, match=r"unknown setting 'env\.obs\.histroy' \(did you mean 'history'\?\)"):
+        config_tree.from_dict(PipelineConfig, data)
+    with pytest.raises(ConfigError, match="ppo.gamma must be a number"):
+        config_tree.apply(cfg, "ppo.gamma", "high")
+
+
+def test_every_setting_has_help_and_the_defaults_validate():
+    cfg = PipelineConfig()
+    config_tree.validate(cfg)
+    leaves = list(config_tree.describe(cfg))
+    assert len(leaves) > 80
+    assert [k for k, _, h in leaves if not h] == []
+
+
+@pytest.mark.parametrize("key,text,message", [
+    ("ppo.learning_rate", "0", "ppo.learning_rate must be > 0"),
+    ("ppo.learning_rate", "nan", "must be a finite number"),
+    ("ppo.gamma", "1.01", "ppo.gamma must be <= 1"),
+    ("rl.n_envs", "0", "rl.n_envs must be >= 1"),
+    ("env.randomization.latency_steps", "[3, 1]", "low <= high"),
+    ("env.reward.scales.fall", "inf", "env.reward.scales.fall must be a finite number"),
+    ("env.ctrl_dt", "0.021", "whole multiple of sim_dt"),
+    ("experiment_name", "../escape", "plain folder name"),
+    ("experiment_name", "/etc", "plain folder name"),
+    ("rl.video_fps", "30", "rl.video_fps must be one of 5, 10, 25, 50"),
+])
+def test_bad_values_are_one_line_config_errors(key, text, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")) as exc:
+        config_tree.validate(config_tree.apply_text(PipelineConfig(), key, text))
+    assert "\n" not in str(exc.value)
+
+
+def test_string_settings_take_command_line_text_as_is():
+    cfg = config_tree.apply_text(PipelineConfig(), "experiment_name", "2024")
+    assert cfg.experiment_name == "2024"
+    cfg = config_tree.apply_text(cfg, "pretrained_model", "null")
+    assert cfg.pretrained_model is None
+    cfg = config_tree.apply_text(cfg, "env.reward.scales", '{"fall": -80}')
+    assert cfg.env.reward.scales["fall"] == -80 and set(cfg.env.reward.scales) == set(REWARD_TERMS)
+
+
+def test_timing_is_set_in_seconds_and_the_time_limit_derives_from_it():
+    cfg = config_tree.apply(EnvConfig(), "episode_seconds", 0.5)
+    cfg = config_tree.apply(cfg, "randomization.enabled", False)
+    assert (cfg.frame_skip, cfg.episode_steps) == (5, 25)
+    env = gym.make("PiDog-v0", config=cfg)
+    env.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, terminated, truncated, _ = env.step(np.zeros(8, np.float32) + 0.5)
+        steps += 1
+        assert not terminated
+    assert steps == 25 and env.unwrapped.model.opt.timestep == cfg.sim_dt
+    env.close()
+    fast = gym.make("PiDog-v0", config=config_tree.apply(EnvConfig(), "ctrl_dt", 0.04))
+    assert fast.unwrapped.dt == 0.04 and fast.unwrapped.cfg.frame_skip == 10 and fast.metadata["render_fps"] == 25
+    fast.close()
+
+
+@pytest.mark.parametrize("settings", [{}, {"obs.history": 2}, {"obs.ultrasonic": True, "obs.privileged": True},
+                                      {"use_camera": True, "camera_size": 32}])
+def test_spaces_are_computed_from_the_config_without_an_env(settings):
+    cfg = EnvConfig()
+    for key, value in settings.items():
+        cfg = config_tree.apply(cfg, key, value)
+    env = gym.make("PiDog-v0", config=cfg)
+    assert observation_space(cfg) == env.observation_space and action_space(cfg) == env.action_space
+    env.close()
+
+
+def test_env_keyword_shortcuts_go_through_the_same_override_path():
+    env = gym.make("PiDog-v0", randomize=False, history=2, episode_seconds=1.0)
+    cfg = env.unwrapped.cfg
+    assert not cfg.randomization.enabled and cfg.obs.history == 2 and cfg.episode_steps == 50
+    env.close()
+    assert set(KEYWORD_SHORTCUTS.values()) <= {k for k, _, _ in config_tree.describe(EnvConfig())}
+    with pytest.raises(TypeError, match="unknown option 'histroy'"):
+        gym.make("PiDog-v0", histroy=2)
+    with pytest.raises(ConfigError, match="obs.history must be >= 0"):
+        gym.make("PiDog-v0", history=-1)
+
+
+def test_presets_are_data_and_every_preset_key_is_a_setting():
+    presets = sorted((ROOT / "training" / "presets").glob("*.json"))
+    assert {p.stem for p in presets} >= {"quick", "tiny", "camera", "sample_efficiency", "sample_efficiency_quick"}
+    for p in presets:
+        cfg = cli.build_config([], [("@preset", p.stem)])       # raises on an unknown key or bad value
+        assert cfg != PipelineConfig(experiment_name=cfg.experiment_name), p.stem
+    quick = cli.build_config([], [("@preset", "quick"), ("rl.total_timesteps", "5000")])
+    assert quick.rl.total_timesteps == 5000 and quick.bc.epochs == 30    # typed settings win over presets
+
+
+def test_aliases_name_real_settings_and_later_flags_win():
+    keys = {k for k, _, _ in config_tree.describe(PipelineConfig())}
+    for _, _, groups in cli.PIPELINES.values():
+        for _, aliases in groups:
+            for a in aliases:
+                assert set(a.keys) <= keys, a.flag
+    args = cli.build_parser().parse_args(["train", "--learning-rate", "1e-4", "--set", "ppo.learning_rate=2e-4",
+                                          "--quick", "--no-live"])
+    cfg = cli.build_config([], args.assignments)
+    assert cfg.ppo.learning_rate == 2e-4 and cfg.live is False and cfg.rl.total_timesteps == 20_000
+
+
+def test_config_command_prints_the_resolved_tree(capsys):
+    assert cli.main(["config", "--set", "ppo.gamma=0.99", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "ppo.gamma = 0.99" in out and "rl.total_timesteps = 20000" in out and "env.reward.scales = " in out
+
+
+def test_readme_documents_the_settings_it_names():
+    """Every `--set key=...` and `key.path` setting the README shows exists in the config tree."""
+    import re
+    keys = {k for k, _, _ in config_tree.describe(PipelineConfig())}
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"--set ([a-z_.]+)=", text))
+    assert named and named <= keys | {f"env.reward.scales.{t}" for t in REWARD_TERMS}, named - keys
