@@ -2,7 +2,8 @@
 `policy.json` (observation layout and scaling, action scaling, joint order, control rate, gait clock,
 env config hash, versions), verified against PyTorch on recorded observations.
 
-    python deploy/export.py --model outputs/<exp>/final_model.zip [--out outputs/<exp>/export]
+    pidog export --model outputs/<exp>/final_model.zip [--out outputs/<exp>/export]
+    python deploy/export.py ...          (the same command)
 
 Accepts SB3 zips written by this project and BC `.pth` policies. Camera and privileged-observation
 policies cannot run on the robot and are refused.
@@ -10,9 +11,6 @@ policies cannot run on the robot and are refused.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -24,7 +22,9 @@ from deploy.policy_spec import PolicySpec
 from pidog_env import robot
 from pidog_env.config import EnvConfig
 from pidog_env.observation import GYRO_SCALE, frame_layout
+from pidog_env.evaluation import run_episode
 from training.common import PipelineError, make_env, versions
+from training.evaluate import policy_callable
 
 PARITY_TOL = 1e-5
 
@@ -45,11 +45,8 @@ class DeterministicActor(torch.nn.Module):
 def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
     layout = frame_layout(env_cfg.obs.ultrasonic, False)
     frame = max(s.stop for s in layout.values())
-    env = make_env(env_cfg)
-    dt = env.unwrapped.dt
-    env.close()
     return PolicySpec(
-        control_dt=dt, gait_period=env_cfg.gait_period, gravity_alpha=env_cfg.obs.gravity_alpha,
+        control_dt=env_cfg.ctrl_dt, gait_period=env_cfg.gait_period, gravity_alpha=env_cfg.obs.gravity_alpha,
         history=env_cfg.obs.history, ultrasonic=env_cfg.obs.ultrasonic, obs_size=frame * (env_cfg.obs.history + 1),
         frame_layout={k: [v.start, v.stop] for k, v in layout.items()}, gyro_scale=GYRO_SCALE,
         leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(), leg_q_max_rad=float(robot.LEG_Q_MAX),
@@ -59,15 +56,22 @@ def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
 
 
 def record_observations(policy, env_cfg: EnvConfig, steps: int, seed: int = 0) -> np.ndarray:
+    """`steps` observations the policy visits (episodes run one after another from `seed`)."""
     env = make_env(env_cfg)
-    obs, _ = env.reset(seed=seed)
-    rows = []
-    for _ in range(steps):
+    rows: list[np.ndarray] = []
+
+    def keep(step: int, obs, info: dict, total: float) -> bool:
+        if len(rows) >= steps:
+            return False
         rows.append(obs)
-        obs, _, term, trunc, _ = env.step(policy.predict(obs, deterministic=True)[0])
-        if term or trunc:
-            obs, _ = env.reset()
-    env.close()
+        return True
+
+    act = policy_callable(policy)
+    try:
+        while len(rows) < steps:
+            run_episode(act, env, seed + len(rows), on_step=keep)
+    finally:
+        env.close()
     return np.asarray(rows, dtype=np.float32)
 
 
@@ -76,6 +80,8 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     from training.policies import load_policy
     policy, meta = load_policy(model, allow_pickle=allow_pickle)
     env_cfg: EnvConfig = meta.get("env_config_obj") or EnvConfig()
+    if meta.get("algo") in ("SAC", "TD3"):
+        raise PipelineError(f"exporting {meta['algo']} policies is not supported yet (PPO and BC policies are)")
     if env_cfg.use_camera:
         raise PipelineError("camera policies cannot be exported for the robot runtime (no camera pipeline there)")
     if env_cfg.obs.privileged:
@@ -96,7 +102,7 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     spec.save(json_path)
     # Parity: onnxruntime against PyTorch (SB3 predict) on observations the policy really visits.
     import onnxruntime as ort
-    obs = record_observations(policy, dataclasses.replace(env_cfg), check_steps)
+    obs = record_observations(policy, env_cfg, check_steps)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_act = session.run(None, {"obs": obs})[0]
     torch_act = policy.predict(obs, deterministic=True)[0]
@@ -106,25 +112,6 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     return {"onnx": str(onnx_path), "json": str(json_path), "max_abs_diff": max_diff, "checked": len(obs)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="SB3 .zip or BC .pth written by this project")
-    ap.add_argument("--out", type=Path, help="output folder (default: <model folder>/export)")
-    ap.add_argument("--check-steps", type=int, default=500, help="recorded observations for the parity check")
-    ap.add_argument("--force", action="store_true", help="replace an existing export")
-    ap.add_argument("--allow-pickle", action="store_true")
-    args = ap.parse_args(argv)
-    out = args.out or Path(args.model).parent / "export"
-    try:
-        result = export(args.model, out, args.check_steps, args.force, args.allow_pickle)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"exported {result['onnx']} and {result['json']}; ONNX vs PyTorch max |diff| "
-          f"{result['max_abs_diff']:.1e} over {result['checked']} recorded observations")
-    return 0
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    sys.exit(main())
+    from training.cli import main
+    sys.exit(main(["export", *sys.argv[1:]]))

@@ -25,14 +25,14 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
         "--experiment-name", "bc")
     bc = tmp_path / "bc"
     assert (bc / "bc_pretrained_policy.pth").is_file() and (bc / "demonstrations.npz").is_file()
-    assert json.loads((bc / "summary.json").read_text())["algo"] == "bc"
+    assert json.loads((bc / "summary.json").read_text())["bc"]["train_seconds"] > 0
     run("training/train_imitation.py", "--algo", "gail", "--demos", bc / "demonstrations.npz", "--gail-timesteps",
         "2048", "--output-dir", tmp_path, "--experiment-name", "gail")
     assert (tmp_path / "gail" / "final_model.zip").is_file()
     out = run("training/train_rl.py", "--algo", "sac", "--timesteps", "1200", "--pretrained-model",
               bc / "bc_pretrained_policy.pth", "--output-dir", tmp_path, "--experiment-name", "sac")
     assert "actor warm-started from the BC policy" in out
-    summary = json.loads((tmp_path / "sac" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "sac" / "summary.json").read_text())["off_policy"]
     assert summary["algo"] == "sac" and summary["timesteps"] == 1200
     # Its zip loads safely (metadata inside, no pickle) in the evaluation CLI.
     assert "fall rate" in run("training/evaluate.py", "--model", tmp_path / "sac" / "final_model.zip",

@@ -47,7 +47,8 @@ def test_one_shot_pipeline_writes_every_artifact(tmp_path):
     assert summary["ppo"]["timesteps"] == 2048
     assert {"mean_forward_speed", "fall_rate", "train_seconds"} <= set(summary["bc"])
     config = json.loads((exp / "config.json").read_text())
-    assert config["config"]["ppo"]["total_timesteps"] == 2048 and "torch" in config["versions"]
+    assert config["config"]["rl"]["total_timesteps"] == 2048 and "torch" in config["versions"]
+    assert config["command"].startswith("train_pretrain_finetune.py --output-dir")
     # The evaluation CLI reads the result back without unpickling anything.
     out = subprocess.run([sys.executable, str(ROOT / "training" / "evaluate.py"), "--model", exp / "final_model.zip",
                           "--episodes", "1"], capture_output=True, text=True, timeout=300,

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from training.policies import add_meta_to_zip
+from training.experiment import Experiment
 
 EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "heading_change_deg")
 
@@ -65,10 +65,10 @@ class EvalCallback(BaseCallback):
     mean_forward_speed and fall_rate.
     """
 
-    def __init__(self, evaluate: Callable[[Any], dict[str, float]], eval_freq: int, out_dir: Path,
+    def __init__(self, evaluate: Callable[[Any], dict[str, float]], eval_freq: int, exp: Experiment,
                  meta: dict[str, Any], history: list[dict] | None = None) -> None:
         super().__init__()
-        self.evaluate, self.eval_freq, self.out_dir, self.meta = evaluate, eval_freq, out_dir, meta
+        self.evaluate, self.eval_freq, self.exp, self.meta = evaluate, eval_freq, exp, meta
         self.history = history or []
         self.best = max((h["mean_return"] for h in self.history), default=-np.inf)
         self._last = self.history[-1]["timesteps"] if self.history else -np.inf
@@ -92,10 +92,8 @@ class EvalCallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
         if summary["mean_return"] > self.best:
             self.best = summary["mean_return"]
-            path = self.out_dir / "best_model.zip"
-            self.model.save(path)
-            add_meta_to_zip(path, {**self.meta, "timesteps": int(self.num_timesteps)})
-        (self.out_dir / "evaluations.json").write_text(json.dumps(self.history, indent=1))
+            self.exp.save_model(self.model, self.exp / Experiment.BEST_MODEL, self.meta)
+        (self.exp / Experiment.EVALUATIONS).write_text(json.dumps(self.history, indent=1))
         if self.verbose:
             print(f"eval @ {self.num_timesteps}: return {summary['mean_return']:.1f}  "
                   f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}")
@@ -104,9 +102,10 @@ class EvalCallback(BaseCallback):
 class CheckpointCallback(BaseCallback):
     """`checkpoints/ppo_<steps>_steps.zip` every `save_freq` env steps, with metadata for safe loading."""
 
-    def __init__(self, save_freq: int, ckpt_dir: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, save_freq: int, exp: Experiment, meta: dict[str, Any]) -> None:
         super().__init__()
-        self.save_freq, self.ckpt_dir, self.meta = save_freq, ckpt_dir, meta
+        self.save_freq, self.exp, self.meta = save_freq, exp, meta
+        self.ckpt_dir = exp / Experiment.CHECKPOINTS
         self._last = 0
 
     def _on_training_start(self) -> None:
@@ -118,12 +117,9 @@ class CheckpointCallback(BaseCallback):
         return True
 
     def save(self) -> Path:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ckpt_dir / f"ppo_{self.num_timesteps}_steps.zip"
-        self.model.save(path)
         from training.handoff_ppo import RewardNormalizer
+        path = self.exp.save_model(self.model, self.ckpt_dir / f"ppo_{self.num_timesteps}_steps.zip", self.meta)
         RewardNormalizer.save(self.model.get_env(), self.ckpt_dir)
-        add_meta_to_zip(path, {**self.meta, "timesteps": int(self.num_timesteps)})
         self._last = self.num_timesteps
         return path
 
@@ -156,20 +152,6 @@ class StopOnSignal(BaseCallback):
         return self.received is None
 
 
-def latest_checkpoint(ckpt_dir: Path) -> tuple[Path, int] | None:
-    """(path, steps) of the newest `ppo_<steps>_steps.zip` in `ckpt_dir`."""
-    found = []
-    for p in ckpt_dir.glob("ppo_*_steps.zip"):
-        try:
-            found.append((int(p.stem.split("_")[1]), p))
-        except (IndexError, ValueError):
-            continue
-    if not found:
-        return None
-    steps, path = max(found)
-    return path, steps
-
-
 class VisualizationCallback(BaseCallback):
     """Every `freq` env steps: one deterministic episode in a separate env -> videos/step_<N>.mp4, a
     TensorBoard clip, and plots/training_curves.png; also the dashboard at the end of training.
@@ -177,10 +159,10 @@ class VisualizationCallback(BaseCallback):
     A rendering failure is reported once as a warning and never stops training.
     """
 
-    def __init__(self, freq: int, exp_dir: Path, env_cfg: Any, evaluations: Callable[[], list[dict]],
+    def __init__(self, freq: int, exp: Experiment, env_cfg: Any, evaluations: Callable[[], list[dict]],
                  episodes: Callable[[], list[dict]], seed: int = 0, fps: int = 25) -> None:
         super().__init__()
-        self.freq, self.exp_dir, self.env_cfg, self.seed, self.fps = freq, exp_dir, env_cfg, seed, fps
+        self.freq, self.exp, self.env_cfg, self.seed, self.fps = freq, exp, env_cfg, seed, fps
         self.evaluations, self.episodes = evaluations, episodes
         self._last = 0
         self._warned = False
@@ -210,7 +192,7 @@ class VisualizationCallback(BaseCallback):
         policy = self.model.policy
         frames, stats = record_episode(lambda obs: policy.predict(obs, deterministic=True)[0], self.env_cfg,
                                        seed=self.seed, fps=self.fps, title=f"{self.num_timesteps:,} steps")
-        clip = write_mp4(self.exp_dir / "videos" / f"step_{self.num_timesteps}.mp4", frames, stats["fps"])
+        clip = write_mp4(self.exp / Experiment.VIDEOS / f"step_{self.num_timesteps}.mp4", frames, stats["fps"])
         clip.with_suffix(".json").write_text(json.dumps(stats))          # the episode behind the clip
         writer = _tensorboard_writer(self.logger)
         if writer is not None:
@@ -219,9 +201,9 @@ class VisualizationCallback(BaseCallback):
         self.logger.record("visualization/forward_speed", stats["mean_forward_speed"])
 
     def dashboard(self) -> None:
-        from training.visualization import load_json, save_dashboard
-        save_dashboard(self.exp_dir / "plots" / "training_curves.png", self.evaluations(), self.episodes(),
-                       load_json(self.exp_dir / "bc_curve.json", None), title=self.exp_dir.name)
+        from training.visualization import save_dashboard
+        save_dashboard(self.exp / Experiment.PLOTS / "training_curves.png", self.evaluations(), self.episodes(),
+                       self.exp.read_json(Experiment.BC_CURVE, None), title=self.exp.root.name)
 
     def _guarded(self, fn: Callable[[], None]) -> None:
         try:

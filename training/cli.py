@@ -1,21 +1,332 @@
-"""Turning pipeline errors into one-line messages and exit codes (never a traceback wall)."""
+"""`pidog`: the project's one command line.
+
+    pidog train     demonstrations -> BC (or GAIL) -> RL          (= python train_pretrain_finetune.py)
+    pidog imitate   demonstrations -> BC or GAIL only             (= python training/train_imitation.py)
+    pidog rl        RL from scratch or from a saved BC policy      (= python training/train_rl.py)
+    pidog evaluate  a table of figures for a saved policy          (= python training/evaluate.py)
+    pidog visualize watch or record a policy                       (= python training/visualize.py)
+    pidog export    ONNX + policy.json for the robot               (= python deploy/export.py)
+    pidog config    print every setting (with presets and --set applied) and exit
+
+Any setting of the config tree (`training/config.py`, `pidog config` lists them) can be set with
+`--set key.path=value` (repeatable; values are JSON literals: 1e-4, true, [0.5, 1.2], null).
+Presets are named sets of settings in `training/presets/` (`--preset quick`, or a path to a .json).
+The documented flags are aliases of settings; later flags win. Every error is one line with exit code 2.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
+import pidog_env  # noqa: F401  (defaults MUJOCO_GL before anything imports mujoco)
+from pidog_env import config_tree
+from pidog_env.config_tree import ConfigError
 from training.common import PipelineError
+from training.config import PipelineConfig
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+RUN_IDENTITY = ("experiment_name", "output_dir", "resume")     # find the run; not settings changes
 
 
+# ---------------------------------------------------------------- errors
 def run_guarded(fn: Callable[[], Any]) -> int:
-    """Run `fn`: PipelineError -> 'error: ...' and exit code 2; Ctrl-C/SIGTERM -> exit code 130."""
+    """Run `fn`: a user-facing error -> 'error: ...' (one line) and exit 2; Ctrl-C/SIGTERM -> 130."""
     try:
         fn()
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (PipelineError, ConfigError) as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (usage is one `--help` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+# ---------------------------------------------------------------- settings on the command line
+@dataclass(frozen=True)
+class Alias:
+    flag: str
+    keys: tuple[str, ...]          # setting(s) it sets
+    const: str | None = None       # a flag without a value sets this text (e.g. "true")
+    metavar: str | None = None
+
+
+def alias(flag: str, *keys: str, const: str | None = None) -> Alias:
+    return Alias(flag, keys, const)
+
+
+class _Assign(argparse.Action):
+    """Appends (key, text) pairs to `namespace.assignments`, in command-line order."""
+
+    def __init__(self, option_strings, dest, keys: tuple[str, ...] = (), const_text: str | None = None, **kw):
+        self.keys, self.const_text = keys, const_text
+        super().__init__(option_strings, dest, nargs=0 if const_text is not None else None, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        pairs = getattr(namespace, "assignments", None) or []
+        if self.dest == "set_":
+            try:
+                key, _ = config_tree.parse_assignment(values)
+            except ConfigError as exc:
+                parser.error(str(exc))
+            pairs.append((key, values.partition("=")[2].strip()))
+        elif self.dest == "preset":
+            pairs.append(("@preset", values))
+        else:
+            text = self.const_text if self.const_text is not None else values
+            pairs.extend((key, text) for key in self.keys)
+        namespace.assignments = pairs
+
+
+def _help_for(keys: tuple[str, ...]) -> str:
+    defaults = PipelineConfig(experiment_name="x")
+    fields = dict((k, (v, h)) for k, v, h in config_tree.describe(defaults))
+    key = keys[0]
+    value, text = fields.get(key, (None, ""))
+    return f"{text} [{key}, default {json.dumps(value, default=str)}]" if key in fields else key
+
+
+def add_aliases(parser: argparse.ArgumentParser, title: str, aliases: list[Alias]) -> None:
+    group = parser.add_argument_group(title)
+    for a in aliases:
+        group.add_argument(a.flag, action=_Assign, keys=a.keys, const_text=a.const, dest=a.flag.lstrip("-").replace("-", "_"),
+                           default=argparse.SUPPRESS, help=_help_for(a.keys))
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("settings (any of `pidog config`)")
+    g.add_argument("--set", dest="set_", action=_Assign, metavar="KEY=VALUE", default=argparse.SUPPRESS,
+                   help="set any setting, e.g. --set ppo.gamma=0.99 --set env.reward.scales.fall=-100 (repeatable)")
+    g.add_argument("--preset", dest="preset", action=_Assign, metavar="NAME", default=argparse.SUPPRESS,
+                   help=f"apply a preset: {', '.join(p.stem for p in sorted(PRESETS.glob('*.json')))} or a .json path")
+    g.add_argument("--quick", dest="quick", action=_Assign, keys=("@preset",), const_text="quick",
+                   default=argparse.SUPPRESS, help="= --preset quick: tiny budgets for a first look (a few minutes)")
+    g.add_argument("--use-camera", dest="use_camera", action=_Assign, keys=("@preset",), const_text="camera",
+                   default=argparse.SUPPRESS, help="= --preset camera: a CNN+MLP policy on the head camera too")
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = Path(name) if name.endswith(".json") else PRESETS / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(p.stem for p in sorted(PRESETS.glob("*.json")))
+        raise ConfigError(f"no preset {name!r} (known: {known}; or give a path to a .json file)")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"preset {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path} must be a JSON object of key.path: value")
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def build_config(base: list[tuple[str, Any]], typed: list[tuple[str, str]]) -> PipelineConfig:
+    """Defaults <- the subcommand's base settings <- presets and typed settings in command-line order."""
+    cfg = PipelineConfig()
+    for key, value in base:
+        cfg = config_tree.apply(cfg, key, value)
+    for key, text in typed:
+        if key == "@preset":
+            for pkey, pvalue in load_preset(text).items():
+                cfg = config_tree.apply(cfg, pkey, pvalue)
+        else:
+            cfg = config_tree.apply_text(cfg, key, text)
+    config_tree.validate(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------- train / imitate / rl
+RUN = [alias("--experiment-name", "experiment_name"), alias("--output-dir", "output_dir"), alias("--seed", "seed"),
+       alias("--resume", "resume", const="true"), alias("--live", "live", const="true"),
+       alias("--no-live", "live", const="false")]
+DEMOS = [alias("--demo-source", "demo.source"), alias("--n-demo-episodes", "demo.n_episodes"),
+         alias("--demo-noise", "demo.noise"), alias("--allow-pickle", "demo.allow_pickle", const="true")]
+BC = [alias("--skip-bc", "skip_bc", const="true"), alias("--pretrained-model", "pretrained_model"),
+      alias("--total-bc-epochs", "bc.epochs"), alias("--bc-batch-size", "bc.batch_size"),
+      alias("--bc-learning-rate", "bc.learning_rate"), alias("--bc-val-fraction", "bc.val_fraction"),
+      alias("--bc-eval-episodes", "bc.eval_episodes")]
+RL = [alias("--total-rl-timesteps", "rl.total_timesteps"), alias("--n-envs", "rl.n_envs"),
+      alias("--vec-env", "rl.vec_env"), alias("--learning-rate", "ppo.learning_rate"), alias("--gamma", "ppo.gamma"),
+      alias("--init-log-std", "ppo.init_log_std"), alias("--value-warmup-steps", "ppo.value_warmup_steps"),
+      alias("--actor-ramp-steps", "ppo.actor_ramp_steps"), alias("--bc-coef", "ppo.bc_coef"),
+      alias("--bc-decay-steps", "ppo.bc_decay_steps"), alias("--freeze-encoder", "ppo.freeze_encoder", const="true"),
+      alias("--eval-freq", "rl.eval_freq"), alias("--eval-episodes", "rl.eval_episodes"),
+      alias("--final-eval-episodes", "rl.final_eval_episodes"), alias("--checkpoint-freq", "rl.checkpoint_freq"),
+      alias("--visualize-freq", "rl.visualize_freq"), alias("--video-fps", "rl.video_fps")]
+IMITATE = [alias("--algo", "imitation"), alias("--demos", "demo.path"), alias("--n-demo-episodes", "demo.n_episodes"),
+           alias("--demo-noise", "demo.noise"), alias("--epochs", "bc.epochs"),
+           alias("--gail-timesteps", "gail.timesteps"), alias("--allow-pickle", "demo.allow_pickle", const="true")]
+RL_ONLY = [alias("--algo", "rl.algo"), alias("--timesteps", "rl.total_timesteps"),
+           alias("--pretrained-model", "pretrained_model"),
+           alias("--learning-rate", "ppo.learning_rate", "off_policy.learning_rate"),
+           alias("--critic-warmup-steps", "off_policy.critic_warmup_steps"), alias("--n-envs", "rl.n_envs"),
+           alias("--vec-env", "rl.vec_env")]
+
+PIPELINES: dict[str, tuple[str, list[tuple[str, Any]], list[tuple[str, list[Alias]]]]] = {
+    "train": ("demonstrations -> BC (or GAIL) -> RL, in one command",
+              [], [("run", RUN), ("demonstrations", DEMOS), ("behavior cloning", BC), ("RL fine-tuning", RL)]),
+    "imitate": ("demonstrations -> behavior cloning (default) or GAIL, without RL",
+                [("rl.total_timesteps", 0)], [("run", RUN), ("imitation", IMITATE)]),
+    "rl": ("RL on PiDog-v0 alone (PPO, SAC or TD3), from scratch or from a BC policy",
+           [("skip_bc", True)], [("run", RUN), ("RL", RL_ONLY)]),
+}
+
+
+def run_pipeline(command: str, args: argparse.Namespace) -> None:
+    _, base, _ = PIPELINES[command]
+    typed: list[tuple[str, str]] = getattr(args, "assignments", [])
+    cfg = build_config(base, typed)
+    if cfg.resume and any(k == "@preset" for k, _ in typed):
+        raise ConfigError("presets apply to new runs; --resume continues with the run's saved settings")
+    if args.command == "config":
+        for key, value, text in config_tree.describe(cfg):
+            print(f"{key} = {json.dumps(value, default=str)}" + (f"    # {text}" if text else ""))
+        return
+    from training.pipeline import run
+    run(cfg, [(k, t) for k, t in typed if k not in RUN_IDENTITY])
+
+
+# ---------------------------------------------------------------- evaluate / visualize / export
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**31), got {value}")
+    return value
+
+
+def new_file(text: str) -> Path:
+    path = Path(text)
+    if path.exists():
+        raise argparse.ArgumentTypeError(f"{path} exists; choose another path (earlier results are never replaced)")
+    return path
+
+
+def add_model_source(parser: argparse.ArgumentParser, compare: bool = False) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="SB3 .zip or BC .pth written by this project")
+    src.add_argument("--gait", choices=["trot"], help="the hard-coded gait instead")
+    if compare:
+        src.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two models (or 'trot') side by side")
+    parser.add_argument("--episodes", type=positive_int, default=10 if not compare else 1)
+    parser.add_argument("--seed", type=seed_int, default=None)
+    parser.add_argument("--no-randomization", action="store_true")
+    parser.add_argument("--allow-pickle", action="store_true", help="allow SB3 zips not written by this project")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from pidog_env.config import EnvConfig
+    from pidog_env.gaits import TrotGait
+    from training.evaluate import EVAL_SEED_BASE, evaluate_policy, format_table
+    if args.model:
+        from training.policies import load_policy
+        policy, meta = load_policy(args.model, allow_pickle=args.allow_pickle)
+        env_cfg = meta.get("env_config_obj") or EnvConfig()
+    else:
+        env_cfg = EnvConfig()
+        policy = TrotGait.for_config(env_cfg)
+    for key, text in getattr(args, "assignments", []):
+        if not key.startswith("env."):
+            raise ConfigError(f"evaluate takes env.* settings only (the policy fixes the rest), got {key}")
+        if key.startswith("env.obs.") or key in ("env.use_camera", "env.camera_size"):
+            raise ConfigError(f"{key} changes what the policy observes; it cannot be evaluated that way")
+        env_cfg = config_tree.apply_text(env_cfg, key[len("env."):], text)
+    config_tree.validate(env_cfg)
+    seed = EVAL_SEED_BASE if args.seed is None else args.seed
+    result = evaluate_policy(policy, env_cfg, args.episodes, seed, randomize=not args.no_randomization)
+    print(format_table(result["per_episode"]))
+    print(f"\nmean return {result['mean_return']:.1f} | mean speed {result['mean_forward_speed']:.3f} m/s | "
+          f"mean distance {result['mean_distance']:.2f} m | fall rate {result['fall_rate']:.0%} "
+          f"({args.episodes} episodes, randomization {'off' if args.no_randomization else 'on'})")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    from pidog_env.env import has_display
+    from training.common import with_randomization
+    from training.visualize import interactive, load_actor, record
+    sources = args.compare or [args.model or args.gait]
+    seed = 0 if args.seed is None else args.seed
+    if args.compare and not args.record:
+        args.record = new_file("compare.mp4")
+    if args.record:
+        record(sources, args.record, args.episodes, seed, not args.no_randomization, args.allow_pickle)
+        return
+    if not has_display():
+        raise PipelineError("no display for the interactive viewer; pass --record out.mp4 to write a video")
+    act, cfg, _ = load_actor(sources[0], args.allow_pickle)
+    interactive(act, with_randomization(cfg, not args.no_randomization), args.episodes, seed)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from deploy.export import export
+    out = args.out or Path(args.model).parent / "export"
+    result = export(args.model, out, args.check_steps, args.force, args.allow_pickle)
+    print(f"exported {result['onnx']} and {result['json']}; ONNX vs PyTorch max |diff| "
+          f"{result['max_abs_diff']:.1e} over {result['checked']} recorded observations")
+
+
+# ---------------------------------------------------------------- the parser
+def build_parser() -> Parser:
+    ap = Parser(prog="pidog", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for name, (text, _, groups) in {**PIPELINES, "config": ("print every setting and exit", [], PIPELINES["train"][2])}.items():
+        p = sub.add_parser(name, help=text, description=text)
+        for title, aliases in groups:
+            add_aliases(p, title, aliases)
+        add_settings_options(p)
+
+    p = sub.add_parser("evaluate", help="a table of figures for a saved policy")
+    add_model_source(p)
+    p.add_argument("--json", type=new_file, help="also write the figures to this (new) JSON file")
+    p.add_argument("--set", dest="set_", action=_Assign, metavar="env.KEY=VALUE", default=argparse.SUPPRESS,
+                   help="evaluate under changed env settings, e.g. --set env.randomization.friction=[0.3,0.5]")
+
+    p = sub.add_parser("visualize", help="watch a policy in MuJoCo's viewer or record a video")
+    add_model_source(p, compare=True)
+    p.add_argument("--record", type=new_file, help="write an mp4 instead of opening the viewer")
+
+    p = sub.add_parser("export", help="ONNX + policy.json for the robot runtime, parity-checked")
+    p.add_argument("--model", required=True, help="SB3 .zip or BC .pth written by this project")
+    p.add_argument("--out", type=Path, help="output folder (default: <model folder>/export)")
+    p.add_argument("--check-steps", type=positive_int, default=500, help="recorded observations for the parity check")
+    p.add_argument("--force", action="store_true", help="replace an existing export")
+    p.add_argument("--allow-pickle", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command in PIPELINES or args.command == "config":
+        return run_guarded(lambda: run_pipeline("train" if args.command == "config" else args.command, args))
+    handler = {"evaluate": cmd_evaluate, "visualize": cmd_visualize, "export": cmd_export}[args.command]
+    return run_guarded(lambda: handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

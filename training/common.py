@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 import pidog_env  # noqa: F401  (registers PiDog-v0)
+from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 
 
@@ -65,12 +66,9 @@ def _short(desc: Any) -> str:
     return f"Box{tuple(desc.get('shape', ()))}"
 
 
-def make_env_config(use_camera: bool = False, randomize: bool = True, base: EnvConfig | None = None) -> EnvConfig:
-    import dataclasses
-    cfg = dataclasses.replace(base) if base is not None else EnvConfig()
-    cfg.use_camera = use_camera
-    cfg.randomization = dataclasses.replace(cfg.randomization, enabled=randomize)
-    return cfg
+def with_randomization(cfg: EnvConfig, on: bool) -> EnvConfig:
+    """A copy of `cfg` with domain randomization switched on or off."""
+    return config_tree.apply(cfg, "randomization.enabled", on)
 
 
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:

@@ -1,18 +1,42 @@
-"""Configuration of the training pipeline as dataclasses; the command lines are thin layers over these."""
+"""The pipeline's one configuration tree. `config.json` of every run is `PipelineConfig.to_dict()`.
+
+Every leaf is a setting with bounds and a help line (`pidog config` lists them all); the command
+lines set any of them with `--set key.path=value`, and presets (`training/presets/*.json`) are named
+sets of such assignments. Validation (`validate`) runs before anything is created.
+
+Adding a setting: add a field here (with its bounds and help), then use it where it matters. No flag
+code is needed: `--set ppo.my_setting=...` works at once, and `config.json` records it.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pidog_env.config import EnvConfig
+from pidog_env.config_tree import ConfigError, setting, validate
+
+__all__ = ["BCConfig", "ConfigError", "DemoConfig", "GAILConfig", "OffPolicyConfig", "PipelineConfig",
+           "PolicyConfig", "PPOConfig", "RLConfig", "validate"]
+
+MAX_ROLLOUT = 2_000_000                 # PPO rollout buffer rows (n_steps x n_envs) held in memory
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass
 class PolicyConfig:
     """Network shared by BC and PPO, so the BC state dict loads into PPO with strict=True."""
 
-    net_arch: tuple[int, ...] = (128, 128)          # actor and critic hidden layers (separate nets)
-    activation: str = "tanh"                        # tanh | relu | elu
-    features_dim: int = 128                         # CNN output size (camera mode)
+    net_arch: tuple[int, ...] = setting((128, 128), ge=1, le=4096,
+                                        help="actor and critic hidden layers (separate nets)")
+    activation: str = setting("tanh", choices=("tanh", "relu", "elu"), help="hidden-layer activation")
+    features_dim: int = setting(128, ge=1, le=4096, help="CNN output size (camera mode)")
+
+    def check(self) -> None:
+        if not self.net_arch:
+            raise ConfigError("policy.net_arch needs at least one layer")
 
     def to_kwargs(self) -> dict:
         import torch.nn as nn
@@ -23,77 +47,135 @@ class PolicyConfig:
 
 @dataclass
 class DemoConfig:
-    source: str = "trot"                 # "trot" or a path to a saved model (.zip / .pth)
-    n_episodes: int = 50
-    noise: float = 0.02                  # DART: std of the noise added to executed expert actions (0.03
-                                         # already halves the trot's speed; BC quality is the same at 0-0.02)
-    n_envs: int = 4
-    randomize: bool = True
-    allow_pickle: bool = False           # allow loading pickled demonstrations / foreign SB3 zips
+    source: str = setting("trot", help="expert to record: 'trot' or a saved model (.zip/.pth)")
+    path: str | None = setting(None, help="use these saved demonstrations (.npz) instead of recording")
+    n_episodes: int = setting(50, ge=1, le=100_000, help="demonstration episodes to record")
+    noise: float = setting(0.02, ge=0, le=1, help="DART: std of the noise on executed expert actions "
+                                                 "(0.03 already halves the trot's speed)")
+    n_envs: int = setting(4, ge=1, le=64, help="envs recording in parallel")
+    randomize: bool = setting(True, help="record under domain randomization")
+    allow_pickle: bool = setting(False, help="allow loading pickled demonstrations / foreign SB3 zips")
 
 
 @dataclass
 class BCConfig:
-    epochs: int = 200
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    ent_weight: float = 1e-3
-    l2_weight: float = 0.0
-    val_fraction: float = 0.1            # held-out episodes for validation (0 disables)
-    eval_episodes: int = 20              # randomized episodes to evaluate the BC policy after training
+    epochs: int = setting(200, ge=1, le=100_000, help="behavior cloning epochs")
+    batch_size: int = setting(512, ge=1, le=1_000_000, help="BC minibatch size")
+    learning_rate: float = setting(1e-3, gt=0, le=1, help="BC Adam learning rate")
+    ent_weight: float = setting(1e-3, ge=0, help="imitation's BC entropy bonus weight")
+    l2_weight: float = setting(0.0, ge=0, help="imitation's BC L2 weight penalty")
+    val_fraction: float = setting(0.1, ge=0, lt=1, help="held-out episodes for validation (0 disables)")
+    eval_episodes: int = setting(20, ge=1, le=10_000, help="randomized episodes to evaluate the BC policy")
+
+
+@dataclass
+class GAILConfig:
+    timesteps: int = setting(200_000, ge=1, help="GAIL generator env steps")
+    demo_batch_size: int = setting(1024, ge=1, help="expert transitions per discriminator batch")
+    gen_replay_buffer_capacity: int = setting(4096, ge=1, help="generator samples kept for the discriminator")
+    n_disc_updates_per_round: int = setting(4, ge=1, help="discriminator updates per generator round")
+
+
+@dataclass
+class RLConfig:
+    """What any RL algorithm does around its updates: budget, evaluation, checkpoints, videos."""
+
+    algo: str = setting("ppo", choices=("ppo", "sac", "td3"), help="RL algorithm after imitation")
+    total_timesteps: int = setting(500_000, ge=0, le=10**10, help="RL env steps (0 skips RL)")
+    n_envs: int = setting(4, ge=1, le=256, help="parallel training envs (PPO)")
+    vec_env: str = setting("subproc", choices=("subproc", "dummy"),
+                           help="subproc: one process per env; dummy: all in this process (faster on 2 cores)")
+    eval_freq: int = setting(25_000, ge=0, help="env steps between deterministic evaluations (0: start and end)")
+    eval_episodes: int = setting(5, ge=1, le=10_000, help="randomized episodes per evaluation")
+    final_eval_episodes: int = setting(20, ge=1, le=10_000, help="randomized episodes for the final figures")
+    checkpoint_freq: int = setting(50_000, ge=0, help="env steps between checkpoints (0: only at the end)")
+    visualize_freq: int = setting(50_000, ge=0, help="env steps between video clips (0: none)")
+    video_fps: int = setting(25, choices=(5, 10, 25, 50), help="clip frame rate (clips play in real time)")
 
 
 @dataclass
 class PPOConfig:
-    total_timesteps: int = 500_000
-    n_envs: int = 4
-    vec_env: str = "subproc"             # subproc (one process per env) | dummy (all in this process)
-    learning_rate: float = 3e-4
-    n_steps: int = 512                   # per env per rollout
-    batch_size: int = 512
-    n_epochs: int = 5
-    gamma: float = 0.995                 # ~200-step horizon: a gait that falls once per episode must
-                                         # cost more than going a little faster earns (0.99 did not)
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_reward: bool = True        # scale rewards by a running std of the return (VecNormalize,
-                                         # rewards only): returns of ~100 leave a fresh critic unable to fit
+    learning_rate: float = setting(3e-4, gt=0, le=1, help="Adam learning rate (actor and critic)")
+    n_steps: int = setting(512, ge=2, le=1_000_000, help="env steps per env per rollout")
+    batch_size: int = setting(512, ge=2, le=10_000_000, help="minibatch size")
+    n_epochs: int = setting(5, ge=1, le=1000, help="passes over each rollout")
+    gamma: float = setting(0.995, gt=0, le=1, help="discount (~200-step horizon: a gait that falls once per "
+                                                  "episode must cost more than going faster earns)")
+    gae_lambda: float = setting(0.95, ge=0, le=1, help="GAE lambda")
+    clip_range: float = setting(0.2, gt=0, le=10, help="policy ratio clip")
+    clip_range_vf: float | None = setting(None, gt=0, le=1e6, help="value clip around the old values (null: off)")
+    target_kl: float | None = setting(None, gt=0, le=100, help="stop an update's epochs past 1.5x this KL")
+    ent_coef: float = setting(0.0, ge=0, le=10, help="entropy bonus weight")
+    vf_coef: float = setting(0.5, ge=0, le=100, help="value loss weight")
+    max_grad_norm: float = setting(0.5, gt=0, le=1e6, help="gradient norm clip")
+    normalize_reward: bool = setting(True, help="scale rewards by a running std of the return")
     # BC -> PPO hand-off (see README "BC -> PPO hand-off")
-    init_log_std: float = -2.5           # reset BC's collapsed log_std to this (std ~0.08 = 7 deg;
-                                         # std 0.2 made half the training episodes fall at the start)
-    value_warmup_steps: int = 20_000     # env steps that train only the critic
-    actor_ramp_steps: int = 50_000       # then the actor's learning rate ramps 0 -> full over this
-    bc_coef: float = 20.0                # auxiliary BC loss (action MSE ~1e-3) weight at the start
-    bc_decay_steps: int = 300_000        # ... decaying linearly to 0 over this many env steps
-    freeze_encoder: bool = False         # camera mode: keep the BC-trained image encoder fixed
-    # Bookkeeping
-    eval_freq: int = 25_000              # env steps between deterministic evaluations (0 disables)
-    eval_episodes: int = 5
-    final_eval_episodes: int = 20        # randomized episodes for the final model's figures
-    checkpoint_freq: int = 50_000        # env steps between checkpoints
-    visualize_freq: int = 50_000         # env steps between visualization episodes (0 disables)
-    video_fps: int = 25                  # clip frame rate (sub-sampled from 50 Hz; lower = cheaper)
+    init_log_std: float = setting(-2.5, ge=-20, le=2, help="log std set before PPO starts (BC collapses it)")
+    value_warmup_steps: int = setting(20_000, ge=0, help="env steps that train only the critic (from BC)")
+    actor_ramp_steps: int = setting(50_000, ge=0, help="then the actor learning rate ramps to full over this")
+    bc_coef: float = setting(20.0, ge=0, le=1e6, help="auxiliary BC loss weight at the start (from BC)")
+    bc_decay_steps: int = setting(300_000, ge=1, help="... decaying linearly to 0 over this many env steps")
+    bc_batch_size: int = setting(256, ge=1, le=1_000_000, help="demonstration rows per auxiliary BC batch")
+    freeze_encoder: bool = setting(False, help="camera mode: keep the BC image encoder fixed")
+
+
+@dataclass
+class OffPolicyConfig:
+    """SAC / TD3 (`rl.algo`): SB3 defaults except where noted."""
+
+    learning_rate: float = setting(3e-4, gt=0, le=1, help="Adam learning rate")
+    buffer_size: int = setting(300_000, ge=1, help="replay buffer transitions")
+    learning_starts: int = setting(5_000, ge=0, help="random-action steps before learning (1,000 from BC)")
+    critic_warmup_steps: int = setting(10_000, ge=0, help="from BC: steps before the warm-started actor moves")
+    warm_start_updates: int = setting(1_000, ge=0, help="from BC: actor regression steps onto the BC actions")
+    td3_action_noise: float = setting(0.05, ge=0, le=1, help="TD3 Gaussian exploration noise std")
 
 
 @dataclass
 class PipelineConfig:
-    """Everything one run of train_pretrain_finetune.py does; saved as config.json."""
+    """Everything one run does; saved as config.json."""
 
-    experiment_name: str = field(default_factory=lambda: time.strftime("bc_rl_%Y%m%d_%H%M%S"))
-    output_dir: str = "outputs"
-    seed: int = 42
-    use_camera: bool = False
-    skip_bc: bool = False
-    pretrained_model: str | None = None
-    resume: bool = False
-    live: bool | None = None             # live windows; None = when a display is present
+    experiment_name: str = setting(default_factory=lambda: time.strftime("bc_rl_%Y%m%d_%H%M%S"),
+                                   help="folder under output_dir (letters, digits, '.', '_', '-')")
+    output_dir: str = setting("outputs", help="where experiment folders are created")
+    seed: int = setting(42, ge=0, le=2**31 - 1, help="seed of envs, networks and sampling")
+    skip_bc: bool = setting(False, help="no demonstrations/imitation (RL from scratch or pretrained_model)")
+    pretrained_model: str | None = setting(None, help="bc_pretrained_policy.pth of an earlier run to fine-tune")
+    imitation: str = setting("bc", choices=("bc", "gail"), help="imitation algorithm on the demonstrations")
+    resume: bool = setting(False, help="continue experiment_name from its latest checkpoint")
+    live: bool | None = setting(None, help="live windows (null: when a display is present)")
+    env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     bc: BCConfig = field(default_factory=BCConfig)
+    gail: GAILConfig = field(default_factory=GAILConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    off_policy: OffPolicyConfig = field(default_factory=OffPolicyConfig)
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.output_dir) / self.experiment_name
+
+    def check(self) -> None:
+        if not EXPERIMENT_NAME.match(self.experiment_name) or self.experiment_name in (".", ".."):
+            raise ConfigError(f"experiment_name {self.experiment_name!r} must be a plain folder name (letters, "
+                              "digits, '.', '_', '-'; no '/', no leading '.'), created inside output_dir")
+        if not self.output_dir.strip():
+            raise ConfigError("output_dir must not be empty")
+        if self.pretrained_model and not self.skip_bc:
+            raise ConfigError("pretrained_model needs skip_bc (it replaces the demonstrations and BC stages)")
+        if self.skip_bc and not self.pretrained_model and self.rl.total_timesteps == 0 and not self.resume:
+            raise ConfigError("nothing to do: skip_bc without pretrained_model and with rl.total_timesteps 0")
+        if self.ppo.n_steps * self.rl.n_envs > MAX_ROLLOUT:
+            raise ConfigError(f"a PPO rollout of ppo.n_steps x rl.n_envs = {self.ppo.n_steps * self.rl.n_envs:,} "
+                              f"steps is more than {MAX_ROLLOUT:,} (it is held in memory)")
+        if self.imitation == "gail" and self.env.use_camera:
+            raise ConfigError("GAIL here supports vector observations only (not env.use_camera)")
+        if self.rl.algo != "ppo" and self.env.use_camera:
+            raise ConfigError(f"rl.algo {self.rl.algo} supports vector observations only (not env.use_camera)")
+        if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
+            raise ConfigError("GAIL trains its own PPO generator; combine it with rl.algo ppo")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,7 @@ from imitation.data import rollout, types
 
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
-from training.common import PipelineError, check_spaces, describe_space, make_vec_env, versions
+from training.common import PipelineError, check_spaces, describe_space, make_vec_env, versions, with_randomization
 from training.config import DemoConfig
 
 Expert = Callable[[Any], np.ndarray]
@@ -88,9 +88,7 @@ def make_expert(source: str, env_cfg: EnvConfig, allow_pickle: bool = False) -> 
 def generate(cfg: DemoConfig, env_cfg: EnvConfig, seed: int, expert: Expert | None = None,
              progress: bool = True) -> Demonstrations:
     """Record `cfg.n_episodes` episodes of `expert` (DART noise on execution, clean labels)."""
-    import dataclasses
-    env_cfg = dataclasses.replace(env_cfg)
-    env_cfg.randomization = dataclasses.replace(env_cfg.randomization, enabled=cfg.randomize)
+    env_cfg = with_randomization(env_cfg, cfg.randomize)
     extra = {}
     if expert is None:
         expert, extra = make_expert(cfg.source, env_cfg, cfg.allow_pickle)
@@ -246,11 +244,15 @@ class ShuffledBatches:
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return len(self.acts) // self.batch_size
+        return -(-len(self.acts) // self.batch_size)
 
     def __iter__(self):
-        perm = self.rng.permutation(len(self.acts))
-        for start in range(0, len(perm) - self.batch_size + 1, self.batch_size):
+        # Every row once per epoch; the last batch is filled up with rows from the epoch's first batch,
+        # so every batch has `batch_size` rows (imitation's BC steps its optimizer per full batch).
+        n = len(self.acts)
+        perm = self.rng.permutation(n)
+        perm = np.concatenate([perm, perm[:len(self) * self.batch_size - n]])
+        for start in range(0, len(perm), self.batch_size):
             idx = np.sort(perm[start:start + self.batch_size])
             if isinstance(self.obs, dict):
                 obs = types.DictObs({k: v[idx] for k, v in self.obs.items()})

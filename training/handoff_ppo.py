@@ -86,10 +86,12 @@ class HandoffPPO(PPO):
 
     # ---------------------------------------------------------------- update
     def train(self) -> None:
-        """SB3's PPO update, plus the critic-only warm-up and the decaying BC loss."""
+        """SB3's PPO update (value clipping and target_kl included), plus the critic-only warm-up and the
+        decaying BC loss. With both off it is SB3's update step for step (tests/test_handoff.py)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)
+        clip_vf = self.clip_range_vf(self._current_progress_remaining) if self.clip_range_vf is not None else None
         critic_only = self.actor_lr_scale() == 0.0
         bc_w = self.bc_weight()
         logs: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clip", "bc")}
@@ -106,6 +108,8 @@ class HandoffPPO(PPO):
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 ratio = th.exp(log_prob - data.old_log_prob)
                 pg_loss = -th.min(adv * ratio, adv * th.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
+                if clip_vf is not None:             # values move at most clip_vf from the rollout's
+                    values = data.old_values + th.clamp(values - data.old_values, -clip_vf, clip_vf)
                 value_loss = F.mse_loss(data.returns, values)
                 entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
                 if critic_only:
@@ -145,6 +149,8 @@ class HandoffPPO(PPO):
         rec("train/clip_fraction", float(np.mean(logs["clip"])))
         rec("train/explained_variance", float(ev))
         rec("train/clip_range", clip_range)
+        if clip_vf is not None:
+            rec("train/clip_range_vf", clip_vf)
         rec("train/n_updates", self._n_updates, exclude="tensorboard")
         if hasattr(self.policy, "log_std"):
             rec("train/std", th.exp(self.policy.log_std).mean().item())

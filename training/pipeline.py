@@ -1,13 +1,11 @@
-"""The stages of a run, in order: experiment folder -> demonstrations -> BC -> PPO fine-tuning.
+"""The stages of a run, in order: experiment folder -> demonstrations -> imitation (BC or GAIL) -> RL.
 
-`train_pretrain_finetune.py` parses flags into a `PipelineConfig` and calls `run(cfg)`. Every stage
-writes into `outputs/<experiment>/`: config.json, demonstrations.npz, bc_pretrained_policy.pth,
-bc_logs/, checkpoints/, tensorboard/, evaluations.json, best_model.zip, final_model.zip, summary.json.
+`pidog train|imitate|rl` (and the documented scripts) build a `PipelineConfig` and call `run(cfg)`.
+Every stage writes into the experiment folder (`training.experiment.Experiment` names each file).
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -15,178 +13,174 @@ from typing import Any
 
 import torch
 
-from pidog_env.config import EnvConfig, dataclass_from_dict
+from pidog_env.env import action_space, has_display, observation_space
 from training import demos as demo_io
 from training.bc import split_episodes, train_bc
-from pidog_env.env import has_display
 from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallback, StopOnSignal,
-                                VisualizationCallback, latest_checkpoint)
-from training.visualization import LiveViewer
-from training.common import PipelineError, check_spaces, make_env, make_vec_env, versions, write_json
+                                VisualizationCallback)
+from training.common import PipelineError, check_spaces, make_vec_env, versions
 from training.config import PipelineConfig
 from training.evaluate import evaluate_policy
+from training.experiment import Experiment, checkpoint_steps, latest_checkpoint
 from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
-from training.policies import (add_meta_to_zip, load_policy_file, policy_class_name, policy_kwargs,
-                               policy_meta, save_policy)
-
-BC_POLICY = "bc_pretrained_policy.pth"
-DEMOS = "demonstrations.npz"
+from training.policies import load_policy, load_policy_file, policy_class_name, policy_kwargs, policy_meta, save_policy
+from training.visualization import LiveViewer
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def env_config(cfg: PipelineConfig) -> EnvConfig:
-    env_cfg = EnvConfig()
-    env_cfg.use_camera = cfg.use_camera
-    return env_cfg
+def figures(ev: dict[str, Any]) -> str:
+    return (f"return {ev['mean_return']:.1f}, speed {ev['mean_forward_speed']:.3f} m/s, "
+            f"falls {ev['fall_rate']:.0%}")
 
 
-# ---------------------------------------------------------------- experiment folder
-def prepare_experiment(cfg: PipelineConfig) -> Path:
-    """Create outputs/<experiment>/ (never reusing one silently) and write config.json."""
-    exp = Path(cfg.output_dir) / cfg.experiment_name
+# ---------------------------------------------------------------- the whole run
+def run(cfg: PipelineConfig, assignments: list[tuple[str, Any]] | None = None) -> dict[str, Any]:
+    """Run every stage `cfg` asks for. On --resume, `assignments` are the settings the user typed."""
+    torch.set_num_threads(1)            # the env workers need the other cores
+    exp = Experiment(cfg.experiment_dir)
     if cfg.resume:
-        if not (exp / "config.json").is_file():
-            raise PipelineError(f"--resume: no experiment at {exp} (config.json missing)")
-        return exp
-    if exp.exists() and any(exp.iterdir()):
-        raise PipelineError(f"experiment directory {exp} already exists; choose another --experiment-name "
-                            "or pass --resume to continue it")
-    exp.mkdir(parents=True, exist_ok=True)
-    write_json(exp / "config.json", {"config": cfg.to_dict(), "env_config": env_config(cfg).to_dict(),
-                                     "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return exp
+        cfg = exp.resume_config(assignments or [], checkpoint_steps(exp))
+    validate_inputs(cfg)
+    if not cfg.resume:
+        exp.create(cfg)
+    summary: dict[str, Any] = exp.read_json(Experiment.SUMMARY, {})
+    summary.update({"experiment": str(exp.root), "versions": versions()})
+    bc_policy, demo = None, None
+
+    if cfg.resume:
+        if (exp / Experiment.DEMOS).is_file():
+            demo = demo_io.load(exp / Experiment.DEMOS, observation_space(cfg.env), action_space(cfg.env))
+    elif cfg.pretrained_model:
+        bc_policy, demo = load_pretrained(cfg)
+        summary["pretrained_model"] = str(cfg.pretrained_model)
+    elif not cfg.skip_bc:
+        demo = stage_demos(cfg, exp)
+        summary["demonstrations"] = demo.summary()
+        if cfg.imitation == "bc":
+            bc_policy, summary["bc"] = stage_bc(cfg, exp, demo)
+        else:
+            from training.gail import stage_gail
+            summary["gail"] = stage_gail(cfg, exp, demo)
+        exp.write_json(Experiment.SUMMARY, summary)
+
+    if cfg.rl.total_timesteps > 0 and not (cfg.imitation == "gail" and not cfg.skip_bc):
+        if cfg.rl.algo == "ppo":
+            bc_state = bc_policy.state_dict() if bc_policy is not None else None
+            summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo)
+        else:
+            from training.off_policy import stage_off_policy
+            summary["off_policy"] = stage_off_policy(cfg, exp, bc_policy, demo)
+    exp.write_json(Experiment.SUMMARY, summary)
+    log(f"summary -> {exp / Experiment.SUMMARY}")
+    return summary
 
 
-def load_resumed_config(exp: Path, overrides: PipelineConfig) -> PipelineConfig:
-    """The saved config of `exp`, with the total RL budget taken from the command line."""
-    saved = json.loads((exp / "config.json").read_text())["config"]
-    cfg = dataclass_from_dict(PipelineConfig, saved)
-    cfg.resume = True
-    cfg.ppo.total_timesteps = overrides.ppo.total_timesteps
-    cfg.live = overrides.live
-    return cfg
+def validate_inputs(cfg: PipelineConfig) -> None:
+    """Check the files a run needs before anything is written, so bad input leaves no half-made folder."""
+    if cfg.resume:
+        if cfg.rl.algo != "ppo":
+            raise PipelineError(f"--resume is available for PPO runs (this one uses {cfg.rl.algo})")
+        return
+    if cfg.pretrained_model:
+        load_pretrained(cfg, with_demos=False)
+    elif not cfg.skip_bc:
+        if cfg.demo.path:
+            demo_io.load(cfg.demo.path, observation_space(cfg.env), action_space(cfg.env), cfg.demo.allow_pickle)
+        elif cfg.demo.source != "trot":
+            demo_io.make_expert(cfg.demo.source, cfg.env, cfg.demo.allow_pickle)
 
 
-# ---------------------------------------------------------------- stages
-def stage_demos(cfg: PipelineConfig, exp: Path) -> demo_io.Demonstrations:
-    log(f"recording {cfg.demo.n_episodes} demonstration episodes from '{cfg.demo.source}' "
-        f"(DART noise {cfg.demo.noise}, {cfg.demo.n_envs} envs)")
-    demo = demo_io.generate(cfg.demo, env_config(cfg), cfg.seed)
-    demo_io.save(demo, exp / DEMOS)
+# ---------------------------------------------------------------- demonstrations and imitation
+def stage_demos(cfg: PipelineConfig, exp: Experiment) -> demo_io.Demonstrations:
+    if cfg.demo.path:
+        demo = demo_io.load(cfg.demo.path, observation_space(cfg.env), action_space(cfg.env), cfg.demo.allow_pickle)
+        log(f"demonstrations from {cfg.demo.path}")
+    else:
+        log(f"recording {cfg.demo.n_episodes} demonstration episodes from '{cfg.demo.source}' "
+            f"(DART noise {cfg.demo.noise}, {cfg.demo.n_envs} envs)")
+        demo = demo_io.generate(cfg.demo, cfg.env, cfg.seed)
+    demo_io.save(demo, exp / Experiment.DEMOS)
     s = demo.summary()
     log(f"demonstrations: {s['transitions']} steps, return {s['mean_return']:.1f}, "
-        f"speed {s['mean_forward_speed']:.3f} m/s, falls {s['fall_rate']:.0%} -> {exp / DEMOS}")
+        f"speed {s['mean_forward_speed']:.3f} m/s, falls {s['fall_rate']:.0%} -> {exp / Experiment.DEMOS}")
     return demo
 
 
-def stage_bc(cfg: PipelineConfig, exp: Path, demo: demo_io.Demonstrations) -> tuple[Any, dict[str, Any]]:
+def stage_bc(cfg: PipelineConfig, exp: Experiment, demo: demo_io.Demonstrations) -> tuple[Any, dict[str, Any]]:
     train, val = split_episodes(demo, cfg.bc.val_fraction, cfg.seed)
     log(f"behavior cloning: {cfg.bc.epochs} epochs on {len(train)} steps"
         + (f" ({len(val)} held out)" if val is not None else ""))
-    env_cfg = env_config(cfg)
-    result = train_bc(train, val, env_cfg, cfg.policy, cfg.bc, exp / "bc_logs", cfg.seed)
-    meta = policy_meta(result.policy, cfg.policy, env_cfg, stage="bc", bc_seconds=result.seconds)
-    save_policy(exp / BC_POLICY, result.policy, meta)
-    (exp / "bc_curve.json").write_text(json.dumps(result.curve))
-    log(f"BC trained in {result.seconds:.0f} s -> {exp / BC_POLICY}; evaluating "
+    result = train_bc(train, val, cfg.env, cfg.policy, cfg.bc, exp / Experiment.BC_LOGS, cfg.seed)
+    meta = policy_meta(result.policy, cfg.policy, cfg.env, stage="bc", bc_seconds=result.seconds)
+    save_policy(exp / Experiment.BC_POLICY, result.policy, meta)
+    exp.write_json(Experiment.BC_CURVE, result.curve)
+    log(f"BC trained in {result.seconds:.0f} s -> {exp / Experiment.BC_POLICY}; evaluating "
         f"{cfg.bc.eval_episodes} randomized episodes")
-    ev = evaluate_policy(result.policy, env_cfg, cfg.bc.eval_episodes, randomize=True)
+    ev = evaluate_policy(result.policy, cfg.env, cfg.bc.eval_episodes, randomize=True)
     stats = {"train_seconds": result.seconds, "mean_return": ev["mean_return"],
              "mean_forward_speed": ev["mean_forward_speed"], "fall_rate": ev["fall_rate"],
              "final_val_mse": next((r["val_mse"] for r in reversed(result.curve) if "val_mse" in r), None)}
-    log(f"BC policy: return {ev['mean_return']:.1f}, speed {ev['mean_forward_speed']:.3f} m/s, "
-        f"falls {ev['fall_rate']:.0%}")
+    log(f"BC policy: {figures(ev)}")
     return result.policy, stats
 
 
-def load_bc_state(path: Path, env_cfg: EnvConfig) -> dict[str, torch.Tensor]:
-    state, meta = load_policy_file(path)
-    env = make_env(env_cfg)
-    try:
-        check_spaces(f"pretrained model {path.name}", meta, env.observation_space, env.action_space)
-    finally:
-        env.close()
-    return state
+def load_pretrained(cfg: PipelineConfig, with_demos: bool = True) -> tuple[Any, demo_io.Demonstrations | None]:
+    """The BC policy of an earlier run (spaces checked), and the demonstrations saved beside it."""
+    path = Path(cfg.pretrained_model)
+    _, meta = load_policy_file(path)
+    obs_space, act_space = observation_space(cfg.env), action_space(cfg.env)
+    check_spaces(f"pretrained model {path.name}", meta, obs_space, act_space)
+    if not with_demos:
+        return None, None
+    policy, _ = load_policy(path)
+    sibling = path.parent / Experiment.DEMOS
+    demo = demo_io.load(sibling, obs_space, act_space) if sibling.is_file() else None
+    if demo is None:
+        log(f"no {Experiment.DEMOS} next to the pretrained model: auxiliary BC loss and warm starts off")
+    return policy, demo
 
 
-def stage_ppo(cfg: PipelineConfig, exp: Path, bc_state: dict[str, torch.Tensor] | None,
-              bc_demos: demo_io.Demonstrations | None) -> dict[str, Any]:
-    p = cfg.ppo
-    env_cfg = env_config(cfg)
-    ckpt_dir, tb_dir = exp / "checkpoints", exp / "tensorboard"
-    resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        raise PipelineError(f"--resume: no checkpoint in {ckpt_dir}")
-    start_steps = resume_from[1] if resume_from else 0
-    if start_steps >= p.total_timesteps:
-        raise PipelineError(f"--resume: checkpoint is at {start_steps} steps, already >= "
-                            f"--total-rl-timesteps {p.total_timesteps}")
+# ---------------------------------------------------------------- PPO
+def stage_ppo(cfg: PipelineConfig, exp: Experiment, bc_state: dict[str, torch.Tensor] | None,
+              demo: demo_io.Demonstrations | None) -> dict[str, Any]:
+    resume_from = resume_point(cfg, exp)
+    start = resume_from[1] if resume_from else 0
+    venv = make_training_envs(cfg, exp, start, restore=resume_from is not None)
+    model = init_ppo(cfg, venv, exp, bc_state, demo, resume_from)
+    return learn(cfg, exp, model, venv, start)
 
+
+def resume_point(cfg: PipelineConfig, exp: Experiment) -> tuple[Path, int] | None:
+    """The checkpoint --resume continues from (checked against the budget and the env), or None."""
+    if not cfg.resume:
+        return None
+    found = latest_checkpoint(exp / Experiment.CHECKPOINTS)
+    if found is None:
+        raise PipelineError(f"--resume: no checkpoint in {exp / Experiment.CHECKPOINTS}")
+    path, steps = found
+    if steps >= cfg.rl.total_timesteps:
+        raise PipelineError(f"--resume: checkpoint is at {steps} steps, already >= the budget "
+                            f"rl.total_timesteps {cfg.rl.total_timesteps} (raise it with --total-rl-timesteps)")
+    from training.policies import read_zip_meta
+    saved_hash, now_hash = read_zip_meta(path).get("env_config_hash"), cfg.env.hash()
+    if saved_hash != now_hash:
+        raise PipelineError(f"--resume: checkpoint {path.name} was trained on env config {saved_hash}, but the "
+                            f"saved config now gives {now_hash} (the env's settings changed); start a new experiment")
+    return found
+
+
+def make_training_envs(cfg: PipelineConfig, exp: Experiment, start_steps: int, restore: bool):
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)     # env workers inherit "ignore Ctrl-C"
     try:
-        venv = make_vec_env(env_cfg, p.n_envs, cfg.seed + start_steps, subprocess=p.vec_env == "subproc")
+        venv = make_vec_env(cfg.env, cfg.rl.n_envs, cfg.seed + start_steps, subprocess=cfg.rl.vec_env == "subproc")
     finally:
         signal.signal(signal.SIGINT, previous)
-    if p.normalize_reward:
-        venv = RewardNormalizer.wrap(venv, p.gamma, ckpt_dir if resume_from else None)
-    demos_arrays = (bc_demos.obs, bc_demos.acts) if bc_demos is not None and p.bc_coef > 0 else None
-    model = build_model(cfg, venv, from_bc=not _scratch(cfg), bc_demos=demos_arrays, tb_dir=tb_dir)
-    if resume_from is not None:
-        model.set_parameters(str(resume_from[0]), exact_match=True, device="cpu")
-        model.num_timesteps = start_steps
-        model._num_timesteps_at_start = start_steps
-        log(f"resuming from {resume_from[0].name} at {start_steps} steps")
-    elif bc_state is not None:
-        model.policy.load_state_dict(bc_state, strict=True)
-        reset_log_std(model, p.init_log_std)
-        log(f"PPO initialized from BC (strict state-dict load), log_std reset to {p.init_log_std}")
-
-    meta = policy_meta(model.policy, cfg.policy, env_cfg, stage="ppo", algo="PPO")
-    history_path = exp / "evaluations.json"
-    history = json.loads(history_path.read_text()) if cfg.resume and history_path.is_file() else []
-    evaluator = EvalCallback(lambda pol: evaluate_policy(pol, env_cfg, p.eval_episodes, randomize=True),
-                             p.eval_freq, exp, meta, history)
-    evaluator.verbose = 1
-    checkpoints = CheckpointCallback(p.checkpoint_freq, ckpt_dir, meta)
-    stopper = StopOnSignal().install()
-    metrics = MetricsCallback()
-    callbacks = [metrics, evaluator, checkpoints, stopper]
-    viz = VisualizationCallback(p.visualize_freq, exp, env_cfg, lambda: evaluator.history,
-                                lambda: metrics.history, seed=cfg.seed, fps=p.video_fps)
-    callbacks.append(viz)
-    live = LiveViewer(exp) if (cfg.live if cfg.live is not None else has_display()) else None
-    log(f"PPO: {p.total_timesteps - start_steps} steps over {p.n_envs} envs ({p.vec_env}) "
-        f"(TensorBoard: tensorboard --logdir {tb_dir})")
-    t0 = time.perf_counter()
-    try:
-        model.learn(total_timesteps=p.total_timesteps - start_steps, callback=callbacks, progress_bar=True,
-                    reset_num_timesteps=False, tb_log_name="PPO")
-    finally:
-        stopper.uninstall()
-        seconds = time.perf_counter() - t0
-        if live is not None:
-            live.close()
-        if stopper.received is not None or model.num_timesteps < p.total_timesteps:
-            path = checkpoints.save()
-            log(f"stopped at {model.num_timesteps} steps; checkpoint {path} (continue with --resume)")
-        venv.close()
-    if stopper.received is not None:
-        raise KeyboardInterrupt
-    final = exp / "final_model.zip"
-    model.save(final)
-    add_meta_to_zip(final, {**meta, "timesteps": int(model.num_timesteps)})
-    final_eval = evaluate_policy(model.policy, env_cfg, p.final_eval_episodes, randomize=True)
-    steps_per_s = (model.num_timesteps - start_steps) / max(seconds, 1e-9)
-    log(f"PPO done: {model.num_timesteps} steps at {steps_per_s:.0f} steps/s -> {final}; final policy: "
-        f"return {final_eval['mean_return']:.1f}, speed {final_eval['mean_forward_speed']:.3f} m/s, "
-        f"falls {final_eval['fall_rate']:.0%}")
-    first = evaluator.history[0] if evaluator.history else None
-    return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
-            "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
-            "best_eval_return": evaluator.best, "visualization_seconds": viz.seconds}
+    if cfg.ppo.normalize_reward:
+        venv = RewardNormalizer.wrap(venv, cfg.ppo.gamma, exp / Experiment.CHECKPOINTS if restore else None)
+    return venv
 
 
 def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None = None,
@@ -196,66 +190,70 @@ def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None
     return HandoffPPO(
         policy_class_name(venv.observation_space), venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
         batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
-        clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+        clip_range=p.clip_range, clip_range_vf=p.clip_range_vf, target_kl=p.target_kl, ent_coef=p.ent_coef,
+        vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
         policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space), "log_std_init": p.init_log_std},
         tensorboard_log=str(tb_dir) if tb_dir else None, seed=cfg.seed, device="cpu", verbose=0,
         value_warmup_steps=p.value_warmup_steps if from_bc else 0,
         actor_ramp_steps=p.actor_ramp_steps if from_bc else 0,
         bc_coef=p.bc_coef if from_bc else 0.0, bc_decay_steps=p.bc_decay_steps, bc_demos=bc_demos,
-        freeze_encoder=p.freeze_encoder)
+        bc_batch_size=p.bc_batch_size, freeze_encoder=p.freeze_encoder)
 
 
-def _scratch(cfg: PipelineConfig) -> bool:
-    return cfg.skip_bc and cfg.pretrained_model is None
+def init_ppo(cfg: PipelineConfig, venv, exp: Experiment, bc_state: dict[str, torch.Tensor] | None,
+             demo: demo_io.Demonstrations | None, resume_from: tuple[Path, int] | None) -> HandoffPPO:
+    """A fresh PPO, then either the checkpoint's weights (--resume) or the BC weights (strict load)."""
+    from_bc = not (cfg.skip_bc and cfg.pretrained_model is None)
+    demos_arrays = (demo.obs, demo.acts) if demo is not None and cfg.ppo.bc_coef > 0 else None
+    model = build_model(cfg, venv, from_bc=from_bc, bc_demos=demos_arrays, tb_dir=exp / Experiment.TENSORBOARD)
+    if resume_from is not None:
+        path, steps = resume_from
+        model.set_parameters(str(path), exact_match=True, device="cpu")
+        model.num_timesteps = model._num_timesteps_at_start = steps
+        log(f"resuming from {path.name} at {steps} steps")
+    elif bc_state is not None:
+        model.policy.load_state_dict(bc_state, strict=True)
+        reset_log_std(model, cfg.ppo.init_log_std)
+        log(f"PPO initialized from BC (strict state-dict load), log_std reset to {cfg.ppo.init_log_std}")
+    return model
 
 
-# ---------------------------------------------------------------- the whole run
-def validate_inputs(cfg: PipelineConfig) -> None:
-    """Check the files a run needs before anything is written, so bad input leaves no half-made folder."""
-    if cfg.resume:
-        return
-    env_cfg = env_config(cfg)
-    if cfg.pretrained_model:
-        load_bc_state(Path(cfg.pretrained_model), env_cfg)
-    elif not cfg.skip_bc and cfg.demo.source != "trot":
-        demo_io.make_expert(cfg.demo.source, env_cfg, cfg.demo.allow_pickle)
-
-
-def run(cfg: PipelineConfig) -> dict[str, Any]:
-    torch.set_num_threads(1)            # the env workers need the other cores
-    validate_inputs(cfg)
-    exp = prepare_experiment(cfg)
-    if cfg.resume:
-        cfg = load_resumed_config(exp, cfg)
-    env_cfg = env_config(cfg)
-    summary_path = exp / "summary.json"
-    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary.update({"experiment": str(exp), "versions": versions()})
-    bc_state, demo = None, None
-    env = make_env(env_cfg)
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
-
-    if cfg.resume:
-        if (exp / DEMOS).is_file():
-            demo = demo_io.load(exp / DEMOS, obs_space, act_space)
-    elif cfg.pretrained_model:
-        bc_state = load_bc_state(Path(cfg.pretrained_model), env_cfg)
-        sibling = Path(cfg.pretrained_model).parent / DEMOS
-        if cfg.ppo.bc_coef > 0 and sibling.is_file():
-            demo = demo_io.load(sibling, obs_space, act_space)
-        elif cfg.ppo.bc_coef > 0:
-            log(f"no {DEMOS} next to the pretrained model: auxiliary BC loss off")
-        summary["pretrained_model"] = str(cfg.pretrained_model)
-    elif not cfg.skip_bc:
-        demo = stage_demos(cfg, exp)
-        summary["demonstrations"] = demo.summary()
-        policy, summary["bc"] = stage_bc(cfg, exp, demo)
-        bc_state = policy.state_dict()
-        write_json(summary_path, summary)
-
-    if cfg.ppo.total_timesteps > 0:
-        summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo)
-    write_json(summary_path, summary)
-    log(f"summary -> {summary_path}")
-    return summary
+def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: int) -> dict[str, Any]:
+    """Train to the budget with evaluation, checkpoints, videos and a clean stop on Ctrl-C/SIGTERM."""
+    r = cfg.rl
+    meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="ppo", algo="PPO")
+    evaluator = EvalCallback(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True),
+                             r.eval_freq, exp, meta, exp.read_json(Experiment.EVALUATIONS, []) if cfg.resume else [])
+    evaluator.verbose = 1
+    checkpoints = CheckpointCallback(r.checkpoint_freq, exp, meta)
+    stopper = StopOnSignal().install()
+    metrics = MetricsCallback()
+    viz = VisualizationCallback(r.visualize_freq, exp, cfg.env, lambda: evaluator.history, lambda: metrics.history,
+                                seed=cfg.seed, fps=r.video_fps)
+    live = LiveViewer(exp.root) if (cfg.live if cfg.live is not None else has_display()) else None
+    log(f"PPO: {r.total_timesteps - start} steps over {r.n_envs} envs ({r.vec_env}) "
+        f"(TensorBoard: tensorboard --logdir {exp / Experiment.TENSORBOARD})")
+    t0 = time.perf_counter()
+    try:
+        model.learn(total_timesteps=r.total_timesteps - start, callback=[metrics, evaluator, checkpoints, stopper, viz],
+                    progress_bar=True, reset_num_timesteps=False, tb_log_name="PPO")
+    finally:
+        stopper.uninstall()
+        seconds = time.perf_counter() - t0
+        if live is not None:
+            live.close()
+        if stopper.received is not None or model.num_timesteps < r.total_timesteps:
+            path = checkpoints.save()
+            log(f"stopped at {model.num_timesteps} steps; checkpoint {path} (continue with --resume)")
+        venv.close()
+    if stopper.received is not None:
+        raise KeyboardInterrupt
+    final = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
+    final_eval = evaluate_policy(model.policy, cfg.env, r.final_eval_episodes, randomize=True)
+    steps_per_s = (model.num_timesteps - start) / max(seconds, 1e-9)
+    log(f"PPO done: {model.num_timesteps} steps at {steps_per_s:.0f} steps/s -> {final}; final policy: "
+        f"{figures(final_eval)}")
+    first = evaluator.history[0] if evaluator.history else None
+    return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
+            "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
+            "best_eval_return": evaluator.best, "visualization_seconds": viz.seconds}

@@ -19,7 +19,9 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActorCriticPolicy
 
-from pidog_env.config import EnvConfig, dataclass_from_dict
+from pidog_env import config_tree
+from pidog_env.config import EnvConfig
+from pidog_env.env import action_space, observation_space
 from training.common import PipelineError, describe_space, make_env, versions
 from training.config import PolicyConfig
 
@@ -74,13 +76,9 @@ def load_policy_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 def rebuild_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> tuple[ActorCriticPolicy, EnvConfig]:
     """Policy object from metadata + weights; the env config is rebuilt to recover the spaces."""
-    env_cfg = EnvConfig.from_dict(meta["env_config"])
-    pol_cfg = dataclass_from_dict(PolicyConfig, meta["policy"])
-    env = make_env(env_cfg)
-    try:
-        policy = make_policy(env.observation_space, env.action_space, pol_cfg)
-    finally:
-        env.close()
+    env_cfg = env_config_of(meta)
+    pol_cfg = config_tree.from_dict(PolicyConfig, meta["policy"])
+    policy = make_policy(observation_space(env_cfg), action_space(env_cfg), pol_cfg)
     try:
         policy.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
@@ -93,7 +91,7 @@ def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]
     """SAC/TD3 policy from metadata + weights (train_rl.py builds them with net_arch = PolicyConfig's)."""
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.vec_env import DummyVecEnv
-    env_cfg = EnvConfig.from_dict(meta["env_config"])
+    env_cfg = env_config_of(meta)
     arch = list(meta["policy"]["net_arch"])
     venv = DummyVecEnv([lambda: make_env(env_cfg)])
     algo = {"SAC": SAC, "TD3": TD3}[meta["algo"]]
@@ -108,6 +106,21 @@ def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]
         venv.close()
     model.policy.set_training_mode(False)
     return model.policy, env_cfg
+
+
+def env_config_of(meta: dict[str, Any]) -> EnvConfig:
+    """The env config a policy was trained on; a config this version cannot rebuild is a one-line error."""
+    try:
+        return EnvConfig.from_dict(meta["env_config"])
+    except (config_tree.ConfigError, KeyError) as exc:
+        raise PipelineError(f"the policy was saved for an env config this version cannot rebuild ({exc}); "
+                            "retrain it with this version") from None
+
+
+def read_zip_meta(zip_path: Path) -> dict[str, Any]:
+    """This project's metadata inside an SB3 zip ({} for foreign zips)."""
+    with zipfile.ZipFile(zip_path) as zf:
+        return json.loads(zf.read(META_NAME)) if META_NAME in zf.namelist() else {}
 
 
 def add_meta_to_zip(zip_path: Path, meta: dict[str, Any]) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import os
 import subprocess
 import sys
@@ -28,8 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pidog_env import mjcf_names as names
 from pidog_env.config import EnvConfig
 from pidog_env.env import coarse_visual_copy, has_display
+from pidog_env.evaluation import run_episode
 
 VIDEO_SIZE = (240, 320)          # (height, width)
 VIDEO_FPS = 25                   # sub-sampled from the 50 Hz control rate
@@ -55,31 +56,32 @@ def record_episode(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: i
     env = gym.make("PiDog-v0", config=cfg, render_mode="rgb_array")
     base = env.unwrapped
     stride = max(1, int(round(1.0 / (base.dt * fps))))
-    obs, info = env.reset(seed=seed)
-    frames, total, step = [], 0.0, 0
+    frames: list[np.ndarray] = []
     renderer = None
+
+    def frame(step: int, obs: Any, info: dict, total: float) -> bool:
+        nonlocal renderer
+        if max_steps and step >= max_steps:
+            return False
+        if step % stride == 0:
+            if renderer is None:                           # cheap settings for video frames
+                renderer = mujoco.Renderer(coarse_visual_copy(base.model, 12, 6), *size)
+                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            renderer.update_scene(base.data, camera=names.TRACK_CAMERA)
+            lines = [f"{title}  step {step}  t {step * base.dt:4.1f}s".strip(),
+                     f"speed {info.get('forward_speed', 0.0):+.2f} m/s  return {total:7.1f}"]
+            frames.append(_overlay(renderer.render(), lines))
+        return True
+
     try:
-        while True:
-            if step % stride == 0:
-                if renderer is None:                           # cheap settings for video frames
-                    renderer = mujoco.Renderer(coarse_visual_copy(base.model, 12, 6), *size)
-                    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-                renderer.update_scene(base.data, camera="track")
-                lines = [f"{title}  step {step}  t {step * base.dt:4.1f}s".strip(),
-                         f"speed {info.get('forward_speed', 0.0):+.2f} m/s  return {total:7.1f}"]
-                frames.append(_overlay(renderer.render(), lines))
-            obs, reward, terminated, truncated, info = env.step(act(obs))
-            total += reward
-            step += 1
-            if terminated or truncated or (max_steps and step >= max_steps):
-                break
+        ep = run_episode(act, env, seed, on_step=frame)
     finally:
         if renderer is not None:
             renderer.close()
         env.close()
-    stats = {"return": total, "length": step, "fell": bool(info.get("fell", False)),
-             "forward_distance": info["forward_distance"], "mean_forward_speed": info["mean_forward_speed"],
-             "fps": 1.0 / (base.dt * stride), "seconds": step * base.dt}
+    stats = {"return": ep["return"], "length": ep["length"], "fell": ep["fell"],
+             "forward_distance": ep["forward_distance"], "mean_forward_speed": ep["mean_forward_speed"],
+             "fps": 1.0 / (base.dt * stride), "seconds": ep["length"] * base.dt}
     return frames, stats
 
 
@@ -185,10 +187,3 @@ class LiveViewer:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-
-
-def load_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default

@@ -1,0 +1,103 @@
+"""SAC or TD3 (`rl.algo`), from scratch or warm-started from a BC policy.
+
+From BC, the actor is first regressed onto the BC policy's actions on the demonstrations
+(`off_policy.warm_start_updates` Adam steps), then stays fixed for `off_policy.critic_warmup_steps`
+env steps while the critic learns, then both learn off-policy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.common import PipelineError, make_vec_env
+from training.config import PipelineConfig
+from training.demos import Demonstrations
+from training.evaluate import evaluate_policy
+from training.experiment import Experiment
+from training.policies import policy_meta
+
+
+def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None) -> dict[str, Any]:
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from training.pipeline import figures, log
+    o, algo = cfg.off_policy, cfg.rl.algo
+    if bc_policy is not None and demo is None:
+        raise PipelineError("the actor warm start needs the demonstrations saved beside the BC policy")
+    venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False)
+    common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)}, tensorboard_log=str(exp / Experiment.TENSORBOARD),
+                  seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
+                  learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000))
+    if algo == "sac":
+        model = SAC("MlpPolicy", venv, **common)
+    else:
+        noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
+        model = TD3("MlpPolicy", venv, action_noise=noise, **common)
+    callbacks = []
+    if bc_policy is not None:
+        loss = warm_start_actor(model, algo, demo.obs, bc_policy.predict(demo.obs, deterministic=True)[0],
+                                o.warm_start_updates)
+        ev = evaluate_policy(model.policy, cfg.env, 3, randomize=True)
+        log(f"{algo.upper()} actor warm-started from the BC policy (action MSE {loss:.2e}): {figures(ev)}")
+        callbacks.append(FreezeActor(o.critic_warmup_steps))
+    t0 = time.perf_counter()
+    try:
+        model.learn(cfg.rl.total_timesteps, progress_bar=True, callback=callbacks)
+    finally:
+        venv.close()
+    meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
+    path = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
+    ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, randomize=True)
+    log(f"{algo.upper()}: {figures(ev)} -> {path}")
+    return {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
+            "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}
+
+
+def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, updates: int) -> float:
+    """Regress the actor's deterministic action onto `acts`; returns the last batch's MSE."""
+    actor = model.actor
+    opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    obs_t = torch.as_tensor(obs, dtype=torch.float32)
+    acts_t = torch.as_tensor(acts, dtype=torch.float32)
+    loss = torch.zeros(())
+    for _ in range(updates):
+        idx = torch.randint(0, len(obs_t), (512,))
+        pred = actor(obs_t[idx], deterministic=True) if algo == "sac" else actor(obs_t[idx])
+        loss = torch.nn.functional.mse_loss(pred, acts_t[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if algo == "td3":
+        model.actor_target.load_state_dict(model.actor.state_dict())
+    return float(loss.item())
+
+
+def FreezeActor(steps: int):  # noqa: N802 (a factory that reads like the class it returns)
+    """Critic warm-up: the warm-started actor stays fixed until the critic has `steps` of data."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _FreezeActor(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frozen = False
+
+        def _set(self, trainable: bool) -> None:
+            for p in self.model.actor.parameters():
+                p.requires_grad_(trainable)
+            self.frozen = not trainable
+
+        def _on_training_start(self) -> None:
+            if steps > 0:
+                self._set(False)
+
+        def _on_step(self) -> bool:
+            if self.frozen and self.num_timesteps >= steps:
+                self._set(True)
+            return True
+
+    return _FreezeActor()
