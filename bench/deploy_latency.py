@@ -11,24 +11,20 @@ overruns (targets here: inference p99 < 0.5 ms, jitter p99 < 2 ms). The whole sc
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import write_result  # noqa: E402
-from deploy.export import export  # noqa: E402
-from deploy.hardware import MujocoHardware  # noqa: E402
-from deploy.policy_spec import PolicySpec  # noqa: E402
-from deploy.runtime import ControlLoop, OnnxPolicy  # noqa: E402
-from pidog_env.config import EnvConfig  # noqa: E402
-from training import demos as demo_io  # noqa: E402
-from training.bc import train_bc  # noqa: E402
-from training.config import BCConfig, DemoConfig, PolicyConfig  # noqa: E402
-from training.policies import policy_meta, save_policy  # noqa: E402
+from bench._common import write_result
+from deploy.export import export
+from deploy.hardware import MujocoHardware
+from deploy.policy_spec import PolicySpec
+from deploy.runtime import ControlLoop, OnnxPolicy
+from pidog_env.config import EnvConfig
+from training import demos as demo_io
+from training.bc import train_bc
+from training.config import BCConfig, DemoConfig, PolicyConfig
+from training.policies import policy_meta, save_policy
 
 
 def main() -> None:

@@ -18,19 +18,17 @@ The whole script takes about 30 s.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gymnasium as gym  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import pidog_env  # noqa: F401  (first: it defaults MUJOCO_GL before mujoco is imported)
 
-import pidog_env  # noqa: E402,F401
-from bench._common import write_result  # noqa: E402
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from bench._common import write_result
+from pidog_env import mjcf_names as names
 
 
 class Stepper:
@@ -70,7 +68,7 @@ class Stepper:
 def replay_physics(env: gym.Env, record: list) -> tuple[int, float]:
     """Bare mj_step over a recorded control sequence (same model, same states, no Python env)."""
     base = env.unwrapped
-    m, d, skip, key = base.model, base.data, base.cfg.frame_skip, base.model.key("stand").id
+    m, d, skip, key = base.model, base.data, base.cfg.frame_skip, base.model.key(names.STAND_KEY).id
     mujoco.mj_resetDataKeyframe(m, d, key)
     start = time.perf_counter()
     for ctrl, reset in record:

@@ -13,20 +13,16 @@ ppo_steps_per_s (target >= 1500 with 4 envs on 2 cores).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
-from bench._common import write_result  # noqa: E402
-from training.common import make_vec_env  # noqa: E402
-from training.config import PipelineConfig  # noqa: E402
-from training.pipeline import build_model, env_config  # noqa: E402
+from bench._common import write_result
+from training.common import make_vec_env
+from training.config import PipelineConfig
+from training.pipeline import build_model
 
 
 class _Timer(BaseCallback):
@@ -48,8 +44,7 @@ class _Timer(BaseCallback):
 def measure(n_envs: int, subprocess: bool, seconds: float) -> tuple[float, int, float]:
     """(steps/s, timed steps, timed seconds) of PPO learning over whole iterations after a warm-up one."""
     cfg = PipelineConfig(seed=0)
-    cfg.ppo.n_envs = n_envs
-    venv = make_vec_env(env_config(cfg), n_envs, seed=0, subprocess=subprocess)
+    venv = make_vec_env(cfg.env, n_envs, seed=0, subprocess=subprocess)
     model = build_model(cfg, venv, from_bc=False)
     timer = _Timer(seconds)
     model.learn(total_timesteps=10**9, callback=timer)

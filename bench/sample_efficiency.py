@@ -21,24 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench._common import RESULTS, write_result  # noqa: E402
-from pidog_env.config import EnvConfig  # noqa: E402
-from pidog_env.gaits import TrotGait  # noqa: E402
-from training.common import make_env  # noqa: E402
-from training.config import BCConfig, DemoConfig, PipelineConfig, PPOConfig  # noqa: E402
-from training.evaluate import evaluate_policy  # noqa: E402
-from training.pipeline import run  # noqa: E402
+from bench._common import RESULTS, write_result
+from pidog_env.config import EnvConfig
+from pidog_env.gaits import TrotGait
+from training.cli import build_config
+from training.evaluate import evaluate_policy
+from training.pipeline import run
 
 MAX_FALLS_AT_TARGET = 0.2
 HANDOFF_WINDOW = 100_000
@@ -51,11 +46,8 @@ def steps_to_target(history: list[dict], target: float) -> int | None:
     return None
 
 
-def trot_reference(episodes: int) -> dict:
-    env = make_env(EnvConfig())
-    gait = TrotGait.for_env(env)
-    env.close()
-    return evaluate_policy(gait, EnvConfig(), episodes, randomize=True)
+def trot_reference(env_cfg: EnvConfig, episodes: int) -> dict:
+    return evaluate_policy(TrotGait.for_config(env_cfg), env_cfg, episodes, randomize=True)
 
 
 def main() -> None:
@@ -70,33 +62,40 @@ def main() -> None:
                     help="dummy: each run uses one core, so --workers runs go side by side on 2 cores")
     ap.add_argument("--workers", type=int, default=2, help="PPO runs executed in parallel")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "sample_efficiency_runs")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`")
     args = ap.parse_args()
     q = args.quick
+    preset = "sample_efficiency_quick" if q else "sample_efficiency"
     seeds = args.seeds or ([0] if q else [0, 1, 2])
-    budget = args.budget or (30_000 if q else 1_000_000)
-    eval_freq = args.eval_freq or (10_000 if q else 25_000)
-    eval_eps = args.eval_episodes or (3 if q else 5)
-    n_demos, bc_epochs = (10, 30) if q else (50, 200)
+    typed = [("rl.n_envs", str(args.n_envs)), ("rl.vec_env", args.vec_env)]
+    for key, value in (("rl.total_timesteps", args.budget), ("rl.checkpoint_freq", args.budget),
+                       ("rl.eval_freq", args.eval_freq), ("rl.eval_episodes", args.eval_episodes)):
+        if value is not None:
+            typed.append((key, str(value)))
+    typed += [tuple(a.split("=", 1)) for a in args.set]
+    cfg = build_config([], [("@preset", preset), *typed])    # the protocol's budgets are data (presets)
+    budget, eval_freq, eval_eps = cfg.rl.total_timesteps, cfg.rl.eval_freq, cfg.rl.eval_episodes
+    n_demos, bc_epochs = cfg.demo.n_episodes, cfg.bc.epochs
     if args.workdir.exists():
         shutil.rmtree(args.workdir)          # bench scratch space, regenerated each run
     args.workdir.mkdir(parents=True)
     t_start = time.perf_counter()
 
-    trot = trot_reference(eval_eps * 2)
+    trot = trot_reference(cfg.env, eval_eps * 2)
     trot_speed = trot["mean_forward_speed"]
     target = 1.1 * trot_speed
     print(f"trot: {trot_speed:.3f} m/s, falls {trot['fall_rate']:.0%}; target {target:.3f} m/s", flush=True)
 
-    common = dict(workdir=str(args.workdir), n_demos=n_demos, bc_epochs=bc_epochs, budget=budget,
-                  n_envs=args.n_envs, vec_env=args.vec_env, eval_freq=eval_freq, eval_eps=eval_eps, quick=q)
-    bc_summary = pipeline(common, "bc", 42, total_timesteps=0)["bc"]
+    common = dict(workdir=str(args.workdir), preset=preset, typed=typed)
+    bc_summary = pipeline(common, "bc", 42, [("rl.total_timesteps", "0")])["bc"]
     bc_path = args.workdir / "bc" / "bc_pretrained_policy.pth"
     jobs = [(f"{kind}_seed{seed}", seed, kind) for seed in seeds for kind in ("bc_init", "scratch")]
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {name: pool.submit(pipeline, common, name, seed, skip_bc=True,
-                                     **({"pretrained_model": str(bc_path)} if kind == "bc_init" else {}))
+        futures = {name: pool.submit(pipeline, common, name, seed, [("skip_bc", "true")] + (
+                       [("pretrained_model", str(bc_path))] if kind == "bc_init" else []))
                    for name, seed, kind in jobs}
         results = {name: f.result() for name, f in futures.items()}
     histories: dict[str, list[list[dict]]] = {"bc_init": [], "scratch": []}
@@ -109,7 +108,7 @@ def main() -> None:
     # BC's return under exactly the protocol of PPO's evaluations (same episodes, same seeds).
     from training.policies import load_policy
     bc_policy, _ = load_policy(bc_path)
-    bc_return = evaluate_policy(bc_policy, EnvConfig(), eval_eps, randomize=True)["mean_return"]
+    bc_return = evaluate_policy(bc_policy, cfg.env, eval_eps, randomize=True)["mean_return"]
     first_ratio = float(np.mean([h[0]["mean_return"] for h in histories["bc_init"]])) / bc_return
     handoff = min(min(e["mean_return"] for e in h if e["timesteps"] <= HANDOFF_WINDOW) / bc_return
                   for h in histories["bc_init"])
@@ -144,7 +143,7 @@ def main() -> None:
         "speedup_ratio_is_lower_bound": lower_bound,
         "budget_steps": budget, "seeds": seeds, "eval_freq": eval_freq, "eval_episodes": eval_eps,
         "n_demo_episodes": n_demos, "bc_epochs": bc_epochs, "quick": q, "vec_env": args.vec_env,
-        "workers": args.workers, "defaults": "training.config.PPOConfig",
+        "workers": args.workers, "preset": preset, "settings": dict(typed),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     write_result("sample_efficiency", figures)
@@ -152,24 +151,12 @@ def main() -> None:
     plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
 
 
-def pipeline(common: dict, name: str, seed: int, **kw) -> dict:
+def pipeline(common: dict, name: str, seed: int, extra: list[tuple[str, str]]) -> dict:
     """One run of the real pipeline (module-level so worker processes can run it)."""
     import torch
     torch.set_num_threads(1)
-    c = common
-    cfg = PipelineConfig(experiment_name=name, output_dir=c["workdir"], seed=seed, live=False)
-    cfg.demo = DemoConfig(n_episodes=c["n_demos"])
-    cfg.bc = BCConfig(epochs=c["bc_epochs"])
-    cfg.ppo = PPOConfig(total_timesteps=c["budget"], n_envs=c["n_envs"], vec_env=c["vec_env"],
-                        eval_freq=c["eval_freq"], eval_episodes=c["eval_eps"], checkpoint_freq=c["budget"],
-                        visualize_freq=0)
-    if c["quick"]:
-        cfg.ppo.value_warmup_steps, cfg.ppo.actor_ramp_steps, cfg.ppo.bc_decay_steps = 2048, 4096, c["budget"]
-    for key, value in kw.items():
-        if hasattr(cfg.ppo, key):
-            setattr(cfg.ppo, key, value)
-        else:
-            setattr(cfg, key, value)
+    run_settings = [("experiment_name", name), ("output_dir", common["workdir"]), ("seed", str(seed))]
+    cfg = build_config([], [("@preset", common["preset"]), *common["typed"], *run_settings, *extra])
     return run(cfg)
 
 
@@ -198,4 +185,7 @@ def plot(histories: dict, trot_speed: float, target: float, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from training.cli import run_guarded
+    sys.exit(run_guarded(main))

@@ -10,13 +10,10 @@ episodes -> falls_of_10 (episodes that ended by a fall). Writes bench/results/tr
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import write_result  # noqa: E402
-from pidog_env.evaluation import run_trot_episode  # noqa: E402
+from bench._common import write_result
+from pidog_env.evaluation import run_trot_episode
 
 
 def main() -> None:

@@ -12,30 +12,23 @@ clip and the dashboard. render_fraction = (2) / (1). Writes bench/results/visual
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import write_result  # noqa: E402
-from bench.ppo_throughput import measure  # noqa: E402
-from pidog_env.config import EnvConfig  # noqa: E402
-from pidog_env.gaits import TrotGait  # noqa: E402
-from training.common import make_env  # noqa: E402
-from training.config import PPOConfig  # noqa: E402
-from training.visualization import (log_video_to_tensorboard, record_episode, save_dashboard,  # noqa: E402
+from bench._common import write_result
+from bench.ppo_throughput import measure
+from pidog_env.config import EnvConfig
+from pidog_env.gaits import TrotGait
+from training.config import RLConfig
+from training.visualization import (log_video_to_tensorboard, record_episode, save_dashboard,
                                     write_mp4)
 
 
 def one_visualization(out: Path) -> tuple[float, dict]:
     from torch.utils.tensorboard import SummaryWriter
-    env = make_env(EnvConfig())
-    gait = TrotGait.for_env(env)
-    env.close()
+    gait = TrotGait.for_config(EnvConfig())
     writer = SummaryWriter(str(out / "tb"))
     start = time.perf_counter()
     frames, stats = record_episode(gait, EnvConfig(), seed=0, title="bench")
@@ -55,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
-    freq = PPOConfig().visualize_freq
+    freq = RLConfig().visualize_freq
     rate, _, _ = measure(4, True, args.seconds)
     between = freq / rate
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,15 +26,29 @@ import numpy as np
 
 from deploy.policy_spec import PolicySpec
 from deploy.safety import SafetyLayer
-from pidog_env.observation import GravityEstimator, ObservationStack, build_frame
+from pidog_env.observation import (GYRO_SCALE, GravityEstimator, ObservationStack, build_frame, frame_layout,
+                                   frame_size)
+
+
+def check_layout(spec: PolicySpec) -> None:
+    """policy.json must describe the observation this runtime builds (layout, scales, size), or we refuse."""
+    ours = {k: [v.start, v.stop] for k, v in frame_layout(spec.ultrasonic, privileged=False).items()}
+    if spec.frame_layout != ours:
+        raise ValueError(f"policy.json frame_layout {spec.frame_layout} differs from this runtime's {ours}; "
+                         "export the policy with this version")
+    if spec.gyro_scale != GYRO_SCALE:
+        raise ValueError(f"policy.json gyro_scale {spec.gyro_scale} differs from this runtime's {GYRO_SCALE}")
+    if spec.obs_size != frame_size(spec.ultrasonic, privileged=False) * (spec.history + 1):
+        raise ValueError(f"policy.json obs_size {spec.obs_size} does not match its layout and history {spec.history}")
 
 
 class ObservationBuilder:
     """The env's observation, rebuilt from IMU samples and the commands actually sent."""
 
     def __init__(self, spec: PolicySpec) -> None:
+        check_layout(spec)
         self.spec = spec
-        frame = spec.frame_layout["clock"][1] + (1 if spec.ultrasonic else 0)
+        frame = frame_size(spec.ultrasonic, privileged=False)
         self.frame = np.zeros(frame)
         self.stack = ObservationStack(frame, spec.history)
         self.gravity = GravityEstimator(spec.gravity_alpha, spec.control_dt)
@@ -220,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_path = args.policy.with_name("policy.json")
     try:
         spec = PolicySpec.load(spec_path)
+        check_layout(spec)
         policy = OnnxPolicy(args.policy, spec)
     except (OSError, ValueError) as exc:
         print(f"error: cannot load the policy: {exc}", file=sys.stderr)

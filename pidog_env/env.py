@@ -1,5 +1,8 @@
 """PiDog-v0: the SunFounder PiDog walking forward on flat ground, at 50 Hz.
 
+This docstring is the environment's spec; the README's environment tables are copies of the tables
+below, and `tests/test_docs.py` checks them against this text and against `EnvConfig`.
+
 ## Action space
 `Box(-1, 1, (8,), float32)`: leg joint targets in the vendor leg order (LF hip, LF knee, RF hip,
 RF knee, LH hip, LH knee, RH hip, RH knee), as model joint angles normalized by the +-90 deg servo
@@ -7,40 +10,57 @@ range (`robot.action_to_leg_rad`). Targets are rate-limited to 428 deg/s like th
 head and tail hold neutral.
 
 ## Observation space
-`Box(-10, 10, (16 * (history + 1) [+1 ultrasonic] [+20 privileged],), float32)` by default (see
-`pidog_env.observation` for the full table):
+`Box(-10, 10, (16 * (history + 1) [+1 ultrasonic] [+20 privileged],), float32)`; by default only what
+the real robot measures (`pidog_env.observation` builds it for the env and the robot runtime alike):
 
-| index | observation                                     | unit / scale      |
-|-------|-------------------------------------------------|-------------------|
-| 0-2   | gravity direction in the body frame (IMU accel) | unit vector       |
-| 3-5   | gyro rates                                      | rad/s * 0.25      |
-| 6-13  | last commanded leg targets                      | normalized [-1,1] |
-| 14-15 | gait clock sin, cos (period `gait_period`)      | [-1, 1]           |
+| index | observation                                               | scale             |
+|-------|-----------------------------------------------------------|-------------------|
+| 0-2   | gravity direction in the body frame (gyro + accel filter) | unit vector       |
+| 3-5   | gyro rates                                                | rad/s x 0.25      |
+| 6-13  | last commanded leg targets                                | normalized [-1,1] |
+| 14-15 | gait clock sin, cos (period `gait_period`, 0.6148 s)      | [-1, 1]           |
 
-Optional: ultrasonic distance, past frames (`obs.history`), privileged sim state (`obs.privileged`).
-`use_camera=True` gives `Dict(image=Box(0, 255, (3, S, S), uint8), state=<the vector above>)` (channels first).
+Options: `obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first),
+`obs.privileged` (+20: joint angles and velocities, body velocity, height; sim only). `use_camera=True`
+gives `Dict(image=Box(0, 255, (3, S, S), uint8), state=<the vector above>)` (channels first).
 
-## Rewards (per step, `scale * value`; scales in `RewardConfig.scales`, values in `info["reward_terms"]`)
+## Rewards
+Per step, the sum of `scale * value` over the terms (`_reward`); scales in `RewardConfig.scales`,
+each step's scaled terms in `info["reward_terms"]`; target = `reward.target_speed` (0.30 m/s):
 
-| term        | value                                                        | scale |
-|-------------|--------------------------------------------------------------|-------|
-| forward     | min(forward speed along the start heading, target) / target  | 2.0   |
-| alive       | 1                                                            | 0.2   |
-| upright     | sin^2(tilt) (horizontal part of body-frame gravity)          | -1.0  |
-| lateral     | (lateral speed / target)^2                                   | -0.5  |
-| yaw_rate    | yaw rate^2                                                   | -0.1  |
-| action_rate | squared change of the normalized leg targets                 | -0.05 |
-| energy      | sum over leg servos of |torque * joint speed| (W)            | -0.02 |
-| fall        | 1 when the episode ends by a fall                            | -50   |
+| term        | value                                                       | scale |
+|-------------|-------------------------------------------------------------|-------|
+| forward     | min(forward speed along the start heading, target) / target | 2.0   |
+| alive       | 1                                                           | 0.2   |
+| upright     | sin^2(tilt) (horizontal part of body-frame gravity)         | -1.0  |
+| lateral     | (lateral speed / target)^2                                  | -0.5  |
+| yaw_rate    | yaw rate^2 ((rad/s)^2)                                      | -0.1  |
+| action_rate | squared change of the normalized leg targets                | -0.05 |
+| energy      | sum over leg servos of abs(torque x joint speed) (W)        | -0.02 |
+| fall        | 1 when the episode ends by a fall                           | -50.0 |
 
 ## Episode end
 Terminates on a fall: tilt above `fall_tilt_deg` (60 deg; upside down included), torso or head
 touching the floor, or a physics blow-up (`info["physics_unstable"]`). Truncated after
 `episode_seconds` (20 s = 1000 steps at `ctrl_dt` 0.02 s): the env itself returns `truncated=True`.
 
+## Arguments
+`gymnasium.make("PiDog-v0", config=EnvConfig(...), render_mode=None | "rgb_array" | "human", **shortcuts)`.
+Every setting is a field of `pidog_env.config.EnvConfig` (timing in seconds: `ctrl_dt` 0.02, `sim_dt`
+0.004, `episode_seconds` 20; the physics steps per control step and the step limit derive from them).
+Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultrasonic`, `history`,
+`privileged`, `gravity_alpha`, `use_camera`, `camera_size`, `episode_seconds`, `render_size`.
+
 ## Info
 `reward_terms`, `forward_distance` (m, along the start heading), `forward_speed` (m/s, last step),
-`mean_forward_speed`, `lateral_drift` (m), `heading_change_deg`, `fell`, `physics_unstable`.
+`lateral_speed`, `mean_forward_speed`, `lateral_drift` (m), `heading_change_deg`, `phase`, `fell`,
+`physics_unstable`.
+
+## Version history
+- v0 (this release): timing set in seconds in `EnvConfig` (`ctrl_dt`, `sim_dt`, `episode_seconds`
+  replace `frame_skip` and the registered 1000-step limit); the env truncates itself. Policies saved
+  before this change carry a `frame_skip` setting and are refused with a one-line error.
+- v0 (first release): forward walking, IMU + last-command observation, domain randomization.
 """
 
 from __future__ import annotations

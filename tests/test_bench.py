@@ -34,3 +34,14 @@ def test_env_throughput_writes_its_figures(tmp_path):
     data = json.loads((tmp_path / "env_throughput.json").read_text())
     keys = {"pidog_steps_per_s", "physics_ceiling_steps_per_s", "ant_v5_steps_per_s", "camera_steps_per_s"}
     assert keys <= set(data) and all(data[k] > 0 for k in keys)
+
+
+@pytest.mark.slow
+def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
+    run_script("sample_efficiency.py", "--quick", "--budget", "1024", "--eval-freq", "512", "--eval-episodes", "1",
+               "--set", "env.episode_seconds=2", "--set", "demo.n_episodes=2", "--set", "bc.epochs=2",
+               "--set", "ppo.n_steps=256", "--set", "ppo.batch_size=256", results=tmp_path)
+    data = json.loads((tmp_path / "sample_efficiency.json").read_text())
+    assert data["preset"] == "sample_efficiency_quick" and data["budget_steps"] == 1024
+    assert set(data["steps_to_target"]) == {"bc_init", "scratch"} and data["settings"]["bc.epochs"] == "2"
+    assert (tmp_path / "sample_efficiency.png").is_file()

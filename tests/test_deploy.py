@@ -86,6 +86,21 @@ def spec_stub(**kw):
     return PolicySpec(**{**base, **kw})
 
 
+@pytest.mark.parametrize("change,message", [
+    ({"frame_layout": {"gravity": [0, 3], "gyro": [3, 6], "clock": [6, 8], "last_action": [8, 16]}}, "frame_layout"),
+    ({"gyro_scale": 0.5}, "gyro_scale"),
+    ({"obs_size": 17}, "obs_size"),
+])
+def test_runtime_refuses_a_policy_json_whose_layout_or_scales_differ(change, message, tmp_path):
+    from deploy.runtime import ObservationBuilder, check_layout, main
+    check_layout(spec_stub())                                     # the stub is what the env builds
+    with pytest.raises(ValueError, match=message):
+        ObservationBuilder(spec_stub(**change))
+    spec_stub(**change).save(tmp_path / "policy.json")
+    (tmp_path / "policy.onnx").write_bytes(b"")
+    assert main(["--policy", str(tmp_path / "policy.onnx"), "--hardware", "sim"]) == 2
+
+
 def test_safety_clamps_rate_limits_and_rejects_nan():
     s = SafetyLayer(90.0, 428.0, 0.02, np.zeros(8), fall_tilt_deg=60)
     out = s.filter(np.full(8, 500.0))

@@ -126,3 +126,50 @@ def test_wrong_demo_source_file_is_reported(tmp_path):
                              "--n-demo-episodes", "1", "--no-live"))
     assert "expected a .pth policy or an SB3 .zip" in msg
     assert not any(tmp_path.iterdir()) or list(tmp_path.iterdir()) == [bogus]   # no half-made experiment
+
+
+def tiny(*args, check=0):
+    return cli("--preset", "tiny", *args, check=check)
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_saved_env_and_budget_and_records_what_changes(tmp_path):
+    """Saved settings win over today's defaults (here: a non-default env); a typed budget is recorded."""
+    tiny("--output-dir", tmp_path, "--experiment-name", "r", "--set", "env.fall_tilt_deg=55")
+    exp = tmp_path / "r"
+    (exp / "checkpoints" / "ppo_1024_steps.zip").unlink()                 # as if stopped at 512 steps
+    cli("--output-dir", tmp_path, "--experiment-name", "r", "--resume", check=0)
+    assert json.loads((exp / "summary.json").read_text())["ppo"]["timesteps"] == 1024       # the saved budget
+    from training.policies import read_zip_meta
+    from pidog_env import config_tree
+    from pidog_env.config import EnvConfig
+    saved_env = config_tree.apply(EnvConfig(), "episode_seconds", 2.0)
+    saved_env = config_tree.apply(saved_env, "fall_tilt_deg", 55.0)
+    assert read_zip_meta(exp / "final_model.zip")["env_config_hash"] == saved_env.hash()
+    cli("--output-dir", tmp_path, "--experiment-name", "r", "--resume", "--total-rl-timesteps", "2048", check=0)
+    record = json.loads((exp / "config.json").read_text())
+    assert record["config"]["rl"]["total_timesteps"] == 2048
+    assert [(c["step"], c["settings"]) for c in record["changes"]] == \
+        [(1024, {"rl.total_timesteps": {"from": 1024, "to": 2048}})]
+    steps = [e["timesteps"] for e in json.loads((exp / "evaluations.json").read_text())]
+    assert steps == [0, 512, 1024, 1536, 2048]
+    msg = one_line_error(cli("--output-dir", tmp_path, "--experiment-name", "r", "--resume",
+                             "--set", "env.fall_tilt_deg=50"))
+    assert "cannot change env.fall_tilt_deg" in msg
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_saved_config_that_no_longer_matches_the_checkpoint(tmp_path):
+    tiny("--output-dir", tmp_path, "--experiment-name", "r", "--set", "env.fall_tilt_deg=55")
+    exp = tmp_path / "r"
+    (exp / "checkpoints" / "ppo_1024_steps.zip").unlink()
+    record = json.loads((exp / "config.json").read_text())
+    del record["config"]["env"]["fall_tilt_deg"]          # as written by a version without that setting
+    (exp / "config.json").write_text(json.dumps(record))
+    msg = one_line_error(cli("--output-dir", tmp_path, "--experiment-name", "r", "--resume"))
+    assert "was trained on env config" in msg and "start a new experiment" in msg
+    record["config"]["env"]["fall_tilt_deg"] = 55.0
+    record["config"]["env"]["legacy_knob"] = 1            # a setting this version no longer has
+    (exp / "config.json").write_text(json.dumps(record))
+    msg = one_line_error(cli("--output-dir", tmp_path, "--experiment-name", "r", "--resume"))
+    assert "unknown setting 'env.legacy_knob'" in msg

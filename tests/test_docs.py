@@ -1,0 +1,53 @@
+"""One source per fact: the env's docstring is its spec; the README copies its tables, and both agree
+with the configuration."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pidog_env.config import REWARD_TERMS, EnvConfig
+from pidog_env.env import PiDogEnv
+from pidog_env.observation import GYRO_SCALE
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+DOC = PiDogEnv.__doc__
+
+
+def table_after(text: str, heading: str) -> list[str]:
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    out = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        out.append(line)
+    return out
+
+
+@pytest.mark.parametrize("heading", ["## Observation space", "## Rewards"])
+def test_readme_carries_the_env_docstring_tables_verbatim(heading):
+    table = "\n".join(table_after(DOC, heading))
+    assert table in README, f"README's copy of the env docstring table under {heading!r} is out of date"
+
+
+def test_docstring_reward_table_matches_the_config():
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table_after(DOC, "## Rewards")[2:]]
+    scales = EnvConfig().reward.scales
+    assert [r[0] for r in rows] == list(REWARD_TERMS)
+    assert {r[0]: float(r[2]) for r in rows} == scales
+    assert f"({EnvConfig().reward.target_speed:.2f} m/s)" in DOC
+
+
+def test_docstring_timing_and_scales_match_the_config():
+    cfg = EnvConfig()
+    assert f"period `gait_period`, {cfg.gait_period} s" in DOC
+    assert f"rad/s x {GYRO_SCALE}" in DOC
+    assert f"`episode_seconds` ({cfg.episode_seconds:.0f} s = {cfg.episode_steps} steps at `ctrl_dt` {cfg.ctrl_dt} s)" in DOC
+    assert f"`ctrl_dt` {cfg.ctrl_dt} s over `sim_dt` {cfg.sim_dt} s" in README
+    assert f"`episode_seconds` {cfg.episode_seconds:.0f} s = {cfg.episode_steps} steps" in README
+    assert f"`fall_tilt_deg` ({cfg.fall_tilt_deg:.0f} deg" in DOC
+    # The README states the gait period once more in prose: the trot's period, rounded.
+    assert f"period {cfg.gait_period:.2f} s" in README
+    assert not re.search(r"gait clock[^|\n]*0\.54", README)
