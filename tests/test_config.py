@@ -142,3 +142,42 @@ def test_readme_documents_the_settings_it_names():
     text = (ROOT / "README.md").read_text()
     named = set(re.findall(r"--set ([a-z_.]+)=", text))
     assert named and named <= keys | {f"env.reward.scales.{t}" for t in REWARD_TERMS}, named - keys
+
+
+def test_every_ppo_setting_reaches_the_model(tmp_path):
+    """A PPO setting added to the config but not passed to the model fails here."""
+    import dataclasses
+
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from training.common import make_env
+    from training.experiment import Experiment
+    from training.pipeline import build_model, make_training_envs
+    cfg = config_tree.apply(config_tree.apply(PipelineConfig(), "rl.vec_env", "dummy"), "rl.n_envs", 1)
+    odd = {"learning_rate": 1.23e-4, "n_steps": 96, "batch_size": 48, "n_epochs": 3, "gamma": 0.97,
+           "gae_lambda": 0.9, "clip_range": 0.3, "clip_range_vf": 0.4, "target_kl": 0.05, "ent_coef": 0.01,
+           "vf_coef": 0.7, "max_grad_norm": 0.8, "normalize_advantage": False, "init_log_std": -1.5,
+           "value_warmup_steps": 11, "actor_ramp_steps": 12, "bc_coef": 3.0, "bc_decay_steps": 13,
+           "bc_batch_size": 14, "freeze_encoder": True, "normalize_reward": False}
+    assert set(odd) == {f.name for f in dataclasses.fields(cfg.ppo)}, "give the new setting an odd value here"
+    for key, value in odd.items():
+        cfg = config_tree.apply(cfg, f"ppo.{key}", value)
+    venv = DummyVecEnv([lambda: make_env(cfg.env)])
+    demos = (np.zeros((4, 16), np.float32), np.zeros((4, 8), np.float32))
+    model = build_model(cfg, venv, from_bc=True, bc_demos=demos)
+    venv.close()
+    schedules = {"learning_rate": model.lr_schedule, "clip_range": model.clip_range, "clip_range_vf": model.clip_range_vf}
+    for key, value in odd.items():
+        if key in schedules:
+            assert schedules[key](1.0) == pytest.approx(value), key
+        elif key == "init_log_std":
+            assert float(model.policy.log_std.detach().mean()) == pytest.approx(value)
+        elif key == "normalize_reward":                # a wrapper around the training envs
+            from stable_baselines3.common.vec_env import VecNormalize
+            for on in (False, True):
+                envs = make_training_envs(config_tree.apply(cfg, "ppo.normalize_reward", on), Experiment(tmp_path), 0,
+                                          restore=False)
+                assert isinstance(envs, VecNormalize) == on
+                envs.close()
+        else:
+            assert getattr(model, key) == value, key

@@ -108,6 +108,7 @@ class PPOConfig:
     ent_coef: float = setting(0.0, ge=0, le=10, help="entropy bonus weight")
     vf_coef: float = setting(0.5, ge=0, le=100, help="value loss weight")
     max_grad_norm: float = setting(0.5, gt=0, le=1e6, help="gradient norm clip")
+    normalize_advantage: bool = setting(True, help="normalize advantages per minibatch")
     normalize_reward: bool = setting(True, help="scale rewards by a running std of the return")
     # BC -> PPO hand-off (see README "BC -> PPO hand-off")
     init_log_std: float = setting(-2.5, ge=-20, le=2, help="log std set before PPO starts (BC collapses it)")

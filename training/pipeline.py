@@ -192,6 +192,7 @@ def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None
         batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
         clip_range=p.clip_range, clip_range_vf=p.clip_range_vf, target_kl=p.target_kl, ent_coef=p.ent_coef,
         vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+        normalize_advantage=p.normalize_advantage,
         policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space), "log_std_init": p.init_log_std},
         tensorboard_log=str(tb_dir) if tb_dir else None, seed=cfg.seed, device="cpu", verbose=0,
         value_warmup_steps=p.value_warmup_steps if from_bc else 0,
