@@ -4,7 +4,6 @@ checkpoints that carry this project's metadata, and a clean stop on Ctrl-C / SIG
 from __future__ import annotations
 
 import json
-import signal
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -18,11 +17,13 @@ EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "h
 
 
 class MetricsCallback(BaseCallback):
-    """Logs every reward term (per-episode sums) and the env's walking metrics for finished episodes."""
+    """Logs every reward term (per-episode sums) and the env's walking metrics for finished episodes;
+    keeps per-rollout means for the dashboard in `training_episodes.json` (continued by --resume)."""
 
-    def __init__(self) -> None:
+    def __init__(self, exp: Experiment | None = None, history: list[dict] | None = None) -> None:
         super().__init__()
-        self.history: list[dict[str, float]] = []     # per-rollout means of training episodes (dashboard)
+        self.exp = exp
+        self.history: list[dict[str, float]] = list(history or [])   # per-rollout means of training episodes
 
     def _on_training_start(self) -> None:
         n = self.training_env.num_envs
@@ -54,6 +55,8 @@ class MetricsCallback(BaseCallback):
             self.history.append({"timesteps": int(self.num_timesteps), "mean_return": means["episode/return"],
                                  "mean_forward_speed": means.get("episode/mean_forward_speed", 0.0),
                                  "mean_length": means["episode/length"], "fall_rate": means["episode/fall"]})
+            if self.exp is not None:
+                self.exp.write_json(Experiment.TRAIN_EPISODES, self.history)
         self._finished = []
 
 
@@ -125,31 +128,14 @@ class CheckpointCallback(BaseCallback):
 
 
 class StopOnSignal(BaseCallback):
-    """Turns SIGINT/SIGTERM into a clean stop of `learn()`; the caller then saves a checkpoint."""
+    """Ends `learn()` at the next env step once a stop signal has arrived (see training.stopping)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stops: Any) -> None:
         super().__init__()
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> "StopOnSignal":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:          # a second Ctrl-C: give up immediately
-            raise KeyboardInterrupt
-        self.received = signum
-        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint and stopping "
-              "(press Ctrl-C again to abort without saving)", flush=True)
+        self.stops = stops
 
     def _on_step(self) -> bool:
-        return self.received is None
+        return self.stops.received is None
 
 
 class VisualizationCallback(BaseCallback):

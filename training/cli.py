@@ -28,6 +28,7 @@ from pidog_env import config_tree
 from pidog_env.config_tree import ConfigError
 from training.common import PipelineError
 from training.config import PipelineConfig
+from training.stopping import Interrupted
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 RUN_IDENTITY = ("experiment_name", "output_dir", "resume")     # find the run; not settings changes
@@ -35,14 +36,18 @@ RUN_IDENTITY = ("experiment_name", "output_dir", "resume")     # find the run; n
 
 # ---------------------------------------------------------------- errors
 def run_guarded(fn: Callable[[], Any]) -> int:
-    """Run `fn`: a user-facing error -> 'error: ...' (one line) and exit 2; Ctrl-C/SIGTERM -> 130."""
+    """Run `fn`: a user-facing error -> 'error: ...' (one line) and exit 2; a stop signal -> one line
+    saying what was saved and how to continue, exit 130 (SIGINT) or 143 (SIGTERM)."""
     try:
         fn()
     except (PipelineError, ConfigError) as exc:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc.line(), file=sys.stderr, flush=True)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     return 0
 

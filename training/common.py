@@ -78,8 +78,12 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
 def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False):
     """`n_envs` copies of PiDog-v0 (SubprocVecEnv by default), each behind a Monitor.
 
+    Worker processes ignore SIGINT/SIGTERM (a Ctrl-C or `kill -- -PGID` reaches the whole process
+    group): the main process stops them when it is done with them (see training.stopping).
     `for_rollouts` adds imitation's RolloutInfoWrapper (needed to record demonstrations; it keeps every
     observation of the episode, which training does not need)."""
+    from functools import partial
+
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -87,9 +91,16 @@ def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True
     if for_rollouts:
         from imitation.data.wrappers import RolloutInfoWrapper
         wrapper = RolloutInfoWrapper
-    vec_cls = SubprocVecEnv if subprocess and n_envs > 1 else DummyVecEnv
-    return sb3_make_vec_env("PiDog-v0", n_envs=n_envs, seed=seed, vec_env_cls=vec_cls,
-                            env_kwargs={"config": cfg}, wrapper_class=wrapper)
+    in_workers = subprocess and n_envs > 1
+    factory = partial(_worker_env, cfg) if in_workers else partial(make_env, cfg)
+    return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=SubprocVecEnv if in_workers else DummyVecEnv,
+                            wrapper_class=wrapper)
+
+
+def _worker_env(cfg: EnvConfig) -> gym.Env:
+    from training.stopping import ignore_stop_signals
+    ignore_stop_signals()
+    return make_env(cfg)
 
 
 def write_json(path: Path, payload: dict) -> None:

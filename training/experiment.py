@@ -9,6 +9,7 @@
 | checkpoints/               | RL                         | `<algo>_<steps>_steps.zip` + reward normalizer      |
 | tensorboard/               | RL                         | one run, continued by --resume                     |
 | evaluations.json           | RL                         | the deterministic evaluation history               |
+| training_episodes.json     | RL                         | per-rollout means of training episodes (dashboard) |
 | best_model.zip             | RL                         | the best evaluated model so far                    |
 | final_model.zip            | RL / GAIL                  | the model at the end of the budget                 |
 | videos/, plots/            | visualization              | clips and the training dashboard                   |
@@ -45,6 +46,7 @@ class Experiment:
     CHECKPOINTS = "checkpoints"
     TENSORBOARD = "tensorboard"
     EVALUATIONS = "evaluations.json"
+    TRAIN_EPISODES = "training_episodes.json"
     BEST_MODEL = "best_model.zip"
     FINAL_MODEL = "final_model.zip"
     SUMMARY = "summary.json"

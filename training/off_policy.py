@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from training import stopping
+from training.callbacks import StopOnSignal
 from training.common import PipelineError, make_vec_env
 from training.config import PipelineConfig
 from training.demos import Demonstrations
@@ -46,10 +48,16 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         log(f"{algo.upper()} actor warm-started from the BC policy (action MSE {loss:.2e}): {figures(ev)}")
         callbacks.append(FreezeActor(o.critic_warmup_steps))
     t0 = time.perf_counter()
-    try:
-        model.learn(cfg.rl.total_timesteps, progress_bar=True, callback=callbacks)
-    finally:
-        venv.close()
+    stops = stopping.CURRENT
+    with stops.stage(f"{algo.upper()} training", polled=True):
+        try:
+            model.learn(cfg.rl.total_timesteps, progress_bar=True, callback=[*callbacks, StopOnSignal(stops)])
+        finally:
+            venv.close()
+        if stops.received is not None:
+            raise stopping.Interrupted(stops.received, f"{algo.upper()} training",
+                                       f"nothing is saved ({algo.upper()} runs keep no checkpoints yet)",
+                                       "the same command with a new --experiment-name")
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
     path = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
     ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, randomize=True)

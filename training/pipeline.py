@@ -6,7 +6,6 @@ Every stage writes into the experiment folder (`training.experiment.Experiment` 
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import torch
 
 from pidog_env.env import action_space, has_display, observation_space
 from training import demos as demo_io
+from training import stopping
 from training.bc import split_episodes, train_bc
 from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallback, StopOnSignal,
                                 VisualizationCallback)
@@ -38,32 +38,57 @@ def figures(ev: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- the whole run
 def run(cfg: PipelineConfig, assignments: list[tuple[str, Any]] | None = None) -> dict[str, Any]:
-    """Run every stage `cfg` asks for. On --resume, `assignments` are the settings the user typed."""
+    """Run every stage `cfg` asks for. On --resume, `assignments` are the settings the user typed.
+
+    A stop signal ends the current stage as `training.stopping` describes; `Interrupted` then carries
+    what was saved and the command that continues the run."""
     torch.set_num_threads(1)            # the env workers need the other cores
+    stops = stopping.CURRENT.install()
     exp = Experiment(cfg.experiment_dir)
+    try:
+        return _run(cfg, exp, assignments or [])
+    except stopping.Interrupted as exc:
+        exc.continue_with = exc.continue_with or \
+            f"the same command with --resume (--experiment-name {exp.root.name} --output-dir {exp.root.parent})"
+        raise
+    finally:
+        stops.uninstall()
+
+
+def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]]) -> dict[str, Any]:
+    stage = stopping.CURRENT.stage
     if cfg.resume:
-        cfg = exp.resume_config(assignments or [], checkpoint_steps(exp))
+        cfg = exp.resume_config(assignments, checkpoint_steps(exp))
+        log(f"resuming {exp.root}: budget rl.total_timesteps = {cfg.rl.total_timesteps:,} "
+            f"(checkpoint at {checkpoint_steps(exp):,} steps)")
     validate_inputs(cfg)
     if not cfg.resume:
         exp.create(cfg)
     summary: dict[str, Any] = exp.read_json(Experiment.SUMMARY, {})
     summary.update({"experiment": str(exp.root), "versions": versions()})
+    spaces = observation_space(cfg.env), action_space(cfg.env)
     bc_policy, demo = None, None
-
-    if cfg.resume:
-        if (exp / Experiment.DEMOS).is_file():
-            demo = demo_io.load(exp / Experiment.DEMOS, observation_space(cfg.env), action_space(cfg.env))
-    elif cfg.pretrained_model:
+    # On --resume, a stage whose artifact exists is not run again (a stop during BC resumes at BC).
+    if cfg.pretrained_model:
         bc_policy, demo = load_pretrained(cfg)
         summary["pretrained_model"] = str(cfg.pretrained_model)
     elif not cfg.skip_bc:
-        demo = stage_demos(cfg, exp)
-        summary["demonstrations"] = demo.summary()
-        if cfg.imitation == "bc":
-            bc_policy, summary["bc"] = stage_bc(cfg, exp, demo)
+        if cfg.resume and (exp / Experiment.DEMOS).is_file():
+            demo = demo_io.load(exp / Experiment.DEMOS, *spaces)
         else:
+            with stage("recording demonstrations", saved="nothing is saved before the recording ends"):
+                demo = stage_demos(cfg, exp)
+            summary["demonstrations"] = demo.summary()
+            exp.write_json(Experiment.SUMMARY, summary)
+        if cfg.imitation == "bc" and cfg.resume and (exp / Experiment.BC_POLICY).is_file():
+            bc_policy, _ = load_policy(exp / Experiment.BC_POLICY)
+        elif cfg.imitation == "bc":
+            with stage("behavior cloning", saved=f"{Experiment.DEMOS} is saved; --resume clones from it"):
+                bc_policy, summary["bc"] = stage_bc(cfg, exp, demo)
+        elif not (cfg.resume and (exp / Experiment.FINAL_MODEL).is_file()):
             from training.gail import stage_gail
-            summary["gail"] = stage_gail(cfg, exp, demo)
+            with stage("GAIL", saved=f"{Experiment.DEMOS} is saved; --resume runs GAIL on it"):
+                summary["gail"] = stage_gail(cfg, exp, demo)
         exp.write_json(Experiment.SUMMARY, summary)
 
     if cfg.rl.total_timesteps > 0 and not (cfg.imitation == "gail" and not cfg.skip_bc):
@@ -81,7 +106,7 @@ def run(cfg: PipelineConfig, assignments: list[tuple[str, Any]] | None = None) -
 def validate_inputs(cfg: PipelineConfig) -> None:
     """Check the files a run needs before anything is written, so bad input leaves no half-made folder."""
     if cfg.resume:
-        if cfg.rl.algo != "ppo":
+        if cfg.rl.algo != "ppo" and cfg.rl.total_timesteps > 0:
             raise PipelineError(f"--resume is available for PPO runs (this one uses {cfg.rl.algo})")
         return
     if cfg.pretrained_model:
@@ -148,8 +173,9 @@ def stage_ppo(cfg: PipelineConfig, exp: Experiment, bc_state: dict[str, torch.Te
               demo: demo_io.Demonstrations | None) -> dict[str, Any]:
     resume_from = resume_point(cfg, exp)
     start = resume_from[1] if resume_from else 0
-    venv = make_training_envs(cfg, exp, start, restore=resume_from is not None)
-    model = init_ppo(cfg, venv, exp, bc_state, demo, resume_from)
+    with stopping.CURRENT.stage("PPO set-up", saved="no new PPO checkpoint (--resume starts PPO from where it was)"):
+        venv = make_training_envs(cfg, exp, start, restore=resume_from is not None)
+        model = init_ppo(cfg, venv, exp, bc_state, demo, resume_from)
     return learn(cfg, exp, model, venv, start)
 
 
@@ -159,7 +185,8 @@ def resume_point(cfg: PipelineConfig, exp: Experiment) -> tuple[Path, int] | Non
         return None
     found = latest_checkpoint(exp / Experiment.CHECKPOINTS)
     if found is None:
-        raise PipelineError(f"--resume: no checkpoint in {exp / Experiment.CHECKPOINTS}")
+        log("no PPO checkpoint yet: PPO starts from the beginning")
+        return None
     path, steps = found
     if steps >= cfg.rl.total_timesteps:
         raise PipelineError(f"--resume: checkpoint is at {steps} steps, already >= the budget "
@@ -173,11 +200,7 @@ def resume_point(cfg: PipelineConfig, exp: Experiment) -> tuple[Path, int] | Non
 
 
 def make_training_envs(cfg: PipelineConfig, exp: Experiment, start_steps: int, restore: bool):
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)     # env workers inherit "ignore Ctrl-C"
-    try:
-        venv = make_vec_env(cfg.env, cfg.rl.n_envs, cfg.seed + start_steps, subprocess=cfg.rl.vec_env == "subproc")
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    venv = make_vec_env(cfg.env, cfg.rl.n_envs, cfg.seed + start_steps, subprocess=cfg.rl.vec_env == "subproc")
     if cfg.ppo.normalize_reward:
         venv = RewardNormalizer.wrap(venv, cfg.ppo.gamma, exp / Experiment.CHECKPOINTS if restore else None)
     return venv
@@ -220,37 +243,41 @@ def init_ppo(cfg: PipelineConfig, venv, exp: Experiment, bc_state: dict[str, tor
 
 
 def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: int) -> dict[str, Any]:
-    """Train to the budget with evaluation, checkpoints, videos and a clean stop on Ctrl-C/SIGTERM."""
-    r = cfg.rl
+    """Train to the budget with evaluation, checkpoints and videos; a stop signal saves a checkpoint."""
+    r, stops = cfg.rl, stopping.CURRENT
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="ppo", algo="PPO")
+    def earlier(name: str) -> list[dict]:     # what the stopped run had recorded up to its checkpoint
+        return [h for h in exp.read_json(name, []) if h["timesteps"] <= start] if cfg.resume else []
+
     evaluator = EvalCallback(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True),
-                             r.eval_freq, exp, meta, exp.read_json(Experiment.EVALUATIONS, []) if cfg.resume else [])
+                             r.eval_freq, exp, meta, earlier(Experiment.EVALUATIONS))
     evaluator.verbose = 1
     checkpoints = CheckpointCallback(r.checkpoint_freq, exp, meta)
-    stopper = StopOnSignal().install()
-    metrics = MetricsCallback()
+    metrics = MetricsCallback(exp, earlier(Experiment.TRAIN_EPISODES))
     viz = VisualizationCallback(r.visualize_freq, exp, cfg.env, lambda: evaluator.history, lambda: metrics.history,
                                 seed=cfg.seed, fps=r.video_fps)
     live = LiveViewer(exp.root) if (cfg.live if cfg.live is not None else has_display()) else None
-    log(f"PPO: {r.total_timesteps - start} steps over {r.n_envs} envs ({r.vec_env}) "
-        f"(TensorBoard: tensorboard --logdir {exp / Experiment.TENSORBOARD})")
+    log(f"PPO: {r.total_timesteps - start:,} steps to the budget of {r.total_timesteps:,} over {r.n_envs} envs "
+        f"({r.vec_env}) (TensorBoard: tensorboard --logdir {exp / Experiment.TENSORBOARD})")
     t0 = time.perf_counter()
-    try:
-        model.learn(total_timesteps=r.total_timesteps - start, callback=[metrics, evaluator, checkpoints, stopper, viz],
-                    progress_bar=True, reset_num_timesteps=False, tb_log_name="PPO")
-    finally:
-        stopper.uninstall()
-        seconds = time.perf_counter() - t0
-        if live is not None:
-            live.close()
-        if stopper.received is not None or model.num_timesteps < r.total_timesteps:
-            path = checkpoints.save()
-            log(f"stopped at {model.num_timesteps} steps; checkpoint {path} (continue with --resume)")
-        venv.close()
-    if stopper.received is not None:
-        raise KeyboardInterrupt
+    with stops.stage("PPO", polled=True):
+        try:
+            model.learn(total_timesteps=r.total_timesteps - start, progress_bar=True, reset_num_timesteps=False,
+                        callback=[metrics, evaluator, checkpoints, StopOnSignal(stops), viz], tb_log_name="PPO")
+        finally:
+            seconds = time.perf_counter() - t0
+            if live is not None:
+                live.close()
+            path = checkpoints.save()           # also at the end: --resume then knows the budget is spent
+            if model.num_timesteps < r.total_timesteps:
+                log(f"stopped at {model.num_timesteps:,} steps; checkpoint {path}")
+            venv.close()
+        if stops.received is not None:
+            raise stopping.Interrupted(stops.received, "PPO", f"checkpoint {path} at {model.num_timesteps:,} steps")
     final = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
-    final_eval = evaluate_policy(model.policy, cfg.env, r.final_eval_episodes, randomize=True)
+    with stops.stage("the final evaluation", saved=f"{final} is saved",
+                     continue_with=f"pidog evaluate --model {final}"):
+        final_eval = evaluate_policy(model.policy, cfg.env, r.final_eval_episodes, randomize=True)
     steps_per_s = (model.num_timesteps - start) / max(seconds, 1e-9)
     log(f"PPO done: {model.num_timesteps} steps at {steps_per_s:.0f} steps/s -> {final}; final policy: "
         f"{figures(final_eval)}")
