@@ -31,7 +31,7 @@ RUN apt-get update \
         libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libosmesa6 \
         libglfw3 libx11-6 libxext6 libxrender1 libxrandr2 libxinerama1 libxcursor1 libxi6 \
         libglib2.0-0 \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 # uid 1000 is the default user (plain `docker run`); its home is shared by every uid (mode 1777).
 RUN useradd --create-home --uid 1000 pidog && chmod 1777 /home/pidog
@@ -52,7 +52,7 @@ FROM base AS dev
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends xvfb x11-apps \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY requirements-dev.txt ./
 RUN PYTHON=python3.11 ./install.sh --dev-only
 COPY . .
