@@ -1,52 +1,72 @@
-# PiDog sim-to-real training image. CPU by default; `--build-arg TORCH_VARIANT=cu126` for CUDA torch.
-# Dependencies are installed by install.sh, the same script .ci/run and the README use.
-FROM python:3.11-slim-bookworm
+# PiDog sim-to-real images, installed by the same install.sh as CI. Targets:
+#   runtime (the default: last stage)  training, evaluation, TensorBoard; no test or lint tools
+#   dev     (--target dev)             runtime's stack + requirements-dev.txt, Xvfb and the tests
+# CPU torch by default; `--build-arg TORCH_VARIANT=cu126` (or another variant PyTorch publishes for
+# torch 2.13.0) for CUDA torch.
+FROM python:3.11-slim-bookworm AS base
 
 ARG TORCH_VARIANT=cpu
+# HOME is writable by every uid: compose runs the container as the caller (HOST_UID:HOST_GID), a
+# uid that usually has no entry in /etc/passwd (matplotlib, fontconfig and pip write under HOME).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MUJOCO_GL=egl \
     VENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    HOME=/home/pidog \
+    PIDOG_BENCH_RESULTS=/app/outputs/bench
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Offscreen rendering (EGL and OSMesa through Mesa's llvmpipe) and X11/GLFW for live windows.
+# Versions are deliberately not pinned (hadolint DL3008): Debian's mirrors keep only the newest
+# version of each package in a suite, so exact pins break the build at the next point or security
+# release. The suite (bookworm, from the base image's tag) fixes the major versions.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libegl1=1.6.0-1 \
-        libgl1=1.6.0-1 \
-        libgles2=1.6.0-1 \
-        libglvnd0=1.6.0-1 \
-        libegl-mesa0=22.3.6-1+deb12u2 \
-        libgl1-mesa-dri=22.3.6-1+deb12u2 \
-        libglx-mesa0=22.3.6-1+deb12u2 \
-        libosmesa6=22.3.6-1+deb12u2 \
-        libglfw3=3.3.8-1 \
-        libx11-6=2:1.8.4-2+deb12u2 \
-        libxext6=2:1.3.4-1+b1 \
-        libxrender1=1:0.9.10-1.1 \
-        libxrandr2=2:1.5.2-2+b1 \
-        libxinerama1=2:1.1.4-3 \
-        libxcursor1=1:1.2.1-1 \
-        libxi6=2:1.8-1+b1 \
-        libglib2.0-0=2.74.6-2+deb12u9 \
-    && rm -rf /var/lib/apt/lists/*
+        libegl1 libgl1 libgles2 libglvnd0 \
+        libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libosmesa6 \
+        libglfw3 libx11-6 libxext6 libxrender1 libxrandr2 libxinerama1 libxcursor1 libxi6 \
+        libglib2.0-0 \
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --create-home --uid 1000 pidog
+# uid 1000 is the default user (plain `docker run`); its home is shared by every uid (mode 1777).
+RUN useradd --create-home --uid 1000 pidog && chmod 1777 /home/pidog
 WORKDIR /app
 
-# Dependencies first: editing the code does not reinstall them.
-COPY install.sh requirements.txt requirements-dev.txt requirements-nodeps.txt ./
-RUN TORCH_VARIANT=${TORCH_VARIANT} PYTHON=python3.11 ./install.sh --deps-only
+# Dependencies first: editing the code does not reinstall them. No test or lint tools here.
+COPY install.sh requirements.txt requirements-nodeps.txt ./
+RUN TORCH_VARIANT=${TORCH_VARIANT} WITH_DEV=0 PYTHON=python3.11 ./install.sh --deps-only
 
-COPY --chown=pidog:pidog . .
-RUN PYTHON=python3.11 ./install.sh --project-only \
-    && mkdir -p /app/outputs \
-    && chown -R pidog:pidog /app/outputs
+# The project without its tests and CI files (the dev stage copies everything).
+FROM base AS source
+COPY . /src
+RUN rm -rf /src/tests /src/.ci /src/.gitignore
+
+# dev: the test suite and the lint tools, with Xvfb and xwd for the live-window test.
+#   docker compose run --rm pidog_dev        (runs `python -m pytest`)
+FROM base AS dev
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends xvfb x11-apps \
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
+COPY requirements-dev.txt ./
+RUN PYTHON=python3.11 ./install.sh --dev-only
+COPY . .
+# The code is read-only for the user; outputs/ (a mount point) is writable by any uid.
+RUN PYTHON=python3.11 ./install.sh --project-only && install -d -m 1777 /app/outputs
+ENV PYTEST_ADDOPTS="-p no:cacheprovider"
 USER 1000:1000
+VOLUME ["/app/outputs"]
+CMD ["python", "-m", "pytest"]
 
+# runtime (default target): training, evaluation, export and TensorBoard.
+FROM base AS runtime
+COPY --from=source /src ./
+RUN PYTHON=python3.11 ./install.sh --project-only && install -d -m 1777 /app/outputs
+USER 1000:1000
 VOLUME ["/app/outputs"]
 CMD ["python", "train_pretrain_finetune.py", "--help"]

@@ -6,6 +6,8 @@
 #   TORCH_VARIANT=cu126 ./install.sh   # a CUDA build of torch instead of the CPU wheel
 #   VENV=/opt/venv ./install.sh --deps-only      # Docker: dependencies (a cached layer) ...
 #   VENV=/opt/venv ./install.sh --project-only   # ... then the project, after the code is copied
+#   WITH_DEV=0 ./install.sh --deps-only          # Docker runtime image: without requirements-dev.txt
+#   VENV=/opt/venv ./install.sh --dev-only       # Docker dev image: add requirements-dev.txt later
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,16 +15,21 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 TORCH_VERSION=2.13.0
 TORCH_VARIANT=${TORCH_VARIANT:-cpu}
+WITH_DEV=${WITH_DEV:-1}            # 0: leave out the test and lint tools (requirements-dev.txt)
 stage=${1:-all}
-case "$stage" in all|--deps-only|--project-only) ;; *) echo "usage: $0 [--deps-only|--project-only]" >&2; exit 2;; esac
+case "$stage" in all|--deps-only|--dev-only|--project-only) ;;
+  *) echo "usage: $0 [--deps-only|--dev-only|--project-only]" >&2; exit 2;; esac
+case "$WITH_DEV" in 0|1) ;; *) echo "WITH_DEV must be 0 or 1" >&2; exit 2;; esac
 
-if [ "$stage" != --project-only ]; then
+if [ "$stage" = all ] || [ "$stage" = --deps-only ]; then
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
 fi
 pip=("$VENV/bin/python" -m pip --no-input --quiet)
+requirements=(-r requirements.txt)
+if [ "$WITH_DEV" = 1 ]; then requirements+=(-r requirements-dev.txt); fi
 
-if [ "$stage" != --project-only ]; then
+if [ "$stage" = all ] || [ "$stage" = --deps-only ]; then
   # 1. torch first, pinned exactly: a loose `torch` pulls a multi-GB CUDA build. A local wheel cache
   #    or index is tried first; otherwise PyTorch's own index for the chosen variant.
   if ! "${pip[@]}" install "torch==${TORCH_VERSION}+${TORCH_VARIANT}" 2>/dev/null; then
@@ -30,10 +37,14 @@ if [ "$stage" != --project-only ]; then
       --extra-index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"
   fi
   # 2. The pinned stack, then `imitation` without its stale pins (pip refuses --no-deps in a file).
-  "${pip[@]}" install -r requirements.txt -r requirements-dev.txt
+  "${pip[@]}" install "${requirements[@]}"
   "${pip[@]}" install --no-deps -r requirements-nodeps.txt
 fi
-if [ "$stage" != --deps-only ]; then
+if [ "$stage" = --dev-only ]; then
+  # Resolved together with requirements.txt, as in a full install (already installed pins stay).
+  "${pip[@]}" install -r requirements.txt -r requirements-dev.txt
+fi
+if [ "$stage" = all ] || [ "$stage" = --project-only ]; then
   # 3. This project (editable, so scripts in training/, bench/ and deploy/ import it from anywhere).
   "${pip[@]}" install --no-deps --no-build-isolation -e .
 fi

@@ -1,10 +1,13 @@
-"""Static checks of the Docker packaging (no Docker engine here): hadolint, compose structure, and that
-every documented `docker-compose run` command names a real service, script and flags."""
+"""Static checks of the Docker packaging (CI has no Docker engine): hadolint, the Dockerfile's stages,
+the compose services (who they run as, what they publish and mount), and that every documented
+`docker compose run` / `docker-compose run` command names a real service, script and flags.
+docker/smoke.sh does the dynamic checks where an engine is available."""
 
 import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,29 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+README = (ROOT / "README.md").read_text()
 DOCS = [ROOT / "README.md", *sorted(ROOT.glob("*GUIDE*.md")), *sorted((ROOT / "deploy").glob("*.md"))]
+CALLER = "${HOST_UID:-1000}:${HOST_GID:-1000}"
+# CUDA builds PyTorch publishes for torch 2.13.0 on Linux x86_64, from the release's build matrix
+# (.github/scripts/generate_binary_build_matrix.py at v2.13.0: CUDA_ARCHES 12.6, 12.9, 13.0, 13.2;
+# CUDA_STABLE 13.0, which PyPI's own torch 2.13.0 metadata confirms: cuda-toolkit==13.0.3).
+# Re-check this list when TORCH_VERSION in install.sh changes: test_gpu_variant_... fails until then.
+TORCH_VERSION = "2.13.0"
+TORCH_CUDA_VARIANTS = {"cu126", "cu129", "cu130", "cu132"}
+
+
+def defaults(value):
+    """`${VAR:-default}` -> `default`: what compose uses when the variable is not set."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def stages():
+    """The Dockerfile's stages: name -> (base, text)."""
+    out = {}
+    for m in re.finditer(r"^FROM (\S+) AS (\w+)\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S):
+        out[m.group(2)] = (m.group(1), m.group(3))
+    return out
 
 
 def test_hadolint_reports_nothing():
@@ -24,86 +49,198 @@ def test_hadolint_reports_nothing():
     assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout
 
 
+def test_apt_packages_are_unpinned_with_the_lint_exception_explained():
+    # Debian's mirrors keep only the newest version per suite: an exact pin fails at the next update.
+    lines = DOCKERFILE.splitlines()
+    runs = [i for i, line in enumerate(lines) if line.startswith("RUN apt-get")]
+    assert runs
+    for i in runs:
+        assert lines[i - 1].strip() == "# hadolint ignore=DL3008", lines[i]
+        block = lines[i]
+        while block.endswith("\\"):
+            i += 1
+            block = block[:-1] + " " + lines[i]
+        packages = block.split("--no-install-recommends", 1)[1].split("&&")[0].split()
+        assert packages and not [p for p in packages if "=" in p], f"exact apt pins rot: {packages}"
+    comments = re.sub(r"\n#\s*", " ", DOCKERFILE)
+    assert "Debian's mirrors keep only the newest version" in comments
+
+
+def test_runtime_is_the_default_target_and_dev_tools_live_only_in_the_dev_stage():
+    st = stages()
+    assert list(st) == ["base", "source", "dev", "runtime"]          # the last stage is the default
+    base, dev, runtime, source = st["base"][1], st["dev"][1], st["runtime"][1], st["source"][1]
+    assert "WITH_DEV=0" in base and "./install.sh --deps-only" in base
+    assert "requirements-dev.txt" not in base and "requirements-dev.txt" not in runtime
+    assert st["runtime"][0] == "base" and st["dev"][0] == "base"
+    assert "COPY --from=source" in runtime and "COPY --from=dev" not in runtime
+    assert re.search(r"rm -rf /src/tests\b", source)                 # no tests without pytest
+    assert "./install.sh --dev-only" in dev and "COPY requirements-dev.txt" in dev
+    assert "python\", \"-m\", \"pytest" in dev and "xvfb" in dev      # the live-window test runs too
+    dev_tools = {re.split(r"[=<>\[ ]", line)[0].lower() for line in
+                 (ROOT / "requirements-dev.txt").read_text().splitlines() if line and line[0].isalnum()}
+    runtime_reqs = (ROOT / "requirements.txt").read_text().lower()
+    assert dev_tools and not any(re.search(rf"^{re.escape(t)}\b", runtime_reqs, re.M) for t in dev_tools)
+
+
 def test_services_exist_with_their_roles():
-    assert {"pidog_rl", "tensorboard", "pidog_rl_gpu"} <= set(SERVICES)
+    assert {"pidog_rl", "tensorboard", "pidog_rl_gpu", "pidog_rl_live", "pidog_dev"} <= set(SERVICES)
+    assert "version" not in COMPOSE                                   # Compose spec: v2, and v1 >= 1.27
     assert "train_pretrain_finetune.py" in SERVICES["pidog_rl"]["command"]
     assert "--help" in SERVICES["pidog_rl"]["command"]
-    assert "6006:6006" in SERVICES["tensorboard"]["ports"]
     assert "tensorboard" in SERVICES["tensorboard"]["command"]
+    assert SERVICES["pidog_rl"]["build"]["target"] == "runtime"
+    assert SERVICES["pidog_dev"]["build"]["target"] == "dev" and SERVICES["pidog_dev"]["profiles"] == ["dev"]
+    assert SERVICES["pidog_dev"]["command"] == ["python", "-m", "pytest"]
     gpu = SERVICES["pidog_rl_gpu"]
     assert gpu["profiles"] == ["gpu"]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
-    assert gpu["build"]["args"]["TORCH_VARIANT"].startswith("cu")
+    assert defaults(gpu["build"]["args"]["TORCH_VARIANT"]).startswith("cu")
 
 
-def test_training_service_passes_display_x11_and_shared_memory():
+def test_services_run_as_the_caller_with_a_1000_default():
+    for name, svc in SERVICES.items():
+        assert svc.get("user") == CALLER, f"{name} must run as {CALLER}"
+    # The README exports the variables before its first compose command.
+    assert 'export HOST_UID="$(id -u)" HOST_GID="$(id -g)"' in README
+    first_export = README.index("export HOST_UID")
+    assert all(first_export < m.start() for m in re.finditer(r"docker[- ]compose (run|up)", README))
+
+
+def test_home_and_outputs_are_writable_by_any_uid():
+    home = re.search(r"^\s+HOME=(\S+)", DOCKERFILE, re.M).group(1)
+    assert re.search(rf"chmod 1777 {re.escape(home)}\b", DOCKERFILE)
+    assert DOCKERFILE.count("install -d -m 1777 /app/outputs") == 2   # dev and runtime
+    for name, svc in SERVICES.items():
+        env = svc.get("environment") or {}
+        assert "HOME" not in env and "MPLCONFIGDIR" not in env, name  # the image's HOME stays
+
+
+def test_tensorboard_is_published_on_localhost_by_default():
+    ports = SERVICES["tensorboard"]["ports"]
+    assert [defaults(p) for p in ports] == ["127.0.0.1:6006:6006"]
+    assert "TENSORBOARD_BIND" in ports[0] and "TENSORBOARD_BIND=0.0.0.0" in README
+    for name, svc in SERVICES.items():
+        if name != "tensorboard":
+            assert "ports" not in svc, name
+
+
+def test_x11_is_mounted_only_by_the_live_service():
+    live = SERVICES["pidog_rl_live"]
+    assert live["profiles"] == ["live"]
+    assert "DISPLAY" in live["environment"] and live["environment"]["MUJOCO_GL"] == "egl"
+    assert any(v.startswith("/tmp/.X11-unix:") for v in live["volumes"])
+    for name, svc in SERVICES.items():
+        if name != "pidog_rl_live":
+            assert not any("X11" in v for v in svc.get("volumes", [])), f"{name} mounts the X11 socket"
+            assert "DISPLAY" not in (svc.get("environment") or {}), name
     svc = SERVICES["pidog_rl"]
-    env = svc["environment"]
-    assert env["MUJOCO_GL"] == "egl" and "DISPLAY" in env
-    assert any(v.startswith("/tmp/.X11-unix:") for v in svc["volumes"])
-    assert svc["shm_size"]
-    # The variables the code reads are the ones the service sets.
+    assert svc["environment"]["MUJOCO_GL"] == "egl" and svc["shm_size"]
+    # The variables the code reads are the ones the services set.
     code = "".join(p.read_text() for p in ROOT.rglob("*.py") if ".venv" not in p.parts)
     assert "MUJOCO_GL" in code and "DISPLAY" in code
 
 
 def test_volume_sources_build_contexts_and_dockerfiles_exist():
     ignored = (ROOT / ".gitignore").read_text().split()
-    readme = (ROOT / "README.md").read_text()
     for name, svc in SERVICES.items():
         build = svc.get("build", {})
         if build:
             assert (ROOT / build["context"]).is_dir(), name
             assert (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).is_file(), name
         for vol in svc.get("volumes", []):
-            src = vol.split(":")[0]
+            src = defaults(vol).split(":")[0]
             if src.startswith("/"):
                 continue                                        # host paths (the X11 socket)
             rel = src.removeprefix("./")
             if not (ROOT / rel).exists():
                 # Output folders are git-ignored; the README creates them before the first run so
                 # Docker does not create them owned by root.
-                assert f"{rel}/" in ignored and f"mkdir -p {rel}" in readme, f"{name}: {src} missing"
+                assert f"{rel}/" in ignored and f"mkdir -p {rel}" in README, f"{name}: {src} missing"
 
 
 def test_dockerfile_installs_with_the_same_script_and_files_as_ci():
-    dockerfile = (ROOT / "Dockerfile").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     install = (ROOT / "install.sh").read_text()
-    assert "./install.sh" in ci and "./install.sh --deps-only" in dockerfile and "./install.sh --project-only" in dockerfile
+    assert "./install.sh" in ci and "./install.sh --deps-only" in DOCKERFILE
+    assert "./install.sh --project-only" in DOCKERFILE and "./install.sh --dev-only" in DOCKERFILE
     used = set(re.findall(r"requirements[\w-]*\.txt", install))
     assert used == {"requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt"}
-    copied = re.search(r"COPY install\.sh (.+) \./", dockerfile).group(1).split()
-    assert set(copied) == used
-    assert "torch==${TORCH_VERSION}" in install and "TORCH_VERSION=2.13.0" in install
-    assert "ARG TORCH_VARIANT=cpu" in dockerfile and re.search(r"^USER \d+", dockerfile, re.M)
-    assert "MUJOCO_GL=egl" in dockerfile and 'VOLUME ["/app/outputs"]' in dockerfile
+    copied = set()
+    for m in re.finditer(r"^COPY (?!--from)(.+) \./$", DOCKERFILE, re.M):
+        copied |= set(m.group(1).split()) - {"install.sh", "."}
+    assert copied == used
+    assert "torch==${TORCH_VERSION}" in install and f"TORCH_VERSION={TORCH_VERSION}" in install
+    assert "ARG TORCH_VARIANT=cpu" in DOCKERFILE and re.search(r"^USER \d+", DOCKERFILE, re.M)
+    assert "MUJOCO_GL=egl" in DOCKERFILE and 'VOLUME ["/app/outputs"]' in DOCKERFILE
+
+
+def test_install_sh_without_arguments_still_installs_the_dev_tools():
+    install = (ROOT / "install.sh").read_text()
+    assert "WITH_DEV=${WITH_DEV:-1}" in install                     # CI and the README: ./install.sh
+    proc = subprocess.run(["bash", str(ROOT / "install.sh"), "--bogus"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--dev-only" in proc.stderr
+
+
+def test_gpu_variant_is_published_for_the_pinned_torch():
+    install = (ROOT / "install.sh").read_text()
+    assert f"TORCH_VERSION={TORCH_VERSION}" in install, "torch changed: re-check TORCH_CUDA_VARIANTS"
+    assert 'torch==${TORCH_VERSION}+${TORCH_VARIANT}' in install
+    assert 'https://download.pytorch.org/whl/${TORCH_VARIANT}' in install
+    gpu = SERVICES["pidog_rl_gpu"]
+    variant = defaults(gpu["build"]["args"]["TORCH_VARIANT"])
+    assert variant in TORCH_CUDA_VARIANTS and defaults(gpu["image"]) == f"pidog-sim2real:{variant}"
+    for named in set(re.findall(r"\bcu1\d\d\b", README + DOCKERFILE)):
+        assert named in TORCH_CUDA_VARIANTS, f"{named} is not a torch {TORCH_VERSION} CUDA build"
+
+
+def test_smoke_script_is_documented_and_runs_the_listed_checks():
+    smoke = ROOT / "docker" / "smoke.sh"
+    assert smoke.is_file() and smoke.stat().st_mode & stat.S_IXUSR
+    text = smoke.read_text()
+    assert subprocess.run(["bash", "-n", str(smoke)]).returncode == 0
+    for check in ("build", "default-command", "gym-step", "offscreen-render", "quick-run-uid",
+                  "outputs-owner-uid", "tensorboard", "tests-in-image"):
+        assert f'"{check}' in text, f"smoke.sh lacks the {check} check"
+    assert "docker compose" in text and "docker-compose" in text     # either compose
+    assert "mktemp -d" in text and "trap " in text                  # its own outputs folder, cleaned
+    assert "docker/smoke.sh" in README
 
 
 def documented_runs():
+    """(doc, words after `run`) for every `docker compose run` / `docker-compose run` in the docs."""
     runs = []
     for doc in DOCS:
         text = doc.read_text().replace("\\\n", " ")
         for line in text.splitlines():
-            if "docker-compose run" in line:
-                runs.append((doc.name, line[line.index("docker-compose run"):].split("#")[0].strip().strip("`")))
+            m = re.search(r"docker(-compose| compose)\s((?:-\S+\s+(?:[^-\s]\S*\s+)?)*)run\s", line)
+            if m:
+                runs.append((doc.name, line[m.end():].split("#")[0].strip().strip("`")))
     return runs
 
 
 def test_docs_contain_docker_commands():
-    assert len(documented_runs()) >= 3
+    runs = documented_runs()
+    assert len(runs) >= 3
+    text = "".join(d.read_text() for d in DOCS)
+    assert "docker compose run" in text and "docker-compose run" in text   # both compose versions
 
 
 @pytest.mark.parametrize("doc,command", documented_runs())
 def test_documented_docker_commands_use_real_services_scripts_and_flags(doc, command):
-    words = shlex.split(command)[2:]                             # after "docker-compose run"
-    while words and words[0].startswith("-"):                    # docker-compose options (--rm, -e X=Y)
-        takes_value = words[0] in ("-e", "--env", "-p", "--publish", "-v", "--volume", "--name")
+    words = shlex.split(command)
+    while words and words[0].startswith("-"):                    # run options (--rm, -T, -e X=Y)
+        takes_value = words[0] in ("-e", "--env", "-p", "--publish", "-v", "--volume", "--name", "-u",
+                                   "--user", "-w", "--workdir", "--entrypoint")
         words = words[2:] if takes_value else words[1:]
     service, argv = words[0], words[1:]
     assert service in SERVICES, f"{doc}: unknown service {service!r}"
     if not argv or argv[0] != "python":
+        return
+    if argv[1] == "-m":                                          # python -m pytest ...
+        assert argv[2] == "pytest" and SERVICES[service]["build"]["target"] == "dev", \
+            f"{doc}: pytest is only in the dev image (service pidog_dev)"
         return
     script = ROOT / argv[1]
     assert script.is_file(), f"{doc}: {argv[1]} does not exist"
