@@ -39,12 +39,18 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 300)
         time.sleep(0.2)
 
 
-def live_processes_in_group(pgid: int, wait: float = 5.0) -> list[str]:
-    """Processes of the group that are still running (zombies waiting for a reaper do not count)."""
+def live_processes_in_group(pgid: int, wait: float = 5.0) -> list[int]:
+    """Pids of the group that still run (zombies waiting for a reaper do not count); reads /proc."""
     deadline = time.time() + wait
     while True:
-        ps = subprocess.run(["ps", "-o", "stat=,cmd=", "-g", str(pgid)], capture_output=True, text=True).stdout
-        alive = [line for line in ps.splitlines() if line.strip() and not line.strip().startswith("Z")]
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
         if not alive or time.time() > deadline:
             return alive
         time.sleep(0.2)
