@@ -50,6 +50,7 @@ def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
         history=env_cfg.obs.history, ultrasonic=env_cfg.obs.ultrasonic, obs_size=frame * (env_cfg.obs.history + 1),
         frame_layout={k: [v.start, v.stop] for k, v in layout.items()}, gyro_scale=GYRO_SCALE,
         leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(), leg_q_max_rad=float(robot.LEG_Q_MAX),
+        action_offset_rad=robot.STAND_Q.tolist(), action_scale_rad=float(np.deg2rad(env_cfg.action_scale_deg)),
         leg_speed_deg_s=robot.LEG_SPEED_DEG_S, servo_limit_deg=robot.SERVO_RANGE_DEG,
         stand_pose_deg=robot.POSES_DEG["stand"].tolist(), lie_pose_deg=robot.POSES_DEG["lie"].tolist(),
         fall_tilt_deg=env_cfg.fall_tilt_deg, env_config_hash=env_cfg.hash(), versions=versions(), source=source)

@@ -128,7 +128,8 @@ class MujocoHardware:
         return imu[:3], imu[3:]
 
     def write_legs(self, servo_deg: np.ndarray) -> None:
-        action = robot.leg_rad_to_action(robot.servo_deg_to_model_rad(servo_deg)).astype(np.float32)
+        q = robot.servo_deg_to_model_rad(servo_deg)
+        action = robot.leg_rad_to_action(q, self.base.cfg.action_scale_deg).astype(np.float32)
         self.last_obs, _, term, trunc, self.info = self.env.step(action)
         self.terminated = self.terminated or term
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2                          # 2: actions are offsets from the stand pose
 
 
 @dataclass
@@ -22,7 +22,9 @@ class PolicySpec:
     gyro_scale: float
     leg_joints: list[str]                 # vendor leg array order
     leg_signs: list[float]                # servo -> model sign per joint
-    leg_q_max_rad: float                  # action 1.0 = this many radians of model joint angle
+    leg_q_max_rad: float                  # joint targets are clipped to +- this (model radians)
+    action_offset_rad: list[float]        # action 0 = these model joint angles (the stand pose)
+    action_scale_rad: float               # action 1.0 = offset + this many radians
     leg_speed_deg_s: float
     servo_limit_deg: float
     stand_pose_deg: list[float]
@@ -45,5 +47,6 @@ class PolicySpec:
         data = json.loads(Path(path).read_text())
         data.pop("control_hz", None)
         if data.get("spec_version") != SPEC_VERSION:
-            raise ValueError(f"{path}: policy.json version {data.get('spec_version')} (expected {SPEC_VERSION})")
+            raise ValueError(f"{path}: policy.json version {data.get('spec_version')} (expected {SPEC_VERSION}: "
+                             "actions are offsets from the stand pose since version 2; export the policy again)")
         return cls(**data)

@@ -87,17 +87,21 @@ class OnnxPolicy:
 
 
 class ActionMapper:
-    """Normalized actions <-> vendor servo degrees (sign flips from policy.json)."""
+    """Normalized actions <-> vendor servo degrees: the stand-pose offset, the scale, the joint clip and
+    the right-side sign flips, all from policy.json."""
 
     def __init__(self, spec: PolicySpec) -> None:
         self.signs = np.asarray(spec.leg_signs)
-        self.scale = np.rad2deg(spec.leg_q_max_rad)
+        self.offset = np.asarray(spec.action_offset_rad)
+        self.scale = spec.action_scale_rad
+        self.q_max = spec.leg_q_max_rad
 
     def to_servo_deg(self, action: np.ndarray) -> np.ndarray:
-        return np.asarray(action, dtype=np.float64) * self.scale * self.signs
+        q = np.clip(self.offset + np.asarray(action, dtype=np.float64) * self.scale, -self.q_max, self.q_max)
+        return np.rad2deg(q) * self.signs
 
     def to_action(self, servo_deg: np.ndarray) -> np.ndarray:
-        return np.asarray(servo_deg, dtype=np.float64) * self.signs / self.scale
+        return (np.deg2rad(np.asarray(servo_deg, dtype=np.float64) * self.signs) - self.offset) / self.scale
 
 
 @dataclass

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from pidog_env.config_tree import ConfigError, from_dict, setting, validate
-from pidog_env.robot import PhysicalParams
+from pidog_env.robot import ACTION_SCALE_DEG, PhysicalParams
 
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
 REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "fall")
@@ -94,6 +94,8 @@ class EnvConfig:
     use_camera: bool = setting(False, help="add the 3xSxS head-camera image (Dict observation)")
     camera_size: int = setting(48, ge=8, le=512, help="head camera image side in pixels")
     fall_tilt_deg: float = setting(60.0, gt=0, le=180, help="terminate beyond this tilt (deg)")
+    action_scale_deg: float = setting(ACTION_SCALE_DEG, gt=0, le=90,
+                                      help="joint target = stand pose + action x this (deg), action in [-1, 1]")
     render_size: tuple[int, int] = setting((480, 640), ge=16, le=4096, help="(height, width) of rgb_array frames")
     physical: PhysicalParams = field(default_factory=PhysicalParams)
     obs: ObservationConfig = field(default_factory=ObservationConfig)

@@ -88,8 +88,7 @@ from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_QVEL_SCALE,
 
 _UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
 assert _UNSTABLE_WARNINGS.stop - _UNSTABLE_WARNINGS.start == 3      # BADQPOS, BADQVEL, BADQACC
-STAND_Q = robot.pose_rad("stand")
-STAND_ACTION = robot.leg_rad_to_action(STAND_Q)
+STAND_ACTION = np.zeros(robot.N_LEG)            # actions are offsets from the stand pose
 
 
 class PiDogEnv(gym.Env):
@@ -119,7 +118,7 @@ class PiDogEnv(gym.Env):
         self._nominal = _Nominal(self.model)
         self._floor_geom = self.model.geom(names.FLOOR).id
         self._foot_geoms = np.array([self.model.geom(g).id for g in names.FOOT_GEOMS])
-        self._max_step = np.deg2rad(robot.LEG_SPEED_DEG_S) * self.dt / robot.LEG_Q_MAX  # in action units
+        self._max_step = robot.LEG_SPEED_DEG_S * self.dt / cfg.action_scale_deg         # in action units
         self._cos_fall = np.cos(np.deg2rad(cfg.fall_tilt_deg))
         self._scales = dict(cfg.reward.scales)
 
@@ -276,7 +275,7 @@ class PiDogEnv(gym.Env):
         return (self._steps * self.dt / self.cfg.gait_period) % 1.0
 
     def _set_ctrl(self, action: np.ndarray) -> None:
-        q = action * robot.LEG_Q_MAX + self._calibration
+        q = robot.action_to_leg_rad(action, self.cfg.action_scale_deg) + self._calibration
         self.data.ctrl[self.idx.leg_act] = q
 
     def _make_frame(self, reset: bool = False) -> np.ndarray:

@@ -10,7 +10,7 @@ Conventions
 * Vendor servo angles are degrees. Left legs: q = +servo; right legs (mirrored servos): q = -servo.
   Hip: thigh angle from straight down, positive swings the foot rearward.
   Knee: interior knee angle minus 90 deg, positive opens the knee. Zero pose: thigh down, shin forward.
-* Policy actions are model joint angles normalized by the servo range: a = q / LEG_Q_MAX, in [-1, 1].
+* Policy actions are offsets from the stand pose: q = stand + a x ACTION_SCALE_DEG, a in [-1, 1].
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ TAIL_LIMITS_DEG = np.array([[-90.0, 90.0]])
 CALIBRATION_OFFSET_MAX_DEG = 20.0           # pidog.conf offsets are clamped to this
 
 LEG_Q_MAX = np.deg2rad(SERVO_RANGE_DEG)     # model joint limit magnitude (rad), symmetric
+# Policy actions are offsets from the stand pose: target = stand + action x 45 deg, action in [-1, 1].
+# The trot moves each joint at most 36.4 deg from stand (hind knee; front hip 26.3), so it is reachable
+# with margin. Stand +- 45 deg stays inside the vendor's whole action library (knee -45..70, hip -80..90,
+# left-leg convention) except the hind hips' upper end, which the servo range (+-90) clips.
+ACTION_SCALE_DEG = 45.0
 LEG_LIMITS_RAD = np.tile([-LEG_Q_MAX, LEG_Q_MAX], (N_LEG, 1))
 ALL_LIMITS_DEG = np.vstack([np.tile([-SERVO_RANGE_DEG, SERVO_RANGE_DEG], (N_LEG, 1)),
                             HEAD_LIMITS_DEG, TAIL_LIMITS_DEG])
@@ -118,19 +123,25 @@ def model_rad_to_servo_deg(q_rad: np.ndarray, signs: np.ndarray = LEG_SIGNS) -> 
     return np.rad2deg(np.asarray(q_rad, dtype=np.float64)) * signs
 
 
-def action_to_leg_rad(action: np.ndarray) -> np.ndarray:
-    """Normalized action in [-1, 1] -> model leg joint radians."""
-    return np.asarray(action, dtype=np.float64) * LEG_Q_MAX
+def action_to_leg_rad(action: np.ndarray, scale_deg: float = ACTION_SCALE_DEG) -> np.ndarray:
+    """Normalized action in [-1, 1] -> model leg joint radians: the stand pose plus `scale_deg` per unit,
+    clipped to the servo range."""
+    q = STAND_Q + np.asarray(action, dtype=np.float64) * np.deg2rad(scale_deg)
+    return np.clip(q, -LEG_Q_MAX, LEG_Q_MAX)
 
 
-def leg_rad_to_action(q_rad: np.ndarray) -> np.ndarray:
-    """Model leg joint radians -> normalized action (inverse of `action_to_leg_rad`)."""
-    return np.asarray(q_rad, dtype=np.float64) / LEG_Q_MAX
+def leg_rad_to_action(q_rad: np.ndarray, scale_deg: float = ACTION_SCALE_DEG) -> np.ndarray:
+    """Model leg joint radians -> normalized action (inverse of `action_to_leg_rad` inside the range)."""
+    return (np.asarray(q_rad, dtype=np.float64) - STAND_Q) / np.deg2rad(scale_deg)
 
 
 def pose_rad(name: str) -> np.ndarray:
     """Named vendor leg pose in model radians (leg array order)."""
     return servo_deg_to_model_rad(POSES_DEG[name])
+
+
+# The action's zero: the vendor stand pose, in model radians (right-side signs applied).
+STAND_Q = pose_rad("stand")
 
 
 def full_pose_rad(name: str) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_timing_is_set_in_seconds_and_the_time_limit_derives_from_it():
     env.reset(seed=0)
     steps, truncated = 0, False
     while not truncated:
-        _, _, terminated, truncated, _ = env.step(np.zeros(8, np.float32) + 0.5)
+        _, _, terminated, truncated, _ = env.step(np.zeros(8, np.float32))          # hold the stand pose
         steps += 1
         assert not terminated
     assert steps == 25 and env.unwrapped.model.opt.timestep == cfg.sim_dt

@@ -80,7 +80,8 @@ def spec_stub(**kw):
     base = dict(control_dt=0.02, gait_period=0.6148, gravity_alpha=0.04, history=0, ultrasonic=False, obs_size=16,
                 frame_layout={"gravity": [0, 3], "gyro": [3, 6], "last_action": [6, 14], "clock": [14, 16]},
                 gyro_scale=0.25, leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(),
-                leg_q_max_rad=float(robot.LEG_Q_MAX), leg_speed_deg_s=428.0, servo_limit_deg=90.0,
+                leg_q_max_rad=float(robot.LEG_Q_MAX), action_offset_rad=robot.STAND_Q.tolist(),
+                action_scale_rad=float(np.deg2rad(robot.ACTION_SCALE_DEG)), leg_speed_deg_s=428.0, servo_limit_deg=90.0,
                 stand_pose_deg=STAND_DEG.tolist(), lie_pose_deg=LIE_DEG.tolist(), fall_tilt_deg=60.0,
                 env_config_hash="x")
     return PolicySpec(**{**base, **kw})
@@ -99,6 +100,29 @@ def test_runtime_refuses_a_policy_json_whose_layout_or_scales_differ(change, mes
     spec_stub(**change).save(tmp_path / "policy.json")
     (tmp_path / "policy.onnx").write_bytes(b"")
     assert main(["--policy", str(tmp_path / "policy.onnx"), "--hardware", "sim"]) == 2
+
+
+def test_action_offset_and_scale_round_trip_between_env_export_and_runtime():
+    from deploy.export import spec_for
+    spec = spec_for(EnvConfig(), "test")
+    assert np.allclose(spec.action_offset_rad, robot.STAND_Q) and spec.action_scale_rad == pytest.approx(np.pi / 4)
+    mapper = ActionMapper(spec)
+    hw = MujocoHardware(randomize=False, seed=0)               # the env behind the runtime's hardware API
+    rng = np.random.default_rng(0)
+    for a in [np.zeros(8), *rng.uniform(-0.6, 0.6, (5, 8))]:      # inside the servo range (no clip)
+        servo = mapper.to_servo_deg(a)
+        np.testing.assert_allclose(servo, robot.model_rad_to_servo_deg(robot.action_to_leg_rad(a)), atol=1e-9)
+        np.testing.assert_allclose(mapper.to_action(servo), a, atol=1e-9)
+        sent = []
+        step = hw.env.step
+        hw.env.step = lambda action: sent.append(action) or step(action)
+        hw.write_legs(servo)                                   # servo degrees -> the env's action
+        hw.env.step = step
+        np.testing.assert_allclose(sent[0], a, atol=1e-6)
+    np.testing.assert_allclose(mapper.to_servo_deg(np.zeros(8)), STAND_DEG, atol=1e-9)   # zero = vendor stand
+    full = mapper.to_servo_deg(np.ones(8))                     # stand + 45 deg, clipped to the servo range
+    assert np.abs(full).max() == pytest.approx(90.0) and np.abs(full[[4, 6]]).tolist() == [90.0, 90.0]
+    hw.close()
 
 
 def test_safety_clamps_rate_limits_and_rejects_nan():

@@ -9,6 +9,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import pidog_env  # noqa: F401
+from pidog_env import robot
 from pidog_env.config import EnvConfig
 from pidog_env.env import STAND_ACTION, PiDogEnv
 from pidog_env.evaluation import run_episode
@@ -136,7 +137,7 @@ def test_episode_is_truncated_after_20_seconds():
 def test_falling_terminates_with_the_fall_penalty():
     env = gym.make("PiDog-v0", randomize=False)
     env.reset(seed=0)
-    lie_flat = np.array([1, -1, 1, -1, 1, -1, 1, -1], dtype=np.float32)   # fold every leg
+    lie_flat = -np.ones(8, dtype=np.float32)             # every joint 45 deg below stand: the body drops
     for _ in range(200):
         _, _, term, _, info = env.step(lie_flat)
         if term:
@@ -150,3 +151,27 @@ def test_standing_still_earns_clearly_less_than_trotting():
     trot = run_episode(TrotGait.for_env(env), env, seed=0)
     assert not stand["fell"] and not trot["fell"]
     assert trot["return"] > 1.5 * stand["return"] and trot["return"] - stand["return"] > 200
+
+
+def test_an_action_of_zero_holds_the_stand_pose():
+    env = gym.make("PiDog-v0", randomize=False)
+    env.reset(seed=0)
+    base = env.unwrapped
+    for _ in range(250):                                       # 5 s
+        _, _, term, _, _ = env.step(np.zeros(8, np.float32))
+        assert not term
+    q = base.data.qpos[base.idx.leg_qpos]
+    np.testing.assert_allclose(np.rad2deg(base.data.ctrl[base.idx.leg_act]), np.rad2deg(robot.STAND_Q), atol=1e-9)
+    assert np.abs(np.rad2deg(q - robot.STAND_Q)).max() < 6.0    # servos hold it against the load
+    assert base.data.xmat[base.idx.torso_body][8] > np.cos(np.deg2rad(5))
+    env.close()
+
+
+def test_action_scale_reaches_the_whole_trot_and_stays_in_the_servo_range():
+    from pidog_env.gaits import TrotParams, trot_joint_targets
+    q = np.array([trot_joint_targets(p, TrotParams()) for p in np.linspace(0, 1, 401)])
+    a = robot.leg_rad_to_action(q)
+    assert np.abs(a).max() < 0.9                                 # the trot never needs the clip
+    np.testing.assert_allclose(robot.action_to_leg_rad(a), q, atol=1e-12)
+    extremes = robot.action_to_leg_rad(np.array([[-1.0] * 8, [1.0] * 8]))
+    assert np.abs(extremes).max() <= robot.LEG_Q_MAX + 1e-12

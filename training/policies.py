@@ -110,6 +110,9 @@ def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]
 
 def env_config_of(meta: dict[str, Any]) -> EnvConfig:
     """The env config a policy was trained on; a config this version cannot rebuild is a one-line error."""
+    if "action_scale_deg" not in meta.get("env_config", {}):
+        raise PipelineError("the policy was trained with absolute joint-target actions; actions are offsets from "
+                            "the stand pose since this version (env config hash changed): retrain it")
     try:
         return EnvConfig.from_dict(meta["env_config"])
     except (config_tree.ConfigError, KeyError) as exc:
