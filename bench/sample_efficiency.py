@@ -9,11 +9,12 @@ Steps:
 2. One pipeline run with --total-rl-timesteps 0: demonstrations + BC -> bc_train_seconds, bc_speed_mps,
    bc_fall_rate (randomized episodes).
 3. For each seed: the pipeline's PPO from that BC policy (--skip-bc --pretrained-model) and from scratch
-   (--skip-bc), same budget, same hyperparameters, deterministic evaluation every --eval-freq steps.
+   (--skip-bc), same budget, deterministic evaluation every --eval-freq steps.
 4. steps_to_target: the first evaluation whose mean forward speed reaches the target with at most 20 %
    falls (a lunge that falls over is not walking); null when never reached within the budget.
    speedup_ratio = median(scratch) / median(BC-init); when scratch never gets there, budget / median(BC-init)
-   flagged as a lower bound.
+   flagged as a lower bound. Scratch runs use the `scratch` preset (tuned by bench/scratch_search.py),
+   BC-init runs the defaults (tuned for the hand-off); both use the same budget and evaluations.
 Writes bench/results/sample_efficiency.json and bench/results/sample_efficiency.png.
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 from bench._common import RESULTS, write_result
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
-from training.cli import build_config
+from training.cli import build_config, load_preset
 from training.evaluate import evaluate_policy
 from training.pipeline import run
 
@@ -62,6 +63,8 @@ def main() -> None:
                     help="dummy: each run uses one core, so --workers runs go side by side on 2 cores")
     ap.add_argument("--workers", type=int, default=2, help="PPO runs executed in parallel")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "sample_efficiency_runs")
+    ap.add_argument("--scratch-preset", default="scratch",
+                    help="the tuned from-scratch PPO setting (bench/scratch_search.py chose it)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`")
     args = ap.parse_args()
@@ -95,7 +98,8 @@ def main() -> None:
     import multiprocessing as mp
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {name: pool.submit(pipeline, common, name, seed, [("skip_bc", "true")] + (
-                       [("pretrained_model", str(bc_path))] if kind == "bc_init" else []))
+                       [("pretrained_model", str(bc_path))] if kind == "bc_init" else
+                       [("@preset", args.scratch_preset)]))
                    for name, seed, kind in jobs}
         results = {name: f.result() for name, f in futures.items()}
     histories: dict[str, list[list[dict]]] = {"bc_init": [], "scratch": []}
@@ -113,18 +117,14 @@ def main() -> None:
     handoff = min(min(e["mean_return"] for e in h if e["timesteps"] <= HANDOFF_WINDOW) / bc_return
                   for h in histories["bc_init"])
     steps = {k: [steps_to_target(h, target) for h in v] for k, v in histories.items()}
-    reached_bc = [s for s in steps["bc_init"] if s is not None]
-    reached_scratch = [s for s in steps["scratch"] if s is not None]
-    lower_bound = False
-    if not reached_bc:
-        speedup = None
-    elif len(reached_scratch) == len(seeds):
-        speedup = float(np.median(reached_scratch) / np.median(reached_bc))
-    else:
-        # Seeds that never reach the target count at the budget: a lower bound on the true ratio.
-        padded = [s if s is not None else budget for s in steps["scratch"]]
-        speedup = float(np.median(padded) / np.median(reached_bc))
-        lower_bound = True
+    # Medians over all seeds, a seed that never reached the target counting as "after the budget":
+    # where such a seed decides a median, the median (and the ratio) is a bound, flagged as such.
+    medians = {k: median_steps(v, budget) for k, v in steps.items()}
+    speedup, lower_bound = None, False
+    if medians["bc_init"][0] is not None and not medians["bc_init"][1]:
+        scratch_median, lower_bound = medians["scratch"]
+        speedup = (scratch_median if scratch_median is not None else budget) / medians["bc_init"][0]
+    scratch_finals = [results[name]["ppo"]["final_eval"] for name, _, kind in jobs if kind == "scratch"]
 
     figures = {
         "trot_speed_mps": round(trot_speed, 4),
@@ -139,6 +139,11 @@ def main() -> None:
         "finetuned_vs_trot_speed": round(float(np.mean([f["mean_forward_speed"] for f in finals])) / trot_speed, 3),
         "target_speed_mps": round(target, 4),
         "steps_to_target": steps,
+        "steps_to_target_median": {k: v[0] for k, v in medians.items()},
+        "steps_to_target_median_is_bound": {k: v[1] for k, v in medians.items()},
+        "scratch_final_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in scratch_finals])), 4),
+        "scratch_final_fall_rate": round(float(np.mean([f["fall_rate"] for f in scratch_finals])), 3),
+        "scratch_preset": args.scratch_preset, "scratch_settings": load_preset(args.scratch_preset),
         "speedup_ratio": None if speedup is None else round(speedup, 2),
         "speedup_ratio_is_lower_bound": lower_bound,
         "budget_steps": budget, "seeds": seeds, "eval_freq": eval_freq, "eval_episodes": eval_eps,
@@ -149,6 +154,16 @@ def main() -> None:
     write_result("sample_efficiency", figures)
     (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
     plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
+
+
+def median_steps(values: list[int | None], budget: int) -> tuple[float | None, bool]:
+    """(median steps to target, whether a seed that never got there decides it); None if most never did."""
+    padded = sorted(v if v is not None else budget + 1 for v in values)
+    n = len(padded)
+    middle = padded[(n - 1) // 2: n // 2 + 1]
+    if all(v > budget for v in middle):
+        return None, True
+    return float(np.mean([min(v, budget) for v in middle])), any(v > budget for v in middle)
 
 
 def pipeline(common: dict, name: str, seed: int, extra: list[tuple[str, str]]) -> dict:

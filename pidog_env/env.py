@@ -5,9 +5,10 @@ below, and `tests/test_docs.py` checks them against this text and against `EnvCo
 
 ## Action space
 `Box(-1, 1, (8,), float32)`: leg joint targets in the vendor leg order (LF hip, LF knee, RF hip,
-RF knee, LH hip, LH knee, RH hip, RH knee), as model joint angles normalized by the +-90 deg servo
-range (`robot.action_to_leg_rad`). Targets are rate-limited to 428 deg/s like the vendor library;
-head and tail hold neutral.
+RF knee, LH hip, LH knee, RH hip, RH knee) as offsets from the vendor stand pose: target = stand +
+action x `action_scale_deg` (45 deg), clipped to the +-90 deg servo range (`robot.action_to_leg_rad`).
+An action of zero holds the stand pose; the trot needs at most 0.81 of the range. Targets are
+rate-limited to 428 deg/s like the vendor library; head and tail hold neutral.
 
 ## Observation space
 `Box(-10, 10, (16 * (history + 1) [+1 ultrasonic] [+20 privileged],), float32)`; by default only what
@@ -17,7 +18,7 @@ the real robot measures (`pidog_env.observation` builds it for the env and the r
 |-------|-----------------------------------------------------------|-------------------|
 | 0-2   | gravity direction in the body frame (gyro + accel filter) | unit vector       |
 | 3-5   | gyro rates                                                | rad/s x 0.25      |
-| 6-13  | last commanded leg targets                                | normalized [-1,1] |
+| 6-13  | last commanded leg targets (offsets from stand)           | action units      |
 | 14-15 | gait clock sin, cos (period `gait_period`, 0.6148 s)      | [-1, 1]           |
 
 Options: `obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first),
@@ -57,7 +58,9 @@ Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultra
 `physics_unstable`.
 
 ## Version history
-- v0 (this release): timing set in seconds in `EnvConfig` (`ctrl_dt`, `sim_dt`, `episode_seconds`
+- v0 (this release): actions are offsets from the stand pose (`action_scale_deg`), so a fresh policy
+  stands instead of collapsing; policies with absolute joint-target actions are refused.
+- v0: timing set in seconds in `EnvConfig` (`ctrl_dt`, `sim_dt`, `episode_seconds`
   replace `frame_skip` and the registered 1000-step limit); the env truncates itself. Policies saved
   before this change carry a `frame_skip` setting and are refused with a one-line error.
 - v0 (first release): forward walking, IMU + last-command observation, domain randomization.
