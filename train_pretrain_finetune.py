@@ -18,7 +18,7 @@ from training.cli import main as pidog
 
 
 def main(argv: list[str] | None = None) -> int:
-    return pidog(["train", *(sys.argv[1:] if argv is None else argv)])
+    return pidog(["train", *(sys.argv[1:] if argv is None else argv)], prog="train_pretrain_finetune.py")
 
 
 if __name__ == "__main__":

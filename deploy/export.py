@@ -115,4 +115,4 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
 
 if __name__ == "__main__":
     from training.cli import main
-    sys.exit(main(["export", *sys.argv[1:]]))
+    sys.exit(main(["export", *sys.argv[1:]], prog="export.py"))

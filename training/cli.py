@@ -325,8 +325,15 @@ def build_parser() -> Parser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`pidog ARGS`; the documented scripts call it with their subcommand and their own name as `prog`."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if prog and argv:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        if argv[0] in commands:
+            commands[argv[0]].prog = prog
+    args = parser.parse_args(argv)
     if args.command in PIPELINES or args.command == "config":
         return run_guarded(lambda: run_pipeline("train" if args.command == "config" else args.command, args))
     handler = {"evaluate": cmd_evaluate, "visualize": cmd_visualize, "export": cmd_export}[args.command]

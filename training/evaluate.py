@@ -55,4 +55,4 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 if __name__ == "__main__":
     from training.cli import main
-    sys.exit(main(["evaluate", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", *sys.argv[1:]], prog="evaluate.py"))

@@ -13,4 +13,4 @@ import sys
 
 if __name__ == "__main__":
     from training.cli import main
-    sys.exit(main(["imitate", *sys.argv[1:]]))
+    sys.exit(main(["imitate", *sys.argv[1:]], prog="train_imitation.py"))

@@ -14,4 +14,4 @@ import sys
 
 if __name__ == "__main__":
     from training.cli import main
-    sys.exit(main(["rl", *sys.argv[1:]]))
+    sys.exit(main(["rl", *sys.argv[1:]], prog="train_rl.py"))

@@ -84,4 +84,4 @@ def record(sources: list[str], out: Path, episodes: int, seed: int, randomize: b
 
 if __name__ == "__main__":
     from training.cli import main
-    sys.exit(main(["visualize", *sys.argv[1:]]))
+    sys.exit(main(["visualize", *sys.argv[1:]], prog="visualize.py"))
