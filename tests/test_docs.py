@@ -51,3 +51,17 @@ def test_docstring_timing_and_scales_match_the_config():
     # The README states the gait period once more in prose: the trot's period, rounded.
     assert f"period {cfg.gait_period:.2f} s" in README
     assert not re.search(r"gait clock[^|\n]*0\.54", README)
+
+
+def test_readme_standing_and_trot_returns_are_current():
+    import gymnasium as gym
+    import numpy as np
+
+    from pidog_env.env import STAND_ACTION
+    from pidog_env.evaluation import run_episode
+    from pidog_env.gaits import TrotGait
+    env = gym.make("PiDog-v0", randomize=False)
+    stand = run_episode(lambda obs: STAND_ACTION.astype(np.float32), env, seed=0)["return"]
+    trot = run_episode(TrotGait.for_env(env), env, seed=0)["return"]
+    env.close()
+    assert f"earns {stand:,.0f} per episode against the trot's {trot:,.0f}" in README
