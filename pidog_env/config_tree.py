@@ -233,17 +233,6 @@ def describe(cfg: Any, path: str = "") -> Iterator[tuple[str, Any, str]]:
             yield where, value, f.metadata.get("help", "")
 
 
-def numeric_settings(cfg: Any) -> list[tuple[str, type]]:
-    """Dotted keys of every int/float leaf (dict entries included), with their type: for property tests."""
-    out = []
-    for key, value, _ in describe(cfg):
-        if isinstance(value, dict):
-            out += [(f"{key}.{k}", type(v)) for k, v in value.items() if isinstance(v, (int, float))]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.append((key, type(value)))
-    return out
-
-
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
