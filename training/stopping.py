@@ -82,7 +82,7 @@ class StopSignals:
             return                                  # (only reached where os._exit is replaced, in tests)
         self.received = signum
         if self._polled:
-            print(f"\n{name} received: finishing this update, saving a checkpoint and stopping "
+            print(f"\n{name} received: finishing the current update, then stopping cleanly "
                   "(send it again to stop at once)", file=sys.stderr, flush=True)
             return
         raise Interrupted(signum, self.current)
