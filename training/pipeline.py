@@ -23,7 +23,8 @@ from training.config import PipelineConfig
 from training.evaluate import evaluate_policy
 from training.experiment import Experiment, checkpoint_steps, latest_checkpoint
 from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
-from training.policies import load_policy, load_policy_file, policy_class_name, policy_kwargs, policy_meta, save_policy
+from training.policies import (load_policy, load_policy_file, policy_class_name, policy_kwargs, policy_meta,
+                               rebuild_policy, save_policy)
 from training.visualization import LiveViewer
 
 
@@ -58,9 +59,9 @@ def run(cfg: PipelineConfig, assignments: list[tuple[str, Any]] | None = None) -
 def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]]) -> dict[str, Any]:
     stage = stopping.CURRENT.stage
     if cfg.resume:
-        cfg = exp.resume_config(assignments, checkpoint_steps(exp))
-        log(f"resuming {exp.root}: budget rl.total_timesteps = {cfg.rl.total_timesteps:,} "
-            f"(checkpoint at {checkpoint_steps(exp):,} steps)")
+        at = checkpoint_steps(exp)
+        cfg = exp.resume_config(assignments, at)
+        log(f"resuming {exp.root}: budget rl.total_timesteps = {cfg.rl.total_timesteps:,} (checkpoint at {at:,} steps)")
     validate_inputs(cfg)
     if not cfg.resume:
         exp.create(cfg)
@@ -155,12 +156,12 @@ def stage_bc(cfg: PipelineConfig, exp: Experiment, demo: demo_io.Demonstrations)
 def load_pretrained(cfg: PipelineConfig, with_demos: bool = True) -> tuple[Any, demo_io.Demonstrations | None]:
     """The BC policy of an earlier run (spaces checked), and the demonstrations saved beside it."""
     path = Path(cfg.pretrained_model)
-    _, meta = load_policy_file(path)
+    state, meta = load_policy_file(path)
     obs_space, act_space = observation_space(cfg.env), action_space(cfg.env)
     check_spaces(f"pretrained model {path.name}", meta, obs_space, act_space)
     if not with_demos:
         return None, None
-    policy, _ = load_policy(path)
+    policy, _ = rebuild_policy(meta, state)
     sibling = path.parent / Experiment.DEMOS
     demo = demo_io.load(sibling, obs_space, act_space) if sibling.is_file() else None
     if demo is None:
