@@ -66,7 +66,6 @@ class Alias:
     flag: str
     keys: tuple[str, ...]          # setting(s) it sets
     const: str | None = None       # a flag without a value sets this text (e.g. "true")
-    metavar: str | None = None
 
 
 def alias(flag: str, *keys: str, const: str | None = None) -> Alias:
@@ -204,24 +203,20 @@ def run_pipeline(command: str, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- evaluate / visualize / export
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high if high is not None else 'inf'}), got {value}")
+        return value
+    return parse
 
 
-def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**31), got {value}")
-    return value
+positive_int, seed_int = int_in(1), int_in(0, 2**31)
 
 
 def new_file(text: str) -> Path:
