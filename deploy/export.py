@@ -5,8 +5,8 @@ env config hash, versions), verified against PyTorch on recorded observations.
     pidog export --model outputs/<exp>/final_model.zip [--out outputs/<exp>/export]
     python deploy/export.py ...          (the same command)
 
-Accepts SB3 zips written by this project and BC `.pth` policies. Camera and privileged-observation
-policies cannot run on the robot and are refused.
+Accepts SB3 zips written by this project and BC `.pth` policies. Camera, privileged-observation and
+ultrasonic policies cannot run on the robot and are refused.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
         control_dt=env_cfg.ctrl_dt, gait_period=env_cfg.gait_period, gravity_alpha=env_cfg.obs.gravity_alpha,
         history=env_cfg.obs.history, ultrasonic=env_cfg.obs.ultrasonic, obs_size=frame * (env_cfg.obs.history + 1),
         frame_layout={k: [v.start, v.stop] for k, v in layout.items()}, gyro_scale=GYRO_SCALE,
-        leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(), leg_q_max_rad=float(robot.LEG_Q_MAX),
+        leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(), leg_q_limits_rad=robot.LEG_LIMITS_RAD.tolist(),
         action_offset_rad=robot.STAND_Q.tolist(), action_scale_rad=float(np.deg2rad(env_cfg.action_scale_deg)),
-        leg_speed_deg_s=robot.LEG_SPEED_DEG_S, servo_limit_deg=robot.SERVO_RANGE_DEG,
+        leg_speed_deg_s=robot.LEG_SPEED_DEG_S, leg_servo_limits_deg=robot.LEG_SERVO_LIMITS_DEG.tolist(),
+        imu_accel_range_g=env_cfg.imu.accel_range_g,
         stand_pose_deg=robot.POSES_DEG["stand"].tolist(), lie_pose_deg=robot.POSES_DEG["lie"].tolist(),
         fall_tilt_deg=env_cfg.fall_tilt_deg, env_config_hash=env_cfg.hash(), versions=versions(), source=source)
 
@@ -87,6 +88,9 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
         raise PipelineError("camera policies cannot be exported for the robot runtime (no camera pipeline there)")
     if env_cfg.obs.privileged:
         raise PipelineError("this policy observes privileged sim state the robot cannot measure")
+    if env_cfg.obs.ultrasonic:
+        raise PipelineError("ultrasonic policies cannot be exported yet: the robot runtime has no non-blocking "
+                            "ultrasonic reader (the vendor's busy-waits holding the GIL); train without obs.ultrasonic")
     onnx_path, json_path = out_dir / "policy.onnx", out_dir / "policy.json"
     existing = [p for p in (onnx_path, json_path) if p.exists()]
     if existing and not force:

@@ -1,137 +1,179 @@
-"""Hardware interfaces for the runtime: the real PiDog through SunFounder's `pidog` library, and the
-MuJoCo model with the same servo and IMU behaviour so the whole runtime is testable without a robot.
+"""Hardware behind the runtime: the real PiDog (through `deploy.vendor`, no vendor threads), a dry run that
+moves nothing, and the MuJoCo model with the robot's IMU timing, so the whole runtime is testable
+without a robot.
 
-Both speak vendor units: `write_legs` takes the 8 leg servo angles in degrees (vendor leg order and
-signs), `read_imu` returns (accelerometer m/s^2, gyro rad/s) in the env's body frame (x forward,
-y left, z up; an accelerometer at rest reads +9.81 on z).
+All speak vendor units: `write_legs` takes the 8 leg servo angles in degrees (vendor leg order and
+signs) and returns False when a servo write failed; `read_imu` returns a new (accelerometer m/s^2,
+gyro rad/s) sample in the env's body frame (x forward, y left, z up; at rest the accelerometer reads
++9.81 on z), or None when the read failed or the chip returned the previous sample again (stalled);
+`battery_voltage` returns volts or None when there is no battery to read.
 """
 
 from __future__ import annotations
 
-import ast
+import signal
 import time
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from deploy.vendor import PIDOG_CONF, VendorStack, chip_to_body, read_pidog_conf, write_servo
 from pidog_env import robot
 
 G = 9.81
-# SH3001 at the ranges the library configures: +-2 g -> 16384 LSB per g (the library's own
-# calibration expects -16384 on the chip's x axis at rest); +-2000 deg/s -> 16.4 LSB per deg/s.
-ACC_LSB_PER_G = 16384.0
-GYRO_LSB_PER_DPS = 16.4
-PIDOG_CONF = Path.home() / ".config" / "pidog" / "pidog.conf"
-
-
-def chip_to_body(v: np.ndarray) -> np.ndarray:
-    """SH3001 chip axes (+x down, +y rearward, +z left) -> body axes (x forward, y left, z up)."""
-    x, y, z = v
-    return np.array([-y, z, -x], dtype=np.float64)
-
-
-def read_pidog_conf(path: Path = PIDOG_CONF) -> dict[str, list[float]]:
-    """Calibration offsets from the robot's pidog.conf (`legs_servo_offset_list = [...]` lines)."""
-    out: dict[str, list[float]] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text().splitlines():
-        if "=" not in line:
-            continue
-        key, value = (part.strip() for part in line.split("=", 1))
-        if key.endswith("servo_offset_list"):
-            try:
-                out[key] = [float(v) for v in ast.literal_eval(value)]
-            except (ValueError, SyntaxError):
-                continue
-    return out
+ImuSample = tuple[np.ndarray, np.ndarray]
 
 
 class Hardware(Protocol):
-    def move_to_pose(self, pose_deg: np.ndarray, seconds: float) -> None: ...
-    def read_imu(self) -> tuple[np.ndarray, np.ndarray]: ...
-    def write_legs(self, servo_deg: np.ndarray) -> None: ...
+    def read_imu(self) -> ImuSample | None: ...
+    def write_legs(self, servo_deg: np.ndarray) -> bool: ...
+    def battery_voltage(self) -> float | None: ...
     def close(self) -> None: ...
 
 
-class PidogHardware:
-    """The physical robot through the official library (imported only here, only when used).
+class RobotHardware:
+    """The physical robot: the vendor's Robot/Sh3001 classes, built the way `Pidog()` builds them, minus
+    its threads (see `deploy.vendor`). Constructing it resets the HAT and moves the legs to the lie pose."""
 
-    Each tick writes straight to the leg servos with `legs.servo_write_all` (the library adds the
-    pidog.conf calibration offsets and servo directions itself) and keeps `legs.servo_positions` in
-    step so later library moves start from the right angles. The library's queued `legs_move` is only
-    used for the slow start-up and lie-down moves.
-    """
+    def __init__(self, vendor: VendorStack, conf: Path = PIDOG_CONF) -> None:
+        self.vendor, self.conf = vendor, conf
+        self.offsets = read_pidog_conf(conf)
+        sleep = vendor.sleep or time.sleep
+        vendor.reset_mcu()
+        sleep(0.2)
+        db = str(conf)
+        self.legs = vendor.Robot(pin_list=list(robot.LEG_PINS), name="legs", init_angles=robot.POSES_DEG["lie"].tolist(),
+                                 init_order=list(robot.LEG_INIT_ORDER), db=db)
+        self.head = vendor.Robot(pin_list=list(robot.HEAD_PINS), name="head", init_angles=list(robot.HEAD_INIT_DEG), db=db)
+        self.tail = vendor.Robot(pin_list=list(robot.TAIL_PINS), name="tail", init_angles=[0.0], db=db)
+        self.imu = vendor.Sh3001(db=db)
+        imu = self.imu
+        imu.sh3001_acc_config(imu.SH3001_ODR_500HZ, imu.SH3001_ACC_RANGE_8G, imu.SH3001_ACC_ODRX025,
+                              imu.SH3001_ACC_FILTER_EN)
+        self._acc_scale = G / robot.IMU_ACCEL_LSB_PER_G
+        self._gyro_scale = np.deg2rad(1.0 / robot.IMU_GYRO_LSB_PER_DPS)
+        self._last_raw: tuple | None = None
 
-    def __init__(self, dry_run: bool = False) -> None:
-        self.dry_run = dry_run
-        self.offsets = read_pidog_conf()
-        from pidog import Pidog                      # noqa: PLC0415 (the vendor library, on the robot only)
-        self.dog = Pidog()                           # moves to the lie pose and starts the IMU thread
-        time.sleep(1.2)                              # the IMU calibrates over its first second
+    def read_imu(self) -> ImuSample | None:
+        data = self.imu._sh3001_getimudata()             # one 12-byte block read; False on an I2C error
+        if data is False or data is None:
+            return None
+        acc, gyro = data
+        raw = (*acc, *gyro)
+        if raw == self._last_raw:                         # a live chip's noise changes some bit every sample
+            return None
+        self._last_raw = raw
+        return chip_to_body(acc) * self._acc_scale, chip_to_body(gyro) * self._gyro_scale
 
-    def move_to_pose(self, pose_deg: np.ndarray, seconds: float) -> None:
-        if self.dry_run:
-            print(f"[dry-run] move to {np.round(pose_deg, 1).tolist()} over {seconds:.1f} s")
-            return
-        self.dog.legs_move([list(map(float, pose_deg))], immediately=True, speed=60)
-        self.dog.wait_legs_done()
-        self.dog.legs.servo_positions = list(map(float, pose_deg))
+    def write_legs(self, servo_deg: np.ndarray) -> bool:
+        legs, ok = self.legs, True
+        for i, servo in enumerate(legs.servo_list):
+            ok = write_servo(servo, legs.direction[i] * (legs.origin_positions[i] + float(servo_deg[i]) + legs.offset[i])) and ok
+        legs.servo_positions = [float(a) for a in servo_deg]     # the library's record, for its own later moves
+        return ok
 
-    def read_imu(self) -> tuple[np.ndarray, np.ndarray]:
-        acc = chip_to_body(np.asarray(self.dog.accData, dtype=np.float64)) * (G / ACC_LSB_PER_G)
-        gyro = chip_to_body(np.asarray(self.dog.gyroData, dtype=np.float64)) * np.deg2rad(1.0 / GYRO_LSB_PER_DPS)
-        return acc, gyro
+    def battery_voltage(self) -> float | None:
+        return self.vendor.battery_voltage()
 
-    def write_legs(self, servo_deg: np.ndarray) -> None:
-        angles = [float(a) for a in servo_deg]
-        if self.dry_run:
-            print("[dry-run] legs " + " ".join(f"{a:7.2f}" for a in angles))
-            return
-        self.dog.legs.servo_write_all(angles)
-        self.dog.legs.servo_positions = angles
+    def describe(self) -> list[str]:
+        lines = [f"vendor: pidog {self.vendor.versions.get('pidog', '?')}, robot_hat {self.vendor.versions.get('robot_hat', '?')}"]
+        return lines + describe_offsets(self.offsets, self.conf)
 
     def close(self) -> None:
-        self.dog.close()
+        signal.alarm(0)                                   # nothing of the vendor's may leave an alarm armed
+
+
+def describe_offsets(offsets: dict[str, list[float]], conf: Path) -> list[str]:
+    legs = offsets.get("legs_servo_offset_list")
+    if legs is None:
+        return [f"warning: {conf} has no legs_servo_offset_list: the servos are uncalibrated (run SunFounder's "
+                "calibration first)"]
+    lines = [f"servo offsets (deg, {conf}): legs {legs}, head {offsets.get('head_servo_offset_list')}, "
+             f"tail {offsets.get('tail_servo_offset_list')}"]
+    if not any(legs):
+        lines.append("warning: every leg servo offset is zero: has this robot been calibrated?")
+    return lines
+
+
+class DryRunHardware:
+    """Moves nothing and constructs no vendor object: prints the commands, feeds a still, level IMU."""
+
+    def __init__(self, conf: Path = PIDOG_CONF, print_every: int = 1) -> None:
+        self.conf, self.print_every, self.writes = conf, print_every, 0
+        self._rng = np.random.default_rng(0)
+
+    def read_imu(self) -> ImuSample | None:
+        return np.array([0.0, 0.0, G]) + self._rng.normal(0, 0.02, 3), self._rng.normal(0, 0.002, 3)
+
+    def write_legs(self, servo_deg: np.ndarray) -> bool:
+        if self.writes % self.print_every == 0:
+            print("[dry-run] legs " + " ".join(f"{a:7.2f}" for a in servo_deg))
+        self.writes += 1
+        return True
+
+    def battery_voltage(self) -> float | None:
+        return None
+
+    def describe(self) -> list[str]:
+        return ["dry run: no vendor library is loaded and nothing moves"] + describe_offsets(read_pidog_conf(self.conf), self.conf)
+
+    def close(self) -> None:
+        pass
 
 
 class MujocoHardware:
     """PiDog-v0's physics behind the hardware interface: same servo model, rate limit and IMU.
 
-    `write_legs` advances the simulation one control step; `read_imu` returns the IMU sample the env
-    used for its own observation (noise and bias included when randomized), so the runtime's
-    observation can be compared element-wise with `last_obs`.
+    `imu_timing="robot"` (default) keeps the env's model of the runtime's IMU timing (a sample one physics
+    step old, randomized over 0-2 steps with `randomize`); `"ideal"` gives a fresh sample at the end of
+    every control step. `write_legs` advances the simulation one control step; `read_imu` returns the IMU
+    sample the env used for its own observation, so the runtime's observation can be compared
+    element-wise with `last_obs`. The simulated robot cannot lie down or stand up (an episode starts
+    standing), so pose moves jump: `teleport_pose(stand)` resets the episode.
     """
 
-    def __init__(self, randomize: bool = False, seed: int = 0) -> None:
+    def __init__(self, randomize: bool = False, seed: int = 0, imu_timing: str = "robot") -> None:
         import gymnasium as gym
 
         import pidog_env  # noqa: F401
-        self.env = gym.make("PiDog-v0", randomize=randomize)
+        from pidog_env import config_tree
+        from pidog_env.config import EnvConfig
+        if imu_timing not in ("robot", "ideal"):
+            raise ValueError(f"imu_timing must be 'robot' or 'ideal', got {imu_timing!r}")
+        cfg = EnvConfig()
+        if imu_timing == "ideal":
+            cfg = config_tree.apply(config_tree.apply(cfg, "imu.delay_substeps", 0),
+                                    "randomization.imu_delay_substeps", (0, 0))
+        self.env = gym.make("PiDog-v0", config=cfg, randomize=randomize)
         self.seed = seed
         self.last_obs, self.info = self.env.reset(seed=seed)
         self.base = self.env.unwrapped
         self.terminated = False
         self.poses: list[np.ndarray] = []
 
-    def move_to_pose(self, pose_deg: np.ndarray, seconds: float) -> None:
-        # The simulated robot starts each episode standing, so the start-up move to stand is a reset.
-        # Other poses (the final lie-down) are not simulated: the episode's last state stays readable.
+    def teleport_pose(self, pose_deg: np.ndarray) -> None:
         self.poses.append(np.asarray(pose_deg, dtype=np.float64).copy())
         if np.allclose(pose_deg, robot.POSES_DEG["stand"]):
             self.last_obs, self.info = self.env.reset(seed=self.seed)
             self.terminated = False
 
-    def read_imu(self) -> tuple[np.ndarray, np.ndarray]:
+    def read_imu(self) -> ImuSample | None:
         imu = np.asarray(self.base.last_imu)
         return imu[:3], imu[3:]
 
-    def write_legs(self, servo_deg: np.ndarray) -> None:
+    def write_legs(self, servo_deg: np.ndarray) -> bool:
         q = robot.servo_deg_to_model_rad(servo_deg)
         action = robot.leg_rad_to_action(q, self.base.cfg.action_scale_deg).astype(np.float32)
         self.last_obs, _, term, trunc, self.info = self.env.step(action)
         self.terminated = self.terminated or term
+        return True
+
+    def battery_voltage(self) -> float | None:
+        return None
+
+    def describe(self) -> list[str]:
+        return ["simulated robot (MuJoCo PiDog-v0)"]
 
     def close(self) -> None:
         self.env.close()

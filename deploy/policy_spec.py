@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SPEC_VERSION = 2                          # 2: actions are offsets from the stand pose
+SPEC_VERSION = 3                          # 2: actions are offsets from the stand pose; 3: per-joint safe envelope
 
 
 @dataclass
@@ -22,11 +22,12 @@ class PolicySpec:
     gyro_scale: float
     leg_joints: list[str]                 # vendor leg array order
     leg_signs: list[float]                # servo -> model sign per joint
-    leg_q_max_rad: float                  # joint targets are clipped to +- this (model radians)
+    leg_q_limits_rad: list[list[float]]   # per joint [lower, upper]: targets are clipped to these (model radians)
     action_offset_rad: list[float]        # action 0 = these model joint angles (the stand pose)
     action_scale_rad: float               # action 1.0 = offset + this many radians
     leg_speed_deg_s: float
-    servo_limit_deg: float
+    leg_servo_limits_deg: list[list[float]]   # the same envelope in vendor servo degrees (safety layer clamp)
+    imu_accel_range_g: float              # the accelerometer range the policy was trained with (sim clip)
     stand_pose_deg: list[float]
     lie_pose_deg: list[float]
     fall_tilt_deg: float
@@ -48,5 +49,6 @@ class PolicySpec:
         data.pop("control_hz", None)
         if data.get("spec_version") != SPEC_VERSION:
             raise ValueError(f"{path}: policy.json version {data.get('spec_version')} (expected {SPEC_VERSION}: "
-                             "actions are offsets from the stand pose since version 2; export the policy again)")
+                             "actions are offsets from the stand pose since version 2, clipped to a per-joint safe "
+                             "envelope since version 3; export the policy again)")
         return cls(**data)

@@ -1,7 +1,8 @@
 """The safety layer between the policy and the servos (numpy only).
 
 Every command passes through `SafetyLayer.filter`: non-finite actions are rejected (the last safe
-command is held), targets are clamped to the servo range and rate-limited to the vendor's 428 deg/s.
+command is held), targets are clamped to the per-joint safe envelope (`robot.LEG_SERVO_LIMITS_DEG`, in
+policy.json) and rate-limited to the vendor's 428 deg/s.
 `tilted` says when the body leans past the fall limit, so the loop can stop and lie down.
 """
 
@@ -13,21 +14,22 @@ import numpy as np
 
 
 class SafetyLayer:
-    def __init__(self, limit_deg: float, speed_deg_s: float, dt: float, start_deg: np.ndarray,
+    def __init__(self, limits_deg, speed_deg_s: float, dt: float, start_deg: np.ndarray,
                  fall_tilt_deg: float) -> None:
-        self.limit = float(limit_deg)
+        limits = np.asarray(limits_deg, dtype=np.float64)         # (joints, 2): lower, upper servo degrees
+        self.lower, self.upper = limits[:, 0].copy(), limits[:, 1].copy()
         self.max_step = float(speed_deg_s) * dt
         self.last = np.asarray(start_deg, dtype=np.float64).copy()
         self.cos_fall = math.cos(math.radians(fall_tilt_deg))
         self.rejected = 0
 
     def filter(self, target_deg: np.ndarray) -> np.ndarray:
-        """Safe servo command (degrees) for a requested target: finite, in range, rate-limited."""
+        """Safe servo command (degrees) for a requested target: finite, inside the envelope, rate-limited."""
         target = np.asarray(target_deg, dtype=np.float64)
         if target.shape != self.last.shape or not np.isfinite(target).all():
             self.rejected += 1
             return self.last.copy()
-        target = np.clip(target, -self.limit, self.limit)
+        target = np.clip(target, self.lower, self.upper)
         step = np.clip(target - self.last, -self.max_step, self.max_step)
         self.last = self.last + step
         return self.last.copy()

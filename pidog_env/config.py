@@ -13,10 +13,14 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from pidog_env.config_tree import ConfigError, from_dict, setting, validate
-from pidog_env.robot import ACTION_SCALE_DEG, PhysicalParams
+from pidog_env.robot import ACTION_SCALE_DEG, IMU_ACCEL_RANGE_G, PhysicalParams
 
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
-REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "fall")
+REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision",
+                "fall")
+
+
+ADDED_TERMS = ("self_collision",)           # terms added after the first release (absent from old configs)
 
 
 def _default_scales() -> dict[str, float]:
@@ -29,6 +33,7 @@ def _default_scales() -> dict[str, float]:
         "yaw_rate": -0.1,     # yaw rate^2 (rad/s)^2
         "action_rate": -0.05, # |a_t - a_{t-1}|^2 over the 8 normalized leg targets
         "energy": -0.02,      # sum |torque * joint speed| over the leg servos (W)
+        "self_collision": -1.0,  # contacts between the front and hind leg of a side (poses that jam)
         "fall": -50.0,        # 1 on the step the episode terminates by a fall (large: see README)
     }
 
@@ -57,6 +62,17 @@ class ObservationConfig:
 
 
 @dataclass
+class ImuConfig:
+    """When and how the policy's IMU sample was taken. The robot runtime reads the SH3001 at the start of
+    each tick, so the sample is ~3 ms old (`robot.IMU_SAMPLE_AGE_S`): one physics step by default."""
+
+    delay_substeps: int = setting(1, ge=0, le=50, help="sample age in physics steps (sim_dt) when the policy sees it")
+    hold_steps: int = setting(1, ge=1, le=50, help="a new IMU sample every this many control steps (1: every step)")
+    accel_range_g: float = setting(IMU_ACCEL_RANGE_G, gt=0, le=64,
+                                   help="the accelerometer clips at +- this (g), like the SH3001 at the runtime's range")
+
+
+@dataclass
 class RandomizationConfig:
     """Domain randomization ranges (applied at reset unless `enabled` is False)."""
 
@@ -72,6 +88,8 @@ class RandomizationConfig:
     calibration_deg: float = setting(3.0, ge=0, le=20, help="per-joint command offset, +- degrees")
     latency_steps: tuple[int, int] = setting((0, 2), ge=0, le=50, ordered=True,
                                              help="action delay in control steps, inclusive range")
+    imu_delay_substeps: tuple[int, int] = setting((0, 2), ge=0, le=50, ordered=True,
+                                                  help="IMU sample age in physics steps, inclusive range (replaces imu.delay_substeps)")
     accel_noise: float = setting(0.3, ge=0, help="accelerometer noise std per sample (m/s^2)")
     accel_bias: float = setting(0.3, ge=0, help="accelerometer bias, +- per episode (m/s^2)")
     gyro_noise: float = setting(0.03, ge=0, help="gyro noise std per sample (rad/s)")
@@ -99,6 +117,7 @@ class EnvConfig:
     render_size: tuple[int, int] = setting((480, 640), ge=16, le=4096, help="(height, width) of rgb_array frames")
     physical: PhysicalParams = field(default_factory=PhysicalParams)
     obs: ObservationConfig = field(default_factory=ObservationConfig)
+    imu: ImuConfig = field(default_factory=ImuConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
@@ -116,6 +135,9 @@ class EnvConfig:
     def check(self) -> None:
         if abs(self.frame_skip * self.sim_dt - self.ctrl_dt) > 1e-9:
             raise ConfigError(f"ctrl_dt {self.ctrl_dt} must be a whole multiple of sim_dt {self.sim_dt}")
+        delays = (self.imu.delay_substeps, *self.randomization.imu_delay_substeps)
+        if max(delays) >= self.frame_skip:
+            raise ConfigError(f"IMU delays {delays} must be shorter than a control step ({self.frame_skip} physics steps)")
 
     # ---------------------------------------------------------------- serialization
     def to_dict(self) -> dict:
@@ -128,7 +150,11 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EnvConfig":
-        """Strict: an unknown key is a ConfigError naming it; the result is validated."""
+        """Strict: an unknown key is a ConfigError naming it; the result is validated. A configuration saved
+        before a reward term existed gets that term at scale 0 (the reward it was trained with)."""
+        scales = d.get("reward", {}).get("scales") if isinstance(d, dict) and isinstance(d.get("reward"), dict) else None
+        if isinstance(scales, dict):
+            d = {**d, "reward": {**d["reward"], "scales": {**{k: 0.0 for k in ADDED_TERMS}, **scales}}}
         cfg = from_dict(cls, d)
         validate(cfg)
         return cfg

@@ -6,7 +6,8 @@ below, and `tests/test_docs.py` checks them against this text and against `EnvCo
 ## Action space
 `Box(-1, 1, (8,), float32)`: leg joint targets in the vendor leg order (LF hip, LF knee, RF hip,
 RF knee, LH hip, LH knee, RH hip, RH knee) as offsets from the vendor stand pose: target = stand +
-action x `action_scale_deg` (45 deg), clipped to the +-90 deg servo range (`robot.action_to_leg_rad`).
+action x `action_scale_deg` (45 deg), clipped to the safe joint envelope (hip -80..90 deg, knee -45..75 deg,
+`robot.LEG_ENVELOPE_DEG`; `robot.action_to_leg_rad`).
 An action of zero holds the stand pose; the trot needs at most 0.81 of the range. Targets are
 rate-limited to 428 deg/s like the vendor library; head and tail hold neutral.
 
@@ -25,6 +26,11 @@ Options: `obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frame
 `obs.privileged` (+20: joint angles and velocities, body velocity, height; sim only). `use_camera=True`
 gives `Dict(image=Box(0, 255, (3, S, S), uint8), state=<the vector above>)` (channels first).
 
+The IMU sample behind an observation is `imu.delay_substeps` physics steps old (1 = 4 ms; the robot
+reads its IMU at the start of each tick, ~3 ms before the policy acts), randomized over
+`randomization.imu_delay_substeps` (0-2); `imu.hold_steps` > 1 repeats a sample for that many steps; the
+accelerometer clips at `imu.accel_range_g` (8 g, the range the runtime configures).
+
 ## Rewards
 Per step, the sum of `scale * value` over the terms (`_reward`); scales in `RewardConfig.scales`,
 each step's scaled terms in `info["reward_terms"]`; target = `reward.target_speed` (0.30 m/s):
@@ -38,6 +44,7 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | yaw_rate    | yaw rate^2 ((rad/s)^2)                                      | -0.1  |
 | action_rate | squared change of the normalized leg targets                | -0.05 |
 | energy      | sum over leg servos of abs(torque x joint speed) (W)        | -0.02 |
+| self_collision | contacts between the front and hind leg of one side      | -1.0  |
 | fall        | 1 when the episode ends by a fall                           | -50.0 |
 
 ## Episode end
@@ -58,7 +65,11 @@ Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultra
 `physics_unstable`.
 
 ## Version history
-- v0 (this release): actions are offsets from the stand pose (`action_scale_deg`), so a fresh policy
+- v0 (this release): the safe joint envelope replaces the +-90 deg servo range for the action clip and the
+  joint limits; leg capsules collide with the floor and with the other leg of their side (`self_collision`
+  term; configurations saved before it get scale 0); the IMU sample is delayed, optionally held, and the
+  accelerometer clipped like the robot runtime's (`imu`, `randomization.imu_delay_substeps`).
+- v0: actions are offsets from the stand pose (`action_scale_deg`), so a fresh policy
   stands instead of collapsing; policies with absolute joint-target actions are refused.
 - v0: timing set in seconds in `EnvConfig` (`ctrl_dt`, `sim_dt`, `episode_seconds`
   replace `frame_skip` and the registered 1000-step limit); the env truncates itself. Policies saved
@@ -85,8 +96,8 @@ from pidog_env import config_tree
 from pidog_env import mjcf_names as names
 from pidog_env import robot
 from pidog_env.config import REWARD_TERMS, EnvConfig
-from pidog_env.model import ModelIndex, load_model
-from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
+from pidog_env.model import ModelIndex, load_model, self_collisions
+from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_Q_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
                                    GravityEstimator, ObservationStack, build_frame, frame_layout, frame_size)
 
 _UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
@@ -124,6 +135,9 @@ class PiDogEnv(gym.Env):
         self._max_step = robot.LEG_SPEED_DEG_S * self.dt / cfg.action_scale_deg         # in action units
         self._cos_fall = np.cos(np.deg2rad(cfg.fall_tilt_deg))
         self._scales = dict(cfg.reward.scales)
+        self._accel_max = cfg.imu.accel_range_g * 9.81
+        self._imu_hold = cfg.imu.hold_steps
+        self._imu_raw: np.ndarray | None = None
 
         self.obs_layout = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged)
         self._frame = np.zeros(max(s.stop for s in self.obs_layout.values()))
@@ -185,7 +199,15 @@ class PiDogEnv(gym.Env):
         x0, y0 = d.qpos[0:2].tolist()
         if self._push_at is not None and self._steps >= self._push_at:
             self._push()
-        mujoco.mj_step(m, d, nstep=self._frame_skip)
+        # The IMU sample the policy sees is `_imu_delay` physics steps old (the robot reads it at the tick's start).
+        delay = self._imu_delay
+        if delay:
+            mujoco.mj_step(m, d, nstep=self._frame_skip - delay)
+            self._imu_raw = d.sensordata[idx.accel.start:idx.gyro.stop].copy()
+            mujoco.mj_step(m, d, nstep=delay)
+        else:
+            mujoco.mj_step(m, d, nstep=self._frame_skip)
+            self._imu_raw = None
         self._steps += 1
 
         # MuJoCo checks qpos/qvel/qacc for NaN or huge values every physics step and, when it finds
@@ -233,6 +255,7 @@ class PiDogEnv(gym.Env):
             yaw_rate * yaw_rate,                    # yaw_rate
             float(da @ da),                         # action_rate
             sum(map(abs, power)),                   # energy
+            float(self_collisions(self.model, d, idx.leg_geom)),   # self_collision
             1.0 if terminated else 0.0,             # fall
         )
         scales = self._scales
@@ -284,7 +307,27 @@ class PiDogEnv(gym.Env):
     def _make_frame(self, reset: bool = False) -> np.ndarray:
         d, cfg, idx = self.data, self.cfg, self.idx
         sens = d.sensordata
-        imu = sens[idx.accel.start:idx.gyro.stop] + self._imu_bias      # accel (3) then gyro (3)
+        if not reset and self._steps % self._imu_hold:
+            imu = self.last_imu                  # no new sample this step: the policy sees the last one again
+        else:
+            imu = self._read_imu(reset)
+        self.last_imu = imu                      # what a real IMU would have reported this step
+        accel, gyro = imu[:3], imu[3:]
+        gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
+        ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None
+        priv = None
+        if cfg.obs.privileged:
+            priv = np.concatenate([
+                d.qpos[idx.leg_qpos] * PRIV_Q_SCALE, d.qvel[idx.leg_qvel] * PRIV_QVEL_SCALE,
+                sens[idx.body_vel] * PRIV_VEL_SCALE, [d.qpos[2] * PRIV_HEIGHT_SCALE]])
+        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, priv)
+
+    def _read_imu(self, reset: bool) -> list[float]:
+        """A new IMU sample (accel m/s^2, gyro rad/s), `_imu_delay` physics steps old, with the episode's
+        bias and noise, the accelerometer clipped at its range."""
+        d, idx = self.data, self.idx
+        raw = self._imu_raw if self._imu_raw is not None else d.sensordata[idx.accel.start:idx.gyro.stop]
+        imu = raw + self._imu_bias                                       # accel (3) then gyro (3)
         if reset:
             # Episodes start from a still, standing robot (as the real one does after its start-up
             # move), whose accelerometer reads +g along world up; the just-reset simulation is in a
@@ -296,17 +339,8 @@ class PiDogEnv(gym.Env):
                 self._noise_i = 0
             imu += self._noise_block[self._noise_i]
             self._noise_i += 1
-        imu = imu.tolist()
-        self.last_imu = imu                      # what a real IMU would have reported this step
-        accel, gyro = imu[:3], imu[3:]
-        gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
-        ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None
-        priv = None
-        if cfg.obs.privileged:
-            priv = np.concatenate([
-                d.qpos[idx.leg_qpos] / robot.LEG_Q_MAX, d.qvel[idx.leg_qvel] * PRIV_QVEL_SCALE,
-                sens[idx.body_vel] * PRIV_VEL_SCALE, [d.qpos[2] * PRIV_HEIGHT_SCALE]])
-        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, priv)
+        np.clip(imu[:3], -self._accel_max, self._accel_max, out=imu[:3])
+        return imu.tolist()
 
     def _wrap_obs(self, vec: np.ndarray):
         if not self.cfg.use_camera:
@@ -344,6 +378,8 @@ class PiDogEnv(gym.Env):
     def _rng_state_reset(self) -> None:
         self._calibration = np.zeros(robot.N_LEG)
         self._latency = 0
+        self._imu_delay = self.cfg.imu.delay_substeps
+        self._imu_raw = None
         self._imu_bias = np.zeros(6)
         self._imu_noise: np.ndarray | None = None
         self._noise_block = np.zeros((0, 6))
@@ -366,6 +402,7 @@ class PiDogEnv(gym.Env):
         m.actuator_forcerange[:] = nom.forcerange * rng.uniform(*dr.torque_scale, size=(m.nu, 1))
         self._calibration = np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg)
         self._latency = int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1))
+        self._imu_delay = int(rng.integers(dr.imu_delay_substeps[0], dr.imu_delay_substeps[1] + 1))
         self._imu_bias = rng.uniform(-1, 1, 6) * np.repeat([dr.accel_bias, dr.gyro_bias], 3)
         self._imu_noise = np.repeat([dr.accel_noise, dr.gyro_noise], 3)
         self._schedule_push(rng)

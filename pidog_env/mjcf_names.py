@@ -8,6 +8,8 @@ from pidog_env.robot import LEGS
 TORSO = "torso"                                          # body: the free-floating base
 FLOOR = "floor"                                          # geom
 FOOT_GEOMS = tuple(f"{leg}_foot" for leg in LEGS)        # geoms: foot spheres (friction randomized)
+THIGH_GEOMS = tuple(f"{leg}_thigh" for leg in LEGS)      # geoms: leg capsules (self-collision pairs)
+SHIN_GEOMS = tuple(f"{leg}_shin" for leg in LEGS)
 FOOT_SITES = FOOT_GEOMS                                  # sites at the foot tips share the geom names
 
 # Sensors

@@ -35,6 +35,13 @@ def _keyframe_qpos(pose: str) -> np.ndarray:
     return np.concatenate([root, robot.full_pose_rad(pose)])
 
 
+def leg_pairs() -> list[tuple[str, str]]:
+    """Geom pairs (thigh, shin, foot of the front leg x the same of the hind leg, each side) that collide:
+    the legs of one side can reach each other (118 mm reach > 117 mm hip spacing) and jam on the real robot."""
+    segments = {leg: (f"{leg}_thigh", f"{leg}_shin", f"{leg}_foot") for leg in robot.LEGS}
+    return [(a, b) for front, hind in (("LF", "LH"), ("RF", "RH")) for a in segments[front] for b in segments[hind]]
+
+
 def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.MjSpec:
     """MjSpec of the scene with robot.py's limits, servo parameters, mass and keyframes applied."""
     spec = mujoco.MjSpec.from_file(str(SCENE_XML))
@@ -51,6 +58,8 @@ def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.
         act.gainprm[0] = params.servo_kp
         act.biasprm[1] = -params.servo_kp
         act.biasprm[2] = -params.servo_kv
+    for g1, g2 in leg_pairs() + [(g, names.FLOOR) for g in names.THIGH_GEOMS + names.SHIN_GEOMS]:
+        spec.add_pair(geomname1=g1, geomname2=g2)
     for pose in KEYFRAMES:
         qpos = _keyframe_qpos(pose)
         spec.add_key(name=pose, qpos=qpos, ctrl=qpos[7:])
@@ -92,6 +101,7 @@ class ModelIndex:
     foot_touch: slice
     torso_touch: int
     head_touch: int
+    leg_geom: np.ndarray       # bool per geom: a leg-to-leg self-collision pair member
 
     @classmethod
     def of(cls, model: mujoco.MjModel) -> "ModelIndex":
@@ -115,4 +125,21 @@ class ModelIndex:
             ultrasonic=sens(names.ULTRASONIC).start,
             foot_touch=slice(feet[0].start, feet[-1].stop),
             torso_touch=sens(names.TORSO_TOUCH).start, head_touch=sens(names.HEAD_TOUCH).start,
+            leg_geom=_leg_geom_mask(model),
         )
+
+
+def _leg_geom_mask(model: mujoco.MjModel) -> np.ndarray:
+    mask = np.zeros(model.ngeom, dtype=bool)
+    for pair in leg_pairs():
+        for g in pair:
+            mask[model.geom(g).id] = True
+    return mask
+
+
+def self_collisions(model: mujoco.MjModel, data: mujoco.MjData, leg_geom: np.ndarray) -> int:
+    """Active contacts between two legs (see `leg_pairs`)."""
+    if data.ncon == 0:
+        return 0
+    geoms = data.contact.geom
+    return int(np.count_nonzero(leg_geom[geoms[:, 0]] & leg_geom[geoms[:, 1]]))

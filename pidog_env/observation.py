@@ -24,6 +24,7 @@ import numpy as np
 from pidog_env.robot import N_LEG, ULTRASONIC_MAX_RANGE
 
 GYRO_SCALE = 0.25
+PRIV_Q_SCALE = 2.0 / math.pi             # joint angles / (pi/2)
 PRIV_QVEL_SCALE = 0.05
 PRIV_VEL_SCALE = 2.0
 PRIV_HEIGHT_SCALE = 10.0

@@ -46,16 +46,55 @@ HEAD_LIMITS_DEG = np.array([[-90.0, 90.0], [-70.0, 70.0], [-45.0, 30.0]])   # ya
 TAIL_LIMITS_DEG = np.array([[-90.0, 90.0]])
 CALIBRATION_OFFSET_MAX_DEG = 20.0           # pidog.conf offsets are clamped to this
 
-LEG_Q_MAX = np.deg2rad(SERVO_RANGE_DEG)     # model joint limit magnitude (rad), symmetric
-# Policy actions are offsets from the stand pose: target = stand + action x 45 deg, action in [-1, 1].
-# The trot moves each joint at most 36.4 deg from stand (hind knee; front hip 26.3), so it is reachable
-# with margin. Stand +- 45 deg stays inside the vendor's whole action library (knee -45..70, hip -80..90,
-# left-leg convention) except the hind hips' upper end, which the servo range (+-90) clips.
+# Safe joint envelope (model radians are the left-leg servo convention for every leg, since the right
+# servos are mirrored): the range the vendor's whole action library stays in. +-90 deg is only the servo
+# command range: a knee folded below -45 deg or crossing front/hind legs (reach 118 mm > 117 mm hip
+# spacing) jam the servos on the frame. The model's joint ranges, the action clip, policy.json and the
+# runtime's safety layer all use this table.
+HIP_ENVELOPE_DEG = (-80.0, 90.0)
+KNEE_ENVELOPE_DEG = (-45.0, 75.0)
+LEG_ENVELOPE_DEG = np.array([HIP_ENVELOPE_DEG, KNEE_ENVELOPE_DEG] * (N_LEG // 2))   # (8, 2), model convention
+LEG_LIMITS_RAD = np.deg2rad(LEG_ENVELOPE_DEG)                                      # (8, 2) lower, upper
+LEG_Q_MIN, LEG_Q_MAX = LEG_LIMITS_RAD[:, 0].copy(), LEG_LIMITS_RAD[:, 1].copy()
+# The same envelope in vendor servo degrees (right legs negated, so their bounds swap).
+LEG_SERVO_LIMITS_DEG = np.sort(LEG_ENVELOPE_DEG * LEG_SIGNS[:, None], axis=1)
+# Policy actions are offsets from the stand pose: target = stand + action x 45 deg, action in [-1, 1],
+# clipped to the envelope. The trot moves each joint at most 36.4 deg from stand (hind knee; front hip
+# 26.3) and stays inside the envelope; stand +- 45 deg reaches past it only at the hind hips' upper end.
 ACTION_SCALE_DEG = 45.0
-LEG_LIMITS_RAD = np.tile([-LEG_Q_MAX, LEG_Q_MAX], (N_LEG, 1))
-ALL_LIMITS_DEG = np.vstack([np.tile([-SERVO_RANGE_DEG, SERVO_RANGE_DEG], (N_LEG, 1)),
-                            HEAD_LIMITS_DEG, TAIL_LIMITS_DEG])
+ALL_LIMITS_DEG = np.vstack([LEG_SERVO_LIMITS_DEG, HEAD_LIMITS_DEG, TAIL_LIMITS_DEG])    # vendor servo degrees
 SPEED_LIMITS_DEG_S = np.array([LEG_SPEED_DEG_S] * N_LEG + [HEAD_SPEED_DEG_S] * 3 + [TAIL_SPEED_DEG_S])
+
+# ---------------------------------------------------------------- the robot's electronics (runtime facts)
+# Robot HAT PWM channels in leg array order, and the vendor's one-by-one start-up order (0.15 s apart,
+# so the servos do not all draw current at once); head (yaw, roll, pitch) and tail channels.
+LEG_PINS = (2, 3, 7, 8, 0, 1, 10, 11)
+LEG_INIT_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+HEAD_PINS = (4, 6, 5)
+HEAD_INIT_DEG = (0.0, 0.0, 45.0)            # the vendor holds the head level: its pitch servo offset is 45
+TAIL_PINS = (9,)
+# SH3001 IMU. The vendor configures +-2 g, which trot foot impacts exceed; the runtime sets +-8 g and
+# the simulator clips its accelerometer at the same range. Gyro +-2000 deg/s: 32768 / 2000 LSB per deg/s.
+IMU_ACCEL_RANGE_G = 8.0
+IMU_ACCEL_LSB_PER_G = 32768.0 / IMU_ACCEL_RANGE_G
+IMU_GYRO_RANGE_DPS = 2000.0
+IMU_GYRO_LSB_PER_DPS = 32768.0 / IMU_GYRO_RANGE_DPS
+IMU_READ_S = 0.0014                          # one 12-byte block read at 100 kHz I2C
+# The runtime reads the IMU directly at the start of each tick (no vendor thread): the sample is about
+# 3 ms old when the policy sees it (half the 500 Hz output period, the 125 Hz low-pass filter's delay and
+# the read), i.e. one 4 ms physics step in the simulator, which randomizes it over 0-2 steps.
+IMU_SAMPLE_AGE_S = 0.003
+IMU_STALE_S = 0.150                          # no new IMU sample for this long: lie down
+IMU_START_OFFSET_MAX_G = 0.1                 # refuse to start when the still, level robot reads further off
+# Battery: 2S Li-ion (8.4 V full, 7.4 V nominal, 6.0 V over-discharge cut-off). Servo current sags the
+# voltage by a few tenths of a volt under load, so standing is refused below the first threshold at rest
+# and the robot lies down when the voltage stays below the second one while walking.
+BATTERY_MIN_START_V = 7.0
+BATTERY_MIN_RUN_V = 6.4
+BATTERY_LOW_SECONDS = 1.5
+# The vendor stack this runtime was written against (pidog 1.3.13 needs robot-hat 2.5.x: 2.6.x removes
+# robot_hat/robot.py, which pidog imports).
+TESTED_VENDOR_VERSIONS = {"pidog": "1.3.13", "robot_hat": "2.5.5"}
 
 # ---------------------------------------------------------------- geometry (metres)
 THIGH_LENGTH = 0.042                        # hip axis to knee axis
@@ -125,9 +164,9 @@ def model_rad_to_servo_deg(q_rad: np.ndarray, signs: np.ndarray = LEG_SIGNS) -> 
 
 def action_to_leg_rad(action: np.ndarray, scale_deg: float = ACTION_SCALE_DEG) -> np.ndarray:
     """Normalized action in [-1, 1] -> model leg joint radians: the stand pose plus `scale_deg` per unit,
-    clipped to the servo range."""
+    clipped to the safe joint envelope."""
     q = STAND_Q + np.asarray(action, dtype=np.float64) * np.deg2rad(scale_deg)
-    return np.clip(q, -LEG_Q_MAX, LEG_Q_MAX)
+    return np.clip(q, LEG_Q_MIN, LEG_Q_MAX)
 
 
 def leg_rad_to_action(q_rad: np.ndarray, scale_deg: float = ACTION_SCALE_DEG) -> np.ndarray:

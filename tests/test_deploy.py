@@ -7,9 +7,10 @@ import types
 import numpy as np
 import pytest
 
-from deploy.hardware import MujocoHardware, PidogHardware, chip_to_body, read_pidog_conf
+from deploy.hardware import MujocoHardware
+from deploy.vendor import chip_to_body, read_pidog_conf
 from deploy.policy_spec import PolicySpec
-from deploy.runtime import ActionMapper, ControlLoop, OnnxPolicy, replay
+from deploy.runtime import ActionMapper, ControlLoop, OnnxPolicy, Stop, replay
 from deploy.safety import SafetyLayer
 from pidog_env import robot
 from pidog_env.config import EnvConfig
@@ -50,19 +51,19 @@ def test_runtime_observation_equals_the_envs(exported):
     hw = MujocoHardware(randomize=True, seed=3)             # noise, bias and latency included
     loop = ControlLoop(exported["spec"], exported["onnx"], hw, realtime=False)
     loop.start()
-    np.testing.assert_allclose(loop.obs, hw.last_obs, atol=1e-6)
     for _ in range(300):
-        assert loop.tick()
-        np.testing.assert_allclose(loop.obs, hw.last_obs, atol=1e-6)
+        env_obs = hw.last_obs                            # what the env built for the action about to be taken
+        assert loop.tick()                               # reads the IMU first, then acts
+        np.testing.assert_allclose(loop.last_obs, env_obs, atol=1e-6)
 
 
 @pytest.mark.slow
 def test_runtime_walks_the_simulated_robot_like_the_env_does(exported):
     from training.evaluate import evaluate_policy
     in_env = evaluate_policy(exported["torch"], EnvConfig(), 1, seed=0, randomize=False)["mean_forward_speed"]
-    hw = MujocoHardware(randomize=False, seed=0)
+    hw = MujocoHardware(randomize=False, seed=0)                 # the robot's IMU timing (default)
     loop = ControlLoop(exported["spec"], exported["onnx"], hw, realtime=False)
-    assert loop.run(seconds=20.0) == "time limit reached"
+    assert loop.run(seconds=20.0) == Stop("done", "time limit reached")
     runtime_speed = hw.info["forward_distance"] / 20.0
     assert in_env > 0.05                                   # the policy really walks ...
     assert runtime_speed >= 0.8 * in_env                   # ... and so does it through the runtime
@@ -80,8 +81,9 @@ def spec_stub(**kw):
     base = dict(control_dt=0.02, gait_period=0.6148, gravity_alpha=0.04, history=0, ultrasonic=False, obs_size=16,
                 frame_layout={"gravity": [0, 3], "gyro": [3, 6], "last_action": [6, 14], "clock": [14, 16]},
                 gyro_scale=0.25, leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(),
-                leg_q_max_rad=float(robot.LEG_Q_MAX), action_offset_rad=robot.STAND_Q.tolist(),
-                action_scale_rad=float(np.deg2rad(robot.ACTION_SCALE_DEG)), leg_speed_deg_s=428.0, servo_limit_deg=90.0,
+                leg_q_limits_rad=robot.LEG_LIMITS_RAD.tolist(), action_offset_rad=robot.STAND_Q.tolist(),
+                action_scale_rad=float(np.deg2rad(robot.ACTION_SCALE_DEG)), leg_speed_deg_s=428.0,
+                leg_servo_limits_deg=robot.LEG_SERVO_LIMITS_DEG.tolist(), imu_accel_range_g=robot.IMU_ACCEL_RANGE_G,
                 stand_pose_deg=STAND_DEG.tolist(), lie_pose_deg=LIE_DEG.tolist(), fall_tilt_deg=60.0,
                 env_config_hash="x")
     return PolicySpec(**{**base, **kw})
@@ -120,13 +122,15 @@ def test_action_offset_and_scale_round_trip_between_env_export_and_runtime():
         hw.env.step = step
         np.testing.assert_allclose(sent[0], a, atol=1e-6)
     np.testing.assert_allclose(mapper.to_servo_deg(np.zeros(8)), STAND_DEG, atol=1e-9)   # zero = vendor stand
-    full = mapper.to_servo_deg(np.ones(8))                     # stand + 45 deg, clipped to the servo range
+    full = mapper.to_servo_deg(np.ones(8))                     # stand + 45 deg, clipped to the envelope
     assert np.abs(full).max() == pytest.approx(90.0) and np.abs(full[[4, 6]]).tolist() == [90.0, 90.0]
+    low = robot.servo_deg_to_model_rad(mapper.to_servo_deg(-np.ones(8) * 2))   # beyond the range: the envelope
+    np.testing.assert_allclose(np.rad2deg(low[[1, 3, 5, 7]]), [-45.0] * 4)     # knees stop at -45 deg
     hw.close()
 
 
 def test_safety_clamps_rate_limits_and_rejects_nan():
-    s = SafetyLayer(90.0, 428.0, 0.02, np.zeros(8), fall_tilt_deg=60)
+    s = SafetyLayer([[-90.0, 90.0]] * 8, 428.0, 0.02, np.zeros(8), fall_tilt_deg=60)
     out = s.filter(np.full(8, 500.0))
     np.testing.assert_allclose(out, np.full(8, 8.56))                     # 428 deg/s * 20 ms
     for _ in range(20):
@@ -138,119 +142,25 @@ def test_safety_clamps_rate_limits_and_rejects_nan():
     assert s.tilted(np.array([0.0, -0.9, -0.43])) and not s.tilted(np.array([0.0, 0.1, -0.99]))
 
 
-class FakeHardware:
-    def __init__(self, imu=((0.0, 0.0, 9.81), (0.0, 0.0, 0.0)), write_delay=0.0):
-        self.imu = [np.array(v) for v in imu]
-        self.moves, self.writes, self.write_delay = [], [], write_delay
-
-    def move_to_pose(self, pose, seconds):
-        self.moves.append(np.asarray(pose).copy())
-
-    def read_imu(self):
-        return self.imu
-
-    def write_legs(self, deg):
-        time.sleep(self.write_delay)
-        self.writes.append(np.asarray(deg).copy())
-
-    def close(self):
-        pass
-
-
-def stand_policy(obs):
-    return ActionMapper(spec_stub()).to_action(STAND_DEG).astype(np.float32)
-
-
-def test_start_up_goes_to_stand_and_every_stop_lies_down():
-    hw = FakeHardware()
-    assert ControlLoop(spec_stub(), stand_policy, hw, realtime=False).run(0.2) == "time limit reached"
-    np.testing.assert_allclose(hw.moves[0], STAND_DEG)
-    np.testing.assert_allclose(hw.moves[-1], LIE_DEG)
-    np.testing.assert_allclose(hw.writes[-1], STAND_DEG, atol=1e-9)
-
-
-def test_tilt_stops_the_policy_and_lies_down():
-    hw = FakeHardware(imu=((0.0, 9.0, 3.0), (0.0, 0.0, 0.0)))           # lying on its side
-    reason = ControlLoop(spec_stub(), stand_policy, hw, realtime=False).run(5.0)
-    assert reason == "tilt beyond the fall limit" and len(hw.writes) < 250
-    np.testing.assert_allclose(hw.moves[-1], LIE_DEG)
-
-
-def test_exception_and_overruns_lie_down():
-    def broken(obs):
-        raise RuntimeError("sensor died")
-    hw = FakeHardware()
-    assert ControlLoop(spec_stub(), broken, hw, realtime=False).run(1.0).startswith("exception: RuntimeError")
-    np.testing.assert_allclose(hw.moves[-1], LIE_DEG)
-    slow = FakeHardware(write_delay=0.05)                                   # 50 ms ticks at 50 Hz
-    reason = ControlLoop(spec_stub(), stand_policy, slow, realtime=True, max_overruns=5).run(5.0)
-    assert "overran" in reason and len(slow.writes) < 20
-    np.testing.assert_allclose(slow.moves[-1], LIE_DEG)
-
-
-class FakeLegs:
-    def __init__(self):
-        self.calls, self.servo_positions = [], [0.0] * 8
-
-    def servo_write_all(self, angles):
-        self.calls.append(list(angles))
-
-
-class FakePidog:
-    """Records calls like the vendor's Pidog (legs.servo_write_all, servo_positions, raw IMU)."""
-
-    instances = []
-
-    def __init__(self):
-        self.legs = FakeLegs()
-        self.accData = [-16384, 0, 0]                     # chip x points down: at rest it reads -1 g
-        self.gyroData = [0, 0, 164]                       # 10 deg/s about the chip z axis (= body y)
-        self.moves, self.closed = [], False
-        FakePidog.instances.append(self)
-
-    def legs_move(self, frames, immediately=True, speed=50):
-        self.moves.append(frames)
-
-    def wait_legs_done(self):
-        pass
-
-    def close(self):
-        self.closed = True
-
-
-@pytest.fixture
-def fake_pidog(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pidog", types.SimpleNamespace(Pidog=FakePidog))
-    monkeypatch.setattr(time, "sleep", lambda s: None)
-    FakePidog.instances.clear()
-    yield FakePidog
-
-
-def test_pidog_adapter_sends_vendor_stand_degrees_and_keeps_positions(fake_pidog):
-    hw = PidogHardware()
-    mapper = ActionMapper(spec_stub())
-    stand_action = robot.leg_rad_to_action(robot.pose_rad("stand"))          # what the policy outputs
-    hw.write_legs(mapper.to_servo_deg(stand_action))
-    dog = fake_pidog.instances[0]
-    np.testing.assert_allclose(dog.legs.calls[-1], STAND_DEG, atol=1e-9)     # right side negative
-    assert dog.legs.servo_positions == dog.legs.calls[-1]
-    acc, gyro = hw.read_imu()
-    np.testing.assert_allclose(acc, [0, 0, 9.81], atol=1e-9)                 # +g up in the body frame
-    np.testing.assert_allclose(gyro, [0, np.deg2rad(10.0), 0], atol=1e-9)
-
-
-def test_pidog_dry_run_prints_and_does_not_move(fake_pidog, capsys):
-    hw = PidogHardware(dry_run=True)
-    hw.write_legs(STAND_DEG)
-    assert fake_pidog.instances[0].legs.calls == [] and "[dry-run] legs" in capsys.readouterr().out
-
-
 def test_chip_axes_and_pidog_conf(tmp_path):
     np.testing.assert_allclose(chip_to_body(np.array([1.0, 2.0, 3.0])), [-2.0, 3.0, -1.0])
     conf = tmp_path / "pidog.conf"
     conf.write_text("[x]\nlegs_servo_offset_list = [1.5, -2, 0, 0, 0, 0, 0, 3]\nhead_servo_offset_list = [0, 0, 0]\n")
     offsets = read_pidog_conf(conf)
     assert offsets["legs_servo_offset_list"] == [1.5, -2.0, 0, 0, 0, 0, 0, 3.0]
+
+
+def test_safety_envelope_matches_the_models_joint_ranges():
+    from pidog_env.model import load_model
+    m = load_model()
+    for j, name in enumerate(robot.LEG_JOINTS):
+        np.testing.assert_allclose(np.rad2deg(m.joint(name).range), robot.LEG_ENVELOPE_DEG[j], atol=1e-9)
+    spec = spec_stub()
+    s = SafetyLayer(spec.leg_servo_limits_deg, 1e6, 0.02, STAND_DEG, 60.0)
+    out = s.filter(np.full(8, 89.0))
+    assert out.tolist() == [89.0, 75.0, 80.0, 45.0, 89.0, 75.0, 80.0, 45.0]    # right side mirrored
+    out = s.filter(np.full(8, -89.0))
+    assert out.tolist() == [-80.0, -45.0, -89.0, -75.0, -80.0, -45.0, -89.0, -75.0]
 
 
 BLOCKER = """

@@ -1,0 +1,137 @@
+"""SunFounder's vendor stack reduced to what the runtime needs, with no vendor thread in the process.
+
+`pidog.Pidog()` starts threads in the caller's process: legs/head/tail action threads, an IMU thread that
+samples at ~19 Hz, an LED thread and (pidog 1.3.13) an ultrasonic thread that busy-waits on a GPIO
+holding the GIL. Each of the runtime's 8 servo writes per tick releases the GIL and may then wait up
+to the 5 ms switch interval to get it back, so those threads turn a ~4 ms tick into ~40 ms. The
+runtime therefore never constructs `Pidog`; it builds the parts itself, as `Pidog.__init__` does:
+
+* `robot_hat.utils.reset_mcu()`, then `robot_hat.Robot` for legs, head and tail (same pins, start-up
+  order and `pidog.conf` offsets; constructing them moves the servos to the lie pose one by one);
+* `pidog.sh3001.Sh3001` (no thread), switched to +-8 g and read with one 12-byte block read at the
+  start of each tick;
+* `robot_hat.utils.get_battery_voltage()` (one ADC read).
+
+Servo writes go through each servo's own I2C word write (the register value `Servo.angle` computes),
+so a write that failed after the vendor's 5 retries (it returns False) is counted, not lost.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from pidog_env import robot
+
+PIDOG_CONF = Path.home() / ".config" / "pidog" / "pidog.conf"
+# robot_hat.Servo: -90..90 deg -> 500..2500 us pulses in a 20 ms (50 Hz) frame of 4095 timer counts.
+SERVO_MIN_US, SERVO_MAX_US, SERVO_FRAME_US, SERVO_PERIOD = 500.0, 2500.0, 20000.0, 4095
+
+
+@dataclass
+class VendorStack:
+    """The vendor classes and functions the runtime uses (the real ones, or `deploy.fake_vendor`'s)."""
+
+    Robot: Any                                  # robot_hat.Robot
+    Sh3001: Any                                 # pidog.sh3001.Sh3001
+    reset_mcu: Callable[[], None]
+    battery_voltage: Callable[[], float]
+    versions: dict[str, str] = field(default_factory=dict)
+    sleep: Callable[[float], None] | None = None     # None: time.sleep (the fake may shorten start-up waits)
+
+
+def _version(dist: str, module: Any) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return str(getattr(module, "__version__", "unknown"))
+
+
+def load_vendor() -> VendorStack:
+    """Import the installed vendor libraries; ImportError with the fix when they are missing or too new."""
+    try:
+        import robot_hat
+        from robot_hat import utils
+    except ImportError as exc:
+        raise ImportError(f"robot_hat is not installed ({exc})") from exc
+    if not hasattr(robot_hat, "Robot"):
+        raise ImportError(f"robot_hat {_version('robot-hat', robot_hat)} has no Robot class (robot-hat 2.6.x removed "
+                          "it); install the 2.5.x branch, which pidog needs too")
+    try:
+        import pidog
+        from pidog.sh3001 import Sh3001
+    except ImportError as exc:
+        raise ImportError(f"the SunFounder pidog library is not importable ({exc})") from exc
+
+    def battery() -> float:
+        with warnings.catch_warnings():                # deprecated in robot-hat 2.5.5, still the documented call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return float(utils.get_battery_voltage())
+
+    def reset() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            utils.reset_mcu()
+
+    versions = {"pidog": _version("pidog", pidog), "robot_hat": _version("robot-hat", robot_hat)}
+    return VendorStack(Robot=robot_hat.Robot, Sh3001=Sh3001, reset_mcu=reset, battery_voltage=battery,
+                       versions=versions)
+
+
+def version_warnings(versions: dict[str, str]) -> list[str]:
+    """Lines to print when the installed vendor versions differ from the tested pair."""
+    out = []
+    for name, tested in robot.TESTED_VENDOR_VERSIONS.items():
+        have = versions.get(name, "unknown")
+        if have.split(".")[:2] != tested.split(".")[:2]:
+            out.append(f"warning: {name} {have} is installed; this runtime was tested with {name} {tested}")
+    return out
+
+
+def servo_register_value(angle_deg: float) -> int:
+    """The PWM register value robot_hat's `Servo.angle(angle_deg)` writes (clamped to +-90 deg)."""
+    angle = min(max(float(angle_deg), -90.0), 90.0)
+    pulse_us = SERVO_MIN_US + (angle + 90.0) * (SERVO_MAX_US - SERVO_MIN_US) / 180.0
+    return int(pulse_us / SERVO_FRAME_US * SERVO_PERIOD)
+
+
+def write_servo(servo: Any, angle_deg: float) -> bool:
+    """One servo write as `Servo.angle` does it (PWM channel register, high byte first); False when the
+    I2C write failed after the vendor's retries."""
+    value = servo_register_value(angle_deg)
+    word = ((value & 0xFF) << 8) | (value >> 8)         # robot_hat's I2C.write([reg, high, low]) byte order
+    return servo._write_word_data(servo.REG_CHN + servo.channel, word) is not False
+
+
+def chip_to_body(v) -> "np.ndarray":
+    """SH3001 chip axes (+x down, +y rearward, +z left) -> body axes (x forward, y left, z up)."""
+    import numpy as np
+    x, y, z = v
+    return np.array([-y, z, -x], dtype=np.float64)
+
+
+def body_to_chip(v) -> tuple[float, float, float]:
+    """Inverse of `chip_to_body`."""
+    bx, by, bz = v
+    return -bz, -bx, by
+
+
+def read_pidog_conf(path: Path = PIDOG_CONF) -> dict[str, list[float]]:
+    """Calibration offsets from the robot's pidog.conf (`legs_servo_offset_list = [...]` lines)."""
+    import ast
+    out: dict[str, list[float]] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        if "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key.endswith("servo_offset_list"):
+            try:
+                out[key] = [float(v) for v in ast.literal_eval(value)]
+            except (ValueError, SyntaxError, TypeError):
+                continue
+    return out

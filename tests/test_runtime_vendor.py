@@ -1,0 +1,255 @@
+"""The robot runtime against a recording fake of the vendor stack (deploy/fake_vendor.py): what it
+constructs, the order of each tick, and that every failure ends lying down (or exiting) in bounded time."""
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from deploy.fake_vendor import FakeVendor, still_level
+from deploy.hardware import DryRunHardware, RobotHardware
+from deploy.runtime import ControlLoop, Stop, hold_stand_policy, imu_check, main
+from deploy.vendor import servo_register_value, version_warnings
+from pidog_env import robot
+from test_deploy import LIE_DEG, STAND_DEG, spec_stub
+
+FAST = dict(stand_s=0.2, lie_s=0.2, settle_s=0.1)      # short pose moves keep these tests quick
+
+
+def robot_with(vendor: FakeVendor, tmp_path) -> RobotHardware:
+    conf = tmp_path / "pidog.conf"
+    conf.write_text("legs_servo_offset_list = [1, -1, 0, 0, 0, 0, 0, 2]\n")
+    return RobotHardware(vendor.stack(), conf)
+
+
+class Recorder:
+    """A stand-holding policy that records each call in the fake's event log and runs `hook(tick)`."""
+
+    def __init__(self, vendor: FakeVendor, hook=None):
+        self.vendor, self.hook, self.calls, self.threads = vendor, hook, 0, set()
+        self.action = hold_stand_policy(spec_stub())(None)
+
+    def __call__(self, obs):
+        self.vendor.record("infer")
+        self.threads |= {t.name for t in threading.enumerate()}
+        self.calls += 1
+        if self.hook:
+            self.hook(self.calls)
+        return self.action
+
+
+def legs_at(vendor, pose):
+    return np.abs(vendor.leg_deg - (pose + np.array([1, -1, 0, 0, 0, 0, 0, 2]))).max() < 0.5    # offsets applied
+
+
+def test_construction_is_the_vendors_minus_its_threads(tmp_path):
+    fake = FakeVendor()
+    hw = robot_with(fake, tmp_path)
+    kinds = [e[0] for e in fake.events]
+    assert kinds[0] == "reset_mcu" and [e[1] for e in fake.events if e[0] == "robot_init"] == ["legs", "head", "tail"]
+    assert ("imu_config", 0x03) in [e[:2] for e in fake.events]                  # +-8 g, not the vendor's 2 g
+    assert legs_at(fake, LIE_DEG)                                                 # the vendor's start-up pose
+    first_leg_writes = [e[1] for e in fake.events if e[0] == "write"][:8]
+    assert first_leg_writes == [robot.LEG_PINS[i] for i in robot.LEG_INIT_ORDER]  # one by one, vendor order
+    acc, gyro = hw.read_imu()
+    np.testing.assert_allclose(acc, [0, 0, 9.81], atol=0.02)
+    np.testing.assert_allclose(gyro, [0, 0, 0], atol=0.01)
+    assert threading.active_count() == 1
+
+
+def test_servo_register_values_are_the_vendors():
+    # robot_hat Servo.angle: 500..2500 us over -90..90 deg, int(us / 20000 * 4095)
+    assert [servo_register_value(a) for a in (-90, 0, 90, 120)] == [102, 307, 511, 511]
+
+
+def test_no_vendor_thread_runs_and_each_tick_reads_the_imu_then_infers_then_writes(tmp_path):
+    fake = FakeVendor()
+    policy = Recorder(fake)
+    loop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST)
+    assert loop.run(0.5) == Stop("done", "time limit reached")
+    assert policy.threads == {"MainThread"}
+    start = next(i for i, e in enumerate(fake.events) if e[0] == "infer")
+    kinds = [e[0] for e in fake.events[start:]]
+    ticks = kinds[:kinds.index("battery")]                                       # the first 24 full ticks
+    assert ticks[:9] == ["infer"] + ["write"] * 8                                # the first tick acts on start()'s read
+    body = ticks[9:]
+    assert body == ["imu", "infer", *["write"] * 8] * (len(body) // 10) and len(body) >= 200
+    assert legs_at(fake, LIE_DEG)
+
+
+@pytest.mark.slow
+def test_start_up_interpolates_over_the_requested_seconds_and_settles_before_the_policy(tmp_path):
+    fake = FakeVendor()
+    policy = Recorder(fake)
+    loop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path))            # default 1.5 s moves, 0.75 s settle
+    loop.run(0.2)
+    writes = [(e[-1], e[1], e[2]) for e in fake.events if e[0] == "write"][8 + 3 + 1:]   # after the vendor's init
+    first_infer = next(e[-1] for e in fake.events if e[0] == "infer")
+    stand_writes = [t for t, ch, v in writes if t < first_infer]
+    assert 2.2 <= stand_writes[-1] - stand_writes[0] <= 2.6                      # 1.5 s move + 0.75 s settle
+    lf_knee = [v for t, ch, v in writes if ch == robot.LEG_PINS[1] and t < first_infer]
+    assert max(abs(np.diff(lf_knee))) <= 2                                      # small steps (~1 deg), no jump
+
+
+@pytest.mark.slow
+def test_dry_run_loads_no_vendor_library_and_moves_nothing(tmp_path, capsys, monkeypatch):
+    import deploy.vendor
+    monkeypatch.setattr(deploy.vendor, "load_vendor", lambda: pytest.fail("dry run loaded the vendor stack"))
+    spec_stub().save(tmp_path / "policy.json")
+    (tmp_path / "policy.onnx").write_bytes(b"")
+    code = main(["--policy", str(tmp_path / "policy.onnx"), "--dry-run", "--stand-only", "--seconds", "0.2",
+                 "--conf", str(tmp_path / "missing.conf")])
+    out = capsys.readouterr().out
+    assert code == 0 and "[dry-run] legs" in out and "has no legs_servo_offset_list" in out
+    assert "robot_hat" not in sys.modules and "pidog" not in sys.modules
+
+
+def test_a_stalled_imu_lies_down_within_150_ms(tmp_path):
+    fake = FakeVendor()
+    policy = Recorder(fake, hook=lambda n: setattr(fake, "imu_stalled", n >= 20))
+    stop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST).run(5.0)
+    assert stop == Stop("safety", "IMU: no new sample for 150 ms")
+    assert 20 <= policy.calls <= 20 + 0.150 / 0.02 + 1
+    assert legs_at(fake, LIE_DEG)
+
+
+@pytest.mark.slow
+def test_low_battery_refuses_to_stand_and_lies_down_when_it_stays_low(tmp_path):
+    fake = FakeVendor(battery_v=6.8)
+    policy = Recorder(fake)
+    stop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST).run(1.0)
+    assert stop.kind == "refused" and "6.80 V is below 7.0 V" in stop.message and stop.exit_code == 2
+    assert policy.calls == 0 and legs_at(fake, LIE_DEG)
+    assert not any(abs(v - servo_register_value(STAND_DEG[1] - 1)) < 1 for e in fake.events if e[0] == "write"
+                   for v in [e[2]] if e[1] == robot.LEG_PINS[1])             # the LF knee never went to stand
+    fake = FakeVendor(battery_v=7.6)
+    policy = Recorder(fake, hook=lambda n: setattr(fake, "battery_v", 6.1 if n >= 30 else 7.6))
+    t0 = time.perf_counter()
+    stop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST).run(10.0)
+    assert stop.kind == "safety" and stop.message.startswith("battery below 6.4 V for 1.5 s")
+    assert policy.calls <= 30 + (1.5 + 2 * 0.5) / 0.02 and time.perf_counter() - t0 < 4.5
+    assert legs_at(fake, LIE_DEG)
+
+
+@pytest.mark.slow
+def test_failed_servo_writes_stop_the_policy_after_three_ticks(tmp_path):
+    fake = FakeVendor()
+    policy = Recorder(fake, hook=lambda n: setattr(fake, "fail_writes", n >= 20))
+    t0 = time.perf_counter()
+    stop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST).run(10.0)
+    assert stop == Stop("safety", "servo writes failed on 3 ticks in a row (I2C)") and policy.calls == 22
+    assert time.perf_counter() - t0 < 2.0                                          # the lie-down is attempted, bounded
+    fake.fail_writes = False                                                      # a transient fault: lies down
+    policy = Recorder(fake, hook=lambda n: setattr(fake, "fail_writes", 20 <= n < 23))
+    loop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST)
+    orig = loop.lie_down
+    loop.lie_down = lambda: (setattr(fake, "fail_writes", False), orig())
+    assert loop.run(10.0).message.startswith("servo writes failed") and legs_at(fake, LIE_DEG)
+
+
+def test_steady_25_ms_ticks_stop_the_policy(tmp_path):
+    fake = FakeVendor(write_s=0.003)                                              # 8 x 3 ms + IMU: ~25.5 ms ticks
+    policy = Recorder(fake)
+    stop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST).run(10.0)
+    assert stop.kind == "safety" and stop.message.startswith("ticks took over 16 ms 5 times in a row")
+    assert policy.calls <= 6 and legs_at(fake, LIE_DEG)
+
+
+@pytest.mark.slow
+def test_a_steadily_late_loop_stops_on_its_rolling_mean_period(tmp_path):
+    fake = FakeVendor()
+    policy = Recorder(fake)
+    loop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST)
+    sleep_until = loop._sleep_until
+    loop._sleep_until = lambda t: (sleep_until(t), time.sleep(0.025))             # descheduled 25 ms per tick
+    stop = loop.run(10.0)
+    assert stop.kind == "safety" and stop.message.startswith("the loop runs at") and "over 25 ticks" in stop.message
+    assert policy.calls == 25 and max(loop.stats.tick_ms) < 16 and legs_at(fake, LIE_DEG)
+
+
+def test_a_hung_lie_down_is_abandoned_within_its_deadline(tmp_path):
+    fake = FakeVendor()
+    loop = ControlLoop(spec_stub(), Recorder(fake), robot_with(fake, tmp_path), **FAST)
+    orig = loop.lie_down
+    loop.lie_down = lambda: (setattr(fake, "hang_writes", True), orig())          # the I2C bus hangs
+    t0 = time.perf_counter()
+    stop = loop.run(0.3)
+    assert stop == Stop("aborted", "the lie-down did not finish within 1.2 s") and stop.exit_code == 3
+    assert time.perf_counter() - t0 < 0.3 + 1.2 + 1.5
+    assert threading.active_count() == 1
+
+
+@pytest.mark.slow
+def test_a_signal_lies_down_and_a_second_one_during_the_lie_down_exits_at_once(tmp_path):
+    fake = FakeVendor()
+    policy = Recorder(fake, hook=lambda n: n == 10 and os.kill(os.getpid(), signal.SIGTERM))
+    loop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST)
+    assert loop.run(10.0) == Stop("signal", "SIGTERM received") and legs_at(fake, LIE_DEG)
+    fake = FakeVendor()
+    policy = Recorder(fake, hook=lambda n: n == 10 and os.kill(os.getpid(), signal.SIGINT))
+    loop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), stand_s=0.2, lie_s=5.0, settle_s=0.1)
+    orig = loop.lie_down
+    loop.lie_down = lambda: (threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start(), orig())
+    t0 = time.perf_counter()
+    stop = loop.run(10.0)
+    assert stop == Stop("aborted", "SIGINT received again: exiting without finishing the lie-down")
+    assert time.perf_counter() - t0 < 2.0 and not legs_at(fake, LIE_DEG)          # left mid-move, at once
+
+
+def test_a_tilted_or_shaken_robot_is_refused_before_it_stands(tmp_path):
+    tilted = FakeVendor(world=lambda t: ((0.15 * 9.81, 0.0, 9.81 * math.sqrt(1 - 0.15 ** 2)), (0.0, 0.0, 0.0)))
+    stop = ControlLoop(spec_stub(), Recorder(tilted), robot_with(tilted, tmp_path), **FAST).run(1.0)
+    assert stop.kind == "refused" and "0.15 g off" in stop.message and legs_at(tilted, LIE_DEG)
+
+
+def tilting_world(flip: bool):
+    """Level; nose down and back during 1-2 s; left side down and back during 3-4 s (0.6 rad bumps)."""
+    def bump(t, t0):
+        if not t0 <= t <= t0 + 1:
+            return 0.0, 0.0
+        x = (t - t0) * math.pi
+        return 0.6 * math.sin(x) ** 2, 0.6 * math.pi * math.sin(2 * x)
+    def world(t):
+        pitch, pitch_rate = bump(t, 1.0)
+        roll_down, roll_rate = bump(t, 3.0)
+        roll = -roll_down
+        acc = 9.81 * np.array([-math.sin(pitch), math.sin(roll), math.cos(pitch) * math.cos(roll)])
+        gyro = np.array([-roll_rate, pitch_rate, 0.0])
+        if flip:                                                                  # module turned 180 deg about z
+            acc[:2], gyro[:2] = -acc[:2], -gyro[:2]
+        return tuple(acc), tuple(gyro)
+    return world
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flip", [False, True])
+def test_imu_check_passes_a_correct_mounting_and_fails_a_turned_module(flip, tmp_path):
+    fake = FakeVendor(world=tilting_world(flip))
+    lines = []
+    ok = imu_check(robot_with(fake, tmp_path), spec_stub(), seconds_per_step=2.2, say=lines.append)
+    assert ok is (not flip), lines
+    if flip:
+        assert any("rotated 180 deg" in line for line in lines)
+    else:
+        assert sum("PASS" in line for line in lines) == 2
+
+
+def test_vendor_versions_and_offsets_are_reported(tmp_path):
+    assert version_warnings({"pidog": "1.3.13", "robot_hat": "2.5.5"}) == []
+    assert version_warnings({"pidog": "1.3.13", "robot_hat": "2.6.0"}) == [
+        "warning: robot_hat 2.6.0 is installed; this runtime was tested with robot_hat 2.5.5"]
+    conf = tmp_path / "pidog.conf"
+    conf.write_text("legs_servo_offset_list = [0, 0, 0, 0, 0, 0, 0, 0]\n")
+    lines = RobotHardware(FakeVendor().stack(), conf).describe()
+    assert lines[0] == "vendor: pidog 1.3.13, robot_hat 2.5.5" and "every leg servo offset is zero" in lines[-1]
+
+
+def test_dry_run_hardware_never_fails_and_prints(capsys, tmp_path):
+    hw = DryRunHardware(tmp_path / "none.conf")
+    stop = ControlLoop(spec_stub(), hold_stand_policy(spec_stub()), hw, **FAST).run(0.2)
+    assert stop == Stop("done", "time limit reached") and "[dry-run] legs" in capsys.readouterr().out
