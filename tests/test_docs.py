@@ -64,4 +64,8 @@ def test_readme_standing_and_trot_returns_are_current():
     stand = run_episode(lambda obs: STAND_ACTION.astype(np.float32), env, seed=0)["return"]
     trot = run_episode(TrotGait.for_env(env), env, seed=0)["return"]
     env.close()
-    assert f"earns {stand:,.0f} per episode against the trot's {trot:,.0f}" in README
+    m = re.search(r"earns ([\d,]+) per episode against the trot's ([\d,]+)", README)
+    assert m, "README no longer states the standing and trot returns"
+    readme_stand, readme_trot = (float(x.replace(",", "")) for x in m.groups())
+    # MuJoCo's floating point differs slightly between CPUs (vector code paths): 1 % covers that, not a change.
+    assert readme_stand == pytest.approx(stand, rel=0.01) and readme_trot == pytest.approx(trot, rel=0.01), (stand, trot)

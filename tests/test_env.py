@@ -15,7 +15,7 @@ from pidog_env.env import STAND_ACTION, PiDogEnv
 from pidog_env.evaluation import run_episode
 from pidog_env.gaits import TrotGait
 
-REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "fall"}
+REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision", "fall"}
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3, "privileged": True},
@@ -137,12 +137,19 @@ def test_episode_is_truncated_after_20_seconds():
 def test_falling_terminates_with_the_fall_penalty():
     env = gym.make("PiDog-v0", randomize=False)
     env.reset(seed=0)
-    lie_flat = -np.ones(8, dtype=np.float32)             # every joint 45 deg below stand: the body drops
+    base = env.unwrapped
+    lean = -np.ones(8, dtype=np.float32)                 # every joint 45 deg below stand: it kneels ...
+    lean[[0, 1, 4, 5]] = 1.0                             # ... on the right only, so it tips onto its side
     for _ in range(200):
-        _, _, term, _, info = env.step(lie_flat)
+        _, _, term, _, info = env.step(lean)
         if term:
             break
     assert term and info["fell"] and info["reward_terms"]["fall"] == pytest.approx(-50.0)
+    assert base.data.xmat[base.idx.torso_body][8] < np.cos(np.deg2rad(60)) or base.data.sensordata[base.idx.torso_touch] > 0
+    env.reset(seed=0)                                    # kneeling (knees on the floor, torso up) is not a fall
+    for _ in range(100):
+        _, _, term, _, info = env.step(-np.ones(8, dtype=np.float32))
+    assert not term and base.data.qpos[2] > 0.04
 
 
 def test_standing_still_earns_clearly_less_than_trotting():
@@ -167,11 +174,12 @@ def test_an_action_of_zero_holds_the_stand_pose():
     env.close()
 
 
-def test_action_scale_reaches_the_whole_trot_and_stays_in_the_servo_range():
+def test_action_scale_reaches_the_whole_trot_and_stays_in_the_safe_envelope():
     from pidog_env.gaits import TrotParams, trot_joint_targets
     q = np.array([trot_joint_targets(p, TrotParams()) for p in np.linspace(0, 1, 401)])
     a = robot.leg_rad_to_action(q)
     assert np.abs(a).max() < 0.9                                 # the trot never needs the clip
     np.testing.assert_allclose(robot.action_to_leg_rad(a), q, atol=1e-12)
     extremes = robot.action_to_leg_rad(np.array([[-1.0] * 8, [1.0] * 8]))
-    assert np.abs(extremes).max() <= robot.LEG_Q_MAX + 1e-12
+    assert np.all(extremes >= robot.LEG_Q_MIN - 1e-12) and np.all(extremes <= robot.LEG_Q_MAX + 1e-12)
+    assert q.min() >= robot.LEG_Q_MIN.min() and np.all(q >= robot.LEG_Q_MIN) and np.all(q <= robot.LEG_Q_MAX)

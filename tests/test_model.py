@@ -23,10 +23,14 @@ def test_twelve_hinge_joints_each_with_one_position_actuator(model):
     assert np.all(model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)   # position servos
 
 
-def test_joint_ranges_are_the_servo_range_in_model_coordinates(model):
+def test_joint_ranges_are_the_safe_envelope_in_model_coordinates(model):
     for name in robot.LEG_JOINTS:
         lo, hi = np.rad2deg(model.jnt_range[model.joint(name).id])
-        assert (lo, hi) == pytest.approx((-90.0, 90.0))
+        assert (lo, hi) == pytest.approx((-80.0, 90.0) if name.endswith("hip") else (-45.0, 75.0))
+    for name in robot.LEG_JOINTS:                          # the vendor's own poses lie inside it
+        j = robot.LEG_JOINTS.index(name)
+        for pose in ("lie", "stand", "sit"):
+            assert robot.LEG_Q_MIN[j] - 1e-9 <= robot.pose_rad(pose)[j] <= robot.LEG_Q_MAX[j] + 1e-9
     lo, hi = np.rad2deg(model.jnt_range[model.joint("head_pitch").id])
     assert (lo, hi) == pytest.approx((-45.0, 30.0))
 

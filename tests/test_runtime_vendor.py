@@ -152,6 +152,7 @@ def test_failed_servo_writes_stop_the_policy_after_three_ticks(tmp_path):
     assert loop.run(10.0).message.startswith("servo writes failed") and legs_at(fake, LIE_DEG)
 
 
+@pytest.mark.slow
 def test_steady_25_ms_ticks_stop_the_policy(tmp_path):
     fake = FakeVendor(write_s=0.003)                                              # 8 x 3 ms + IMU: ~25.5 ms ticks
     policy = Recorder(fake)
@@ -172,6 +173,7 @@ def test_a_steadily_late_loop_stops_on_its_rolling_mean_period(tmp_path):
     assert policy.calls == 25 and max(loop.stats.tick_ms) < 16 and legs_at(fake, LIE_DEG)
 
 
+@pytest.mark.slow
 def test_a_hung_lie_down_is_abandoned_within_its_deadline(tmp_path):
     fake = FakeVendor()
     loop = ControlLoop(spec_stub(), Recorder(fake), robot_with(fake, tmp_path), **FAST)
