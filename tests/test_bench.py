@@ -45,3 +45,15 @@ def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
     assert data["preset"] == "sample_efficiency_quick" and data["budget_steps"] == 1024
     assert set(data["steps_to_target"]) == {"bc_init", "scratch"} and data["settings"]["bc.epochs"] == "2"
     assert (tmp_path / "sample_efficiency.png").is_file()
+
+
+@pytest.mark.slow
+def test_deploy_latency_writes_the_vendor_fake_and_walking_figures(tmp_path):
+    run_script("deploy_latency.py", "--seconds", "1", "--vendor-seconds", "1", "--episodes", "1", results=tmp_path)
+    data = json.loads((tmp_path / "deploy_latency.json").read_text())
+    keys = {"inference_p99_ms", "jitter_p99_ms", "vendor_fake_tick_duration_p99_ms", "vendor_fake_period_p99_ms",
+            "vendor_fake_busy_thread_tick_duration_p99_ms", "vendor_fake_pidog_in_process_tick_duration_p99_ms",
+            "sim_runtime_speed_ratio"}
+    assert keys <= set(data) and all(data[k] > 0 for k in keys)
+    assert data["vendor_fake_threads"] == ["MainThread"]                   # the runtime starts no vendor thread
+    assert "ultrasonic_thread" in data["vendor_fake_busy_thread_threads"]   # the stress case really had one
