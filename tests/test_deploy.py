@@ -194,3 +194,8 @@ def test_bundle_runs_with_numpy_and_onnxruntime_only(exported, tmp_path):
                            str(tmp_path / "run.npz")], cwd=bundle, capture_output=True, text=True,
                           env={"PYTHONPATH": str(bundle), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "max |action - logged action| = 0.00e+00" in proc.stdout, proc.stderr
+    # The robot path (vendor adapter, watchdogs, poses) with the recording fake vendor stack, still without torch & co.
+    proc = subprocess.run([sys.executable, "-m", "deploy.runtime", "--policy", "policy/policy.onnx", "--hardware", "fake",
+                           "--stand-only", "--seconds", "0.3", "--conf", str(tmp_path / "pidog.conf")], cwd=bundle,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(bundle), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and "stopped: time limit reached" in proc.stdout, proc.stdout + proc.stderr
