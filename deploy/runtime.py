@@ -249,6 +249,7 @@ class ControlLoop:
         self._long_ticks = 0
         self._battery_low_since: float | None = None
         self.failed_writes = 0
+        self.stopped: Stop | None = None
 
     # ------------------------------------------------------------------ signals
     def request_stop(self, signum: int, frame=None) -> None:
@@ -263,6 +264,11 @@ class ControlLoop:
     def read_imu(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """A new IMU sample, or the last one again while the IMU is briefly silent; halts after 150 ms."""
         sample = self.hw.read_imu()
+        if sample is None and self._last_sample is None:       # nothing yet: retry for up to 150 ms
+            while sample is None and time.perf_counter() - now <= robot.IMU_STALE_S:
+                time.sleep(0.002)
+                sample = self.hw.read_imu()
+            now = time.perf_counter()
         if sample is not None:
             self._last_sample, self._last_fresh = sample, now
             return sample
@@ -302,6 +308,10 @@ class ControlLoop:
             self.move_to(self.lie, self.lie_s)
         except _Halt:
             pass                                              # a slow lie-down still ends lying (or aborted)
+        except Exception as exc:                              # report the original stop, and this too
+            self.stopped = Stop(self.stopped.kind if self.stopped else "error",
+                                f"{self.stopped.message if self.stopped else ''}; the lie-down failed: "
+                                f"{type(exc).__name__}: {exc}".lstrip("; "))
         finally:
             if watchdog:
                 watchdog.cancel()
@@ -559,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="--hardware sim: the robot's IMU timing (sample age as on the robot) or an ideal IMU")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.dry_run and args.imu_check:
+        ap.error("--imu-check needs the real IMU; it cannot be combined with --dry-run")
     if args.log is not None and (args.log.exists() or not args.log.parent.is_dir()):
         print(f"error: --log {args.log} exists or its folder does not; choose a new file", file=sys.stderr)
         return 2

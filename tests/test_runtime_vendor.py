@@ -255,3 +255,33 @@ def test_dry_run_hardware_never_fails_and_prints(capsys, tmp_path):
     hw = DryRunHardware(tmp_path / "none.conf")
     stop = ControlLoop(spec_stub(), hold_stand_policy(spec_stub()), hw, **FAST).run(0.2)
     assert stop == Stop("done", "time limit reached") and "[dry-run] legs" in capsys.readouterr().out
+
+
+def test_robot_hat_2_6_is_refused_with_the_fix(monkeypatch):
+    import types
+
+    from deploy.vendor import load_vendor
+    monkeypatch.setitem(sys.modules, "robot_hat", types.SimpleNamespace(__version__="2.6.0", utils=None))
+    monkeypatch.setitem(sys.modules, "robot_hat.utils", types.SimpleNamespace())
+    with pytest.raises(ImportError, match=r"robot_hat 2.6.0 has no Robot class .*install the 2.5.x branch"):
+        load_vendor()
+
+
+def test_an_imu_silent_at_first_is_waited_for_and_a_failing_lie_down_is_reported(tmp_path, capsys):
+    fake = FakeVendor()
+    hw = robot_with(fake, tmp_path)
+    fake.imu_failing = True
+    threading.Timer(0.05, setattr, (fake, "imu_failing", False)).start()        # answers after 50 ms
+    loop = ControlLoop(spec_stub(), Recorder(fake), hw, **FAST)
+    real_write = hw.write_legs
+
+    def write(deg):
+        if loop._lying_down:
+            raise RuntimeError("bus gone")
+        return real_write(deg)
+    hw.write_legs = write
+    stop = loop.run(0.2)
+    assert stop == Stop("done", "time limit reached; the lie-down failed: RuntimeError: bus gone")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--policy", str(tmp_path / "policy.onnx"), "--dry-run", "--imu-check"])
+    assert exit_info.value.code == 2 and "cannot be combined" in capsys.readouterr().err

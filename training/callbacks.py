@@ -29,6 +29,8 @@ class MetricsCallback(BaseCallback):
         n = self.training_env.num_envs
         self._sums: list[dict[str, float]] = [defaultdict(float) for _ in range(n)]
         self._finished: list[dict[str, float]] = []
+        if self.exp is not None:                     # the file exists (possibly empty) from the first step on
+            self.exp.write_json(Experiment.TRAIN_EPISODES, self.history)
 
     def _on_step(self) -> bool:
         for i, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"])):
