@@ -133,7 +133,7 @@ class MujocoHardware:
     standing), so pose moves jump: `teleport_pose(stand)` resets the episode.
     """
 
-    def __init__(self, randomize: bool = False, seed: int = 0, imu_timing: str = "robot") -> None:
+    def __init__(self, randomize: bool = False, seed: int = 0, imu_timing: str = "robot", config=None) -> None:
         import gymnasium as gym
 
         import pidog_env  # noqa: F401
@@ -141,7 +141,7 @@ class MujocoHardware:
         from pidog_env.config import EnvConfig
         if imu_timing not in ("robot", "ideal"):
             raise ValueError(f"imu_timing must be 'robot' or 'ideal', got {imu_timing!r}")
-        cfg = EnvConfig()
+        cfg = config or EnvConfig()
         if imu_timing == "ideal":
             cfg = config_tree.apply(config_tree.apply(cfg, "imu.delay_substeps", 0),
                                     "randomization.imu_delay_substeps", (0, 0))

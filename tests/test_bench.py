@@ -57,3 +57,27 @@ def test_deploy_latency_writes_the_vendor_fake_and_walking_figures(tmp_path):
     assert keys <= set(data) and all(data[k] > 0 for k in keys)
     assert data["vendor_fake_threads"] == ["MainThread"]                   # the runtime starts no vendor thread
     assert "ultrasonic_thread" in data["vendor_fake_busy_thread_threads"]   # the stress case really had one
+
+
+def test_robustness_conditions_are_valid_and_outside_the_training_ranges():
+    from bench.robustness import CONDITIONS, condition_config
+    from pidog_env import config_tree
+    from pidog_env.config import EnvConfig
+    base = EnvConfig()
+    for name, settings in CONDITIONS.items():
+        cfg = condition_config(name)                            # validates
+        for key, value in settings.items():
+            trained = config_tree.get(base, key)
+            assert config_tree.get(cfg, key) == (tuple(value) if isinstance(value, tuple) else value)
+            lo, hi = (trained, trained) if not isinstance(trained, tuple) else trained
+            v_lo, v_hi = (value, value) if not isinstance(value, tuple) else value
+            assert v_lo > hi or v_hi < lo, (name, key)          # entirely past the training range
+
+
+@pytest.mark.slow
+def test_robustness_runs_policies_through_the_runtime(tmp_path):
+    run_script("robustness.py", "--episodes", "1", "--conditions", "nominal", "stale_imu", results=tmp_path)
+    data = json.loads((tmp_path / "robustness.json").read_text())
+    assert set(data["conditions"]) == {"nominal", "stale_imu"}
+    assert set(data["conditions"]["nominal"]["trot"]) == {"speed_mps", "fall_rate"}
+    assert data["conditions"]["nominal"]["trot"]["speed_mps"] > 0.05 and (tmp_path / "robustness.png").is_file()

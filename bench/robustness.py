@@ -1,0 +1,183 @@
+"""Robustness outside the training ranges: policies through the robot runtime on the simulated robot.
+
+    python bench/robustness.py                                   # trot, bc and finetuned (see below)
+    python bench/robustness.py --policy mine=outputs/x/export/policy.onnx --policy bc=path/bc.pth
+    python bench/robustness.py --episodes 5 --conditions nominal slippery_floor
+
+Every policy runs through `deploy.runtime.ControlLoop` (the runtime the robot runs: observation
+builder, safety layer, tilt stop) against `deploy.hardware.MujocoHardware` with the robot's IMU timing,
+`--episodes` randomized 20 s episodes per condition (seeds 10,000 onwards, disjoint from training and
+the pipeline's evaluations). A condition keeps the training randomization and pushes one factor past
+its training range (`CONDITIONS`). Policies: `trot` (the hard-coded gait), and, by default, `bc` and
+`finetuned` from seed 0 of the most recent `bench/sample_efficiency.py` BC-init run (its BC policy and
+its selected fine-tuned model, `best_model.zip`, else `final_model.zip`); `--policy LABEL=PATH` adds or
+replaces one (`.pth`, `.zip`, or an exported `policy.onnx` with its `policy.json`).
+
+Writes bench/results/robustness.json, `{"conditions": {name: {label: {"speed_mps", "fall_rate"}}}}`,
+and bench/results/robustness.png (grouped bars: speed and fall rate per condition).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench._common import RESULTS, write_result
+
+SEED_BASE = 10_000
+# Each condition: the training randomization plus these settings, each past its training range.
+CONDITIONS: dict[str, dict[str, object]] = {
+    "nominal": {},                                                          # the training ranges themselves
+    "slippery_floor": {"randomization.friction": (0.3, 0.4)},               # trained on 0.5-1.2
+    "heavier_body": {"randomization.mass_scale": (1.25, 1.35)},             # trained on 0.85-1.15
+    "weaker_servos": {"randomization.torque_scale": (0.6, 0.7)},            # trained on 0.75-1.25
+    "longer_latency": {"randomization.latency_steps": (3, 4)},              # trained on 0-2 control steps
+    "stale_imu": {"imu.hold_steps": 3, "randomization.imu_delay_substeps": (3, 4)},   # a 60 ms held sample
+    # (like the vendor's 19 Hz IMU thread), 12-16 ms old; trained on a fresh sample 0-8 ms old
+    "calibration_errors": {"randomization.calibration_deg": 6.0},           # trained on +-3 deg
+    "stronger_pushes": {"randomization.push_velocity": 0.3,                 # trained on 0.15 m/s
+                        "randomization.push_interval_s": (1.5, 3.0)},       # every 2-5 s
+}
+DEFAULT_RUNS = RESULTS / "sample_efficiency_runs"
+
+
+def condition_config(name: str):
+    from pidog_env import config_tree
+    from pidog_env.config import EnvConfig
+    cfg = EnvConfig()
+    for key, value in CONDITIONS[name].items():
+        cfg = config_tree.apply(cfg, key, value)
+    config_tree.validate(cfg)
+    return cfg
+
+
+def default_policies() -> dict[str, Path]:
+    out = {}
+    bc = DEFAULT_RUNS / "bc" / "bc_pretrained_policy.pth"
+    if bc.is_file():
+        out["bc"] = bc
+    for name in ("best_model.zip", "final_model.zip"):
+        path = DEFAULT_RUNS / "bc_init_seed0" / name
+        if path.is_file():
+            out["finetuned"] = path
+            break
+    return out
+
+
+def load(label: str, path: str | None, env_cfg):
+    """(spec, policy callable) for the runtime; `path` None is the trot."""
+    from deploy.export import spec_for
+    if path is None:
+        from pidog_env.gaits import TrotGait
+        return spec_for(env_cfg, "trot"), TrotGait.for_config(env_cfg)
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from deploy.policy_spec import PolicySpec
+        from deploy.runtime import OnnxPolicy
+        spec = PolicySpec.load(path.with_name("policy.json"))
+        return spec, OnnxPolicy(path, spec)
+    from training.evaluate import policy_callable
+    from training.policies import load_policy
+    policy, meta = load_policy(path)
+    cfg = meta.get("env_config_obj") or env_cfg
+    return spec_for(cfg, str(path)), policy_callable(policy)
+
+
+def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> dict[str, dict[str, float]]:
+    """All policies on one condition (a worker process)."""
+    import torch
+    torch.set_num_threads(1)
+    from deploy.hardware import MujocoHardware
+    from deploy.runtime import ControlLoop
+    cfg = condition_config(name)
+    out = {}
+    for label, path in policies.items():
+        spec, policy = load(label, path, cfg)
+        speeds, falls = [], []
+        for i in range(episodes):
+            hw = MujocoHardware(randomize=True, seed=SEED_BASE + i, config=cfg)
+            stop = ControlLoop(spec, policy, hw, realtime=False, say=lambda line: None).run(cfg.episode_seconds)
+            fell = hw.terminated or stop.message == "tilt beyond the fall limit"
+            speeds.append(hw.info["mean_forward_speed"])
+            falls.append(float(fell))
+            hw.close()
+        out[label] = {"speed_mps": round(float(np.mean(speeds)), 4), "fall_rate": round(float(np.mean(falls)), 3)}
+        print(f"{name:<20} {label:<12} speed {out[label]['speed_mps']:.3f} m/s  falls {out[label]['fall_rate']:.0%}",
+              flush=True)
+    return out
+
+
+def plot(conditions: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(conditions)
+    labels = list(next(iter(conditions.values())))
+    x = np.arange(len(names))
+    width = 0.8 / len(labels)
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+    for j, label in enumerate(labels):
+        for ax, key in zip(axes, ("speed_mps", "fall_rate")):
+            ax.bar(x + (j - (len(labels) - 1) / 2) * width, [conditions[n][label][key] for n in names], width,
+                   label=label)
+    axes[0].set_ylabel("forward speed (m/s)")
+    axes[1].set_ylabel("fall rate")
+    axes[1].set_ylim(0, 1)
+    axes[1].set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=8)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("PiDog-v0 through the robot runtime, outside the training ranges")
+    for ax in axes:
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"-> {path}")
+
+
+def parse_policy(text: str) -> tuple[str, Path]:
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {text!r}")
+    p = Path(path)
+    if not p.is_file() or p.suffix not in (".pth", ".zip", ".onnx"):
+        raise argparse.ArgumentTypeError(f"{path} is not a .pth, .zip or .onnx file")
+    if p.suffix == ".onnx" and not p.with_name("policy.json").is_file():
+        raise argparse.ArgumentTypeError(f"{p.with_name('policy.json')} not found beside {path}")
+    return label, p
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", type=parse_policy, action="append", default=[], metavar="LABEL=PATH",
+                    help="add or replace a policy (.pth, .zip, or policy.onnx beside its policy.json)")
+    ap.add_argument("--episodes", type=int, default=20, help="randomized 20 s episodes per condition and policy")
+    ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS))
+    ap.add_argument("--workers", type=int, default=2, help="conditions evaluated in parallel")
+    args = ap.parse_args()
+    if not (1 <= args.episodes <= 1000 and 1 <= args.workers <= 64):
+        ap.exit(2, "error: --episodes must be in 1..1000 and --workers in 1..64\n")
+    policies: dict[str, str | None] = {"trot": None, **{k: str(v) for k, v in default_policies().items()}}
+    policies.update({label: str(path) for label, path in args.policy})
+    missing = [k for k in ("bc", "finetuned") if k not in policies]
+    if missing:
+        print(f"note: no {' or '.join(missing)} policy from a bench/sample_efficiency.py run in {DEFAULT_RUNS}; "
+              "evaluating the others (pass --policy LABEL=PATH to add one)")
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {name: pool.submit(run_condition, name, policies, args.episodes) for name in args.conditions}
+        conditions = {name: f.result() for name, f in futures.items()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_result("robustness", {"conditions": conditions, "policies": {k: v or "TrotGait" for k, v in policies.items()},
+                                "episodes": args.episodes, "seed_base": SEED_BASE,
+                                "condition_settings": {n: {k: v for k, v in CONDITIONS[n].items()} for n in args.conditions},
+                                "wall_seconds": round(time.perf_counter() - t0, 1)})
+    plot(conditions, RESULTS / "robustness.png")
+
+
+if __name__ == "__main__":
+    main()
