@@ -41,7 +41,7 @@ CONDITIONS: dict[str, dict[str, object]] = {
     # (like the vendor's 19 Hz IMU thread), 12-16 ms old; trained on a fresh sample 0-8 ms old
     "calibration_errors": {"randomization.calibration_deg": 6.0},           # trained on +-3 deg
     "stronger_pushes": {"randomization.push_velocity": 0.3,                 # trained on 0.15 m/s
-                        "randomization.push_interval_s": (1.5, 3.0)},       # every 2-5 s
+                        "randomization.push_interval_s": (1.0, 1.9)},       # every 2-5 s
 }
 DEFAULT_RUNS = RESULTS / "sample_efficiency_runs"
 
