@@ -33,7 +33,7 @@ def one_line_error(proc):
 @pytest.mark.slow
 def test_one_shot_pipeline_writes_every_artifact(tmp_path):
     cli("--output-dir", tmp_path, "--experiment-name", "e2e", "--total-rl-timesteps", "2048",
-        "--checkpoint-freq", "1024", "--eval-freq", "1024", *TINY, check=0)
+        "--checkpoint-freq", "1024", "--eval-freq", "1024", *TINY, "--set", "rl.select_max_fall_rate=1", check=0)
     exp = tmp_path / "e2e"
     for name in ("config.json", "demonstrations.npz", "bc_pretrained_policy.pth", "final_model.zip",
                  "best_model.zip", "summary.json", "evaluations.json"):
@@ -43,6 +43,9 @@ def test_one_shot_pipeline_writes_every_artifact(tmp_path):
     assert list((exp / "bc_logs").glob("progress.csv"))
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["ppo"]["timesteps"] == 2048
+    assert summary["ppo"]["selected"]["model"] == str(exp / "best_model.zip")      # the model to export ...
+    assert summary["ppo"]["last"]["model"] == str(exp / "final_model.zip")         # ... beside the last one
+    assert {"mean_forward_speed", "fall_rate"} <= set(summary["ppo"]["selected"]["final_eval"])
     assert {"mean_forward_speed", "fall_rate", "train_seconds"} <= set(summary["bc"])
     config = json.loads((exp / "config.json").read_text())
     assert config["config"]["rl"]["total_timesteps"] == 2048 and "torch" in config["versions"]

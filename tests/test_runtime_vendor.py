@@ -109,6 +109,7 @@ def test_dry_run_loads_no_vendor_library_and_moves_nothing(tmp_path, capsys, mon
     assert "robot_hat" not in sys.modules and "pidog" not in sys.modules
 
 
+@pytest.mark.slow
 def test_a_stalled_imu_lies_down_within_150_ms(tmp_path):
     fake = FakeVendor()
     policy = Recorder(fake, hook=lambda n: setattr(fake, "imu_stalled", n >= 20))
@@ -203,6 +204,7 @@ def test_a_signal_lies_down_and_a_second_one_during_the_lie_down_exits_at_once(t
     assert time.perf_counter() - t0 < 2.0 and not legs_at(fake, LIE_DEG)          # left mid-move, at once
 
 
+@pytest.mark.slow
 def test_a_tilted_or_shaken_robot_is_refused_before_it_stands(tmp_path):
     tilted = FakeVendor(world=lambda t: ((0.15 * 9.81, 0.0, 9.81 * math.sqrt(1 - 0.15 ** 2)), (0.0, 0.0, 0.0)))
     stop = ControlLoop(spec_stub(), Recorder(tilted), robot_with(tilted, tmp_path), **FAST).run(1.0)
@@ -251,6 +253,7 @@ def test_vendor_versions_and_offsets_are_reported(tmp_path):
     assert lines[0] == "vendor: pidog 1.3.13, robot_hat 2.5.5" and "every leg servo offset is zero" in lines[-1]
 
 
+@pytest.mark.slow
 def test_dry_run_hardware_never_fails_and_prints(capsys, tmp_path):
     hw = DryRunHardware(tmp_path / "none.conf")
     stop = ControlLoop(spec_stub(), hold_stand_policy(spec_stub()), hw, **FAST).run(0.2)
@@ -267,6 +270,7 @@ def test_robot_hat_2_6_is_refused_with_the_fix(monkeypatch):
         load_vendor()
 
 
+@pytest.mark.slow
 def test_an_imu_silent_at_first_is_waited_for_and_a_failing_lie_down_is_reported(tmp_path, capsys):
     fake = FakeVendor()
     hw = robot_with(fake, tmp_path)

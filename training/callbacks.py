@@ -12,6 +12,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from training.experiment import Experiment
+from training.selection import select
 
 EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "heading_change_deg")
 
@@ -65,18 +66,24 @@ class MetricsCallback(BaseCallback):
 class EvalCallback(BaseCallback):
     """Deterministic evaluation every `eval_freq` env steps (and before training starts).
 
-    Writes `evaluations.json` (a history that survives --resume) and saves `best_model.zip` whenever
-    the mean return improves. `evaluate` maps a policy to a summary dict with mean_return,
+    Writes `evaluations.json` (a history that survives --resume) and saves `best_model.zip` whenever the
+    new evaluation becomes the selection (`training.selection`: the fastest evaluated model whose fall
+    rate is at most `max_fall_rate`). `evaluate` maps a policy to a summary dict with mean_return,
     mean_forward_speed and fall_rate.
     """
 
     def __init__(self, evaluate: Callable[[Any], dict[str, float]], eval_freq: int, exp: Experiment,
-                 meta: dict[str, Any], history: list[dict] | None = None) -> None:
+                 meta: dict[str, Any], history: list[dict] | None = None, max_fall_rate: float = 0.02) -> None:
         super().__init__()
         self.evaluate, self.eval_freq, self.exp, self.meta = evaluate, eval_freq, exp, meta
+        self.max_fall_rate = max_fall_rate
         self.history = history or []
-        self.best = max((h["mean_return"] for h in self.history), default=-np.inf)
         self._last = self.history[-1]["timesteps"] if self.history else -np.inf
+
+    @property
+    def selected(self) -> dict | None:
+        i = select(self.history, self.max_fall_rate)
+        return None if i is None else self.history[i]
 
     def _on_training_start(self) -> None:
         if not self.history or self.history[-1]["timesteps"] < self.num_timesteps:
@@ -90,18 +97,23 @@ class EvalCallback(BaseCallback):
     def _run(self) -> None:
         summary = self.evaluate(self.model.policy)
         summary["timesteps"] = int(self.num_timesteps)
+        summary.pop("per_episode", None)
         self.history.append(summary)
         self._last = self.num_timesteps
         for key in ("mean_return", "mean_forward_speed", "fall_rate", "mean_length"):
             self.logger.record(f"eval/{key}", summary[key])
+        chosen = select(self.history, self.max_fall_rate)
+        if chosen == len(self.history) - 1:
+            self.exp.save_model(self.model, self.exp / Experiment.BEST_MODEL,
+                                {**self.meta, "selected_at_timesteps": int(self.num_timesteps)})
+        if chosen is not None:
+            self.logger.record("eval/selected_speed", self.history[chosen]["mean_forward_speed"])
         self.logger.dump(self.num_timesteps)
-        if summary["mean_return"] > self.best:
-            self.best = summary["mean_return"]
-            self.exp.save_model(self.model, self.exp / Experiment.BEST_MODEL, self.meta)
         (self.exp / Experiment.EVALUATIONS).write_text(json.dumps(self.history, indent=1))
         if self.verbose:
+            mark = "  -> best_model.zip" if chosen == len(self.history) - 1 else ""
             print(f"eval @ {self.num_timesteps}: return {summary['mean_return']:.1f}  "
-                  f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}")
+                  f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}{mark}")
 
 
 class CheckpointCallback(BaseCallback):

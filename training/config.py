@@ -88,6 +88,8 @@ class RLConfig:
     eval_freq: int = setting(25_000, ge=0, help="env steps between deterministic evaluations (0: start and end)")
     eval_episodes: int = setting(5, ge=1, le=10_000, help="randomized episodes per evaluation")
     final_eval_episodes: int = setting(20, ge=1, le=10_000, help="randomized episodes for the final figures")
+    select_max_fall_rate: float = setting(0.02, ge=0, le=1, help="best_model.zip: the fastest evaluated model "
+                                          "whose evaluation fall rate is at most this")
     checkpoint_freq: int = setting(50_000, ge=0, help="env steps between checkpoints (0: only at the end)")
     visualize_freq: int = setting(50_000, ge=0, help="env steps between video clips (0: none)")
     video_fps: int = setting(25, choices=(5, 10, 25, 50), help="clip frame rate (clips play in real time)")

@@ -10,7 +10,7 @@
 | tensorboard/               | RL                         | one run, continued by --resume                     |
 | evaluations.json           | RL                         | the deterministic evaluation history               |
 | training_episodes.json     | RL                         | per-rollout means of training episodes (dashboard) |
-| best_model.zip             | RL                         | the best evaluated model so far                    |
+| best_model.zip             | RL                         | the fastest evaluated model with <= 2 % falls: export this |
 | final_model.zip            | RL / GAIL                  | the model at the end of the budget                 |
 | videos/, plots/            | visualization              | clips and the training dashboard                   |
 | summary.json               | every stage                | the figures of each stage                          |

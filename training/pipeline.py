@@ -251,7 +251,7 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
         return [h for h in exp.read_json(name, []) if h["timesteps"] <= start] if cfg.resume else []
 
     evaluator = EvalCallback(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True),
-                             r.eval_freq, exp, meta, earlier(Experiment.EVALUATIONS))
+                             r.eval_freq, exp, meta, earlier(Experiment.EVALUATIONS), r.select_max_fall_rate)
     evaluator.verbose = 1
     checkpoints = CheckpointCallback(r.checkpoint_freq, exp, meta)
     metrics = MetricsCallback(exp, earlier(Experiment.TRAIN_EPISODES))
@@ -285,4 +285,23 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
     first = evaluator.history[0] if evaluator.history else None
     return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
             "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
-            "best_eval_return": evaluator.best, "visualization_seconds": viz.seconds}
+            "last": {"model": str(final), "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"}},
+            "selected": selected_summary(cfg, exp, evaluator.selected), "visualization_seconds": viz.seconds}
+
+
+def selected_summary(cfg: PipelineConfig, exp: Experiment, chosen: dict | None) -> dict[str, Any]:
+    """The model to export: the evaluated model selected by speed under the fall-rate limit, re-evaluated
+    on the final episodes (None when no evaluation met the limit)."""
+    r = cfg.rl
+    if chosen is None or not (exp / Experiment.BEST_MODEL).is_file():
+        log(f"no evaluation had at most {r.select_max_fall_rate:.0%} falls: no best_model.zip; export "
+            f"{exp / Experiment.FINAL_MODEL} only if its falls are acceptable")
+        return {"model": None, "max_fall_rate": r.select_max_fall_rate}
+    from training.policies import load_policy
+    policy, _ = load_policy(exp / Experiment.BEST_MODEL)
+    ev = evaluate_policy(policy, cfg.env, r.final_eval_episodes, randomize=True)
+    log(f"selected: {exp / Experiment.BEST_MODEL} (evaluated at {chosen['timesteps']:,} steps: "
+        f"{chosen['mean_forward_speed']:.3f} m/s, {chosen['fall_rate']:.0%} falls); on the final episodes: "
+        f"{figures(ev)}; export it with: pidog export --model {exp / Experiment.BEST_MODEL}")
+    return {"model": str(exp / Experiment.BEST_MODEL), "timesteps": chosen["timesteps"], "eval": chosen,
+            "max_fall_rate": r.select_max_fall_rate, "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}

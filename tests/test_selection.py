@@ -1,0 +1,58 @@
+"""The model a run ships: the fastest evaluated model under the fall-rate limit."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from training.callbacks import EvalCallback
+from training.selection import select
+
+HISTORY = [  # a synthetic evaluation history: BC at step 0, then faster but sometimes falling
+    {"timesteps": 0, "mean_forward_speed": 0.12, "fall_rate": 0.0, "mean_return": 900.0, "mean_length": 1000},
+    {"timesteps": 25_000, "mean_forward_speed": 0.15, "fall_rate": 0.0, "mean_return": 1000.0, "mean_length": 1000},
+    {"timesteps": 50_000, "mean_forward_speed": 0.19, "fall_rate": 0.1, "mean_return": 1100.0, "mean_length": 1000},   # fast, falls
+    {"timesteps": 75_000, "mean_forward_speed": 0.17, "fall_rate": 0.02, "mean_return": 1050.0, "mean_length": 1000},
+    {"timesteps": 100_000, "mean_forward_speed": 0.17, "fall_rate": 0.0, "mean_return": 1060.0, "mean_length": 1000},  # equal: earlier wins
+]
+
+
+def test_select_picks_the_fastest_evaluation_within_the_fall_limit():
+    assert select(HISTORY, 0.02) == 3
+    assert select(HISTORY, 0.0) == 4
+    assert select(HISTORY, 0.1) == 2
+    assert select([{"mean_forward_speed": 0.3, "fall_rate": 0.5}], 0.02) is None
+    assert select([], 0.02) is None
+
+
+class _Logger:
+    def record(self, *a):
+        pass
+
+    def dump(self, *a):
+        pass
+
+
+class _Exp:
+    def __init__(self, root):
+        self.root, self.saved = root, []
+
+    def __truediv__(self, name):
+        return self.root / name
+
+    def save_model(self, model, path, meta):
+        self.saved.append(meta["selected_at_timesteps"])
+
+
+@pytest.mark.parametrize("resume_at", [0, 2])
+def test_eval_callback_saves_best_model_only_when_the_new_evaluation_is_selected(tmp_path, resume_at):
+    exp = _Exp(tmp_path)
+    queue = iter([dict(h) for h in HISTORY[resume_at:]])
+    cb = EvalCallback(lambda policy: next(queue), 25_000, exp, {}, [dict(h) for h in HISTORY[:resume_at]], 0.02)
+    cb.model = SimpleNamespace(policy=None, logger=_Logger())
+    for h in HISTORY[resume_at:]:
+        cb.num_timesteps = h["timesteps"]
+        cb._run()
+    assert exp.saved == [t for t in (0, 25_000, 75_000) if t >= HISTORY[resume_at]["timesteps"]]
+    assert cb.selected["timesteps"] == 75_000
+    assert [h["timesteps"] for h in json.loads((tmp_path / "evaluations.json").read_text())] == [h["timesteps"] for h in HISTORY]
