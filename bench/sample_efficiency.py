@@ -103,11 +103,14 @@ def main() -> None:
                    for name, seed, kind in jobs}
         results = {name: f.result() for name, f in futures.items()}
     histories: dict[str, list[list[dict]]] = {"bc_init": [], "scratch": []}
-    finals: list[dict] = []
+    finals: list[dict] = []          # the model each run ships (best_model.zip), else its last model
+    lasts: list[dict] = []
     for name, seed, kind in jobs:
         histories[kind].append(json.loads((args.workdir / name / "evaluations.json").read_text()))
         if kind == "bc_init":
-            finals.append(results[name]["ppo"]["final_eval"])
+            ppo = results[name]["ppo"]
+            finals.append(ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"])
+            lasts.append(ppo["final_eval"])
 
     # BC's return under exactly the protocol of PPO's evaluations (same episodes, same seeds).
     from training.policies import load_policy
@@ -137,6 +140,9 @@ def main() -> None:
         "finetuned_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in finals])), 4),
         "finetuned_fall_rate": round(float(np.mean([f["fall_rate"] for f in finals])), 3),
         "finetuned_vs_trot_speed": round(float(np.mean([f["mean_forward_speed"] for f in finals])) / trot_speed, 3),
+        "finetuned_is": "best_model.zip (fastest evaluation with <= rl.select_max_fall_rate falls), else final_model.zip",
+        "finetuned_last_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in lasts])), 4),
+        "finetuned_last_fall_rate": round(float(np.mean([f["fall_rate"] for f in lasts])), 3),
         "target_speed_mps": round(target, 4),
         "steps_to_target": steps,
         "steps_to_target_median": {k: v[0] for k, v in medians.items()},
