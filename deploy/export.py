@@ -30,12 +30,18 @@ PARITY_TOL = 1e-5
 
 
 class DeterministicActor(torch.nn.Module):
-    """The policy's mean action, clipped to the action space (what SB3's predict(deterministic) returns)."""
+    """The policy's mean action, clipped to the action space (what SB3's predict(deterministic) returns).
+
+    For an asymmetric actor-critic the input is the actor's observation alone: the slice that drops the
+    critic-only state is left out, and so is everything of the critic."""
 
     def __init__(self, policy) -> None:
         super().__init__()
-        self.features = policy.pi_features_extractor
-        self.latent = policy.mlp_extractor.policy_net
+        from training.policies import ActorSlice
+        net = policy.mlp_extractor.policy_net
+        asymmetric = len(net) > 0 and isinstance(net[0], ActorSlice)
+        self.features = torch.nn.Identity() if asymmetric else policy.pi_features_extractor
+        self.latent = net[1:] if asymmetric else net
         self.action = policy.action_net
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -109,8 +115,8 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     import onnxruntime as ort
     obs = record_observations(policy, env_cfg, check_steps)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_act = session.run(None, {"obs": obs})[0]
-    torch_act = policy.predict(obs, deterministic=True)[0]
+    onnx_act = session.run(None, {"obs": obs[:, :spec.obs_size]})[0]        # the robot's part only
+    torch_act = policy.predict(obs, deterministic=True)[0]                  # the whole observation
     max_diff = float(np.abs(onnx_act - torch_act).max())
     if not max_diff <= PARITY_TOL:
         raise PipelineError(f"ONNX and PyTorch actions differ by {max_diff:.2e} (> {PARITY_TOL})")

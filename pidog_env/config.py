@@ -58,6 +58,13 @@ class ObservationConfig:
     ultrasonic: bool = setting(False, help="append forward distance / 2.9 m (1.0 when nothing is in range)")
     history: int = setting(0, ge=0, le=50, help="number of past observation frames appended")
     privileged: bool = setting(False, help="append joint angles/velocities, body velocity and height (sim only)")
+    critic_state: bool = setting(False, help="append the critic-only privileged state after the actor's observation "
+                                             "(asymmetric actor-critic: the actor and the exported policy never see it)")
+
+    def check(self) -> None:
+        if self.privileged and self.critic_state:
+            raise ConfigError("obs.privileged (the actor sees sim state) and obs.critic_state (only the critic does) "
+                              "exclude each other")
     gravity_alpha: float = setting(0.04, gt=0, le=1, help="complementary filter: accelerometer weight per step")
 
 
@@ -135,6 +142,8 @@ class EnvConfig:
     def check(self) -> None:
         if abs(self.frame_skip * self.sim_dt - self.ctrl_dt) > 1e-9:
             raise ConfigError(f"ctrl_dt {self.ctrl_dt} must be a whole multiple of sim_dt {self.sim_dt}")
+        if self.use_camera and self.obs.critic_state:
+            raise ConfigError("obs.critic_state is not available with use_camera yet")
         delays = (self.imu.delay_substeps, *self.randomization.imu_delay_substeps)
         if max(delays) >= self.frame_skip:
             raise ConfigError(f"IMU delays {delays} must be shorter than a control step ({self.frame_skip} physics steps)")

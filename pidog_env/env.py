@@ -23,7 +23,10 @@ the real robot measures (`pidog_env.observation` builds it for the env and the r
 | 14-15 | gait clock sin, cos (period `gait_period`, 0.6148 s)      | [-1, 1]           |
 
 Options: `obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first),
-`obs.privileged` (+20: joint angles and velocities, body velocity, height; sim only). `use_camera=True`
+`obs.privileged` (+20: joint angles and velocities, body velocity, height; sim only), `obs.critic_state`
+(+32 after the frames, for the critic only: those 20, foot contacts, the last push, and the episode's
+friction, mass, torque and stiffness scales, latency and IMU delay; `observation.CRITIC_STATE`; PPO's
+`AsymmetricActorCriticPolicy` feeds its actor the frames alone, and the export keeps only the actor). `use_camera=True`
 gives `Dict(image=Box(0, 255, (3, S, S), uint8), state=<the vector above>)` (channels first).
 
 The IMU sample behind an observation is `imu.delay_substeps` physics steps old (1 = 4 ms; the robot
@@ -68,7 +71,8 @@ Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultra
 - v0 (this release): the safe joint envelope replaces the +-90 deg servo range for the action clip and the
   joint limits; leg capsules collide with the floor and with the other leg of their side (`self_collision`
   term; configurations saved before it get scale 0); the IMU sample is delayed, optionally held, and the
-  accelerometer clipped like the robot runtime's (`imu`, `randomization.imu_delay_substeps`).
+  accelerometer clipped like the robot runtime's (`imu`, `randomization.imu_delay_substeps`);
+  `obs.critic_state` appends a critic-only privileged state (asymmetric actor-critic).
 - v0: actions are offsets from the stand pose (`action_scale_deg`), so a fresh policy
   stands instead of collapsing; policies with absolute joint-target actions are refused.
 - v0: timing set in seconds in `EnvConfig` (`ctrl_dt`, `sim_dt`, `episode_seconds`
@@ -97,7 +101,7 @@ from pidog_env import mjcf_names as names
 from pidog_env import robot
 from pidog_env.config import REWARD_TERMS, EnvConfig
 from pidog_env.model import ModelIndex, load_model, self_collisions
-from pidog_env.observation import (OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_Q_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
+from pidog_env.observation import (CRITIC_STATE_SIZE, OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_Q_SCALE, PUSH_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
                                    GravityEstimator, ObservationStack, build_frame, frame_layout, frame_size)
 
 _UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
@@ -176,7 +180,7 @@ class PiDogEnv(gym.Env):
         self._start_yaw = _yaw(d.qpos[3:7])
         self._heading = (math.cos(self._start_yaw), math.sin(self._start_yaw))
         obs = self._stack.reset(self._make_frame(reset=True))
-        return self._wrap_obs(obs), self._metrics(0.0, 0.0)
+        return self._wrap_obs(self._with_critic_state(obs)), self._metrics(0.0, 0.0)
 
     def step(self, action: np.ndarray):
         a = np.array(action, dtype=np.float64)               # a copy: the caller's array is not touched
@@ -231,7 +235,7 @@ class PiDogEnv(gym.Env):
         reward = sum(terms.values())
         truncated = self._steps >= self._episode_steps and not terminated
 
-        obs = self._stack.push(self._make_frame())
+        obs = self._with_critic_state(self._stack.push(self._make_frame()))
         info = self._metrics(v_fwd, v_lat)
         info["reward_terms"] = terms
         info["fell"] = fell
@@ -342,6 +346,20 @@ class PiDogEnv(gym.Env):
         np.clip(imu[:3], -self._accel_max, self._accel_max, out=imu[:3])
         return imu.tolist()
 
+    def _with_critic_state(self, actor_obs: np.ndarray) -> np.ndarray:
+        """The actor's observation, followed by the critic-only state when `obs.critic_state` is on."""
+        if not self.cfg.obs.critic_state:
+            return actor_obs
+        d, idx, p = self.data, self.idx, self._episode_params
+        state = np.concatenate([
+            d.qpos[idx.leg_qpos] * PRIV_Q_SCALE, d.qvel[idx.leg_qvel] * PRIV_QVEL_SCALE,
+            d.sensordata[idx.body_vel] * PRIV_VEL_SCALE, [d.qpos[2] * PRIV_HEIGHT_SCALE],
+            (d.sensordata[idx.foot_touch] > 0).astype(np.float64), self._last_push * PUSH_SCALE,
+            [p["friction"], p["mass_scale"], p["torque_scale"], p["kp_scale"], self._latency / 2.0,
+             self._imu_delay / 2.0]])
+        np.clip(state, -OBS_CLIP, OBS_CLIP, out=state)
+        return np.concatenate([actor_obs, state.astype(np.float32)])
+
     def _wrap_obs(self, vec: np.ndarray):
         if not self.cfg.use_camera:
             return vec
@@ -380,6 +398,9 @@ class PiDogEnv(gym.Env):
         self._latency = 0
         self._imu_delay = self.cfg.imu.delay_substeps
         self._imu_raw = None
+        self._last_push = np.zeros(2)
+        self._episode_params = {"friction": float(self._nominal.geom_friction[self._floor_geom, 0]),
+                                "mass_scale": 1.0, "torque_scale": 1.0, "kp_scale": 1.0}
         self._imu_bias = np.zeros(6)
         self._imu_noise: np.ndarray | None = None
         self._noise_block = np.zeros((0, 6))
@@ -389,17 +410,23 @@ class PiDogEnv(gym.Env):
     def _randomize(self, rng: np.random.Generator) -> None:
         m, dr, nom = self.model, self.cfg.randomization, self._nominal
         mu = rng.uniform(*dr.friction)
+        p = self._episode_params
         m.geom_friction[self._floor_geom, 0] = mu
         m.geom_friction[self._foot_geoms, 0] = mu
         scale = rng.uniform(*dr.mass_scale, size=m.nbody)
         scale[0] = 1.0
+        p["friction"], p["mass_scale"] = float(mu), float(scale[1:].mean())
         m.body_mass[:] = nom.body_mass * scale
         m.body_inertia[:] = nom.body_inertia * scale[:, None]
         m.body_ipos[self.idx.torso_body, :2] += rng.uniform(-dr.com_offset, dr.com_offset, 2)
-        kp = nom.kp * rng.uniform(*dr.kp_scale, size=m.nu)
+        kp_scale = rng.uniform(*dr.kp_scale, size=m.nu)
+        kp = nom.kp * kp_scale
+        p["kp_scale"] = float(kp_scale.mean())
         m.actuator_gainprm[:, 0] = kp
         m.actuator_biasprm[:, 1] = -kp
-        m.actuator_forcerange[:] = nom.forcerange * rng.uniform(*dr.torque_scale, size=(m.nu, 1))
+        torque_scale = rng.uniform(*dr.torque_scale, size=(m.nu, 1))
+        p["torque_scale"] = float(torque_scale.mean())
+        m.actuator_forcerange[:] = nom.forcerange * torque_scale
         self._calibration = np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg)
         self._latency = int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1))
         self._imu_delay = int(rng.integers(dr.imu_delay_substeps[0], dr.imu_delay_substeps[1] + 1))
@@ -413,7 +440,8 @@ class PiDogEnv(gym.Env):
 
     def _push(self) -> None:
         v = self.cfg.randomization.push_velocity
-        self.data.qvel[0:2] += self.np_random.uniform(-v, v, 2)
+        self._last_push = self.np_random.uniform(-v, v, 2)
+        self.data.qvel[0:2] += self._last_push
         self._schedule_push(self.np_random)
 
 
@@ -469,12 +497,17 @@ KEYWORD_SHORTCUTS = {
 
 def observation_space(cfg: EnvConfig) -> spaces.Space:
     """PiDog-v0's observation space for `cfg`, without building the env."""
-    size = frame_size(cfg.obs.ultrasonic, cfg.obs.privileged) * (cfg.obs.history + 1)
+    size = actor_obs_size(cfg) + (CRITIC_STATE_SIZE if cfg.obs.critic_state else 0)
     vec = spaces.Box(-OBS_CLIP, OBS_CLIP, (size,), np.float32)
     if not cfg.use_camera:
         return vec
     s = cfg.camera_size
     return spaces.Dict({"image": spaces.Box(0, 255, (3, s, s), np.uint8), "state": vec})
+
+
+def actor_obs_size(cfg: EnvConfig) -> int:
+    """The part of the observation vector the actor (and the exported policy) sees: the frames."""
+    return frame_size(cfg.obs.ultrasonic, cfg.obs.privileged) * (cfg.obs.history + 1)
 
 
 def action_space(cfg: EnvConfig | None = None) -> spaces.Box:

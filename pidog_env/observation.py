@@ -12,7 +12,8 @@ Layout of one frame (all entries of order 1):
 | privileged    | 20   | (optional, sim only) joint angles /(pi/2), joint velocities     | see `PRIV_*`   |
 |               |      | * 0.05, body velocity (m/s) * 2, torso height (m) * 10          |                |
 
-With `history = K`, the K previous frames (newest first) follow the current one.
+With `history = K`, the K previous frames (newest first) follow the current one. With `critic_state`,
+the critic-only privileged state (`CRITIC_STATE`, sim only) follows them once; the actor never sees it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,25 @@ PRIV_VEL_SCALE = 2.0
 PRIV_HEIGHT_SCALE = 10.0
 OBS_CLIP = 10.0
 GRAVITY = 9.81
+
+
+# The critic-only state (asymmetric actor-critic): name, size, scale or meaning. Everything of order 1.
+CRITIC_STATE = (
+    ("joint_angles", 8, "rad x 2/pi"),
+    ("joint_velocities", 8, "rad/s x 0.05"),
+    ("body_velocity", 3, "m/s x 2, body frame"),
+    ("height", 1, "m x 10"),
+    ("foot_contacts", 4, "1 while the foot touches the floor"),
+    ("push", 2, "the last push's velocity kick, m/s x 5 (zero before the first)"),
+    ("friction", 1, "floor friction"),
+    ("mass_scale", 1, "the episode's mean body mass multiplier"),
+    ("torque_scale", 1, "the episode's mean servo force-limit multiplier"),
+    ("kp_scale", 1, "the episode's mean servo stiffness multiplier"),
+    ("latency", 1, "action latency in control steps / 2"),
+    ("imu_delay", 1, "IMU sample age in physics steps / 2"),
+)
+CRITIC_STATE_SIZE = sum(size for _, size, _ in CRITIC_STATE)
+PUSH_SCALE = 5.0
 
 
 def frame_layout(ultrasonic: bool, privileged: bool) -> dict[str, slice]:

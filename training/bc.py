@@ -62,7 +62,7 @@ def train_bc(train: Demonstrations, val: Demonstrations | None, env_cfg: EnvConf
     env = make_env(env_cfg)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
-    policy = make_policy(obs_space, act_space, policy_cfg)
+    policy = make_policy(obs_space, act_space, policy_cfg, env_cfg=env_cfg)
     logger = imit_logger.configure(folder=str(log_dir), format_strs=["tensorboard", "csv"])
     batch_size = min(cfg.batch_size, len(train))          # tiny datasets (e.g. --quick) still train
     bc = BC(observation_space=obs_space, action_space=act_space, rng=np.random.default_rng(seed), policy=policy,

@@ -177,6 +177,8 @@ class PipelineConfig:
             raise ConfigError("GAIL here supports vector observations only (not env.use_camera)")
         if self.rl.algo != "ppo" and self.env.use_camera:
             raise ConfigError(f"rl.algo {self.rl.algo} supports vector observations only (not env.use_camera)")
+        if self.env.obs.critic_state and (self.rl.algo != "ppo" or self.imitation == "gail"):
+            raise ConfigError("env.obs.critic_state (the asymmetric actor-critic) works with BC and rl.algo ppo only")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
             raise ConfigError("GAIL trains its own PPO generator; combine it with rl.algo ppo")
 

@@ -23,7 +23,7 @@ from training.config import PipelineConfig
 from training.evaluate import evaluate_policy
 from training.experiment import Experiment, checkpoint_steps, latest_checkpoint
 from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
-from training.policies import (load_policy, load_policy_file, policy_class_name, policy_kwargs, policy_meta,
+from training.policies import (load_policy, load_policy_file, policy_class, policy_kwargs, policy_meta,
                                rebuild_policy, save_policy)
 from training.visualization import LiveViewer
 
@@ -212,12 +212,12 @@ def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None
     """The PPO every entry point trains: hand-off schedule on when it starts from BC."""
     p = cfg.ppo
     return HandoffPPO(
-        policy_class_name(venv.observation_space), venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
+        policy_class(venv.observation_space, cfg.env), venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
         batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
         clip_range=p.clip_range, clip_range_vf=p.clip_range_vf, target_kl=p.target_kl, ent_coef=p.ent_coef,
         vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
         normalize_advantage=p.normalize_advantage,
-        policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space), "log_std_init": p.init_log_std},
+        policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space, cfg.env), "log_std_init": p.init_log_std},
         tensorboard_log=str(tb_dir) if tb_dir else None, seed=cfg.seed, device="cpu", verbose=0,
         value_warmup_steps=p.value_warmup_steps if from_bc else 0,
         actor_ramp_steps=p.actor_ramp_steps if from_bc else 0,

@@ -21,7 +21,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActor
 
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
-from pidog_env.env import action_space, observation_space
+from pidog_env.env import action_space, actor_obs_size, observation_space
 from training.common import PipelineError, describe_space, make_env, versions
 from training.config import PolicyConfig
 
@@ -29,28 +29,71 @@ POLICY_FORMAT = "pidog-policy-v1"
 META_NAME = "pidog_meta.json"
 
 
-def policy_class_name(obs_space: gym.Space) -> str:
-    return "MultiInputPolicy" if isinstance(obs_space, gym.spaces.Dict) else "MlpPolicy"
+class ActorSlice(torch.nn.Module):
+    """The first `n` observation entries: what the robot measures (the rest is the critic-only state)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs[..., :self.n]
 
 
-def policy_kwargs(cfg: PolicyConfig, obs_space: gym.Space) -> dict[str, Any]:
+class AsymmetricActorCriticPolicy(ActorCriticPolicy):
+    """An actor-critic whose actor sees only the first `actor_dim` observation entries (the robot's own
+    observation) while the critic sees all of them (plus the privileged critic state the env appends with
+    `obs.critic_state`). BC trains the actor part; the exported policy is the actor alone."""
+
+    def __init__(self, *args: Any, actor_dim: int, **kwargs: Any) -> None:
+        self.actor_dim = actor_dim
+        super().__init__(*args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        super()._build_mlp_extractor()
+        layers: list[torch.nn.Module] = [ActorSlice(self.actor_dim)]
+        last = self.actor_dim
+        for size in self.net_arch["pi"]:
+            layers += [torch.nn.Linear(last, size), self.activation_fn()]
+            last = size
+        self.mlp_extractor.policy_net = torch.nn.Sequential(*layers).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "actor_dim": self.actor_dim}
+
+
+def policy_class(obs_space: gym.Space, env_cfg: EnvConfig | None = None) -> type[ActorCriticPolicy]:
+    """The SB3 policy class for this observation (PPO gets the class itself, BC builds it)."""
+    if isinstance(obs_space, gym.spaces.Dict):
+        return MultiInputActorCriticPolicy
+    return AsymmetricActorCriticPolicy if env_cfg is not None and env_cfg.obs.critic_state else ActorCriticPolicy
+
+
+def policy_class_name(obs_space: gym.Space, env_cfg: EnvConfig | None = None) -> str:
+    return {MultiInputActorCriticPolicy: "MultiInputPolicy", ActorCriticPolicy: "MlpPolicy",
+            AsymmetricActorCriticPolicy: "AsymmetricMlpPolicy"}[policy_class(obs_space, env_cfg)]
+
+
+def policy_kwargs(cfg: PolicyConfig, obs_space: gym.Space, env_cfg: EnvConfig | None = None) -> dict[str, Any]:
     """The exact kwargs PPO gets and BC's policy is built with."""
     kwargs = cfg.to_kwargs()
     if isinstance(obs_space, gym.spaces.Dict):
         kwargs["features_extractor_kwargs"] = {"cnn_output_dim": cfg.features_dim}
+    if policy_class(obs_space, env_cfg) is AsymmetricActorCriticPolicy:
+        kwargs["actor_dim"] = actor_obs_size(env_cfg)
     return kwargs
 
 
-def make_policy(obs_space: gym.Space, act_space: gym.Space, cfg: PolicyConfig,
-                lr: float = 3e-4) -> ActorCriticPolicy:
-    cls = MultiInputActorCriticPolicy if isinstance(obs_space, gym.spaces.Dict) else ActorCriticPolicy
-    return cls(obs_space, act_space, lr_schedule=lambda _: lr, **policy_kwargs(cfg, obs_space))
+def make_policy(obs_space: gym.Space, act_space: gym.Space, cfg: PolicyConfig, lr: float = 3e-4,
+                env_cfg: EnvConfig | None = None) -> ActorCriticPolicy:
+    cls = policy_class(obs_space, env_cfg)
+    return cls(obs_space, act_space, lr_schedule=lambda _: lr, **policy_kwargs(cfg, obs_space, env_cfg))
 
 
 def policy_meta(policy: ActorCriticPolicy, policy_cfg: PolicyConfig, env_cfg: EnvConfig,
                 **extra: Any) -> dict[str, Any]:
     from dataclasses import asdict
-    return {"policy_type": policy_class_name(policy.observation_space), "policy": asdict(policy_cfg),
+    return {"policy_type": policy_class_name(policy.observation_space, env_cfg), "policy": asdict(policy_cfg),
             "env_config": env_cfg.to_dict(), "env_config_hash": env_cfg.hash(),
             "observation_space": describe_space(policy.observation_space),
             "action_space": describe_space(policy.action_space), "versions": versions(), **extra}
@@ -78,7 +121,7 @@ def rebuild_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) ->
     """Policy object from metadata + weights; the env config is rebuilt to recover the spaces."""
     env_cfg = env_config_of(meta)
     pol_cfg = config_tree.from_dict(PolicyConfig, meta["policy"])
-    policy = make_policy(observation_space(env_cfg), action_space(env_cfg), pol_cfg)
+    policy = make_policy(observation_space(env_cfg), action_space(env_cfg), pol_cfg, env_cfg=env_cfg)
     try:
         policy.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
