@@ -141,6 +141,8 @@ def main() -> None:
         "finetuned_fall_rate": round(float(np.mean([f["fall_rate"] for f in finals])), 3),
         "finetuned_vs_trot_speed": round(float(np.mean([f["mean_forward_speed"] for f in finals])) / trot_speed, 3),
         "finetuned_is": "best_model.zip (fastest evaluation with <= rl.select_max_fall_rate falls), else final_model.zip",
+        "train_fall_rate_first_50k": round(float(np.mean([results[name]["ppo"]["train_fall_rate_first_50k"] or 0.0
+                                                           for name, _, kind in jobs if kind == "bc_init"])), 3),
         "finetuned_last_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in lasts])), 4),
         "finetuned_last_fall_rate": round(float(np.mean([f["fall_rate"] for f in lasts])), 3),
         "target_speed_mps": round(target, 4),

@@ -56,3 +56,10 @@ def test_eval_callback_saves_best_model_only_when_the_new_evaluation_is_selected
     assert exp.saved == [t for t in (0, 25_000, 75_000) if t >= HISTORY[resume_at]["timesteps"]]
     assert cb.selected["timesteps"] == 75_000
     assert [h["timesteps"] for h in json.loads((tmp_path / "evaluations.json").read_text())] == [h["timesteps"] for h in HISTORY]
+
+
+def test_training_fall_rate_is_pooled_over_episodes_not_rollouts():
+    from training.callbacks import pooled_fall_rate
+    rows = [{"timesteps": 2048, "fall_rate": 1.0, "episodes": 1}, {"timesteps": 4096, "fall_rate": 0.0, "episodes": 3},
+            {"timesteps": 60_000, "fall_rate": 1.0, "episodes": 5}]
+    assert pooled_fall_rate(rows, 50_000) == 0.25 and pooled_fall_rate(rows, 1000) is None

@@ -57,10 +57,19 @@ class MetricsCallback(BaseCallback):
         if "episode/return" in means:
             self.history.append({"timesteps": int(self.num_timesteps), "mean_return": means["episode/return"],
                                  "mean_forward_speed": means.get("episode/mean_forward_speed", 0.0),
-                                 "mean_length": means["episode/length"], "fall_rate": means["episode/fall"]})
+                                 "mean_length": means["episode/length"], "fall_rate": means["episode/fall"],
+                                 "episodes": len(self._finished)})
             if self.exp is not None:
                 self.exp.write_json(Experiment.TRAIN_EPISODES, self.history)
         self._finished = []
+
+
+def pooled_fall_rate(history: list[dict], until_steps: int) -> float | None:
+    """Fraction of the training episodes that ended in a fall, over the rollouts up to `until_steps`
+    (rows of `MetricsCallback.history`; None when no episode finished by then)."""
+    rows = [h for h in history if h["timesteps"] <= until_steps and h.get("episodes")]
+    episodes = sum(h["episodes"] for h in rows)
+    return sum(h["fall_rate"] * h["episodes"] for h in rows) / episodes if episodes else None
 
 
 class EvalCallback(BaseCallback):

@@ -33,6 +33,8 @@ class PolicyConfig:
                                         help="actor and critic hidden layers (separate nets)")
     activation: str = setting("tanh", choices=("tanh", "relu", "elu"), help="hidden-layer activation")
     features_dim: int = setting(128, ge=1, le=4096, help="CNN output size (camera mode)")
+    use_sde: bool = setting(False, help="generalized state-dependent exploration (gSDE) instead of Gaussian "
+                                        "action noise (PPO; BC builds the same policy)")
 
     def check(self) -> None:
         if not self.net_arch:
@@ -120,6 +122,8 @@ class PPOConfig:
     bc_decay_steps: int = setting(300_000, ge=1, help="... decaying linearly to 0 over this many env steps")
     bc_batch_size: int = setting(256, ge=1, le=1_000_000, help="demonstration rows per auxiliary BC batch")
     freeze_encoder: bool = setting(False, help="camera mode: keep the BC image encoder fixed")
+    sde_sample_freq: int = setting(-1, ge=-1, le=1_000_000, help="policy.use_sde: new exploration noise every "
+                                                                  "this many steps (-1: once per rollout)")
 
 
 @dataclass
@@ -177,6 +181,8 @@ class PipelineConfig:
             raise ConfigError("GAIL here supports vector observations only (not env.use_camera)")
         if self.rl.algo != "ppo" and self.env.use_camera:
             raise ConfigError(f"rl.algo {self.rl.algo} supports vector observations only (not env.use_camera)")
+        if self.policy.use_sde and (self.rl.algo != "ppo" or self.imitation == "gail"):
+            raise ConfigError("policy.use_sde works with BC and rl.algo ppo only")
         if self.env.obs.critic_state and (self.rl.algo != "ppo" or self.imitation == "gail"):
             raise ConfigError("env.obs.critic_state (the asymmetric actor-critic) works with BC and rl.algo ppo only")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:

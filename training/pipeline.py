@@ -16,7 +16,7 @@ from pidog_env.env import action_space, has_display, observation_space
 from training import demos as demo_io
 from training import stopping
 from training.bc import split_episodes, train_bc
-from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallback, StopOnSignal,
+from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallback, StopOnSignal, pooled_fall_rate,
                                 VisualizationCallback)
 from training.common import PipelineError, check_spaces, make_vec_env, versions
 from training.config import PipelineConfig
@@ -216,7 +216,7 @@ def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None
         batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
         clip_range=p.clip_range, clip_range_vf=p.clip_range_vf, target_kl=p.target_kl, ent_coef=p.ent_coef,
         vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-        normalize_advantage=p.normalize_advantage,
+        normalize_advantage=p.normalize_advantage, use_sde=cfg.policy.use_sde, sde_sample_freq=p.sde_sample_freq,
         policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space, cfg.env), "log_std_init": p.init_log_std},
         tensorboard_log=str(tb_dir) if tb_dir else None, seed=cfg.seed, device="cpu", verbose=0,
         value_warmup_steps=p.value_warmup_steps if from_bc else 0,
@@ -285,6 +285,7 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
     first = evaluator.history[0] if evaluator.history else None
     return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
             "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
+            "train_fall_rate_first_50k": pooled_fall_rate(metrics.history, 50_000),
             "last": {"model": str(final), "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"}},
             "selected": selected_summary(cfg, exp, evaluator.selected), "visualization_seconds": viz.seconds}
 

@@ -87,7 +87,8 @@ def policy_kwargs(cfg: PolicyConfig, obs_space: gym.Space, env_cfg: EnvConfig | 
 def make_policy(obs_space: gym.Space, act_space: gym.Space, cfg: PolicyConfig, lr: float = 3e-4,
                 env_cfg: EnvConfig | None = None) -> ActorCriticPolicy:
     cls = policy_class(obs_space, env_cfg)
-    return cls(obs_space, act_space, lr_schedule=lambda _: lr, **policy_kwargs(cfg, obs_space, env_cfg))
+    return cls(obs_space, act_space, lr_schedule=lambda _: lr, use_sde=cfg.use_sde,
+               **policy_kwargs(cfg, obs_space, env_cfg))
 
 
 def policy_meta(policy: ActorCriticPolicy, policy_cfg: PolicyConfig, env_cfg: EnvConfig,
