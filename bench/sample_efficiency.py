@@ -1,7 +1,8 @@
 """Sample efficiency of BC-initialized PPO against PPO from scratch, through the real pipeline.
 
     python bench/sample_efficiency.py            # 50 demos x 200 epochs, 1M PPO steps x 3 seeds x 2 (~1.5 h)
-    python bench/sample_efficiency.py --quick    # a few minutes, same code path, tiny budgets
+    python bench/sample_efficiency.py --budget quick   # ~15 min on 2 cores for iteration (labelled quick)
+    python bench/sample_efficiency.py --quick    # a few minutes, same code path, tiny budgets (a smoke test)
 
 Steps:
 1. Trot reference: the hard-coded trot over `--eval-episodes` randomized episodes (the same seeds every
@@ -55,7 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, nargs="+")
-    ap.add_argument("--budget", type=int, help="PPO env steps per run")
+    ap.add_argument("--budget", type=budget_arg, help="'quick' (the ~15 min protocol, preset "
+                    "sample_efficiency_budget_quick; figures labelled quick) or PPO env steps per run")
     ap.add_argument("--eval-freq", type=int)
     ap.add_argument("--eval-episodes", type=int, default=None)
     ap.add_argument("--n-envs", type=int, default=4)
@@ -69,7 +71,10 @@ def main() -> None:
                     help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`")
     args = ap.parse_args()
     q = args.quick
-    preset = "sample_efficiency_quick" if q else "sample_efficiency"
+    budget_quick = args.budget == "quick"
+    if budget_quick:
+        args.budget = None
+    preset = "sample_efficiency_quick" if q else "sample_efficiency_budget_quick" if budget_quick else "sample_efficiency"
     seeds = args.seeds or ([0] if q else [0, 1, 2])
     typed = [("rl.n_envs", str(args.n_envs)), ("rl.vec_env", args.vec_env)]
     for key, value in (("rl.total_timesteps", args.budget), ("rl.checkpoint_freq", args.budget),
@@ -156,12 +161,25 @@ def main() -> None:
         "speedup_ratio_is_lower_bound": lower_bound,
         "budget_steps": budget, "seeds": seeds, "eval_freq": eval_freq, "eval_episodes": eval_eps,
         "n_demo_episodes": n_demos, "bc_epochs": bc_epochs, "quick": q, "vec_env": args.vec_env,
+        "protocol": "smoke (--quick)" if q else "quick (--budget quick, not the reference)" if budget_quick else "reference",
         "workers": args.workers, "preset": preset, "settings": dict(typed),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     write_result("sample_efficiency", figures)
     (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
     plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
+
+
+def budget_arg(text: str) -> str | int:
+    if text == "quick":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'quick' or a number of steps, got {text!r}") from None
+    if not 1_000 <= value <= 10**9:
+        raise argparse.ArgumentTypeError(f"must be 'quick' or 1,000..10^9 steps, got {value}")
+    return value
 
 
 def median_steps(values: list[int | None], budget: int) -> tuple[float | None, bool]:
