@@ -1,14 +1,15 @@
 """Exploration that does not topple the gait: PPO fine-tuning from the same BC policy with different
 exploration noise, compared on the fraction of training episodes that fall in the first steps.
 
-    python bench/exploration.py                   # 3 variants x 2 seeds x 50k steps from the reference BC
+    python bench/exploration.py                   # 4 variants x 2 seeds x 50k steps from the reference BC
     python bench/exploration.py --seeds 0 1 2 --steps 100000
     python bench/exploration.py --bc path/to/bc_pretrained_policy.pth
 
 Variants (`VARIANTS`, each a set of pipeline settings on top of the `sample_efficiency` preset):
 - `gaussian`: today's default, Gaussian action noise at the hand-off's reset std (ppo.init_log_std);
 - `gsde`: generalized state-dependent exploration (policy.use_sde), noise resampled every 4 steps;
-- `gaussian_small`: Gaussian noise at a third of the default std.
+- `gaussian_small`: Gaussian noise at a third of the default std;
+- `gaussian_small_entropy`: the same start with an entropy bonus that decays over 200k steps.
 
 Without `--bc`, the reference BC policy is trained first exactly as `bench/sample_efficiency.py` trains
 it (its preset's demonstrations and epochs). Every run evaluates deterministically as the pipeline does.
@@ -38,6 +39,9 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
     "gaussian": [],                                                        # ppo.init_log_std -2.5: std 0.08
     "gsde": [("policy.use_sde", "true"), ("ppo.sde_sample_freq", "4"), ("ppo.init_log_std", "-4.5")],
     "gaussian_small": [("ppo.init_log_std", "-3.6")],                      # std 0.027
+    # std 0.027 at first; an entropy bonus that decays to 0 over 200k steps lets it grow where it is safe
+    "gaussian_small_entropy": [("ppo.init_log_std", "-3.6"), ("ppo.ent_coef", "0.01"),
+                               ("ppo.ent_coef_decay_steps", "200000")],
 }
 
 

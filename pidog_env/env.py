@@ -84,6 +84,7 @@ Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultra
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import sys
@@ -99,7 +100,7 @@ from gymnasium import spaces
 from pidog_env import config_tree
 from pidog_env import mjcf_names as names
 from pidog_env import robot
-from pidog_env.config import REWARD_TERMS, EnvConfig
+from pidog_env.config import REWARD_TERMS, EnvConfig, RandomizationConfig
 from pidog_env.model import ModelIndex, load_model, self_collisions
 from pidog_env.observation import (CRITIC_STATE_SIZE, OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_Q_SCALE, PUSH_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
                                    GravityEstimator, ObservationStack, build_frame, frame_layout, frame_size)
@@ -155,6 +156,10 @@ class PiDogEnv(gym.Env):
         self._viewer = None
         self._warned_no_display = False
         self._rng_state_reset()
+
+    def set_randomization(self, randomization: RandomizationConfig) -> None:
+        """New randomization ranges from the next reset on (the training curriculum widens them)."""
+        self.cfg = dataclasses.replace(self.cfg, randomization=randomization)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):

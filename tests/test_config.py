@@ -158,7 +158,8 @@ def test_every_ppo_setting_reaches_the_model(tmp_path):
            "gae_lambda": 0.9, "clip_range": 0.3, "clip_range_vf": 0.4, "target_kl": 0.05, "ent_coef": 0.01,
            "vf_coef": 0.7, "max_grad_norm": 0.8, "normalize_advantage": False, "init_log_std": -1.5,
            "value_warmup_steps": 11, "actor_ramp_steps": 12, "bc_coef": 3.0, "bc_decay_steps": 13,
-           "bc_batch_size": 14, "freeze_encoder": True, "normalize_reward": False, "sde_sample_freq": 7}
+           "bc_batch_size": 14, "freeze_encoder": True, "normalize_reward": False, "sde_sample_freq": 7,
+           "ent_coef_decay_steps": 15}
     assert set(odd) == {f.name for f in dataclasses.fields(cfg.ppo)}, "give the new setting an odd value here"
     for key, value in odd.items():
         cfg = config_tree.apply(cfg, f"ppo.{key}", value)

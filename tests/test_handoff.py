@@ -68,6 +68,17 @@ def test_warmup_ramp_and_bc_decay_schedules():
     venv.close()
 
 
+def test_entropy_schedule_decays_to_zero_and_constant_without_it():
+    venv = DummyVecEnv([lambda: make_env(SHORT)])
+    decaying = HandoffPPO("MlpPolicy", venv, n_steps=64, batch_size=32, ent_coef=0.01, ent_coef_decay_steps=1000,
+                          device="cpu")
+    constant = HandoffPPO("MlpPolicy", venv, n_steps=64, batch_size=32, ent_coef=0.01, device="cpu")
+    for steps, weight in {0: 0.01, 250: 0.0075, 1000: 0.0, 5000: 0.0}.items():
+        decaying.num_timesteps = constant.num_timesteps = steps
+        assert decaying.ent_weight() == pytest.approx(weight) and constant.ent_weight() == pytest.approx(0.01)
+    venv.close()
+
+
 def test_reward_normalizer_statistics_round_trip_through_json(tmp_path):
     venv = RewardNormalizer.wrap(DummyVecEnv([lambda: make_env(SHORT)]), gamma=0.99)
     venv.reset()

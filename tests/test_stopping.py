@@ -57,9 +57,9 @@ def live_processes_in_group(pgid: int, wait: float = 5.0) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["bc", "ppo"])
-@pytest.mark.parametrize("sig,target", [(signal.SIGINT, "group"), (signal.SIGTERM, "main"),
-                                        (signal.SIGTERM, "group")])
+@pytest.mark.parametrize("stage,sig,target", [   # each stage, each signal and each target at least once
+    ("bc", signal.SIGINT, "group"), ("bc", signal.SIGTERM, "main"),
+    ("ppo", signal.SIGINT, "group"), ("ppo", signal.SIGTERM, "group"), ("ppo", signal.SIGTERM, "main")])
 def test_stop_then_resume(tmp_path, stage, sig, target):
     extra, marker = STAGES[stage]
     proc, log = start(tmp_path, "run", extra)

@@ -88,10 +88,19 @@ class RLConfig:
     vec_env: str = setting("subproc", choices=("subproc", "dummy"),
                            help="subproc: one process per env; dummy: all in this process (faster on 2 cores)")
     eval_freq: int = setting(25_000, ge=0, help="env steps between deterministic evaluations (0: start and end)")
-    eval_episodes: int = setting(5, ge=1, le=10_000, help="randomized episodes per evaluation")
-    final_eval_episodes: int = setting(20, ge=1, le=10_000, help="randomized episodes for the final figures")
+    eval_episodes: int = setting(30, ge=1, le=10_000, help="randomized episodes per evaluation (fixed seeds; "
+                                 "best_model.zip's fall-rate limit needs >= 30 to mean anything)")
+    final_eval_episodes: int = setting(50, ge=1, le=10_000, help="randomized episodes for the final figures "
+                                       "(seeds disjoint from the evaluations that select best_model.zip)")
     select_max_fall_rate: float = setting(0.02, ge=0, le=1, help="best_model.zip: the fastest evaluated model "
                                           "whose evaluation fall rate is at most this")
+    curriculum: bool = setting(False, help="widen the training randomization as evaluations stay safe "
+                               "(pidog_env.curriculum; evaluations use the configured ranges)")
+    curriculum_start: float = setting(0.5, ge=0, le=3, help="rl.curriculum: first level (1 = the configured ranges)")
+    curriculum_step: float = setting(0.1, gt=0, le=3, help="rl.curriculum: level added after each safe evaluation")
+    curriculum_max: float = setting(1.5, ge=0, le=3, help="rl.curriculum: highest level (> 1 widens beyond the ranges)")
+    curriculum_max_fall_rate: float = setting(0.05, ge=0, le=1, help="rl.curriculum: an evaluation with at most "
+                                              "this fall rate raises the level")
     checkpoint_freq: int = setting(50_000, ge=0, help="env steps between checkpoints (0: only at the end)")
     visualize_freq: int = setting(50_000, ge=0, help="env steps between video clips (0: none)")
     video_fps: int = setting(25, choices=(5, 10, 25, 50), help="clip frame rate (clips play in real time)")
@@ -110,6 +119,8 @@ class PPOConfig:
     clip_range_vf: float | None = setting(None, gt=0, le=1e6, help="value clip around the old values (null: off)")
     target_kl: float | None = setting(None, gt=0, le=100, help="stop an update's epochs past 1.5x this KL")
     ent_coef: float = setting(0.0, ge=0, le=10, help="entropy bonus weight")
+    ent_coef_decay_steps: int = setting(0, ge=0, le=10**10, help="the entropy bonus decays linearly to 0 over "
+                                        "this many env steps (0: constant)")
     vf_coef: float = setting(0.5, ge=0, le=100, help="value loss weight")
     max_grad_norm: float = setting(0.5, gt=0, le=1e6, help="gradient norm clip")
     normalize_advantage: bool = setting(True, help="normalize advantages per minibatch")
@@ -185,6 +196,11 @@ class PipelineConfig:
             raise ConfigError("policy.use_sde works with BC and rl.algo ppo only")
         if self.env.obs.critic_state and (self.rl.algo != "ppo" or self.imitation == "gail"):
             raise ConfigError("env.obs.critic_state (the asymmetric actor-critic) works with BC and rl.algo ppo only")
+        if self.rl.curriculum and self.rl.curriculum_max < self.rl.curriculum_start:
+            raise ConfigError(f"rl.curriculum_max {self.rl.curriculum_max} is below rl.curriculum_start "
+                              f"{self.rl.curriculum_start}")
+        if self.rl.curriculum and (self.rl.algo != "ppo" or not self.env.randomization.enabled):
+            raise ConfigError("rl.curriculum needs rl.algo ppo and env.randomization.enabled")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
             raise ConfigError("GAIL trains its own PPO generator; combine it with rl.algo ppo")
 

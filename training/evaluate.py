@@ -14,10 +14,12 @@ from typing import Any, Callable
 import numpy as np
 
 from pidog_env.config import EnvConfig
-from pidog_env.evaluation import run_episode, summarize
+from pidog_env.evaluation import run_episode, run_episodes_batched, summarize
 from training.common import make_env, with_randomization
 
-EVAL_SEED_BASE = 10_000
+EVAL_SEED_BASE = 10_000   # the periodic evaluations (and best_model.zip's selection) use seeds from here
+FINAL_EVAL_SEED_BASE = 20_000   # the final figures: episodes the selection never saw
+EVAL_BATCH = 32          # episodes stepped in lockstep by evaluate_policy (one network call per step)
 
 
 def policy_callable(policy) -> Callable[[Any], np.ndarray]:
@@ -31,15 +33,24 @@ def policy_callable(policy) -> Callable[[Any], np.ndarray]:
 
 
 def evaluate_policy(policy, env_cfg: EnvConfig, episodes: int, seed: int = EVAL_SEED_BASE,
-                    randomize: bool | None = None) -> dict[str, Any]:
-    """Mean return / speed / distance / fall rate over `episodes` seeded episodes (deterministic actions)."""
+                    randomize: bool | None = None, batch: int = EVAL_BATCH) -> dict[str, Any]:
+    """Mean return / speed / distance / fall rate over `episodes` seeded episodes (deterministic actions).
+
+    SB3 policies on vector observations run up to `batch` episodes in lockstep with one network call
+    per control step (`run_episodes_batched`); anything else (the trot, camera policies) one by one."""
     cfg = env_cfg if randomize is None else with_randomization(env_cfg, randomize)
-    env = make_env(cfg)
-    act = policy_callable(policy)
+    seeds = [seed + i for i in range(episodes)]
+    batched = hasattr(policy, "predict") and not cfg.use_camera and batch > 1 and episodes > 1
+    envs = [make_env(cfg) for _ in range(min(batch, episodes) if batched else 1)]
     try:
-        eps = [run_episode(act, env, seed + i) for i in range(episodes)]
+        if batched:
+            eps = run_episodes_batched(lambda obs: policy.predict(obs, deterministic=True)[0], envs, seeds)
+        else:
+            act = policy_callable(policy)
+            eps = [run_episode(act, envs[0], s) for s in seeds]
     finally:
-        env.close()
+        for env in envs:
+            env.close()
     return {**summarize(eps), "per_episode": [
         {k: e[k] for k in ("return", "mean_forward_speed", "forward_distance", "fell", "length")} for e in eps]}
 

@@ -8,6 +8,9 @@
 3. Forgetting: an auxiliary BC loss (MSE between the policy's mean action and the demonstration
    action on a demo minibatch), weighted `bc_coef` at the start and decaying linearly to zero over
    `bc_decay_steps` env steps (DAPG-style).
+
+Also an optional entropy schedule: the bonus `ent_coef` decays linearly to 0 over `ent_coef_decay_steps`
+env steps (0: constant, as SB3's).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from torch.nn import functional as F
 class HandoffPPO(PPO):
     def __init__(self, *args: Any, value_warmup_steps: int = 0, actor_ramp_steps: int = 0, bc_coef: float = 0.0,
                  bc_decay_steps: int = 1, bc_demos: tuple[Any, np.ndarray] | None = None,
-                 bc_batch_size: int = 256, freeze_encoder: bool = False, **kwargs: Any) -> None:
+                 bc_batch_size: int = 256, freeze_encoder: bool = False, ent_coef_decay_steps: int = 0,
+                 **kwargs: Any) -> None:
+        self.ent_coef_decay_steps = ent_coef_decay_steps
         self.value_warmup_steps = value_warmup_steps
         self.actor_ramp_steps = actor_ramp_steps
         self.bc_coef = bc_coef if bc_demos is not None else 0.0
@@ -43,6 +48,11 @@ class HandoffPPO(PPO):
         if self.actor_ramp_steps <= 0:
             return 1.0
         return min(1.0, t / self.actor_ramp_steps)
+
+    def ent_weight(self) -> float:
+        if self.ent_coef_decay_steps <= 0:
+            return float(self.ent_coef)
+        return float(self.ent_coef) * max(0.0, 1.0 - self.num_timesteps / self.ent_coef_decay_steps)
 
     def bc_weight(self) -> float:
         return self.bc_coef * max(0.0, 1.0 - self.num_timesteps / self.bc_decay_steps)
@@ -94,6 +104,7 @@ class HandoffPPO(PPO):
         clip_vf = self.clip_range_vf(self._current_progress_remaining) if self.clip_range_vf is not None else None
         critic_only = self.actor_lr_scale() == 0.0
         bc_w = self.bc_weight()
+        ent_w = self.ent_weight()
         logs: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clip", "bc")}
         continue_training = True
         for _ in range(self.n_epochs):
@@ -115,7 +126,7 @@ class HandoffPPO(PPO):
                 if critic_only:
                     loss = self.vf_coef * value_loss
                 else:
-                    loss = pg_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                    loss = pg_loss + ent_w * entropy_loss + self.vf_coef * value_loss
                     if bc_w > 0:
                         obs_t, demo_acts = self._bc_batch()
                         mean = self.policy.get_distribution(obs_t).mode()
@@ -156,6 +167,7 @@ class HandoffPPO(PPO):
             rec("train/std", th.exp(self.policy.log_std).mean().item())
         rec("handoff/critic_only", float(critic_only))
         rec("handoff/bc_weight", bc_w)
+        rec("train/ent_coef", ent_w)
         if logs["bc"]:
             rec("handoff/bc_loss", float(np.mean(logs["bc"])))
 

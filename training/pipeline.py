@@ -16,11 +16,11 @@ from pidog_env.env import action_space, has_display, observation_space
 from training import demos as demo_io
 from training import stopping
 from training.bc import split_episodes, train_bc
-from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallback, StopOnSignal, pooled_fall_rate,
-                                VisualizationCallback)
+from training.callbacks import (CheckpointCallback, CurriculumCallback, EvalCallback, MetricsCallback, StopOnSignal,
+                                VisualizationCallback, pooled_fall_rate)
 from training.common import PipelineError, check_spaces, make_vec_env, versions
 from training.config import PipelineConfig
-from training.evaluate import evaluate_policy
+from training.evaluate import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment, checkpoint_steps, latest_checkpoint
 from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
 from training.policies import (load_policy, load_policy_file, policy_class, policy_kwargs, policy_meta,
@@ -222,7 +222,7 @@ def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None
         value_warmup_steps=p.value_warmup_steps if from_bc else 0,
         actor_ramp_steps=p.actor_ramp_steps if from_bc else 0,
         bc_coef=p.bc_coef if from_bc else 0.0, bc_decay_steps=p.bc_decay_steps, bc_demos=bc_demos,
-        bc_batch_size=p.bc_batch_size, freeze_encoder=p.freeze_encoder)
+        bc_batch_size=p.bc_batch_size, freeze_encoder=p.freeze_encoder, ent_coef_decay_steps=p.ent_coef_decay_steps)
 
 
 def init_ppo(cfg: PipelineConfig, venv, exp: Experiment, bc_state: dict[str, torch.Tensor] | None,
@@ -254,6 +254,9 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
                              r.eval_freq, exp, meta, earlier(Experiment.EVALUATIONS), r.select_max_fall_rate)
     evaluator.verbose = 1
     checkpoints = CheckpointCallback(r.checkpoint_freq, exp, meta)
+    curriculum = CurriculumCallback(cfg.env.randomization, lambda: evaluator.history, r.curriculum_start,
+                                    r.curriculum_step, r.curriculum_max, r.curriculum_max_fall_rate)
+    curriculum.verbose = 1
     metrics = MetricsCallback(exp, earlier(Experiment.TRAIN_EPISODES))
     viz = VisualizationCallback(r.visualize_freq, exp, cfg.env, lambda: evaluator.history, lambda: metrics.history,
                                 seed=cfg.seed, fps=r.video_fps)
@@ -264,7 +267,8 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
     with stops.stage("PPO", polled=True):
         try:
             model.learn(total_timesteps=r.total_timesteps - start, progress_bar=True, reset_num_timesteps=False,
-                        callback=[metrics, evaluator, checkpoints, StopOnSignal(stops), viz], tb_log_name="PPO")
+                        callback=[metrics, evaluator, *([curriculum] if r.curriculum else []), checkpoints,
+                                  StopOnSignal(stops), viz], tb_log_name="PPO")
         finally:
             seconds = time.perf_counter() - t0
             if live is not None:
@@ -278,7 +282,8 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
     final = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
     with stops.stage("the final evaluation", saved=f"{final} is saved",
                      continue_with=f"pidog evaluate --model {final}"):
-        final_eval = evaluate_policy(model.policy, cfg.env, r.final_eval_episodes, randomize=True)
+        final_eval = evaluate_policy(model.policy, cfg.env, r.final_eval_episodes, FINAL_EVAL_SEED_BASE,
+                                     randomize=True)
     steps_per_s = (model.num_timesteps - start) / max(seconds, 1e-9)
     log(f"PPO done: {model.num_timesteps} steps at {steps_per_s:.0f} steps/s -> {final}; final policy: "
         f"{figures(final_eval)}")
@@ -287,7 +292,8 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
             "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
             "train_fall_rate_first_50k": pooled_fall_rate(metrics.history, 50_000),
             "last": {"model": str(final), "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"}},
-            "selected": selected_summary(cfg, exp, evaluator.selected), "visualization_seconds": viz.seconds}
+            "selected": selected_summary(cfg, exp, evaluator.selected), "visualization_seconds": viz.seconds,
+            "curriculum_level": curriculum.level}
 
 
 def selected_summary(cfg: PipelineConfig, exp: Experiment, chosen: dict | None) -> dict[str, Any]:
@@ -300,7 +306,7 @@ def selected_summary(cfg: PipelineConfig, exp: Experiment, chosen: dict | None) 
         return {"model": None, "max_fall_rate": r.select_max_fall_rate}
     from training.policies import load_policy
     policy, _ = load_policy(exp / Experiment.BEST_MODEL)
-    ev = evaluate_policy(policy, cfg.env, r.final_eval_episodes, randomize=True)
+    ev = evaluate_policy(policy, cfg.env, r.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"selected: {exp / Experiment.BEST_MODEL} (evaluated at {chosen['timesteps']:,} steps: "
         f"{chosen['mean_forward_speed']:.3f} m/s, {chosen['fall_rate']:.0%} falls); on the final episodes: "
         f"{figures(ev)}; export it with: pidog export --model {exp / Experiment.BEST_MODEL}")
