@@ -1,7 +1,7 @@
 """Exploration that does not topple the gait: PPO fine-tuning from the same BC policy with different
 exploration noise, compared on the fraction of training episodes that fall in the first steps.
 
-    python bench/exploration.py                   # 4 variants x 2 seeds x 50k steps from the reference BC
+    python bench/exploration.py                   # 5 variants x 2 seeds x 50k steps from the reference BC
     python bench/exploration.py --seeds 0 1 2 --steps 100000
     python bench/exploration.py --bc path/to/bc_pretrained_policy.pth
 
@@ -9,7 +9,8 @@ Variants (`VARIANTS`, each a set of pipeline settings on top of the `sample_effi
 - `gaussian`: today's default, Gaussian action noise at the hand-off's reset std (ppo.init_log_std);
 - `gsde`: generalized state-dependent exploration (policy.use_sde), noise resampled every 4 steps;
 - `gaussian_small`: Gaussian noise at a third of the default std;
-- `gaussian_small_entropy`: the same start with an entropy bonus that decays over 200k steps.
+- `gaussian_small_entropy`: the same start with an entropy bonus that decays over 200k steps;
+- `gaussian_curriculum`: today's noise with `rl.curriculum` (the training randomization starts at half).
 
 Without `--bc`, the reference BC policy is trained first exactly as `bench/sample_efficiency.py` trains
 it (its preset's demonstrations and epochs). Every run evaluates deterministically as the pipeline does.
@@ -42,6 +43,9 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
     # std 0.027 at first; an entropy bonus that decays to 0 over 200k steps lets it grow where it is safe
     "gaussian_small_entropy": [("ppo.init_log_std", "-3.6"), ("ppo.ent_coef", "0.01"),
                                ("ppo.ent_coef_decay_steps", "200000")],
+    # not exploration, but the other way to topple less in training: today's noise, the randomization
+    # curriculum (half the ranges at first, widened after every evaluation with <= 5 % falls)
+    "gaussian_curriculum": [("rl.curriculum", "true")],
 }
 
 
@@ -62,7 +66,7 @@ def main() -> None:
         shutil.rmtree(args.workdir)                       # bench scratch space, regenerated each run
     args.workdir.mkdir(parents=True)
     typed = [("rl.n_envs", "4"), ("rl.vec_env", "dummy"), ("rl.total_timesteps", str(args.steps)),
-             ("rl.checkpoint_freq", str(args.steps)), ("rl.visualize_freq", "0")]
+             ("rl.checkpoint_freq", str(args.steps)), ("rl.visualize_freq", "0"), ("rl.final_eval_episodes", "30")]
     build_config([], [("@preset", "sample_efficiency"), *typed])          # validate before any work
     common = dict(workdir=str(args.workdir), preset="sample_efficiency", typed=typed)
     t0 = time.perf_counter()
@@ -75,12 +79,18 @@ def main() -> None:
         futures = {name: pool.submit(pipeline, common, name, seed, [("skip_bc", "true"),
                                                                       ("pretrained_model", str(bc)), *VARIANTS[v]])
                    for name, seed, v in jobs}
-        results = {name: f.result() for name, f in futures.items()}
+        results, failed = {}, {}
+        for name, f in futures.items():
+            try:
+                results[name] = f.result()
+            except Exception as exc:                      # reported, and the other runs still count
+                failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                print(f"{name} failed: {failed[name]}", flush=True)
     figures: dict[str, dict] = {}
     for v in args.variants:
         runs = []
         for name, seed, variant in jobs:
-            if variant != v:
+            if variant != v or name in failed:
                 continue
             history = json.loads((args.workdir / name / "training_episodes.json").read_text())
             evals = json.loads((args.workdir / name / "evaluations.json").read_text())
@@ -88,11 +98,15 @@ def main() -> None:
                          "last_eval_speed_mps": evals[-1]["mean_forward_speed"], "last_eval_fall_rate": evals[-1]["fall_rate"],
                          "final_speed_mps": results[name]["ppo"]["final_eval"]["mean_forward_speed"],
                          "final_fall_rate": results[name]["ppo"]["final_eval"]["fall_rate"]})
+        if not runs:
+            figures[v] = {"failed": {n: failed[n] for n, _, var in jobs if var == v}}
+            continue
         falls = [r["train_fall_rate"] for r in runs if r["train_fall_rate"] is not None]
         figures[v] = {"train_fall_rate": round(float(np.mean(falls)), 3) if falls else None,
                       "final_speed_mps": round(float(np.mean([r["final_speed_mps"] for r in runs])), 4),
                       "final_fall_rate": round(float(np.mean([r["final_fall_rate"] for r in runs])), 3),
-                      "settings": dict(VARIANTS[v]), "runs": runs}
+                      "settings": dict(VARIANTS[v]), "runs": runs,
+                      "failed": {n: failed[n] for n, _, var in jobs if var == v and n in failed}}
     write_result("exploration", {"variants": figures, "steps": args.steps, "seeds": args.seeds, "bc": str(bc),
                                  "wall_seconds": round(time.perf_counter() - t0, 1)})
 

@@ -81,3 +81,14 @@ def test_robustness_runs_policies_through_the_runtime(tmp_path):
     assert set(data["conditions"]) == {"nominal", "stale_imu"}
     assert set(data["conditions"]["nominal"]["trot"]) == {"speed_mps", "fall_rate"}
     assert data["conditions"]["nominal"]["trot"]["speed_mps"] > 0.05 and (tmp_path / "robustness.png").is_file()
+
+
+def test_exploration_variants_are_valid_pipeline_settings():
+    from bench.exploration import VARIANTS
+    from training.cli import build_config
+    assert {"gaussian", "gsde", "gaussian_small", "gaussian_small_entropy"} <= set(VARIANTS)   # the three
+    stds = {}
+    for name, settings in VARIANTS.items():
+        cfg = build_config([], [("@preset", "sample_efficiency"), *settings])
+        stds[name] = cfg.ppo.init_log_std
+    assert stds["gaussian_small"] < stds["gaussian"]

@@ -237,6 +237,10 @@ def init_ppo(cfg: PipelineConfig, venv, exp: Experiment, bc_state: dict[str, tor
         model.num_timesteps = model._num_timesteps_at_start = steps
         log(f"resuming from {path.name} at {steps} steps")
     elif bc_state is not None:
+        own = model.policy.state_dict()
+        if "log_std" in bc_state and bc_state["log_std"].shape != own["log_std"].shape:
+            # a Gaussian BC policy into a gSDE PPO (or back): the exploration std is reset just below
+            bc_state = {**bc_state, "log_std": own["log_std"]}
         model.policy.load_state_dict(bc_state, strict=True)
         reset_log_std(model, cfg.ppo.init_log_std)
         log(f"PPO initialized from BC (strict state-dict load), log_std reset to {cfg.ppo.init_log_std}")
