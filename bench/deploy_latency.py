@@ -14,12 +14,16 @@ Then the real runtime loop (deploy.runtime.ControlLoop, real-time scheduling) ru
      itself and never calls `Pidog()`, so the busy thread never starts (`vendor_fake_threads` lists the
      threads alive during the loop);
    - `vendor_fake_busy_thread_*`: a stress case: the busy thread spins in the process anyway (as if a
-     vendor thread could not be avoided); the runtime's 0.1 ms interpreter switch interval limits the damage;
+     vendor thread could not be avoided; it runs at normal priority); the runtime's 0.1 ms interpreter
+     switch interval limits the damage;
    - `vendor_fake_pidog_in_process_*`: the busy thread and the interpreter's default 5 ms switch interval,
      i.e. the previous runtime with `Pidog()` in its process (the runtime's slow-loop stop is disabled
      and the pose moves shortened for this one run, so that it can be measured);
 3. the exported policy in the env and through the runtime on the simulated robot with the robot's IMU
    timing (`--hardware sim --sim-imu robot`), `--episodes` randomized 20 s episodes each.
+
+The runtime raises its control thread to SCHED_FIFO priority where the OS allows it (root or
+CAP_SYS_NICE, as on the Pi under sudo); `*_realtime_priority` says whether each run had it.
 
 Writes bench/results/deploy_latency.json; at the top level `vendor_fake_tick_duration_p99_ms` (target
 < 10) and `vendor_fake_period_p99_ms` (target < 22), `inference_p99_ms` (< 0.5), `jitter_p99_ms` (< 2),
@@ -83,7 +87,8 @@ def vendor_run(spec: PolicySpec, policy, seconds: float, busy_thread: bool, swit
     s = loop.stats.summary()
     return {"tick_duration_p50_ms": round(s["tick_duration_p50_ms"], 3), "tick_duration_p99_ms": round(s["tick_duration_p99_ms"], 3),
             "period_p50_ms": round(s["period_p50_ms"], 3), "period_p99_ms": round(s["period_p99_ms"], 3),
-            "ticks": s["ticks"], "stopped": stop.message, "threads": sorted(seen)}
+            "ticks": s["ticks"], "stopped": stop.message, "threads": sorted(seen),
+            "realtime_priority": s["realtime_priority"]}
 
 
 def walking(spec: PolicySpec, policy, episodes: int) -> dict:

@@ -35,6 +35,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -57,6 +58,9 @@ LONG_TICKS_IN_A_ROW = 5
 FAILED_WRITE_TICKS = 3              # ticks in a row with a failed servo write
 BATTERY_EVERY = 25                  # ticks between battery reads (0.5 s)
 SWITCH_INTERVAL_S = 0.0001          # should any other thread hold the GIL, get it back within 0.1 ms, not 5 ms
+RT_PRIORITY = 40                    # SCHED_FIFO priority of the control thread while it paces in real time:
+                                    # above every normal process, below threaded IRQ handlers (50) such as I2C's;
+                                    # the kernel's RT throttling still leaves 5 % of each second to others
 
 
 def check_layout(spec: PolicySpec) -> None:
@@ -147,6 +151,7 @@ class TimingStats:
     inference_ms: list[float] = field(default_factory=list)
     jitter_ms: list[float] = field(default_factory=list)     # |tick start - its scheduled time|
     overruns: int = 0                       # ticks that started more than a whole period late
+    realtime_priority: bool | None = None   # whether the loop ran at SCHED_FIFO priority (None: not paced)
 
     def summary(self) -> dict[str, float]:
         def pct(xs, q):
@@ -155,13 +160,16 @@ class TimingStats:
                 "tick_duration_p99_ms": pct(self.tick_ms, 99), "period_p50_ms": pct(self.period_ms, 50),
                 "period_p99_ms": pct(self.period_ms, 99), "inference_p50_ms": pct(self.inference_ms, 50),
                 "inference_p99_ms": pct(self.inference_ms, 99), "jitter_p50_ms": pct(self.jitter_ms, 50),
-                "jitter_p99_ms": pct(self.jitter_ms, 99), "overruns": self.overruns}
+                "jitter_p99_ms": pct(self.jitter_ms, 99), "overruns": self.overruns,
+                "realtime_priority": self.realtime_priority}
 
     def line(self) -> str:
         s = self.summary()
         return (f"{s['ticks']} ticks; tick duration p50 {s['tick_duration_p50_ms']:.2f} / p99 {s['tick_duration_p99_ms']:.2f} ms, "
                 f"period p50 {s['period_p50_ms']:.2f} / p99 {s['period_p99_ms']:.2f} ms, inference p99 "
-                f"{s['inference_p99_ms']:.3f} ms, overruns {s['overruns']}")
+                f"{s['inference_p99_ms']:.3f} ms, overruns {s['overruns']}"
+                + ("" if s["realtime_priority"] is None else
+                   f", {'real-time' if s['realtime_priority'] else 'normal'} priority"))
 
 
 @dataclass
@@ -447,6 +455,7 @@ class ControlLoop:
             if threading.current_thread() is threading.main_thread() else {}
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        restore_priority = self._raise_priority() if self.realtime else None
         try:
             try:
                 self.start()
@@ -462,9 +471,27 @@ class ControlLoop:
             self.stopped = Stop("aborted", str(exc))
         finally:
             sys.setswitchinterval(switch)
+            if restore_priority is not None:
+                restore_priority()
             for s, h in previous.items():
                 signal.signal(s, h)
         return self.stopped
+
+    def _raise_priority(self) -> Callable[[], None] | None:
+        """Real-time (SCHED_FIFO) priority for this thread, so that other processes cannot delay a tick;
+        returns how to undo it, or None (with one line said) where the OS does not allow it."""
+        if not hasattr(os, "sched_setscheduler"):
+            return None
+        try:
+            before = os.sched_getscheduler(0), os.sched_getparam(0)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+        except OSError:
+            self.say("note: no real-time priority (run as root, or grant CAP_SYS_NICE); ticks may be delayed "
+                     "by other processes")
+            self.stats.realtime_priority = False
+            return None
+        self.stats.realtime_priority = True
+        return lambda: os.sched_setscheduler(0, *before)
 
     def save_log(self, path: Path) -> None:
         if self.log is not None:

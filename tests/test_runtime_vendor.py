@@ -289,3 +289,25 @@ def test_an_imu_silent_at_first_is_waited_for_and_a_failing_lie_down_is_reported
     with pytest.raises(SystemExit) as exit_info:
         main(["--policy", str(tmp_path / "policy.onnx"), "--dry-run", "--imu-check"])
     assert exit_info.value.code == 2 and "cannot be combined" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_the_paced_loop_asks_for_real_time_priority_and_gives_it_back(allowed, tmp_path, monkeypatch):
+    calls, said = [], []
+
+    def setscheduler(pid, policy, param):
+        calls.append((pid, policy, param.sched_priority))
+        if not allowed and policy == os.SCHED_FIFO:
+            raise PermissionError("not allowed")
+
+    monkeypatch.setattr(os, "sched_setscheduler", setscheduler)
+    monkeypatch.setattr(os, "sched_getscheduler", lambda pid: os.SCHED_OTHER)
+    monkeypatch.setattr(os, "sched_getparam", lambda pid: os.sched_param(0))
+    fake = FakeVendor()
+    loop = ControlLoop(spec_stub(), Recorder(fake), robot_with(fake, tmp_path), realtime=True, say=said.append, **FAST)
+    assert loop.run(0.1).kind == "done"
+    if allowed:     # FIFO for the run, the thread's old policy afterwards
+        assert calls == [(0, os.SCHED_FIFO, 40), (0, os.SCHED_OTHER, 0)] and loop.stats.summary()["realtime_priority"]
+    else:           # a one-line note, and the loop runs anyway
+        assert calls == [(0, os.SCHED_FIFO, 40)] and loop.stats.summary()["realtime_priority"] is False
+        assert any("no real-time priority" in line for line in said)
