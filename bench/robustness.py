@@ -6,9 +6,9 @@
 
 Every policy runs through `deploy.runtime.ControlLoop` (the runtime the robot runs: observation
 builder, safety layer, tilt stop) against `deploy.hardware.MujocoHardware` with the robot's IMU timing,
-`--episodes` randomized 20 s episodes per condition (seeds 10,000 onwards, disjoint from training and
-the pipeline's evaluations). A condition keeps the training randomization and pushes one factor past
-its training range (`CONDITIONS`). Policies: `trot` (the hard-coded gait), and, by default, `bc` and
+`--episodes` randomized 20 s episodes per condition (seeds 30,000 onwards, disjoint from training, the
+pipeline's evaluations (10,000+) and its final figures (20,000+)). A condition keeps the training
+randomization and pushes one factor past its training range (`CONDITIONS`). Policies: `trot` (the hard-coded gait), and, by default, `bc` and
 `finetuned` from seed 0 of the most recent `bench/sample_efficiency.py` BC-init run (its BC policy and
 its selected fine-tuned model, `best_model.zip`, else `final_model.zip`); `--policy LABEL=PATH` adds or
 replaces one (`.pth`, `.zip`, or an exported `policy.onnx` with its `policy.json`).
@@ -29,7 +29,7 @@ import numpy as np
 
 from bench._common import RESULTS, write_result
 
-SEED_BASE = 10_000
+SEED_BASE = 30_000           # disjoint from training.evaluate's EVAL_SEED_BASE and FINAL_EVAL_SEED_BASE
 # Each condition: the training randomization plus these settings, each past its training range.
 CONDITIONS: dict[str, dict[str, object]] = {
     "nominal": {},                                                          # the training ranges themselves
