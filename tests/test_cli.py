@@ -116,3 +116,19 @@ def test_console_script_is_registered():
     import tomllib
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"pidog": "training.cli:main"}
+
+
+def test_a_pretrained_policy_of_another_network_is_a_one_line_error(tmp_path, capsys):
+    from pidog_env.config import EnvConfig
+    from pidog_env.env import action_space, observation_space
+    from training.config import PolicyConfig
+    from training.policies import make_policy, policy_meta, save_policy
+    env_cfg, pol_cfg = EnvConfig(), PolicyConfig()
+    policy = make_policy(observation_space(env_cfg), action_space(env_cfg), pol_cfg, env_cfg=env_cfg)
+    save_policy(tmp_path / "bc.pth", policy, policy_meta(policy, pol_cfg, env_cfg))
+    out = tmp_path / "out"
+    rc = cli.main(["train", "--preset", "tiny", "--skip-bc", "--pretrained-model", str(tmp_path / "bc.pth"),
+                   "--output-dir", str(out), "--experiment-name", "x", "--set", "policy.net_arch=[32,32]"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and "policy.net_arch [128, 128], this run [32, 32]" in err[0]
+    assert not (out / "x").exists()

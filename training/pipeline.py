@@ -159,6 +159,14 @@ def load_pretrained(cfg: PipelineConfig, with_demos: bool = True) -> tuple[Any, 
     state, meta = load_policy_file(path)
     obs_space, act_space = observation_space(cfg.env), action_space(cfg.env)
     check_spaces(f"pretrained model {path.name}", meta, obs_space, act_space)
+    theirs = meta.get("policy", {})
+    for key in ("net_arch", "activation") + (("features_dim",) if cfg.env.use_camera else ()):
+        mine = getattr(cfg.policy, key)
+        if key in theirs and (list(theirs[key]) if key == "net_arch" else theirs[key]) != (
+                list(mine) if key == "net_arch" else mine):
+            raise PipelineError(f"pretrained model {path.name} has policy.{key} {theirs[key]}, this run "
+                                f"{list(mine) if key == 'net_arch' else mine}: set --set policy.{key}=... to match "
+                                "(its weights load only into the same network)")
     if not with_demos:
         return None, None
     policy, _ = rebuild_policy(meta, state)
