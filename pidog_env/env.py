@@ -61,6 +61,8 @@ Every setting is a field of `pidog_env.config.EnvConfig` (timing in seconds: `ct
 0.004, `episode_seconds` 20; the physics steps per control step and the step limit derive from them).
 Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultrasonic`, `history`,
 `privileged`, `gravity_alpha`, `use_camera`, `camera_size`, `episode_seconds`, `render_size`.
+`env.unwrapped.set_randomization(RandomizationConfig)` replaces the randomization ranges from the next
+reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecEnv.env_method`).
 
 ## Info
 `reward_terms`, `forward_distance` (m, along the start heading), `forward_speed` (m/s, last step),
@@ -72,7 +74,8 @@ Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultra
   joint limits; leg capsules collide with the floor and with the other leg of their side (`self_collision`
   term; configurations saved before it get scale 0); the IMU sample is delayed, optionally held, and the
   accelerometer clipped like the robot runtime's (`imu`, `randomization.imu_delay_substeps`);
-  `obs.critic_state` appends a critic-only privileged state (asymmetric actor-critic).
+  `obs.critic_state` appends a critic-only privileged state (asymmetric actor-critic);
+  `set_randomization` for the randomization curriculum.
 - v0: actions are offsets from the stand pose (`action_scale_deg`), so a fresh policy
   stands instead of collapsing; policies with absolute joint-target actions are refused.
 - v0: timing set in seconds in `EnvConfig` (`ctrl_dt`, `sim_dt`, `episode_seconds`
