@@ -21,16 +21,23 @@ def run(script, *args):
 
 @pytest.mark.slow
 def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
+    few = ["--set", "bc.eval_episodes=2", "--set", "rl.final_eval_episodes=2", "--set", "env.episode_seconds=2"]
     run("training/train_imitation.py", "--n-demo-episodes", "2", "--epochs", "5", "--output-dir", tmp_path,
-        "--experiment-name", "bc")
+        "--experiment-name", "bc", *few)
     bc = tmp_path / "bc"
     assert (bc / "bc_pretrained_policy.pth").is_file() and (bc / "demonstrations.npz").is_file()
     assert json.loads((bc / "summary.json").read_text())["bc"]["train_seconds"] > 0
+    too_few = subprocess.run([sys.executable, str(ROOT / "training/train_imitation.py"), "--algo", "gail", "--demos",
+                              str(bc / "demonstrations.npz"), "--output-dir", str(tmp_path), "--experiment-name", "g0",
+                              *few], capture_output=True, text=True, timeout=300)
+    assert too_few.returncode == 2 and "Traceback" not in too_few.stderr            # 200 rows < a 1024-row batch
+    assert too_few.stderr.strip().splitlines()[-1].startswith("error: GAIL needs at least gail.demo_batch_size")
+    assert not (tmp_path / "g0").exists()
     run("training/train_imitation.py", "--algo", "gail", "--demos", bc / "demonstrations.npz", "--gail-timesteps",
-        "2048", "--output-dir", tmp_path, "--experiment-name", "gail")
+        "2048", "--output-dir", tmp_path, "--experiment-name", "gail", *few, "--set", "gail.demo_batch_size=128")
     assert (tmp_path / "gail" / "final_model.zip").is_file()
     out = run("training/train_rl.py", "--algo", "sac", "--timesteps", "1200", "--pretrained-model",
-              bc / "bc_pretrained_policy.pth", "--output-dir", tmp_path, "--experiment-name", "sac")
+              bc / "bc_pretrained_policy.pth", "--output-dir", tmp_path, "--experiment-name", "sac", *few)
     assert "actor warm-started from the BC policy" in out
     summary = json.loads((tmp_path / "sac" / "summary.json").read_text())["off_policy"]
     assert summary["algo"] == "sac" and summary["timesteps"] == 1200

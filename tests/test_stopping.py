@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Subprocess env workers (they must outlive a group signal), short episodes, frequent evaluations.
 BASE = ["--preset", "tiny", "--set", "rl.vec_env=subproc", "--set", "demo.n_episodes=4", "--no-live"]
 STAGES = {
-    "bc": (["--set", "bc.epochs=3000", "--total-rl-timesteps", "2048"], "behavior cloning:"),
-    "ppo": (["--total-rl-timesteps", "16384", "--set", "rl.eval_freq=2048", "--set", "rl.checkpoint_freq=100000"],
+    "bc": (["--set", "bc.epochs=1000", "--total-rl-timesteps", "2048"], "behavior cloning:"),
+    "ppo": (["--total-rl-timesteps", "8192", "--set", "rl.eval_freq=2048", "--set", "rl.checkpoint_freq=100000"],
             "PPO:"),
 }
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -9,13 +9,23 @@ import numpy as np
 from training.common import make_vec_env
 from training.config import PipelineConfig
 from training.demos import Demonstrations
-from training.evaluate import evaluate_policy
+from training.evaluate import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment
 from training.policies import policy_meta
 
 
+def check_demo_size(cfg: PipelineConfig, transitions: int) -> None:
+    """GAIL's discriminator draws `gail.demo_batch_size` demonstration rows per batch: fewer is an error."""
+    from training.common import PipelineError
+    if transitions < cfg.gail.demo_batch_size:
+        raise PipelineError(f"GAIL needs at least gail.demo_batch_size = {cfg.gail.demo_batch_size} demonstration "
+                            f"transitions, the demonstrations have {transitions}: record more episodes or lower "
+                            "gail.demo_batch_size")
+
+
 def stage_gail(cfg: PipelineConfig, exp: Experiment, demo: Demonstrations) -> dict[str, Any]:
     """Train a PPO generator against a discriminator for `cfg.gail.timesteps` steps -> final_model.zip."""
+    check_demo_size(cfg, len(demo))
     from imitation.algorithms.adversarial.gail import GAIL
     from imitation.data import types
     from imitation.rewards.reward_nets import BasicRewardNet
@@ -44,6 +54,6 @@ def stage_gail(cfg: PipelineConfig, exp: Experiment, demo: Demonstrations) -> di
         venv.close()
     meta = policy_meta(learner.policy, cfg.policy, cfg.env, stage="gail", algo="PPO")
     path = exp.save_model(learner, exp / Experiment.FINAL_MODEL, meta)
-    ev = evaluate_policy(learner.policy, cfg.env, cfg.rl.final_eval_episodes, randomize=True)
+    ev = evaluate_policy(learner.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"GAIL policy: {figures(ev)} -> {path}")
     return {k: v for k, v in ev.items() if k != "per_episode"}

@@ -18,7 +18,7 @@ from training.callbacks import StopOnSignal
 from training.common import PipelineError, make_vec_env
 from training.config import PipelineConfig
 from training.demos import Demonstrations
-from training.evaluate import evaluate_policy
+from training.evaluate import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment
 from training.policies import policy_meta
 
@@ -60,7 +60,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                                        "the same command with a new --experiment-name")
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
     path = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
-    ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, randomize=True)
+    ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"{algo.upper()}: {figures(ev)} -> {path}")
     return {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
             "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}

@@ -114,7 +114,10 @@ def validate_inputs(cfg: PipelineConfig) -> None:
         load_pretrained(cfg, with_demos=False)
     elif not cfg.skip_bc:
         if cfg.demo.path:
-            demo_io.load(cfg.demo.path, observation_space(cfg.env), action_space(cfg.env), cfg.demo.allow_pickle)
+            demo = demo_io.load(cfg.demo.path, observation_space(cfg.env), action_space(cfg.env), cfg.demo.allow_pickle)
+            if cfg.imitation == "gail":
+                from training.gail import check_demo_size
+                check_demo_size(cfg, len(demo))
         elif cfg.demo.source != "trot":
             demo_io.make_expert(cfg.demo.source, cfg.env, cfg.demo.allow_pickle)
 
