@@ -57,9 +57,9 @@ def live_processes_in_group(pgid: int, wait: float = 5.0) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage,sig,target", [   # each stage, each signal and each target at least once
+@pytest.mark.parametrize("stage,sig,target", [   # in each stage, each signal and each target
     ("bc", signal.SIGINT, "group"), ("bc", signal.SIGTERM, "main"),
-    ("ppo", signal.SIGINT, "group"), ("ppo", signal.SIGTERM, "group"), ("ppo", signal.SIGTERM, "main")])
+    ("ppo", signal.SIGTERM, "group"), ("ppo", signal.SIGINT, "main")])
 def test_stop_then_resume(tmp_path, stage, sig, target):
     extra, marker = STAGES[stage]
     proc, log = start(tmp_path, "run", extra)
