@@ -51,7 +51,6 @@ def run_episodes_batched(policy: Callable[[np.ndarray], np.ndarray], envs: list[
     Per episode the result is exactly `run_episode`'s for a policy that acts on each row alone."""
     results: list[dict[str, Any] | None] = [None] * len(seeds)
     queue = iter(range(len(seeds)))
-    slots: list[dict[str, Any]] = []            # per env: episode index, observation, return, steps, terms
 
     def start(env: gym.Env) -> dict[str, Any] | None:
         i = next(queue, None)
@@ -60,6 +59,7 @@ def run_episodes_batched(policy: Callable[[np.ndarray], np.ndarray], envs: list[
         obs, _ = env.reset(seed=seeds[i])
         return {"env": env, "i": i, "obs": obs, "total": 0.0, "steps": 0, "terms": {}}
 
+    # per running env: its episode index, observation, return, steps and summed reward terms
     slots = [s for s in (start(env) for env in envs) if s is not None]
     while slots:
         actions = policy(np.stack([s["obs"] for s in slots]))

@@ -165,11 +165,10 @@ def load_pretrained(cfg: PipelineConfig, with_demos: bool = True) -> tuple[Any, 
     theirs = meta.get("policy", {})
     for key in ("net_arch", "activation") + (("features_dim",) if cfg.env.use_camera else ()):
         mine = getattr(cfg.policy, key)
-        if key in theirs and (list(theirs[key]) if key == "net_arch" else theirs[key]) != (
-                list(mine) if key == "net_arch" else mine):
-            raise PipelineError(f"pretrained model {path.name} has policy.{key} {theirs[key]}, this run "
-                                f"{list(mine) if key == 'net_arch' else mine}: set --set policy.{key}=... to match "
-                                "(its weights load only into the same network)")
+        mine = list(mine) if isinstance(mine, tuple) else mine          # as the metadata's JSON holds it
+        if key in theirs and theirs[key] != mine:
+            raise PipelineError(f"pretrained model {path.name} has policy.{key} {theirs[key]}, this run {mine}: "
+                                f"set --set policy.{key}=... to match (its weights load only into the same network)")
     if not with_demos:
         return None, None
     policy, _ = rebuild_policy(meta, state)
