@@ -3,6 +3,7 @@
     python bench/sample_efficiency.py            # 50 demos x 200 epochs, 1M PPO steps x 3 seeds x 2 (~1.5 h)
     python bench/sample_efficiency.py --budget quick   # ~15 min on 2 cores for iteration (labelled quick)
     python bench/sample_efficiency.py --quick    # a few minutes, same code path, tiny budgets (a smoke test)
+    python bench/sample_efficiency.py --skip-scratch   # the BC-initialized runs only (scratch figures null)
 
 Steps:
 1. Trot reference: the hard-coded trot over `--eval-episodes` randomized episodes (the same seeds every
@@ -69,6 +70,8 @@ def main() -> None:
                     help="the tuned from-scratch PPO setting (bench/scratch_search.py chose it)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`")
+    ap.add_argument("--skip-scratch", action="store_true",
+                    help="run only the BC-initialized PPO (the scratch figures and the speed-up are then null)")
     args = ap.parse_args()
     q = args.quick
     budget_quick = args.budget == "quick"
@@ -76,6 +79,7 @@ def main() -> None:
         args.budget = None
     preset = "sample_efficiency_quick" if q else "sample_efficiency_budget_quick" if budget_quick else "sample_efficiency"
     seeds = args.seeds or ([0] if q else [0, 1, 2])
+    starts = ("bc_init",) if args.skip_scratch else ("bc_init", "scratch")
     typed = [("rl.n_envs", str(args.n_envs)), ("rl.vec_env", args.vec_env)]
     for key, value in (("rl.total_timesteps", args.budget), ("rl.checkpoint_freq", args.budget),
                        ("rl.eval_freq", args.eval_freq), ("rl.eval_episodes", args.eval_episodes)):
@@ -98,7 +102,7 @@ def main() -> None:
     common = dict(workdir=str(args.workdir), preset=preset, typed=typed)
     bc_summary = pipeline(common, "bc", 42, [("rl.total_timesteps", "0")])["bc"]
     bc_path = args.workdir / "bc" / "bc_pretrained_policy.pth"
-    jobs = [(f"{kind}_seed{seed}", seed, kind) for seed in seeds for kind in ("bc_init", "scratch")]
+    jobs = [(f"{kind}_seed{seed}", seed, kind) for seed in seeds for kind in starts]
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
@@ -107,7 +111,7 @@ def main() -> None:
                        [("@preset", args.scratch_preset)]))
                    for name, seed, kind in jobs}
         results = {name: f.result() for name, f in futures.items()}
-    histories: dict[str, list[list[dict]]] = {"bc_init": [], "scratch": []}
+    histories: dict[str, list[list[dict]]] = {kind: [] for kind in starts}
     finals: list[dict] = []          # the model each run ships (best_model.zip), else its last model
     lasts: list[dict] = []
     for name, seed, kind in jobs:
@@ -129,7 +133,7 @@ def main() -> None:
     # where such a seed decides a median, the median (and the ratio) is a bound, flagged as such.
     medians = {k: median_steps(v, budget) for k, v in steps.items()}
     speedup, lower_bound = None, False
-    if medians["bc_init"][0] is not None and not medians["bc_init"][1]:
+    if medians["bc_init"][0] is not None and not medians["bc_init"][1] and "scratch" in medians:
         scratch_median, lower_bound = medians["scratch"]
         speedup = (scratch_median if scratch_median is not None else budget) / medians["bc_init"][0]
     scratch_finals = [results[name]["ppo"]["final_eval"] for name, _, kind in jobs if kind == "scratch"]
@@ -154,8 +158,8 @@ def main() -> None:
         "steps_to_target": steps,
         "steps_to_target_median": {k: v[0] for k, v in medians.items()},
         "steps_to_target_median_is_bound": {k: v[1] for k, v in medians.items()},
-        "scratch_final_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in scratch_finals])), 4),
-        "scratch_final_fall_rate": round(float(np.mean([f["fall_rate"] for f in scratch_finals])), 3),
+        "scratch_final_speed_mps": mean_of(scratch_finals, "mean_forward_speed", 4),
+        "scratch_final_fall_rate": mean_of(scratch_finals, "fall_rate", 3),
         "scratch_preset": args.scratch_preset, "scratch_settings": load_preset(args.scratch_preset),
         "speedup_ratio": None if speedup is None else round(speedup, 2),
         "speedup_ratio_is_lower_bound": lower_bound,
@@ -168,6 +172,10 @@ def main() -> None:
     write_result("sample_efficiency", figures)
     (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
     plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
+
+
+def mean_of(evals: list[dict], key: str, digits: int) -> float | None:
+    return round(float(np.mean([e[key] for e in evals])), digits) if evals else None
 
 
 def budget_arg(text: str) -> str | int:

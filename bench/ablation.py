@@ -1,0 +1,154 @@
+"""What the asymmetric critic and the observation history buy: PPO fine-tuning from BC with a symmetric or
+an asymmetric critic, and with 0 or 3 past observation frames, at the same budget and evaluations.
+
+    python bench/ablation.py                          # 4 variants x 3 seeds at the quick budget (150k steps)
+    python bench/ablation.py --budget 1000000         # the same at the reference budget (hours on 2 cores)
+    python bench/ablation.py --variants symmetric_h0 asymmetric_h0 --seeds 0
+
+Variants (`VARIANTS`, pipeline settings on top of the `sample_efficiency_budget_quick` preset):
+- `symmetric_h0`: today's default: actor and critic both see the robot's observation;
+- `asymmetric_h0`: the critic also sees the privileged simulator state (`env.obs.critic_state`);
+- `symmetric_h3` / `asymmetric_h3`: the same with the last 3 observation frames appended (`env.obs.history`).
+
+The history changes the actor's input, so every variant trains its own BC policy (the preset's
+demonstrations and epochs, seed 42) and fine-tunes it for each seed. Every run evaluates exactly as
+`bench/sample_efficiency.py` does; steps to target use its definition (1.1x the trot with <= 20 % falls).
+Writes bench/results/ablation.json (per variant: the selected model's speed and falls on the final
+unseen episodes, mean over seeds; steps to target per seed and median; training falls in the first 50k
+steps; its BC's speed and falls) and bench/results/ablation.png (evaluated speed against steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench._common import RESULTS, write_result
+from bench.sample_efficiency import budget_arg, median_steps, pipeline, steps_to_target, trot_reference
+from training.cli import build_config
+
+PRESET = "sample_efficiency_budget_quick"
+VARIANTS: dict[str, list[tuple[str, str]]] = {
+    "symmetric_h0": [],
+    "asymmetric_h0": [("env.obs.critic_state", "true")],
+    "symmetric_h3": [("env.obs.history", "3")],
+    "asymmetric_h3": [("env.obs.critic_state", "true"), ("env.obs.history", "3")],
+}
+
+
+def summarize(runs: list[dict], budget: int) -> dict:
+    """Mean figures over a variant's runs. Each run: seed, history (evaluations), final (the shipped
+    model's final evaluation), train_fall_rate, target."""
+    steps = [steps_to_target(r["history"], r["target"]) for r in runs]
+    median, is_bound = median_steps(steps, budget)
+    falls = [r["train_fall_rate"] for r in runs if r["train_fall_rate"] is not None]
+    return {"speed_mps": round(float(np.mean([r["final"]["mean_forward_speed"] for r in runs])), 4),
+            "fall_rate": round(float(np.mean([r["final"]["fall_rate"] for r in runs])), 3),
+            "steps_to_target": steps, "steps_to_target_median": median, "steps_to_target_median_is_bound": is_bound,
+            "train_fall_rate_first_50k": round(float(np.mean(falls)), 3) if falls else None,
+            "seeds": [r["seed"] for r in runs]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--budget", type=budget_arg, default="quick",
+                    help="'quick' (the preset's 150k steps) or PPO env steps per run")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--workers", type=int, default=2, help="runs executed in parallel (one core each)")
+    ap.add_argument("--workdir", type=Path, default=RESULTS / "ablation_runs")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any pipeline setting for every run, as `pidog --set`")
+    args = ap.parse_args()
+    if not (1 <= args.workers <= 64 and 1 <= len(args.seeds) <= 100):
+        ap.exit(2, "error: --workers must be in 1..64, at most 100 seeds\n")
+    typed = [("rl.n_envs", "4"), ("rl.vec_env", "dummy")]
+    if args.budget != "quick":
+        typed += [("rl.total_timesteps", str(args.budget)), ("rl.checkpoint_freq", str(args.budget))]
+    typed += [tuple(a.split("=", 1)) for a in args.set]
+    cfg = build_config([], [("@preset", PRESET), *typed])
+    for v in args.variants:                                       # validate every run before any work
+        build_config([], [("@preset", PRESET), *typed, *VARIANTS[v]])
+    if args.workdir.exists():
+        shutil.rmtree(args.workdir)                               # bench scratch space, regenerated each run
+    args.workdir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    budget = cfg.rl.total_timesteps
+    trot = trot_reference(cfg.env, cfg.rl.eval_episodes * 2)
+    target = 1.1 * trot["mean_forward_speed"]
+    print(f"trot {trot['mean_forward_speed']:.3f} m/s; target {target:.3f} m/s", flush=True)
+
+    common = dict(workdir=str(args.workdir), preset=PRESET, typed=typed)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+        bc_futures = {v: pool.submit(pipeline, common, f"bc_{v}", 42, [("rl.total_timesteps", "0"), *VARIANTS[v]])
+                      for v in args.variants}
+        bcs = {v: f.result()["bc"] for v, f in bc_futures.items()}
+        jobs = [(f"{v}_seed{s}", s, v) for v in args.variants for s in args.seeds]
+        futures = {name: pool.submit(pipeline, common, name, seed, [
+                       ("skip_bc", "true"), ("pretrained_model", str(args.workdir / f"bc_{v}" / "bc_pretrained_policy.pth")),
+                       *VARIANTS[v]]) for name, seed, v in jobs}
+        results, failed = {}, {}
+        for name, f in futures.items():
+            try:
+                results[name] = f.result()
+            except Exception as exc:                              # reported; the other runs still count
+                failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                print(f"{name} failed: {failed[name]}", flush=True)
+
+    variants, histories = {}, {}
+    for v in args.variants:
+        runs = []
+        for name, seed, var in jobs:
+            if var != v or name in failed:
+                continue
+            ppo = results[name]["ppo"]
+            runs.append({"seed": seed, "target": target,
+                         "history": json.loads((args.workdir / name / "evaluations.json").read_text()),
+                         "final": ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"],
+                         "train_fall_rate": ppo["train_fall_rate_first_50k"]})
+        histories[v] = [r["history"] for r in runs]
+        variants[v] = {**(summarize(runs, budget) if runs else {}), "settings": dict(VARIANTS[v]),
+                       "bc_speed_mps": round(bcs[v]["mean_forward_speed"], 4), "bc_fall_rate": round(bcs[v]["fall_rate"], 3),
+                       "failed": {n: failed[n] for n, _, var in jobs if var == v and n in failed}}
+    write_result("ablation", {
+        "variants": variants, "trot_speed_mps": round(trot["mean_forward_speed"], 4), "target_speed_mps": round(target, 4),
+        "budget_steps": budget, "protocol": "quick budget" if args.budget == "quick" else f"{budget} steps",
+        "seeds": args.seeds, "eval_episodes": cfg.rl.eval_episodes, "final_eval_episodes": cfg.rl.final_eval_episodes,
+        "settings": dict(typed), "wall_seconds": round(time.perf_counter() - t0, 1)})
+    plot(histories, target, RESULTS / "ablation.png")
+
+
+def plot(histories: dict[str, list[list[dict]]], target: float, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for color, (v, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], histories.items()):
+        for i, h in enumerate(runs):
+            ax.plot([e["timesteps"] for e in h], [e["mean_forward_speed"] for e in h], color=color, alpha=0.8,
+                    lw=1.3, label=v if i == 0 else None)
+    ax.axhline(target, color="green", ls=":", lw=1.2, label=f"target 1.1x trot {target:.3f} m/s")
+    ax.set_xlabel("PPO env steps")
+    ax.set_ylabel("eval forward speed (m/s)")
+    ax.set_title("PiDog-v0 fine-tuning from BC: critic x observation history")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    from training.cli import run_guarded
+    sys.exit(run_guarded(main))
