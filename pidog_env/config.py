@@ -17,10 +17,11 @@ from pidog_env.robot import ACTION_SCALE_DEG, IMU_ACCEL_RANGE_G, PhysicalParams
 
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
 REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision",
-                "fall")
+                "fall", "track_vx", "track_wz", "stand_still")
 
 
-ADDED_TERMS = ("self_collision",)           # terms added after the first release (absent from old configs)
+# Terms added after the first release (absent from old configs, which get them at scale 0).
+ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still")
 
 
 def _default_scales() -> dict[str, float]:
@@ -35,6 +36,10 @@ def _default_scales() -> dict[str, float]:
         "energy": -0.02,      # sum |torque * joint speed| over the leg servos (W)
         "self_collision": -1.0,  # contacts between the front and hind leg of a side (poses that jam)
         "fall": -50.0,        # 1 on the step the episode terminates by a fall (large: see README)
+        # The command task (env.command.enabled) only; forward and yaw_rate are 0 there instead.
+        "track_vx": 2.0,      # exp(-(vx - commanded vx)^2 / tracking_sigma_vx), vx along the body heading
+        "track_wz": 1.0,      # exp(-(wz - commanded wz)^2 / tracking_sigma_wz)
+        "stand_still": -0.5,  # squared leg-target offset from the stand pose / 8, under the zero command
     }
 
 
@@ -43,6 +48,9 @@ class RewardConfig:
     """Reward terms and their scales. `target_speed` sits well above the trot's so learning can beat it."""
 
     target_speed: float = setting(0.30, gt=0, help="forward speed (m/s) at which the forward term saturates")
+    # exp(-err^2 / sigma): sized to PiDog's speeds, a 0.03 m/s or 0.2 rad/s error earns exp(-1) of the term
+    tracking_sigma_vx: float = setting(0.0009, gt=0, help="forward-speed tracking width, (m/s)^2 (command task)")
+    tracking_sigma_wz: float = setting(0.04, gt=0, help="yaw-rate tracking width, (rad/s)^2 (command task)")
     scales: dict[str, float] = setting(default_factory=_default_scales,
                                        help="per-term reward scales (see the env docstring)")
 
@@ -66,6 +74,21 @@ class ObservationConfig:
             raise ConfigError("obs.privileged (the actor sees sim state) and obs.critic_state (only the critic does) "
                               "exclude each other")
     gravity_alpha: float = setting(0.04, gt=0, le=1, help="complementary filter: accelerometer weight per step")
+
+
+@dataclass
+class CommandConfig:
+    """The command task: the policy follows a commanded forward speed vx and yaw rate wz (in its
+    observation), sampled per episode and renewed every few seconds. Off: today's forward-only task."""
+
+    enabled: bool = setting(False, help="command task (velocity and turn commands in the observation)")
+    vx_range: tuple[float, float] = setting((0.0, 0.12), ge=-0.1, le=0.3, ordered=True,
+                                            help="commanded forward speed range, m/s (the trot reaches ~0.12)")
+    wz_range: tuple[float, float] = setting((-0.5, 0.5), ge=-2.0, le=2.0, ordered=True,
+                                            help="commanded yaw rate range, rad/s (positive turns left)")
+    zero_share: float = setting(0.1, ge=0, le=1, help="share of sampled commands that are zero (stand still)")
+    resample_s: tuple[float, float] = setting((4.0, 8.0), gt=0, ordered=True,
+                                              help="seconds until a new command, uniform in this range")
 
 
 @dataclass
@@ -124,6 +147,7 @@ class EnvConfig:
     render_size: tuple[int, int] = setting((480, 640), ge=16, le=4096, help="(height, width) of rgb_array frames")
     physical: PhysicalParams = field(default_factory=PhysicalParams)
     obs: ObservationConfig = field(default_factory=ObservationConfig)
+    command: CommandConfig = field(default_factory=CommandConfig)
     imu: ImuConfig = field(default_factory=ImuConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)

@@ -1,4 +1,5 @@
-"""PiDog-v0: the SunFounder PiDog walking forward on flat ground, at 50 Hz.
+"""PiDog-v0: the SunFounder PiDog walking forward on flat ground, or following velocity and turn
+commands (`command.enabled`), at 50 Hz.
 
 This docstring is the environment's spec; the README's environment tables are copies of the tables
 below, and `tests/test_docs.py` checks them against this text and against `EnvConfig`.
@@ -22,7 +23,8 @@ the real robot measures (`pidog_env.observation` builds it for the env and the r
 | 6-13  | last commanded leg targets (offsets from stand)           | action units      |
 | 14-15 | gait clock sin, cos (period `gait_period`, 0.6148 s)      | [-1, 1]           |
 
-Options: `obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first),
+Options: `command.enabled` (+2 after the clock: the command task's forward speed x 8 and yaw rate x 2),
+`obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first),
 `obs.privileged` (+20: joint angles and velocities, body velocity, height; sim only), `obs.critic_state`
 (+32 after the frames, for the critic only: those 20, foot contacts, the last push, and the episode's
 friction, mass, torque and stiffness scales, latency and IMU delay; `observation.CRITIC_STATE`; PPO's
@@ -49,6 +51,20 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | energy      | sum over leg servos of abs(torque x joint speed) (W)        | -0.02 |
 | self_collision | contacts between the front and hind leg of one side      | -1.0  |
 | fall        | 1 when the episode ends by a fall                           | -50.0 |
+| track_vx    | exp(-(vx - commanded vx)^2 / 0.0009), command task only     | 2.0   |
+| track_wz    | exp(-(wz - commanded wz)^2 / 0.04), command task only       | 1.0   |
+| stand_still | squared leg targets / 8 under the zero command              | -0.5  |
+
+In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
+heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
+are 0 (tracking replaces them); `reward.tracking_sigma_vx` / `_wz` set the tracking widths.
+
+## Commands
+With `command.enabled`, each episode starts with a command (vx, wz) drawn from `command.vx_range`
+(0-0.12 m/s) and `command.wz_range` (+-0.5 rad/s; positive turns left), a `command.zero_share` (10 %) of
+them zero, renewed every `command.resample_s` (4-8 s), all from the env's seeded generator.
+`reset(options={"command": (vx, wz)})` fixes the command for the episode. `env.unwrapped.command` is
+the current one. The commanded trot (`TrotGait.for_env`) reads it from the observation.
 
 ## Episode end
 Terminates on a fall: tilt above `fall_tilt_deg` (60 deg; upside down included), torso or head
@@ -67,9 +83,13 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 ## Info
 `reward_terms`, `forward_distance` (m, along the start heading), `forward_speed` (m/s, last step),
 `lateral_speed`, `mean_forward_speed`, `lateral_drift` (m), `heading_change_deg`, `phase`, `fell`,
-`physics_unstable`.
+`physics_unstable`; in the command task also `command_vx`, `command_wz` (the command of that step),
+`vx`, `wz` (measured) and the episode means `mean_vx`, `mean_wz`, `mean_vx_error`, `mean_wz_error`
+(mean absolute per-step tracking errors).
 
 ## Version history
+- v0: the command task (`command`; forward-only stays the default and unchanged): +2 observation
+  entries, `track_vx`, `track_wz` and `stand_still` terms (scale 0 for configurations saved before them).
 - v0 (this release): the safe joint envelope replaces the +-90 deg servo range for the action clip and the
   joint limits; leg capsules collide with the floor and with the other leg of their side (`self_collision`
   term; configurations saved before it get scale 0); the IMU sample is delayed, optionally held, and the
@@ -146,8 +166,11 @@ class PiDogEnv(gym.Env):
         self._accel_max = cfg.imu.accel_range_g * 9.81
         self._imu_hold = cfg.imu.hold_steps
         self._imu_raw: np.ndarray | None = None
+        self._cmd: tuple[float, float] | None = None      # (vx, wz) in the command task
+        self._cmd_next: int | None = None                  # the step of the next sampled command
+        self._cmd_sum = [0.0, 0.0, 0.0, 0.0]
 
-        self.obs_layout = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged)
+        self.obs_layout = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged, cfg.command.enabled)
         self._frame = np.zeros(max(s.stop for s in self.obs_layout.values()))
         self._stack = ObservationStack(self._frame.size, cfg.obs.history)
         self._gravity = GravityEstimator(cfg.obs.gravity_alpha, self.dt)
@@ -187,6 +210,7 @@ class PiDogEnv(gym.Env):
         self._start_pos = tuple(d.qpos[0:2].tolist())
         self._start_yaw = _yaw(d.qpos[3:7])
         self._heading = (math.cos(self._start_yaw), math.sin(self._start_yaw))
+        self._reset_command(options)
         obs = self._stack.reset(self._make_frame(reset=True))
         return self._wrap_obs(self._with_critic_state(obs)), self._metrics(0.0, 0.0)
 
@@ -229,7 +253,12 @@ class PiDogEnv(gym.Env):
             mujoco.mj_resetDataKeyframe(m, d, self._stand_key)
             mujoco.mj_forward(m, d)
             x0, y0 = d.qpos[0:2].tolist()
-        hx, hy = self._heading
+        # Forward task: speeds along the start heading; command task: along the body's current heading.
+        if self._cmd is None:
+            hx, hy = self._heading
+        else:
+            yaw = _yaw(d.qpos[3:7])
+            hx, hy = math.cos(yaw), math.sin(yaw)
         x1, y1 = d.qpos[0:2].tolist()
         vx, vy = (x1 - x0) / self.dt, (y1 - y0) / self.dt
         v_fwd = float(vx * hx + vy * hy)
@@ -243,8 +272,11 @@ class PiDogEnv(gym.Env):
         reward = sum(terms.values())
         truncated = self._steps >= self._episode_steps and not terminated
 
+        info_cmd = self._track_command(v_fwd)          # the command the policy acted on, before a new one
         obs = self._with_critic_state(self._stack.push(self._make_frame()))
         info = self._metrics(v_fwd, v_lat)
+        if info_cmd:
+            info.update(info_cmd)
         info["reward_terms"] = terms
         info["fell"] = fell
         info["physics_unstable"] = unstable
@@ -254,21 +286,33 @@ class PiDogEnv(gym.Env):
 
     def _reward(self, v_fwd: float, v_lat: float, terminated: bool) -> dict[str, float]:
         """Each term's `scale * value` (values as in the docstring's reward table), in REWARD_TERMS order."""
-        d, idx, target = self.data, self.idx, self.cfg.reward.target_speed
+        d, idx, rc = self.data, self.idx, self.cfg.reward
+        target = rc.target_speed
         up_z = float(d.xmat[idx.torso_body, 8])
         yaw_rate = float(d.sensordata[idx.gyro.start + 2])
         da = self._command - self._prev_action
         power = (d.actuator_force[idx.leg_act] * d.qvel[idx.leg_qvel]).tolist()
+        if self._cmd is None:                       # forward task
+            forward, yaw_cost, track_vx, track_wz, still = min(v_fwd, target) / target, yaw_rate * yaw_rate, 0.0, 0.0, 0.0
+        else:                                       # command task: tracking replaces forward and yaw_rate
+            cvx, cwz = self._cmd
+            forward, yaw_cost = 0.0, 0.0
+            track_vx = math.exp(-(v_fwd - cvx) ** 2 / rc.tracking_sigma_vx)
+            track_wz = math.exp(-(yaw_rate - cwz) ** 2 / rc.tracking_sigma_wz)
+            still = float(self._command @ self._command) / robot.N_LEG if cvx == 0.0 and cwz == 0.0 else 0.0
         values = (
-            min(v_fwd, target) / target,            # forward
+            forward,                                # forward
             1.0,                                    # alive
             1.0 - up_z * up_z,                      # upright: sin^2(tilt)
             (v_lat / target) ** 2,                  # lateral
-            yaw_rate * yaw_rate,                    # yaw_rate
+            yaw_cost,                               # yaw_rate
             float(da @ da),                         # action_rate
             sum(map(abs, power)),                   # energy
             float(self_collisions(self.model, d, idx.leg_geom)),   # self_collision
             1.0 if terminated else 0.0,             # fall
+            track_vx,                               # track_vx
+            track_wz,                               # track_wz
+            still,                                  # stand_still
         )
         scales = self._scales
         return {k: scales[k] * v for k, v in zip(REWARD_TERMS, values)}
@@ -332,7 +376,7 @@ class PiDogEnv(gym.Env):
             priv = np.concatenate([
                 d.qpos[idx.leg_qpos] * PRIV_Q_SCALE, d.qvel[idx.leg_qvel] * PRIV_QVEL_SCALE,
                 sens[idx.body_vel] * PRIV_VEL_SCALE, [d.qpos[2] * PRIV_HEIGHT_SCALE]])
-        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, priv)
+        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, priv, self._cmd)
 
     def _read_imu(self, reset: bool) -> list[float]:
         """A new IMU sample (accel m/s^2, gyro rad/s), `_imu_delay` physics steps old, with the episode's
@@ -388,6 +432,53 @@ class PiDogEnv(gym.Env):
                 flags[f] = False
         self._camera_renderer.update_scene(self.data, camera=names.HEAD_CAMERA)
         return np.ascontiguousarray(self._camera_renderer.render().transpose(2, 0, 1))
+
+    # ------------------------------------------------------------------ commands (env.command)
+    @property
+    def command(self) -> tuple[float, float] | None:
+        """The current (vx m/s, wz rad/s) command; None in the forward task."""
+        return self._cmd
+
+    def _reset_command(self, options: dict | None) -> None:
+        self._cmd_sum = [0.0, 0.0, 0.0, 0.0]      # sums of vx, wz, |vx error|, |wz error|
+        if not self.cfg.command.enabled:
+            self._cmd = None
+            return
+        fixed = (options or {}).get("command")
+        if fixed is not None:                  # a fixed command for the whole episode (benchmarks, demos)
+            vx, wz = (float(v) for v in fixed)
+            if not (math.isfinite(vx) and math.isfinite(wz)):
+                raise ValueError(f"reset option 'command' must be two finite numbers, got {fixed!r}")
+            self._cmd, self._cmd_next = (vx, wz), None
+        else:
+            self._cmd = self._sample_command()
+
+    def _sample_command(self) -> tuple[float, float]:
+        """A new command from the configured ranges (a `zero_share` of them zero) and when the next comes."""
+        c, rng = self.cfg.command, self.np_random
+        lo, hi = c.resample_s
+        self._cmd_next = self._steps + max(1, int(rng.uniform(lo, hi) / self.dt))
+        if rng.uniform() < c.zero_share:
+            return (0.0, 0.0)
+        return (float(rng.uniform(*c.vx_range)), float(rng.uniform(*c.wz_range)))
+
+    def _track_command(self, v_fwd: float) -> dict[str, float] | None:
+        """Command metrics for `info` (the command of this step), then a new command when one is due."""
+        if self._cmd is None:
+            return None
+        wz = float(self.data.sensordata[self.idx.gyro.start + 2])
+        sums = self._cmd_sum
+        sums[0] += v_fwd
+        sums[1] += wz
+        sums[2] += abs(v_fwd - self._cmd[0])
+        sums[3] += abs(wz - self._cmd[1])
+        n = max(self._steps, 1)
+        info = {"command_vx": self._cmd[0], "command_wz": self._cmd[1], "vx": v_fwd, "wz": wz,
+                "mean_vx": sums[0] / n, "mean_wz": sums[1] / n,
+                "mean_vx_error": sums[2] / n, "mean_wz_error": sums[3] / n}
+        if self._cmd_next is not None and self._steps >= self._cmd_next:
+            self._cmd = self._sample_command()
+        return info
 
     def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
         x, y, _, w, qx, qy, qz = self.data.qpos[0:7].tolist()
@@ -515,7 +606,7 @@ def observation_space(cfg: EnvConfig) -> spaces.Space:
 
 def actor_obs_size(cfg: EnvConfig) -> int:
     """The part of the observation vector the actor (and the exported policy) sees: the frames."""
-    return frame_size(cfg.obs.ultrasonic, cfg.obs.privileged) * (cfg.obs.history + 1)
+    return frame_size(cfg.obs.ultrasonic, cfg.obs.privileged, cfg.command.enabled) * (cfg.obs.history + 1)
 
 
 def action_space(cfg: EnvConfig | None = None) -> spaces.Box:

@@ -40,7 +40,18 @@ def _episode_result(total: float, steps: int, info: dict, terms_sum: dict) -> di
         "forward_distance": info["forward_distance"], "mean_forward_speed": info["mean_forward_speed"],
         "lateral_drift": info["lateral_drift"], "heading_change_deg": info["heading_change_deg"],
         "reward_terms": terms_sum,
+        **{k: info[k] for k in TRACKING_KEYS if k in info},       # the command task's figures
     }
+
+
+TRACKING_KEYS = ("mean_vx", "mean_wz", "mean_vx_error", "mean_wz_error")
+
+
+def tracking_text(ev: dict[str, Any]) -> str:
+    """The command task's tracking errors for a log line ('' for the forward task)."""
+    if "mean_vx_error" not in ev:
+        return ""
+    return f", command error vx {ev['mean_vx_error']:.3f} m/s wz {ev['mean_wz_error']:.2f} rad/s"
 
 
 def run_episodes_batched(policy: Callable[[np.ndarray], np.ndarray], envs: list[gym.Env],
@@ -99,4 +110,5 @@ def summarize(episodes: list[dict[str, float]]) -> dict[str, float]:
         "mean_distance": float(np.mean([e["forward_distance"] for e in episodes])),
         "fall_rate": float(np.mean([e["fell"] for e in episodes])),
         "mean_length": float(np.mean([e["length"] for e in episodes])),
+        **{k: float(np.mean([e[k] for e in episodes])) for k in TRACKING_KEYS if episodes and k in episodes[0]},
     }

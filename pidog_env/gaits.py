@@ -3,6 +3,12 @@
 `TrotGait` is the vendor's diagonal trot (LF+RH, then RF+LH) with smooth foot paths, solved with the
 vendor IK (`kinematics.leg_ik`) and emitted as PiDog-v0 actions. It reads the phase from the env's gait
 clock in the observation, so the same object drives a single env, a vector env or a recorded dataset.
+
+Commands (forward speed vx, yaw rate wz): with `env.command` on, the gait also reads the command from
+the observation and sets each side's stride from it (`command_strides`): the stride for vx (zero trots
+in place, negative walks back), and a left/right difference for wz, since PiDog has no abduction joints
+and turns by skid-steering like the vendor's turn gaits. Without a command in the observation it walks
+the fixed `TrotParams.stride` straight ahead.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import numpy as np
 from pidog_env import robot
 from pidog_env.config import EnvConfig
 from pidog_env.kinematics import leg_ik
-from pidog_env.observation import GYRO_SCALE, frame_layout
+from pidog_env.observation import CMD_VX_SCALE, CMD_WZ_SCALE, GYRO_SCALE, frame_layout
 
 # Phase offset of each leg (vendor leg order LF, RF, LH, RH): diagonal pairs half a cycle apart.
 TROT_OFFSETS = np.array([0.0, 0.5, 0.5, 0.0])
@@ -46,19 +52,45 @@ class TrotParams:
     roll_gain: float = 0.0         # metres of leg length per unit sin(roll)
     pitch_gain: float = 0.0        # metres of leg length per unit sin(pitch)
     rate_gain: float = 0.0         # metres per rad/s of roll/pitch rate (damping term)
+    # Commands: body speed per metre of stride is duty x period; these gains absorb the measured slip
+    # (bench/command_tracking.py fits them: the trot's speed and yaw rate over a grid of commands).
+    vx_gain: float = 1.1           # stride = vx x duty x period x vx_gain (feet slip ~10 % under randomization)
+    # Skid-steering slips far more: turning needs ~4x the no-slip stride difference (README "Commands").
+    wz_gain: float = 4.0           # side stride difference = wz x track x duty x period x wz_gain
+    max_stride: float = 0.07       # |stride| limit per side (longer strides topple the 0.2 N m servos)
 
 
-def foot_targets(phase: np.ndarray, p: TrotParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(y, z, in_stance) of the four feet at gait phase(s) `phase` (cycles), each of shape (..., 4)."""
+# Lateral distance between the left and right feet (the hips' spacing): the skid-steer lever arm.
+TRACK_WIDTH = robot.HIP_SPACING_Y
+
+
+def command_strides(vx, wz, p: TrotParams, duty_period: float) -> np.ndarray:
+    """Per-leg stride (..., 4) for commanded forward speed `vx` (m/s) and yaw rate `wz` (rad/s).
+
+    A foot in stance moves its stride in duty x period seconds, so side speed v needs a stride of
+    v x duty x period; turning at wz moves the left feet at vx - wz x track / 2 and the right at
+    vx + wz x track / 2 (counter-clockwise, positive wz, needs the right side faster)."""
+    vx = np.asarray(vx, dtype=np.float64)[..., None]
+    wz = np.asarray(wz, dtype=np.float64)[..., None]
+    side_speed = vx * p.vx_gain - SIDE * wz * (TRACK_WIDTH / 2) * p.wz_gain
+    return np.clip(side_speed * duty_period, -p.max_stride, p.max_stride)
+
+
+def foot_targets(phase: np.ndarray, p: TrotParams, stride: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, z, in_stance) of the four feet at gait phase(s) `phase` (cycles), each of shape (..., 4).
+
+    `stride` (..., 4) replaces `p.stride` per leg (commands); negative strides walk backwards."""
     s = (np.asarray(phase, dtype=np.float64)[..., None] + TROT_OFFSETS) % 1.0
+    stride = p.stride if stride is None else stride
     centre = np.where(FRONT, p.front_y, p.hind_y)
     stance = s < p.duty
     # Stance: foot slides from front (-stride/2) to back (+stride/2) at constant speed.
     u_st = np.where(stance, s / p.duty, 0.0)
     # Swing: smooth (cosine) return from back to front, lifted on a half-sine.
     u_sw = np.where(stance, 0.0, (s - p.duty) / (1.0 - p.duty))
-    y_st = -p.stride / 2 + p.stride * u_st
-    y_sw = p.stride / 2 - p.stride * (0.5 - 0.5 * np.cos(np.pi * u_sw))
+    y_st = -stride / 2 + stride * u_st
+    y_sw = stride / 2 - stride * (0.5 - 0.5 * np.cos(np.pi * u_sw))
     y = centre + np.where(stance, y_st, y_sw)
     z = p.body_height - np.where(stance, 0.0, p.lift * np.sin(np.pi * u_sw))
     return y, z, stance
@@ -78,11 +110,13 @@ def posture_correction(gravity: np.ndarray, gyro: np.ndarray, p: TrotParams) -> 
     return roll_term + pitch_term
 
 
-def trot_joint_targets(phase: np.ndarray, p: TrotParams, dz: np.ndarray | float = 0.0) -> np.ndarray:
+def trot_joint_targets(phase: np.ndarray, p: TrotParams, dz: np.ndarray | float = 0.0,
+                       stride: np.ndarray | None = None) -> np.ndarray:
     """Model joint angles (radians, vendor leg order) of the trot at `phase`, shape (..., 8).
 
-    `dz` (..., 4) lengthens each stance leg (posture feedback); swing legs keep their clearance."""
-    y, z, stance = foot_targets(phase, p)
+    `dz` (..., 4) lengthens each stance leg (posture feedback); swing legs keep their clearance;
+    `stride` (..., 4) sets each leg's stride (commands)."""
+    y, z, stance = foot_targets(phase, p, stride)
     z = z + np.where(stance, dz, 0.0)
     hip, knee = leg_ik(y, z)
     # Left-leg servo angles equal model angles on both sides: the right side's servo sign flip and
@@ -94,24 +128,31 @@ class TrotGait:
     """Diagonal trot expert: observation(s) -> action(s), reading the gait clock from the observation.
 
     `clock` is the slice of the gait clock (sin, cos) in the observation (env.obs_layout["clock"]);
-    `gait_period` and `dt` give the one-step lead that compensates the servo's lag.
+    `gait_period` and `dt` give the one-step lead that compensates the servo's lag; `command`, the
+    slice of the (scaled) command, makes it the commanded trot.
     """
 
     def __init__(self, params: TrotParams = TrotParams(), clock: slice = slice(14, 16),
                  gait_period: float | None = None, dt: float = 0.02, gravity: slice = slice(0, 3),
-                 gyro: slice = slice(3, 6)) -> None:
-        self.params, self.clock, self.gravity, self.gyro = params, clock, gravity, gyro
+                 gyro: slice = slice(3, 6), command: slice | None = None) -> None:
+        self.params, self.clock, self.gravity, self.gyro, self.command = params, clock, gravity, gyro, command
         period = EnvConfig().gait_period if gait_period is None else gait_period
         self.lead = params.lead * dt / period
+        self.duty_period = params.duty * period
 
     def phase_from_obs(self, obs: np.ndarray) -> np.ndarray:
         obs = obs["state"] if isinstance(obs, dict) else obs
         c = np.asarray(obs)[..., self.clock]
         return (np.arctan2(c[..., 0], c[..., 1]) / (2 * np.pi)) % 1.0
 
-    def action_at(self, phase: np.ndarray, dz: np.ndarray | float = 0.0) -> np.ndarray:
-        q = trot_joint_targets(np.asarray(phase) + self.lead, self.params, dz)
+    def action_at(self, phase: np.ndarray, dz: np.ndarray | float = 0.0, stride: np.ndarray | None = None
+                  ) -> np.ndarray:
+        q = trot_joint_targets(np.asarray(phase) + self.lead, self.params, dz, stride)
         return np.clip(robot.leg_rad_to_action(q), -1.0, 1.0).astype(np.float32)
+
+    def strides_for(self, vx, wz) -> np.ndarray:
+        """Per-leg strides (..., 4) for a command in m/s and rad/s."""
+        return command_strides(vx, wz, self.params, self.duty_period)
 
     def __call__(self, obs) -> np.ndarray:
         vec = np.asarray(obs["state"] if isinstance(obs, dict) else obs)
@@ -119,7 +160,11 @@ class TrotGait:
         dz = 0.0
         if p.roll_gain or p.pitch_gain or p.rate_gain:
             dz = posture_correction(vec[..., self.gravity], vec[..., self.gyro] / GYRO_SCALE, p)
-        return self.action_at(self.phase_from_obs(vec), dz)
+        stride = None
+        if self.command is not None:
+            cmd = vec[..., self.command]
+            stride = self.strides_for(cmd[..., 0] / CMD_VX_SCALE, cmd[..., 1] / CMD_WZ_SCALE)
+        return self.action_at(self.phase_from_obs(vec), dz, stride)
 
     def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
         """SB3-style `predict`, so the gait can stand in for a trained model (returns (actions, state))."""
@@ -128,8 +173,8 @@ class TrotGait:
     @classmethod
     def for_config(cls, cfg: EnvConfig, params: TrotParams = TrotParams()) -> "TrotGait":
         """The trot for observations of an env built from `cfg` (no env needed)."""
-        lay = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged)
-        return cls(params, lay["clock"], cfg.gait_period, cfg.ctrl_dt, lay["gravity"], lay["gyro"])
+        lay = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged, cfg.command.enabled)
+        return cls(params, lay["clock"], cfg.gait_period, cfg.ctrl_dt, lay["gravity"], lay["gyro"], lay.get("command"))
 
     @classmethod
     def for_env(cls, env, params: TrotParams = TrotParams()) -> "TrotGait":

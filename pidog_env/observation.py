@@ -8,6 +8,7 @@ Layout of one frame (all entries of order 1):
 | gyro          | 3    | body angular velocity (IMU gyro)                                | rad/s * 0.25   |
 | last_action   | 8    | last commanded leg targets, normalized joint angles             | [-1, 1]        |
 | clock         | 2    | sin, cos of 2*pi*gait phase                                     | [-1, 1]        |
+| command       | 2    | (optional) commanded forward speed vx, yaw rate wz               | x 8, x 2       |
 | ultrasonic    | 1    | (optional) forward distance, 1.0 when nothing within 2.9 m      | m / 2.9        |
 | privileged    | 20   | (optional, sim only) joint angles /(pi/2), joint velocities     | see `PRIV_*`   |
 |               |      | * 0.05, body velocity (m/s) * 2, torso height (m) * 10          |                |
@@ -25,6 +26,8 @@ import numpy as np
 from pidog_env.robot import N_LEG, ULTRASONIC_MAX_RANGE
 
 GYRO_SCALE = 0.25
+CMD_VX_SCALE = 8.0                       # commanded forward speed, m/s x 8 (0.12 m/s -> ~1)
+CMD_WZ_SCALE = 2.0                       # commanded yaw rate, rad/s x 2 (0.5 rad/s -> 1)
 PRIV_Q_SCALE = 2.0 / math.pi             # joint angles / (pi/2)
 PRIV_QVEL_SCALE = 0.05
 PRIV_VEL_SCALE = 2.0
@@ -52,9 +55,11 @@ CRITIC_STATE_SIZE = sum(size for _, size, _ in CRITIC_STATE)
 PUSH_SCALE = 5.0
 
 
-def frame_layout(ultrasonic: bool, privileged: bool) -> dict[str, slice]:
+def frame_layout(ultrasonic: bool, privileged: bool, command: bool = False) -> dict[str, slice]:
     """Name -> slice of one observation frame."""
     sizes = [("gravity", 3), ("gyro", 3), ("last_action", N_LEG), ("clock", 2)]
+    if command:
+        sizes.append(("command", 2))
     if ultrasonic:
         sizes.append(("ultrasonic", 1))
     if privileged:
@@ -66,8 +71,8 @@ def frame_layout(ultrasonic: bool, privileged: bool) -> dict[str, slice]:
     return layout
 
 
-def frame_size(ultrasonic: bool, privileged: bool) -> int:
-    return max(s.stop for s in frame_layout(ultrasonic, privileged).values())
+def frame_size(ultrasonic: bool, privileged: bool, command: bool = False) -> int:
+    return max(s.stop for s in frame_layout(ultrasonic, privileged, command).values())
 
 
 class GravityEstimator:
@@ -128,10 +133,11 @@ def ultrasonic_feature(distance_m: float) -> float:
 
 def build_frame(out: np.ndarray, gravity, gyro, last_action: np.ndarray,
                 phase: float, ultrasonic: float | None = None,
-                privileged: np.ndarray | None = None) -> np.ndarray:
+                privileged: np.ndarray | None = None, command: tuple[float, float] | None = None) -> np.ndarray:
     """Fill `out` (one frame) in the layout of `frame_layout`; returns `out`.
 
-    `gravity` and `gyro` are 3 floats each (rad/s for the gyro; scaled here)."""
+    `gravity` and `gyro` are 3 floats each (rad/s for the gyro; scaled here); `command` is (vx m/s,
+    wz rad/s), scaled here."""
     # Gravity is a unit vector and the action and clock lie in [-1, 1]; only the gyro needs clipping.
     out[0], out[1], out[2] = gravity
     out[3], out[4], out[5] = (min(max(w * GYRO_SCALE, -OBS_CLIP), OBS_CLIP) for w in gyro)
@@ -140,6 +146,10 @@ def build_frame(out: np.ndarray, gravity, gyro, last_action: np.ndarray,
     out[6 + N_LEG] = math.sin(angle)
     out[7 + N_LEG] = math.cos(angle)
     i = 8 + N_LEG
+    if command is not None:
+        out[i] = command[0] * CMD_VX_SCALE
+        out[i + 1] = command[1] * CMD_WZ_SCALE
+        i += 2
     if ultrasonic is not None:
         out[i] = ultrasonic_feature(ultrasonic)
         i += 1

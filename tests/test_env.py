@@ -15,7 +15,8 @@ from pidog_env.env import STAND_ACTION, PiDogEnv
 from pidog_env.evaluation import run_episode
 from pidog_env.gaits import TrotGait
 
-REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision", "fall"}
+REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision", "fall",
+                "track_vx", "track_wz", "stand_still"}
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3, "privileged": True},

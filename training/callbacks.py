@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from pidog_env.evaluation import TRACKING_KEYS, tracking_text
 from training.experiment import Experiment
 from training.selection import select
 
@@ -109,8 +110,9 @@ class EvalCallback(BaseCallback):
         summary.pop("per_episode", None)
         self.history.append(summary)
         self._last = self.num_timesteps
-        for key in ("mean_return", "mean_forward_speed", "fall_rate", "mean_length"):
-            self.logger.record(f"eval/{key}", summary[key])
+        for key in ("mean_return", "mean_forward_speed", "fall_rate", "mean_length", *TRACKING_KEYS):
+            if key in summary:
+                self.logger.record(f"eval/{key}", summary[key])
         chosen = select(self.history, self.max_fall_rate)
         if chosen == len(self.history) - 1:
             self.exp.save_model(self.model, self.exp / Experiment.BEST_MODEL,
@@ -122,7 +124,8 @@ class EvalCallback(BaseCallback):
         if self.verbose:
             mark = "  -> best_model.zip" if chosen == len(self.history) - 1 else ""
             print(f"eval @ {self.num_timesteps}: return {summary['mean_return']:.1f}  "
-                  f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}{mark}")
+                  f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}"
+                  f"{tracking_text(summary)}{mark}")
 
 
 class CurriculumCallback(BaseCallback):

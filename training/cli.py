@@ -75,8 +75,9 @@ def alias(flag: str, *keys: str, const: str | None = None) -> Alias:
 class _Assign(argparse.Action):
     """Appends (key, text) pairs to `namespace.assignments`, in command-line order."""
 
-    def __init__(self, option_strings, dest, keys: tuple[str, ...] = (), const_text: str | None = None, **kw):
-        self.keys, self.const_text = keys, const_text
+    def __init__(self, option_strings, dest, keys: tuple[str, ...] = (), const_text: str | None = None,
+                 mapping: dict[str, str] | None = None, **kw):
+        self.keys, self.const_text, self.mapping = keys, const_text, mapping
         super().__init__(option_strings, dest, nargs=0 if const_text is not None else None, **kw)
 
     def __call__(self, parser, namespace, values, option_string=None):
@@ -91,6 +92,8 @@ class _Assign(argparse.Action):
             pairs.append(("@preset", values))
         else:
             text = self.const_text if self.const_text is not None else values
+            if self.mapping is not None:                  # a named choice for a setting's value
+                text = self.mapping[text]
             pairs.extend((key, text) for key in self.keys)
         namespace.assignments = pairs
 
@@ -120,6 +123,13 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
                    default=argparse.SUPPRESS, help="= --preset quick: tiny budgets for a first look (a few minutes)")
     g.add_argument("--use-camera", dest="use_camera", action=_Assign, keys=("@preset",), const_text="camera",
                    default=argparse.SUPPRESS, help="= --preset camera: a CNN+MLP policy on the head camera too")
+    g.add_argument("--task", dest="task", action=_Assign, keys=("env.command.enabled",), choices=list(TASKS),
+                   mapping=TASKS, default=argparse.SUPPRESS,
+                   help="forward: walk straight ahead (default); command: follow velocity and turn commands "
+                        "(= --set env.command.enabled=true)")
+
+
+TASKS = {"forward": "false", "command": "true"}       # --task NAME -> env.command.enabled
 
 
 def load_preset(name: str) -> dict[str, Any]:

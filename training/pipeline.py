@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from pidog_env.env import action_space, has_display, observation_space
+from pidog_env.evaluation import tracking_text
 from training import demos as demo_io
 from training import stopping
 from training.bc import split_episodes, train_bc
@@ -34,7 +35,8 @@ def log(msg: str) -> None:
 
 def figures(ev: dict[str, Any]) -> str:
     return (f"return {ev['mean_return']:.1f}, speed {ev['mean_forward_speed']:.3f} m/s, "
-            f"falls {ev['fall_rate']:.0%}")
+            f"falls {ev['fall_rate']:.0%}{tracking_text(ev)}")
+
 
 
 # ---------------------------------------------------------------- the whole run
