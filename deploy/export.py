@@ -49,7 +49,7 @@ class DeterministicActor(torch.nn.Module):
 
 
 def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
-    layout = frame_layout(env_cfg.obs.ultrasonic, False)
+    layout = frame_layout(env_cfg.obs.ultrasonic, False, env_cfg.command.enabled)
     frame = max(s.stop for s in layout.values())
     return PolicySpec(
         control_dt=env_cfg.ctrl_dt, gait_period=env_cfg.gait_period, gravity_alpha=env_cfg.obs.gravity_alpha,
@@ -60,7 +60,9 @@ def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
         leg_speed_deg_s=robot.LEG_SPEED_DEG_S, leg_servo_limits_deg=robot.LEG_SERVO_LIMITS_DEG.tolist(),
         imu_accel_range_g=env_cfg.imu.accel_range_g,
         stand_pose_deg=robot.POSES_DEG["stand"].tolist(), lie_pose_deg=robot.POSES_DEG["lie"].tolist(),
-        fall_tilt_deg=env_cfg.fall_tilt_deg, env_config_hash=env_cfg.hash(), versions=versions(), source=source)
+        fall_tilt_deg=env_cfg.fall_tilt_deg, env_config_hash=env_cfg.hash(), versions=versions(), source=source,
+        command=env_cfg.command.enabled, command_vx_range=list(env_cfg.command.vx_range),
+        command_wz_range=list(env_cfg.command.wz_range))
 
 
 def record_observations(policy, env_cfg: EnvConfig, steps: int, seed: int = 0) -> np.ndarray:

@@ -158,6 +158,11 @@ class MujocoHardware:
             self.last_obs, self.info = self.env.reset(seed=self.seed)
             self.terminated = False
 
+    def set_command(self, velocity: tuple[float, float]) -> None:
+        """The operator's (vx, wz), so the simulated episode's tracking figures use it (command task)."""
+        if self.base.command is not None:
+            self.base.set_command(*velocity)
+
     def read_imu(self) -> ImuSample | None:
         imu = np.asarray(self.base.last_imu)
         return imu[:3], imu[3:]

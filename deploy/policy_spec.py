@@ -35,6 +35,10 @@ class PolicySpec:
     versions: dict[str, str] = field(default_factory=dict)
     source: str = ""
     spec_version: int = SPEC_VERSION
+    # The command task: the observation carries (vx, wz) after the clock; the ranges it was trained on.
+    command: bool = False
+    command_vx_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    command_wz_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
     @property
     def control_hz(self) -> float:

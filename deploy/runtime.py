@@ -7,6 +7,10 @@
     python -m deploy.runtime --policy policy/policy.onnx --hardware sim   # MuJoCo instead of the robot
     python -m deploy.runtime --policy policy/policy.onnx --log run.npz    # record obs/actions ...
     python -m deploy.runtime --policy policy/policy.onnx --replay run.npz # ... and check them offline
+    python -m deploy.runtime --policy cmd/policy.onnx                     # a command-task policy: drive it
+                                                    # from the keyboard (arrows/WASD, space stop, q quit)
+    python -m deploy.runtime --policy cmd/policy.onnx --commands gamepad  # ... or a gamepad (evdev)
+    python -m deploy.runtime --policy cmd/policy.onnx --commands run.npz  # ... or a log's recorded commands
 
 No vendor thread runs in this process (see deploy/vendor.py). Each tick, in this order: read the IMU
 (one block read), build exactly the observation the env built (same order, scaling, gravity filter,
@@ -42,8 +46,8 @@ import numpy as np
 from deploy.policy_spec import PolicySpec
 from deploy.safety import SafetyLayer
 from pidog_env import robot
-from pidog_env.observation import (GYRO_SCALE, GravityEstimator, ObservationStack, build_frame, frame_layout,
-                                   frame_size)
+from pidog_env.observation import (CMD_VX_SCALE, CMD_WZ_SCALE, GYRO_SCALE, GravityEstimator, ObservationStack,
+                                   build_frame, frame_layout, frame_size)
 
 G = 9.81
 SETTLE_S = 0.75                     # hold the stand pose this long before the policy runs
@@ -68,13 +72,13 @@ def check_layout(spec: PolicySpec) -> None:
     if spec.ultrasonic:
         raise ValueError("policy.json uses the ultrasonic sensor, which this runtime does not read "
                          "(the vendor's reader busy-waits holding the GIL); export a policy trained without it")
-    ours = {k: [v.start, v.stop] for k, v in frame_layout(spec.ultrasonic, privileged=False).items()}
+    ours = {k: [v.start, v.stop] for k, v in frame_layout(spec.ultrasonic, False, spec.command).items()}
     if spec.frame_layout != ours:
         raise ValueError(f"policy.json frame_layout {spec.frame_layout} differs from this runtime's {ours}; "
                          "export the policy with this version")
     if spec.gyro_scale != GYRO_SCALE:
         raise ValueError(f"policy.json gyro_scale {spec.gyro_scale} differs from this runtime's {GYRO_SCALE}")
-    if spec.obs_size != frame_size(spec.ultrasonic, privileged=False) * (spec.history + 1):
+    if spec.obs_size != frame_size(spec.ultrasonic, False, spec.command) * (spec.history + 1):
         raise ValueError(f"policy.json obs_size {spec.obs_size} does not match its layout and history {spec.history}")
     if spec.imu_accel_range_g != robot.IMU_ACCEL_RANGE_G:
         raise ValueError(f"policy.json was trained with a {spec.imu_accel_range_g} g accelerometer; this runtime "
@@ -87,7 +91,7 @@ class ObservationBuilder:
     def __init__(self, spec: PolicySpec) -> None:
         check_layout(spec)
         self.spec = spec
-        self.frame = np.zeros(frame_size(spec.ultrasonic, privileged=False))
+        self.frame = np.zeros(frame_size(spec.ultrasonic, False, spec.command))
         self.stack = ObservationStack(self.frame.size, spec.history)
         self.gravity = GravityEstimator(spec.gravity_alpha, spec.control_dt)
         self.ticks = 0
@@ -95,17 +99,27 @@ class ObservationBuilder:
     def phase(self) -> float:
         return (self.ticks * self.spec.control_dt / self.spec.gait_period) % 1.0
 
-    def reset(self, accel: np.ndarray, gyro: np.ndarray, command: np.ndarray) -> np.ndarray:
+    def reset(self, accel: np.ndarray, gyro: np.ndarray, command: np.ndarray,
+              velocity: tuple[float, float] | None = None) -> np.ndarray:
         self.ticks = 0
         g = self.gravity.reset(list(map(float, accel)))
-        return self.stack.reset(build_frame(self.frame, g, list(map(float, gyro)), command, self.phase()))
+        return self.stack.reset(build_frame(self.frame, g, list(map(float, gyro)), command, self.phase(),
+                                            command=self._velocity(velocity)))
 
-    def step(self, accel: np.ndarray, gyro: np.ndarray, command: np.ndarray) -> np.ndarray:
-        """Observation after one more control step; `command` = the normalized targets sent last tick."""
+    def step(self, accel: np.ndarray, gyro: np.ndarray, command: np.ndarray,
+             velocity: tuple[float, float] | None = None) -> np.ndarray:
+        """Observation after one more control step; `command` = the normalized targets sent last tick,
+        `velocity` = the operator's (vx, wz) for command-task policies."""
         self.ticks += 1
         gyro = list(map(float, gyro))
         g = self.gravity(list(map(float, accel)), gyro)
-        return self.stack.push(build_frame(self.frame, g, gyro, command, self.phase()))
+        return self.stack.push(build_frame(self.frame, g, gyro, command, self.phase(),
+                                           command=self._velocity(velocity)))
+
+    def _velocity(self, velocity: tuple[float, float] | None) -> tuple[float, float] | None:
+        if not self.spec.command:
+            return None
+        return (0.0, 0.0) if velocity is None else velocity
 
 
 class OnnxPolicy:
@@ -231,7 +245,7 @@ def hold_stand_policy(spec: PolicySpec):
 class ControlLoop:
     def __init__(self, spec: PolicySpec, policy, hardware, realtime: bool = True, log: bool = False,
                  settle_s: float = SETTLE_S, stand_s: float = STAND_S, lie_s: float = LIE_S, say=print,
-                 enforce_timing: bool = True) -> None:
+                 enforce_timing: bool = True, commands=None) -> None:
         self.spec, self.policy, self.hw, self.realtime = spec, policy, hardware, realtime
         self.enforce_timing = enforce_timing          # False only to measure a too-slow loop (bench/deploy_latency.py)
         self.stand_s, self.lie_s = stand_s, lie_s
@@ -246,6 +260,12 @@ class ControlLoop:
         self.say = say
         self.stats = TimingStats()
         self.log: dict[str, list] | None = {"obs": [], "action": [], "command_deg": []} if log else None
+        if self.log is not None and spec.command:
+            self.log["commands"] = []                 # the operator's (vx, wz) each tick, for --commands LOG
+        if spec.command and commands is None:
+            raise ValueError("a command-task policy needs a command source (deploy.commands)")
+        self.commands = commands if spec.command else None
+        self.velocity = (0.0, 0.0)                    # the operator's command the policy sees (command task)
         self.obs: np.ndarray | None = None            # the observation the next tick acts on, when already built
         self.last_obs: np.ndarray | None = None       # the observation the last tick acted on
         self.command = self.mapper.to_action(self.lie)
@@ -364,7 +384,19 @@ class ControlLoop:
         acc, gyro = self.read_imu(time.perf_counter())
         recent.append(acc)
         self.command = self.mapper.to_action(self.stand)
-        self.obs = self.builder.reset(np.mean(recent, axis=0), gyro, self.command)
+        self._poll_commands()
+        self.obs = self.builder.reset(np.mean(recent, axis=0), gyro, self.command, self.velocity)
+
+    def _poll_commands(self) -> None:
+        """The operator's latest (vx, wz), read once per tick before the observation is built."""
+        if self.commands is None:
+            return
+        velocity = self.commands.poll()
+        if self.commands.quit:
+            raise _Halt(Stop("done", "quit by the operator"))
+        self.velocity = velocity
+        if hasattr(self.hw, "set_command"):
+            self.hw.set_command(velocity)
 
     # ------------------------------------------------------------------ the loop
     def tick(self) -> bool:
@@ -382,7 +414,8 @@ class ControlLoop:
         obs = self.obs
         if obs is None:
             accel, gyro = self.read_imu(t0)
-            obs = self.builder.step(accel, gyro, self.command)
+            self._poll_commands()
+            obs = self.builder.step(accel, gyro, self.command, self.velocity)
             if self.safety.tilted(self.builder.gravity.state):
                 raise _Halt(Stop("safety", "tilt beyond the fall limit"))
         self.obs, self.last_obs = None, obs
@@ -396,6 +429,8 @@ class ControlLoop:
             self.log["obs"].append(obs.copy())
             self.log["action"].append(np.asarray(action, dtype=np.float32))
             self.log["command_deg"].append(command_deg)
+            if "commands" in self.log:
+                self.log["commands"].append(self.velocity)
         duration = time.perf_counter() - t0
         self.stats.tick_ms.append(1000 * duration)
         self.failed_writes += not ok
@@ -542,20 +577,32 @@ def imu_check(hw, spec: PolicySpec, seconds_per_step: float = 15.0, say=print) -
     return passed
 
 
-def replay(policy, log_path: Path) -> float:
-    """Feed a recorded log through the policy offline; max |action difference| against the log."""
+def replay(policy, log_path: Path, spec: PolicySpec | None = None) -> float:
+    """Feed a recorded log through the policy offline; max |action difference| against the log. For a
+    command-task policy, the commands recorded each tick must also be the ones in its observation."""
     with np.load(log_path, allow_pickle=False) as z:
         obs, actions = z["obs"], z["action"]
+        commands = z["commands"] if "commands" in z.files else None
+    if spec is not None and spec.command and commands is not None and len(obs):
+        lo, _ = spec.frame_layout["command"]
+        seen = obs[:, lo:lo + 2] / np.array([CMD_VX_SCALE, CMD_WZ_SCALE])
+        if not np.allclose(seen, commands, atol=1e-5):
+            raise ValueError(f"{log_path}: the recorded commands are not the ones in the recorded observations")
     out = np.stack([policy(o) for o in obs]) if len(obs) else np.zeros((0, 8))
     return float(np.abs(out - actions).max()) if len(obs) else 0.0
 
 
-def make_hardware(args):
+def make_hardware(args, spec: PolicySpec | None = None):
     from deploy.hardware import DryRunHardware, MujocoHardware, RobotHardware
     if args.dry_run:
         return DryRunHardware(args.conf, print_every=25)
     if args.hardware == "sim":
-        return MujocoHardware(randomize=True, seed=args.seed, imu_timing=args.sim_imu)
+        config = None
+        if spec is not None and spec.command:                 # the simulated robot reports command tracking
+            from pidog_env import config_tree
+            from pidog_env.config import EnvConfig
+            config = config_tree.apply(EnvConfig(), "command.enabled", True)
+        return MujocoHardware(randomize=True, seed=args.seed, imu_timing=args.sim_imu, config=config)
     if args.hardware == "fake":
         from deploy.fake_vendor import FakeVendor
         return RobotHardware(FakeVendor(seed=args.seed).stack(), args.conf)
@@ -594,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conf", type=Path, default=PIDOG_CONF, help="the vendor's calibration file (servo offsets)")
     ap.add_argument("--sim-imu", choices=["robot", "ideal"], default="robot",
                     help="--hardware sim: the robot's IMU timing (sample age as on the robot) or an ideal IMU")
+    ap.add_argument("--commands", metavar="SOURCE",
+                    help="command-task policies: keyboard (default), gamepad[:/dev/input/eventN], VX,WZ (fixed), "
+                         "or a runtime log .npz (its recorded commands)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.dry_run and args.imu_check:
@@ -608,13 +658,35 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: cannot load the policy: {exc}", file=sys.stderr)
         return 2
+    if args.commands is not None and not spec.command:
+        ap.error("--commands is for command-task policies; this policy walks forward only")
     if args.replay:
-        diff = replay(policy, args.replay)
+        try:
+            diff = replay(policy, args.replay, spec)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: cannot replay {args.replay}: {exc}", file=sys.stderr)
+            return 2
         print(f"replayed {args.replay}: max |action - logged action| = {diff:.2e}")
         return 0 if diff < 1e-4 else 1
+    commands = None
+    if spec.command and not args.imu_check:
+        from deploy.commands import HELP, make_source
+        source = args.commands or ("0,0" if args.stand_only else "keyboard")
+        if source == "keyboard" and not sys.stdin.isatty():
+            ap.error("a command-task policy reads the keyboard from a terminal; without one pass --commands "
+                     "(gamepad, VX,WZ or a log .npz)")
+        try:
+            commands = make_source(source, spec.command_vx_range, spec.command_wz_range)
+        except (ImportError, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if source == "keyboard":
+            print(HELP)
     try:
-        hw = make_hardware(args)
+        hw = make_hardware(args, spec)
     except ImportError as exc:
+        if commands is not None:
+            commands.close()
         print(f"error: {exc} (install the SunFounder pidog library on the robot, or use --hardware sim)", file=sys.stderr)
         return 2
     try:
@@ -624,12 +696,14 @@ def main(argv: list[str] | None = None) -> int:
             ok = imu_check(hw, spec)
             print("IMU check passed" if ok else "IMU check FAILED: do not run a policy until it passes")
             return 0 if ok else 1
-        loop = ControlLoop(spec, policy, hw, realtime=True, log=args.log is not None)
+        loop = ControlLoop(spec, policy, hw, realtime=True, log=args.log is not None, commands=commands)
         stop = loop.run(args.seconds)
     except _Halt as halt:                                    # --imu-check's start-up checks
         print(f"error: {halt.stop.message}", file=sys.stderr)
         return halt.stop.exit_code
     finally:
+        if commands is not None:
+            commands.close()                                 # the terminal back to normal
         hw.close()
     if args.log:
         loop.save_log(args.log)

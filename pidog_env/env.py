@@ -63,7 +63,8 @@ are 0 (tracking replaces them); `reward.tracking_sigma_vx` / `_wz` set the track
 With `command.enabled`, each episode starts with a command (vx, wz) drawn from `command.vx_range`
 (0-0.12 m/s) and `command.wz_range` (+-0.5 rad/s; positive turns left), a `command.zero_share` (10 %) of
 them zero, renewed every `command.resample_s` (4-8 s), all from the env's seeded generator.
-`reset(options={"command": (vx, wz)})` fixes the command for the episode. `env.unwrapped.command` is
+`reset(options={"command": (vx, wz)})` fixes the command for the episode and
+`env.unwrapped.set_command(vx, wz)` from the next step on (teleoperation); `env.unwrapped.command` is
 the current one. The commanded trot (`TrotGait.for_env`) reads it from the observation.
 
 ## Episode end
@@ -438,6 +439,15 @@ class PiDogEnv(gym.Env):
     def command(self) -> tuple[float, float] | None:
         """The current (vx m/s, wz rad/s) command; None in the forward task."""
         return self._cmd
+
+    def set_command(self, vx: float, wz: float) -> None:
+        """Command (vx, wz) from the next step on, held until the next reset (teleoperation, the robot
+        runtime's simulated robot); no new command is sampled meanwhile."""
+        if not self.cfg.command.enabled:
+            raise ValueError("set_command needs the command task (env.command.enabled)")
+        if not (math.isfinite(vx) and math.isfinite(wz)):
+            raise ValueError(f"command must be two finite numbers, got {(vx, wz)!r}")
+        self._cmd, self._cmd_next = (float(vx), float(wz)), None
 
     def _reset_command(self, options: dict | None) -> None:
         self._cmd_sum = [0.0, 0.0, 0.0, 0.0]      # sums of vx, wz, |vx error|, |wz error|

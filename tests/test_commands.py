@@ -106,3 +106,172 @@ def test_the_commanded_trot_follows_speed_commands_and_turns_the_commanded_way()
     assert fast["terms"]["forward"] == 0.0 and fast["terms"]["track_vx"] > 0
     assert still["terms"]["stand_still"] < 0 and fast["terms"]["stand_still"] == 0.0
     assert 0 < fast["mean_vx_error"] < 0.1 and 0 < fast["mean_wz_error"] < 1.0
+
+
+# ---------------------------------------------------------------- the robot runtime's command sources
+def command_spec():
+    from deploy.export import spec_for
+    return spec_for(command_cfg(), "test")
+
+
+def recording_policy(seen: list):
+    def act(obs):
+        seen.append(np.array(obs, copy=True))
+        return np.zeros(8, dtype=np.float32)
+    return act
+
+
+def test_a_key_press_reaches_the_policy_input_within_one_control_step():
+    import os
+    import pty
+
+    from deploy.commands import KeyboardSource
+    from deploy.hardware import MujocoHardware
+    from deploy.runtime import ControlLoop
+    spec = command_spec()
+    lo = spec.frame_layout["command"][0]
+    master, slave = pty.openpty()
+    keys = KeyboardSource(spec.command_vx_range, spec.command_wz_range, fd=slave)
+    seen: list = []
+    loop = ControlLoop(spec, recording_policy(seen), MujocoHardware(config=command_cfg()), realtime=False,
+                       commands=keys)
+    try:
+        loop.start()
+        assert loop.tick() and tuple(seen[-1][lo:lo + 2]) == (0.0, 0.0)
+        for key, expected in ((b"w", (0.02, 0.0)), (b"w", (0.04, 0.0)), (b"\x1b[D", (0.04, 0.1)),
+                              (b"d", (0.04, 0.0)), (b"\x1b[B", (0.02, 0.0)), (b" ", (0.0, 0.0))):
+            os.write(master, key)
+            assert loop.tick()                           # the very next tick's observation carries it
+            got = seen[-1][lo:lo + 2] / np.array([CMD_VX_SCALE, CMD_WZ_SCALE])
+            np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert loop.hw.base.command == (0.0, 0.0)        # the simulated robot follows the operator's command
+        os.write(master, b"q")
+        assert not loop.tick() and loop.stopped.kind == "done" and "quit" in loop.stopped.message
+    finally:
+        keys.close()
+        os.close(master)
+        os.close(slave)
+
+
+def test_keys_are_clipped_to_the_policys_command_ranges():
+    import os
+    import pty
+
+    from deploy.commands import KeyboardSource
+    master, slave = pty.openpty()
+    keys = KeyboardSource((0.0, 0.12), (-0.5, 0.5), fd=slave)
+    os.write(master, b"w" * 20 + b"s" * 2 + b"a" * 9 + b"x")    # x: a key that is not used
+    assert keys.poll() == pytest.approx((0.08, 0.5))
+    os.write(master, b"s" * 20 + b"\x1b[C" * 20)
+    assert keys.poll() == pytest.approx((0.0, -0.5))
+    keys.close()
+    os.close(master)
+    os.close(slave)
+
+
+def test_log_and_replay_round_trip_the_commands(tmp_path):
+    from deploy.commands import FixedSource, ReplaySource
+    from deploy.hardware import MujocoHardware
+    from deploy.runtime import ControlLoop, replay
+    spec = command_spec()
+    seen: list = []
+    policy = recording_policy(seen)
+
+    class Script(FixedSource):                      # a changing command: 0.03 m/s more every 10 ticks
+        i = 0
+
+        def poll(self):
+            self.i += 1
+            return (0.03 * (self.i // 10), 0.1 * (self.i % 3 - 1))
+    loop = ControlLoop(spec, policy, MujocoHardware(config=command_cfg()), realtime=False, log=True,
+                       commands=Script(0, 0))
+    assert loop.run(seconds=0.6).kind == "done"
+    loop.save_log(tmp_path / "run.npz")
+    with np.load(tmp_path / "run.npz") as z:
+        logged = z["commands"]
+    assert len(logged) == 30 and len({tuple(c) for c in logged}) > 5
+    assert replay(policy, tmp_path / "run.npz", spec) == 0.0   # commands in the log = commands in the observations
+    # Driving a new run from the log's commands gives the same commands tick by tick.
+    again: list = []
+    loop2 = ControlLoop(spec, recording_policy(again), MujocoHardware(config=command_cfg()), realtime=False, log=True,
+                        commands=ReplaySource(tmp_path / "run.npz"))
+    loop2.run(seconds=0.6)
+    np.testing.assert_allclose(np.asarray(loop2.log["commands"]), logged)
+    # A log whose commands disagree with its observations is refused.
+    with np.load(tmp_path / "run.npz") as z:
+        data = {k: z[k] for k in z.files}
+    data["commands"] = data["commands"] + 0.01
+    np.savez(tmp_path / "bad.npz", **data)
+    with pytest.raises(ValueError, match="commands"):
+        replay(policy, tmp_path / "bad.npz", spec)
+
+
+def test_gamepad_sticks_map_to_the_command_ranges(monkeypatch):
+    import sys
+    import types
+
+    from deploy.commands import GamepadSource
+    codes = types.SimpleNamespace(EV_ABS=3, EV_KEY=1, ABS_X=0, ABS_Y=1, ABS_RX=3, BTN_SOUTH=304, BTN_EAST=305,
+                                  BTN_START=315)
+    info = types.SimpleNamespace(min=0, max=255)
+    Event = types.SimpleNamespace
+
+    class Device:
+        name = "fake pad"
+
+        def __init__(self, path):
+            self.events = [Event(type=3, code=1, value=0), Event(type=3, code=3, value=255)]
+
+        def capabilities(self):
+            return {3: [(0, info), (1, info), (3, info)], 1: [304, 305]}
+
+        def read_one(self):
+            return self.events.pop(0) if self.events else None
+
+        def close(self):
+            pass
+    fake = types.SimpleNamespace(ecodes=codes, InputDevice=Device, list_devices=lambda: ["/dev/input/event0"])
+    monkeypatch.setitem(sys.modules, "evdev", fake)
+    pad = GamepadSource((0.0, 0.12), (-0.5, 0.5))
+    assert pad.poll() == pytest.approx((0.12, -0.5))       # stick fully forward, right stick fully right
+    pad.dev.events = [Event(type=1, code=304, value=1)]
+    assert pad.poll() == (0.0, 0.0) and not pad.quit       # A: stop
+    pad.dev.events = [Event(type=1, code=305, value=1)]
+    pad.poll()
+    assert pad.quit                                        # B: lie down and quit
+
+
+def test_runtime_cli_refuses_commands_it_cannot_use(tmp_path):
+    from deploy.commands import make_source
+    with pytest.raises(ValueError, match="--commands"):
+        make_source("joystick", (0, 0.12), (-0.5, 0.5))
+    with pytest.raises(ValueError, match="no such file"):
+        make_source(str(tmp_path / "missing.npz"), (0, 0.12), (-0.5, 0.5))
+    assert make_source("0.05,-0.2", (0, 0.12), (-0.5, 0.5)).poll() == (0.05, -0.2)
+    assert make_source("0.5,-3", (0, 0.12), (-0.5, 0.5)).poll() == (0.12, -0.5)
+
+
+@pytest.mark.slow
+def test_a_command_policy_exports_with_parity_and_runs_in_the_runtime(tmp_path):
+    from deploy.commands import FixedSource
+    from deploy.export import export
+    from deploy.hardware import MujocoHardware
+    from deploy.policy_spec import PolicySpec
+    from deploy.runtime import ControlLoop, OnnxPolicy
+    from training import demos as demo_io
+    from training.bc import train_bc
+    from training.config import BCConfig, DemoConfig, PolicyConfig
+    from training.policies import policy_meta, save_policy
+    cfg = command_cfg()
+    demo = demo_io.generate(DemoConfig(n_episodes=4, n_envs=1, noise=0.02), cfg, seed=0, progress=False)
+    result = train_bc(demo, None, cfg, PolicyConfig(), BCConfig(epochs=5), tmp_path / "logs", seed=0, progress=False)
+    save_policy(tmp_path / "bc.pth", result.policy, policy_meta(result.policy, PolicyConfig(), cfg))
+    info = export(tmp_path / "bc.pth", tmp_path / "export", check_steps=200)
+    assert info["max_abs_diff"] <= 1e-5
+    spec = PolicySpec.load(tmp_path / "export" / "policy.json")
+    assert spec.command and spec.obs_size == 18 and spec.frame_layout["command"] == [16, 18]
+    assert spec.command_vx_range == list(cfg.command.vx_range)
+    loop = ControlLoop(spec, OnnxPolicy(tmp_path / "export" / "policy.onnx", spec), MujocoHardware(config=cfg),
+                       realtime=False, commands=FixedSource(0.1, 0.0))
+    assert loop.run(seconds=1.0).kind == "done"
+    assert loop.hw.base.command == (0.1, 0.0)
