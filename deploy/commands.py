@@ -46,6 +46,17 @@ class CommandSource:
     def clip(self, vx: float, wz: float) -> tuple[float, float]:
         return (float(np.clip(vx, *self.vx_range)), float(np.clip(wz, *self.wz_range)))
 
+    def press(self, action: str, vx_step: float = 0.02, wz_step: float = 0.1) -> None:
+        """One key's effect: faster / slower / left / right step the command, stop zeroes it, quit."""
+        vx, wz = self.command
+        vx_step, wz_step = getattr(self, "vx_step", vx_step), getattr(self, "wz_step", wz_step)
+        if action == "quit":
+            self.quit = True
+            return
+        vx, wz = {"faster": (vx + vx_step, wz), "slower": (vx - vx_step, wz), "left": (vx, wz + wz_step),
+                  "right": (vx, wz - wz_step), "stop": (0.0, 0.0)}[action]
+        self.command = self.clip(round(vx, 6), round(wz, 6))
+
     def poll(self) -> tuple[float, float]:
         return self.command
 
@@ -100,7 +111,6 @@ class KeyboardSource(CommandSource):
             if not chunk:
                 break
             self.pending += chunk
-        vx, wz = self.command
         while self.pending:
             key = next((k for k in KEYS if self.pending.startswith(k)), None)
             if key is None:
@@ -109,21 +119,7 @@ class KeyboardSource(CommandSource):
                 self.pending = self.pending[1:]           # a key we do not use
                 continue
             self.pending = self.pending[len(key):]
-            action = KEYS[key]
-            if action == "faster":
-                vx += self.vx_step
-            elif action == "slower":
-                vx -= self.vx_step
-            elif action == "left":
-                wz += self.wz_step
-            elif action == "right":
-                wz -= self.wz_step
-            elif action == "stop":
-                vx, wz = 0.0, 0.0
-            else:
-                self.quit = True
-            vx, wz = self.clip(round(vx, 6), round(wz, 6))
-        self.command = (vx, wz)
+            self.press(KEYS[key])
         return self.command
 
     def close(self) -> None:

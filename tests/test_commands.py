@@ -275,3 +275,33 @@ def test_a_command_policy_exports_with_parity_and_runs_in_the_runtime(tmp_path):
                        realtime=False, commands=FixedSource(0.1, 0.0))
     assert loop.run(seconds=1.0).kind == "done"
     assert loop.hw.base.command == (0.1, 0.0)
+
+
+def test_viewer_teleop_keys_set_the_command_the_policy_sees_next():
+    from training.visualize import ViewerTeleop
+    cfg = command_cfg(randomization__enabled=False)
+    keys = ViewerTeleop(cfg)
+    for code in (265, 265, 263, 70):                     # up, up, left, and F (not a command key)
+        keys.on_key(code)
+    assert keys.command == pytest.approx((0.04, 0.1))
+    env = PiDogEnv(cfg)
+    env.reset(seed=0)
+    env.set_command(*keys.command)
+    obs, *_ = env.step(np.zeros(8, dtype=np.float32))
+    assert obs[16:18] == pytest.approx([0.04 * CMD_VX_SCALE, 0.1 * CMD_WZ_SCALE])
+    keys.on_key(32)
+    assert keys.command == (0.0, 0.0)
+    with pytest.raises(ValueError, match="command task"):
+        PiDogEnv(EnvConfig()).set_command(0.1, 0.0)
+
+
+def test_command_task_clips_draw_the_commanded_and_measured_velocity():
+    from training.visualization import CMD_COLOR, PANEL, record_episode
+    cfg = command_cfg(randomization__enabled=False, command__zero_share=0.0, command__vx_range=(0.1, 0.1))
+    frames, _ = record_episode(TrotGait.for_config(cfg), cfg, seed=0, max_steps=30)
+    panel = frames[-1][-PANEL - 4:, :PANEL + 4].astype(int)
+    green = (np.abs(panel - np.array(CMD_COLOR)).sum(axis=-1) < 60).sum()
+    assert green > 40                                   # the commanded forward arrow (and its label)
+    forward, _ = record_episode(TrotGait.for_config(EnvConfig()), EnvConfig(), seed=0, max_steps=30)
+    plain = forward[-1][-PANEL - 4:, :PANEL + 4].astype(int)
+    assert (np.abs(plain - np.array(CMD_COLOR)).sum(axis=-1) < 60).sum() < green / 4   # no panel: forward task

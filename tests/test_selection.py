@@ -63,3 +63,13 @@ def test_training_fall_rate_is_pooled_over_episodes_not_rollouts():
     rows = [{"timesteps": 2048, "fall_rate": 1.0, "episodes": 1}, {"timesteps": 4096, "fall_rate": 0.0, "episodes": 3},
             {"timesteps": 60_000, "fall_rate": 1.0, "episodes": 5}]
     assert pooled_fall_rate(rows, 50_000) == 0.25 and pooled_fall_rate(rows, 1000) is None
+
+
+def test_in_the_command_task_selection_minimizes_the_tracking_error_within_the_fall_limit():
+    history = [
+        {"fall_rate": 0.0, "mean_forward_speed": 0.05, "mean_vx_error": 0.030, "mean_wz_error": 0.20},
+        {"fall_rate": 0.0, "mean_forward_speed": 0.02, "mean_vx_error": 0.020, "mean_wz_error": 0.10},  # best
+        {"fall_rate": 0.1, "mean_forward_speed": 0.04, "mean_vx_error": 0.010, "mean_wz_error": 0.05},  # falls
+        {"fall_rate": 0.0, "mean_forward_speed": 0.09, "mean_vx_error": 0.040, "mean_wz_error": 0.09},
+    ]
+    assert select(history, 0.02) == 1 and select(history, 0.2) == 2

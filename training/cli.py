@@ -284,13 +284,18 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     seed = 0 if args.seed is None else args.seed
     if args.compare and not args.record:
         args.record = new_file("compare.mp4")
+    if args.teleop and (args.record or args.compare):
+        raise PipelineError("--teleop drives one policy in the interactive viewer; it cannot record or compare")
     if args.record:
         record(sources, args.record, args.episodes, seed, not args.no_randomization, args.allow_pickle)
         return
+    act, cfg, _ = load_actor(sources[0], args.allow_pickle, command=args.teleop)
+    if args.teleop and not cfg.command.enabled:
+        raise PipelineError(f"--teleop needs a command-task policy (trained with --task command); {sources[0]} "
+                            "walks forward only")
     if not has_display():
         raise PipelineError("no display for the interactive viewer; pass --record out.mp4 to write a video")
-    act, cfg, _ = load_actor(sources[0], args.allow_pickle)
-    interactive(act, with_randomization(cfg, not args.no_randomization), args.episodes, seed)
+    interactive(act, with_randomization(cfg, not args.no_randomization), args.episodes, seed, teleop=args.teleop)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -320,6 +325,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("visualize", help="watch a policy in MuJoCo's viewer or record a video")
     add_model_source(p, compare=True)
     p.add_argument("--record", type=new_file, help="write an mp4 instead of opening the viewer")
+    p.add_argument("--teleop", action="store_true",
+                   help="drive a command-task policy (or --gait trot) from the keyboard in the viewer")
 
     p = sub.add_parser("export", help="ONNX + policy.json for the robot runtime, parity-checked")
     p.add_argument("--model", required=True, help="SB3 .zip or BC .pth written by this project")

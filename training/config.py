@@ -92,8 +92,8 @@ class RLConfig:
                                  "best_model.zip's fall-rate limit needs >= 30 to mean anything)")
     final_eval_episodes: int = setting(50, ge=1, le=10_000, help="randomized episodes for the final figures "
                                        "(seeds disjoint from the evaluations that select best_model.zip)")
-    select_max_fall_rate: float = setting(0.02, ge=0, le=1, help="best_model.zip: the fastest evaluated model "
-                                          "whose evaluation fall rate is at most this")
+    select_max_fall_rate: float = setting(0.02, ge=0, le=1, help="best_model.zip: the fastest (command task: "
+                                          "best tracking) evaluated model whose evaluation fall rate is at most this")
     curriculum: bool = setting(False, help="widen the training randomization as evaluations stay safe "
                                "(pidog_env.curriculum; evaluations use the configured ranges)")
     curriculum_start: float = setting(0.5, ge=0, le=3, help="rl.curriculum: first level (1 = the configured ranges)")

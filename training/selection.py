@@ -1,21 +1,35 @@
-"""Which evaluated checkpoint a run ships: the fastest among those that (almost) never fall.
+"""Which evaluated checkpoint a run ships: the best among those that (almost) never fall.
 
 Fine-tuning can make a policy faster and less safe at once; the return mixes both. The pipeline keeps,
-as `best_model.zip`, the evaluated model with the highest mean forward speed among those whose fall
-rate is at most `rl.select_max_fall_rate` (2 % by default) on the run's fixed, seeded evaluation
-episodes. When no evaluation qualifies, there is no selection and `final_model.zip` is all there is.
+as `best_model.zip`, the evaluated model with the highest `score` among those whose fall rate is at
+most `rl.select_max_fall_rate` (2 % by default) on the run's fixed, seeded evaluation episodes: the
+mean forward speed in the forward task, the command-tracking score in the command task. When no
+evaluation qualifies, there is no selection and `final_model.zip` is all there is.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# The command task's tolerances (bench/command_tracking.py's acceptance): errors are scored in these units.
+VX_TOLERANCE = 0.03        # m/s
+WZ_TOLERANCE = 0.10        # rad/s
+
+
+def tracking_error(h: dict[str, Any]) -> float:
+    """Mean absolute tracking error in units of the tolerances, vx and wz averaged (lower is better)."""
+    return 0.5 * (h["mean_vx_error"] / VX_TOLERANCE + h["mean_wz_error"] / WZ_TOLERANCE)
+
+
+def score(h: dict[str, Any]) -> float:
+    """Higher is better: forward speed, or minus the tracking error when the evaluation has one."""
+    return -tracking_error(h) if "mean_vx_error" in h else h["mean_forward_speed"]
+
 
 def select(history: list[dict[str, Any]], max_fall_rate: float) -> int | None:
     """Index of the selected evaluation in `history` (the earliest of equals), or None."""
     best: int | None = None
     for i, h in enumerate(history):
-        if h["fall_rate"] <= max_fall_rate + 1e-12 and (
-                best is None or h["mean_forward_speed"] > history[best]["mean_forward_speed"]):
+        if h["fall_rate"] <= max_fall_rate + 1e-12 and (best is None or score(h) > score(history[best])):
             best = i
     return best

@@ -2,7 +2,8 @@
 a live window that never blocks training.
 
 * `record_episode` runs one deterministic episode in its own env and returns RGB frames with step,
-  forward speed and return drawn on them. Frames are rendered at 320x240 without shadows (shadows
+  forward speed and return drawn on them (command task: the commanded and the measured velocity as
+  green and orange arrows, `command_panel`). Frames are rendered at 320x240 without shadows (shadows
   cost 3x per frame under software GL) and sub-sampled to `fps`; the video plays in real time.
 * `write_mp4` writes H.264 through imageio-ffmpeg (it ships its own ffmpeg).
 * `log_video_to_tensorboard` adds the clip as an animated GIF image summary (TensorBoard's Images tab
@@ -45,6 +46,31 @@ def _overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     return out
 
 
+PANEL = 70                       # side of the command panel (pixels), bottom-left of command-task clips
+CMD_COLOR, MEASURED_COLOR = (60, 220, 60), (255, 150, 30)     # RGB
+
+
+def command_panel(frame: np.ndarray, command: tuple[float, float], measured: tuple[float, float],
+                  vx_full: float = 0.12, wz_full: float = 0.5) -> np.ndarray:
+    """Draw the commanded (green) and measured (orange) velocity as arrows on `frame` (in place): up for
+    forward speed vx, left for yaw rate wz (counter-clockwise), full length at `vx_full` / `wz_full`."""
+    import cv2
+    h = frame.shape[0]
+    x0, y0 = 4, h - PANEL - 4
+    cv2.rectangle(frame, (x0, y0), (x0 + PANEL, y0 + PANEL), (0, 0, 0), thickness=-1)
+    cx, cy, r = x0 + PANEL // 2, y0 + PANEL // 2 + 6, PANEL // 2 - 10
+    for (vx, wz), color, width in ((command, CMD_COLOR, 3), (measured, MEASURED_COLOR, 1)):
+        tip_v = (cx, int(round(cy - r * float(np.clip(vx / vx_full, -1, 1)))))
+        tip_w = (int(round(cx - r * float(np.clip(wz / wz_full, -1, 1)))), cy)
+        for tip in (tip_v, tip_w):
+            if tip != (cx, cy):
+                cv2.arrowedLine(frame, (cx, cy), tip, color, width, cv2.LINE_AA, tipLength=0.3)
+    cv2.putText(frame, "cmd", (x0 + 3, y0 + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, CMD_COLOR, 1, cv2.LINE_AA)
+    cv2.putText(frame, "meas", (x0 + PANEL - 31, y0 + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, MEASURED_COLOR, 1,
+                cv2.LINE_AA)
+    return frame
+
+
 def record_episode(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: int = 0, fps: int = VIDEO_FPS,
                    size: tuple[int, int] = VIDEO_SIZE, title: str = "", max_steps: int | None = None
                    ) -> tuple[list[np.ndarray], dict[str, float]]:
@@ -58,11 +84,15 @@ def record_episode(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: i
     stride = max(1, int(round(1.0 / (base.dt * fps))))
     frames: list[np.ndarray] = []
     renderer = None
+    smooth = [0.0, 0.0]                                    # measured vx, wz over ~0.5 s (command task)
 
     def frame(step: int, obs: Any, info: dict, total: float) -> bool:
         nonlocal renderer
         if max_steps and step >= max_steps:
             return False
+        if "vx" in info:
+            smooth[0] += 0.04 * (info["vx"] - smooth[0])
+            smooth[1] += 0.04 * (info["wz"] - smooth[1])
         if step % stride == 0:
             if renderer is None:                           # cheap settings for video frames
                 renderer = mujoco.Renderer(coarse_visual_copy(base.model, 12, 6), *size)
@@ -70,7 +100,15 @@ def record_episode(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: i
             renderer.update_scene(base.data, camera=names.TRACK_CAMERA)
             lines = [f"{title}  step {step}  t {step * base.dt:4.1f}s".strip(),
                      f"speed {info.get('forward_speed', 0.0):+.2f} m/s  return {total:7.1f}"]
-            frames.append(_overlay(renderer.render(), lines))
+            command = base.command
+            if command is not None:
+                lines.append(f"cmd vx {command[0]:+.2f} wz {command[1]:+.2f} | meas {smooth[0]:+.2f} {smooth[1]:+.2f}")
+            image = _overlay(renderer.render(), lines)
+            if command is not None:
+                c = env_cfg.command
+                command_panel(image, command, (smooth[0], smooth[1]), max(map(abs, c.vx_range)) or 0.12,
+                              max(map(abs, c.wz_range)) or 0.5)
+            frames.append(image)
         return True
 
     try:

@@ -4,6 +4,8 @@
     pidog visualize --model outputs/<exp>/final_model.zip --record walk.mp4 --episodes 2
     pidog visualize --compare outputs/<exp>/bc_pretrained_policy.pth outputs/<exp>/final_model.zip \\
                                  --record bc_vs_ppo.mp4           # side by side in one video
+    pidog visualize --model outputs/<exp>/best_model.zip --teleop  # a command-task policy, driven from the
+                                 # keyboard in the viewer: arrows speed/turn, space stop (--gait trot too)
 
 A model is an SB3 .zip written by this project or a BC .pth policy; "trot" stands for the gait anywhere
 a model path is expected. `python training/visualize.py ...` is the same command.
@@ -24,25 +26,56 @@ from training.common import make_env, with_randomization
 from training.evaluate import policy_callable
 
 
-def load_actor(source: str, allow_pickle: bool = False) -> tuple[Callable[[Any], np.ndarray], EnvConfig, str]:
-    """(obs -> action, the env config it was trained on, a short label) for a model path or "trot"."""
+# GLFW key codes (what MuJoCo's viewer passes to key_callback) -> command actions (deploy.commands)
+VIEWER_KEYS = {265: "faster", 264: "slower", 263: "left", 262: "right", 32: "stop"}
+
+
+def load_actor(source: str, allow_pickle: bool = False, command: bool = False
+               ) -> tuple[Callable[[Any], np.ndarray], EnvConfig, str]:
+    """(obs -> action, the env config it was trained on, a short label) for a model path or "trot"
+    (`command`: the commanded trot)."""
     if source == "trot":
+        from pidog_env import config_tree
         from pidog_env.gaits import TrotGait
-        return TrotGait.for_config(EnvConfig()), EnvConfig(), "trot"
+        cfg = config_tree.apply(EnvConfig(), "command.enabled", True) if command else EnvConfig()
+        return TrotGait.for_config(cfg), cfg, "trot"
     from training.policies import load_policy
     policy, meta = load_policy(source, allow_pickle=allow_pickle)
     label = Path(source).stem.replace("_pretrained_policy", "").replace("_model", "")
     return policy_callable(policy), meta.get("env_config_obj") or EnvConfig(), label
 
 
-def interactive(act, cfg: EnvConfig, episodes: int, seed: int) -> None:
-    """Real-time playback in MuJoCo's passive viewer with the tracking camera."""
+class ViewerTeleop:
+    """Keyboard commands from MuJoCo's viewer window (its key callback), for command-task policies."""
+
+    def __init__(self, cfg: EnvConfig) -> None:
+        from deploy.commands import CommandSource
+        self.source = CommandSource(cfg.command.vx_range, cfg.command.wz_range)
+
+    def on_key(self, keycode: int) -> None:
+        action = VIEWER_KEYS.get(keycode)
+        if action is not None:
+            self.source.press(action)
+            vx, wz = self.source.command
+            print(f"command: vx {vx:+.2f} m/s, wz {wz:+.2f} rad/s", flush=True)
+
+    @property
+    def command(self) -> tuple[float, float]:
+        return self.source.command
+
+
+def interactive(act, cfg: EnvConfig, episodes: int, seed: int, teleop: bool = False) -> None:
+    """Real-time playback in MuJoCo's passive viewer with the tracking camera; `teleop`: the keyboard
+    in the viewer sets the command (arrows: speed and turn, space: stop)."""
     import mujoco
     from mujoco import viewer
     env = make_env(cfg)
     base = env.unwrapped
     env.reset(seed=seed)
-    with viewer.launch_passive(base.model, base.data) as v:
+    keys = ViewerTeleop(cfg) if teleop else None
+    if keys is not None:
+        print("teleop: up/down faster/slower, left/right turn, space stop (keys go to the viewer window)")
+    with viewer.launch_passive(base.model, base.data, key_callback=keys.on_key if keys else None) as v:
         v.cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
         v.cam.trackbodyid = base.idx.torso_body
         v.cam.distance = 0.6
@@ -50,6 +83,8 @@ def interactive(act, cfg: EnvConfig, episodes: int, seed: int) -> None:
 
         def show(step: int, obs: Any, info: dict, total: float) -> bool:
             nonlocal tick
+            if keys is not None:
+                base.set_command(*keys.command)          # in the observation from the next step on
             v.sync()
             time.sleep(max(0.0, base.dt - (time.perf_counter() - tick)))
             tick = time.perf_counter()
