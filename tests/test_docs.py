@@ -69,3 +69,15 @@ def test_readme_standing_and_trot_returns_are_current():
     readme_stand, readme_trot = (float(x.replace(",", "")) for x in m.groups())
     # MuJoCo's floating point differs slightly between CPUs (vector code paths): 1 % covers that, not a change.
     assert readme_stand == pytest.approx(stand, rel=0.01) and readme_trot == pytest.approx(trot, rel=0.01), (stand, trot)
+
+
+def test_readme_command_task_figures_match_the_config():
+    from pidog_env.observation import CMD_VX_SCALE, CMD_WZ_SCALE
+    c, r = EnvConfig().command, EnvConfig().reward
+    section = README[README.index("## Steering the dog"):README.index("## Watching it learn")]
+    assert f"({c.vx_range[0]:g}-{c.vx_range[1]:g} m/s)" in section and f"(+-{c.wz_range[1]:g} rad/s)" in section
+    assert f"`zero_share` of {c.zero_share * 100:.0f} %" in section
+    assert f"every {c.resample_s[0]:g}-{c.resample_s[1]:g} s" in section
+    assert f"sigma {r.tracking_sigma_vx:g} (m/s)^2 and {r.tracking_sigma_wz:g} (rad/s)^2" in section
+    assert f"(x {CMD_VX_SCALE:g} and x {CMD_WZ_SCALE:g})" in section
+    assert f"/ {r.tracking_sigma_vx:g})" in DOC and f"/ {r.tracking_sigma_wz:g})" in DOC
