@@ -527,6 +527,7 @@ class PiDogEnv(gym.Env):
         p["friction"], p["mass_scale"] = float(mu), float(scale[1:].mean())
         m.body_mass[:] = nom.body_mass * scale
         m.body_inertia[:] = nom.body_inertia * scale[:, None]
+        _update_subtree_mass(m)
         m.body_ipos[self.idx.torso_body, :2] += rng.uniform(-dr.com_offset, dr.com_offset, 2)
         kp_scale = rng.uniform(*dr.kp_scale, size=m.nu)
         kp = nom.kp * kp_scale
@@ -574,6 +575,17 @@ class _Nominal:
         m.actuator_gainprm[:, 0] = self.kp
         m.actuator_biasprm[:] = self.biasprm
         m.actuator_forcerange[:] = self.forcerange
+
+
+def _update_subtree_mass(m: mujoco.MjModel) -> None:
+    """Recompute `body_subtreemass` after `body_mass` changed (MuJoCo computes it once, in mj_setConst).
+
+    MuJoCo divides by it to get the subtree centres of mass: stale, they scale with the distance from
+    the origin (the tracking camera, which follows the robot's centre of mass, then lost the robot)."""
+    sub = m.body_mass.copy()
+    for b in range(m.nbody - 1, 0, -1):               # children have higher ids than their parents
+        sub[m.body_parentid[b]] += sub[b]
+    m.body_subtreemass[:] = sub
 
 
 def coarse_visual_copy(model: mujoco.MjModel, slices: int, stacks: int) -> mujoco.MjModel:

@@ -249,6 +249,7 @@ def add_model_source(parser: argparse.ArgumentParser, compare: bool = False) -> 
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from pidog_env.evaluation import tracking_text
     from pidog_env.config import EnvConfig
     from pidog_env.gaits import TrotGait
     from training.evaluate import EVAL_SEED_BASE, evaluate_policy, format_table
@@ -271,7 +272,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_table(result["per_episode"]))
     print(f"\nmean return {result['mean_return']:.1f} | mean speed {result['mean_forward_speed']:.3f} m/s | "
           f"mean distance {result['mean_distance']:.2f} m | fall rate {result['fall_rate']:.0%} "
-          f"({args.episodes} episodes, randomization {'off' if args.no_randomization else 'on'})")
+          f"({args.episodes} episodes, randomization {'off' if args.no_randomization else 'on'})"
+          f"{tracking_text(result)}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
