@@ -161,3 +161,23 @@ def test_the_tracking_camera_keeps_the_walking_dog_in_the_middle_of_the_frame():
             if terminated or truncated:
                 break
         assert walked > 1.5                               # a real 20 s walk, not a dog standing still
+
+
+def test_clips_render_in_a_background_process_from_the_recorded_states(tmp_path):
+    from training.visualization import ClipRenderer, render_states, rollout_states, save_states
+    cfg = EnvConfig()
+    states = rollout_states(TrotGait.for_config(cfg), cfg, seed=0, fps=10, max_steps=50)
+    assert states["qpos"].shape == (10, 19) and states["stats"]["fps"] == 10
+    renderer = ClipRenderer()
+    renderer.submit(save_states(tmp_path / "a.states.npz", states, cfg, "bench"), tmp_path / "a.mp4", 50)
+    (tmp_path / "bad.states.npz").write_bytes(b"not an npz")
+    renderer.submit(tmp_path / "bad.states.npz", tmp_path / "bad.mp4", 60)
+    done = {mp4.name: (step, err) for mp4, step, err in renderer.wait(timeout=120)}
+    assert done["a.mp4"] == (50, None) and done["bad.mp4"][1]             # the broken one is reported
+    assert not (tmp_path / "bad.mp4").exists() and not renderer.pending
+    frames = [f for f in imageio.get_reader(tmp_path / "a.mp4")]          # (list() asks its len: inf)
+    assert len(frames) == 10 and (tmp_path / "a.gif").is_file()
+    assert not (tmp_path / "a.states.npz").exists()                         # consumed
+    # the background clip shows what rendering in-process shows
+    direct = render_states(states, cfg, title="bench")
+    assert np.abs(frames[5].astype(int) - direct[5].astype(int)).mean() < 8     # H.264 loses a little

@@ -202,14 +202,21 @@ class VisualizationCallback(BaseCallback):
     """Every `freq` env steps: one deterministic episode in a separate env -> videos/step_<N>.mp4, a
     TensorBoard clip, and plots/training_curves.png; also the dashboard at the end of training.
 
-    A rendering failure is reported once as a warning and never stops training.
+    With `background` (the default) training only rolls the episode out and saves its states; a niced
+    process renders the clip (`training.visualization.ClipRenderer`), and the finished clips reach
+    TensorBoard at the next visualization or at the end. A rendering failure is reported once as a
+    warning and never stops training.
     """
 
     def __init__(self, freq: int, exp: Experiment, env_cfg: Any, evaluations: Callable[[], list[dict]],
-                 episodes: Callable[[], list[dict]], seed: int = 0, fps: int = 25) -> None:
+                 episodes: Callable[[], list[dict]], seed: int = 0, fps: int = 25, background: bool = True) -> None:
         super().__init__()
         self.freq, self.exp, self.env_cfg, self.seed, self.fps = freq, exp, env_cfg, seed, fps
         self.evaluations, self.episodes = evaluations, episodes
+        self.renderer = None
+        if background:
+            from training.visualization import ClipRenderer
+            self.renderer = ClipRenderer()
         self._last = 0
         self._warned = False
         self.seconds: list[float] = []
@@ -224,6 +231,8 @@ class VisualizationCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
+        if self.renderer is not None:
+            self._guarded(lambda: self._harvest(self.renderer.wait()))
         self._guarded(self.dashboard)
 
     def visualize(self) -> None:
@@ -234,17 +243,41 @@ class VisualizationCallback(BaseCallback):
         self.seconds.append(time.perf_counter() - start)
 
     def _clip(self) -> None:
-        from training.visualization import log_video_to_tensorboard, record_episode, write_mp4
+        from training.visualization import (log_video_to_tensorboard, render_states, rollout_states, save_states,
+                                            write_mp4)
         policy = self.model.policy
-        frames, stats = record_episode(lambda obs: policy.predict(obs, deterministic=True)[0], self.env_cfg,
-                                       seed=self.seed, fps=self.fps, title=f"{self.num_timesteps:,} steps")
-        clip = write_mp4(self.exp / Experiment.VIDEOS / f"step_{self.num_timesteps}.mp4", frames, stats["fps"])
+        step = self.num_timesteps
+        states = rollout_states(lambda obs: policy.predict(obs, deterministic=True)[0], self.env_cfg,
+                                seed=self.seed, fps=self.fps)
+        stats = {k: v for k, v in states["stats"].items() if k != "dt"}
+        clip = self.exp / Experiment.VIDEOS / f"step_{step}.mp4"
+        clip.parent.mkdir(parents=True, exist_ok=True)
         clip.with_suffix(".json").write_text(json.dumps(stats))          # the episode behind the clip
-        writer = _tensorboard_writer(self.logger)
-        if writer is not None:
-            log_video_to_tensorboard(writer, "visualization/episode", frames, self.num_timesteps, stats["fps"])
         self.logger.record("visualization/return", stats["return"])
         self.logger.record("visualization/forward_speed", stats["mean_forward_speed"])
+        title = f"{step:,} steps"
+        if self.renderer is not None:
+            self._harvest(self.renderer.finished())
+            self.renderer.submit(save_states(clip.with_suffix(".states.npz"), states, self.env_cfg, title), clip, step)
+            return
+        frames = render_states(states, self.env_cfg, title=title)
+        write_mp4(clip, frames, stats["fps"])
+        writer = _tensorboard_writer(self.logger)
+        if writer is not None:
+            log_video_to_tensorboard(writer, "visualization/episode", frames, step, stats["fps"])
+
+    def _harvest(self, done: list) -> None:
+        """Finished background clips -> TensorBoard (their GIF); a failed render is a warning."""
+        from training.visualization import VIDEO_SIZE, log_video_to_tensorboard
+        writer = _tensorboard_writer(self.logger)
+        for mp4, step, err in done:
+            if err is not None:
+                raise RuntimeError(f"rendering {mp4.name}: {err}")
+            gif = mp4.with_suffix(".gif")
+            if writer is not None and gif.is_file():
+                size = (VIDEO_SIZE[0] // 2, VIDEO_SIZE[1] // 2)
+                log_video_to_tensorboard(writer, "visualization/episode", gif.read_bytes(), step, self.fps, size)
+            gif.unlink(missing_ok=True)
 
     def dashboard(self) -> None:
         from training.visualization import save_dashboard

@@ -1,10 +1,13 @@
 """Seeing the dog learn: episode videos with an overlay, TensorBoard clips, the training dashboard, and
 a live window that never blocks training.
 
-* `record_episode` runs one deterministic episode in its own env and returns RGB frames with step,
+* `rollout_states` runs one deterministic episode in its own env and keeps the joint positions of each
+  video frame; `render_states` draws them; `record_episode` does both and returns RGB frames with step,
   forward speed and return drawn on them (command task: the commanded and the measured velocity as
   green and orange arrows, `command_panel`). Frames are rendered at 320x240 without shadows (shadows
   cost 3x per frame under software GL) and sub-sampled to `fps`; the video plays in real time.
+* During training, `ClipRenderer` renders each clip in a separate, niced process
+  (`python -m training.render_clip`) from the saved states, so training pays only for the rollout.
 * `write_mp4` writes H.264 through imageio-ffmpeg (it ships its own ffmpeg).
 * `log_video_to_tensorboard` adds the clip as an animated GIF image summary (TensorBoard's Images tab
   plays it); SB3/torch's own video logging needs moviepy, which this stack does not carry.
@@ -16,8 +19,8 @@ a live window that never blocks training.
 
 from __future__ import annotations
 
-import copy
 import io
+import json
 import os
 import subprocess
 import sys
@@ -71,56 +74,167 @@ def command_panel(frame: np.ndarray, command: tuple[float, float], measured: tup
     return frame
 
 
-def record_episode(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: int = 0, fps: int = VIDEO_FPS,
-                   size: tuple[int, int] = VIDEO_SIZE, title: str = "", max_steps: int | None = None
-                   ) -> tuple[list[np.ndarray], dict[str, float]]:
-    """Frames (sub-sampled to `fps`) and figures of one deterministic episode in a fresh env."""
+def rollout_states(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: int = 0, fps: int = VIDEO_FPS,
+                   max_steps: int | None = None) -> dict[str, Any]:
+    """One deterministic episode in a fresh env, kept as what a clip needs: the joint positions of every
+    video frame (sub-sampled to `fps`) and the overlay's figures. Cheap: no rendering."""
     import gymnasium as gym
-    import mujoco
-    cfg = copy.copy(env_cfg)
-    cfg.render_size = size
-    env = gym.make("PiDog-v0", config=cfg, render_mode="rgb_array")
+    env = gym.make("PiDog-v0", config=env_cfg)
     base = env.unwrapped
     stride = max(1, int(round(1.0 / (base.dt * fps))))
-    frames: list[np.ndarray] = []
-    renderer = None
+    rows: dict[str, list] = {"qpos": [], "step": [], "speed": [], "return": [], "command": [], "measured": []}
     smooth = [0.0, 0.0]                                    # measured vx, wz over ~0.5 s (command task)
 
-    def frame(step: int, obs: Any, info: dict, total: float) -> bool:
-        nonlocal renderer
+    def keep(step: int, obs: Any, info: dict, total: float) -> bool:
         if max_steps and step >= max_steps:
             return False
         if "vx" in info:
             smooth[0] += 0.04 * (info["vx"] - smooth[0])
             smooth[1] += 0.04 * (info["wz"] - smooth[1])
         if step % stride == 0:
-            if renderer is None:                           # cheap settings for video frames
-                renderer = mujoco.Renderer(coarse_visual_copy(base.model, 12, 6), *size)
-                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-            renderer.update_scene(base.data, camera=names.TRACK_CAMERA)
-            lines = [f"{title}  step {step}  t {step * base.dt:4.1f}s".strip(),
-                     f"speed {info.get('forward_speed', 0.0):+.2f} m/s  return {total:7.1f}"]
             command = base.command
-            if command is not None:
-                lines.append(f"cmd vx {command[0]:+.2f} wz {command[1]:+.2f} | meas {smooth[0]:+.2f} {smooth[1]:+.2f}")
-            image = _overlay(renderer.render(), lines)
-            if command is not None:
-                c = env_cfg.command
-                command_panel(image, command, (smooth[0], smooth[1]), max(map(abs, c.vx_range)) or 0.12,
-                              max(map(abs, c.wz_range)) or 0.5)
-            frames.append(image)
+            rows["qpos"].append(base.data.qpos.copy())
+            rows["step"].append(step)
+            rows["speed"].append(info.get("forward_speed", 0.0))
+            rows["return"].append(total)
+            rows["command"].append(command if command is not None else (np.nan, np.nan))
+            rows["measured"].append(tuple(smooth))
         return True
 
     try:
-        ep = run_episode(act, env, seed, on_step=frame)
+        ep = run_episode(act, env, seed, on_step=keep)
     finally:
-        if renderer is not None:
-            renderer.close()
         env.close()
-    stats = {"return": ep["return"], "length": ep["length"], "fell": ep["fell"],
-             "forward_distance": ep["forward_distance"], "mean_forward_speed": ep["mean_forward_speed"],
-             "fps": 1.0 / (base.dt * stride), "seconds": ep["length"] * base.dt}
-    return frames, stats
+    states: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+    states["stats"] = {"return": ep["return"], "length": ep["length"], "fell": ep["fell"],
+                       "forward_distance": ep["forward_distance"], "mean_forward_speed": ep["mean_forward_speed"],
+                       "fps": 1.0 / (base.dt * stride), "seconds": ep["length"] * base.dt, "dt": base.dt}
+    return states
+
+
+def render_states(states: dict[str, Any], env_cfg: EnvConfig, size: tuple[int, int] = VIDEO_SIZE,
+                  title: str = "") -> list[np.ndarray]:
+    """The clip's frames from `rollout_states`: the tracking camera with the overlay (and, in the command
+    task, the commanded and measured velocity). Rendering needs only the joint positions."""
+    import mujoco
+
+    from pidog_env.model import load_model
+    model = load_model(env_cfg.physical, env_cfg.sim_dt)
+    data = mujoco.MjData(model)
+    renderer = mujoco.Renderer(coarse_visual_copy(model, 12, 6), *size)     # cheap settings for video frames
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+    c, dt = env_cfg.command, states["stats"]["dt"]
+    frames = []
+    try:
+        for i, qpos in enumerate(states["qpos"]):
+            data.qpos[:] = qpos
+            mujoco.mj_forward(model, data)
+            renderer.update_scene(data, camera=names.TRACK_CAMERA)
+            step = int(states["step"][i])
+            lines = [f"{title}  step {step}  t {step * dt:4.1f}s".strip(),
+                     f"speed {states['speed'][i]:+.2f} m/s  return {states['return'][i]:7.1f}"]
+            command, measured = states["command"][i], states["measured"][i]
+            has_command = bool(np.isfinite(command).all())
+            if has_command:
+                lines.append(f"cmd vx {command[0]:+.2f} wz {command[1]:+.2f} | meas {measured[0]:+.2f} {measured[1]:+.2f}")
+            image = _overlay(renderer.render(), lines)
+            if has_command:
+                command_panel(image, tuple(command), tuple(measured), max(map(abs, c.vx_range)) or 0.12,
+                              max(map(abs, c.wz_range)) or 0.5)
+            frames.append(image)
+    finally:
+        renderer.close()
+    return frames
+
+
+def record_episode(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: int = 0, fps: int = VIDEO_FPS,
+                   size: tuple[int, int] = VIDEO_SIZE, title: str = "", max_steps: int | None = None
+                   ) -> tuple[list[np.ndarray], dict[str, float]]:
+    """Frames (sub-sampled to `fps`) and figures of one deterministic episode in a fresh env."""
+    states = rollout_states(act, env_cfg, seed, fps, max_steps)
+    frames = render_states(states, env_cfg, size, title)
+    return frames, {k: v for k, v in states["stats"].items() if k != "dt"}
+
+
+def save_states(path: Path, states: dict[str, Any], env_cfg: EnvConfig, title: str) -> Path:
+    """`rollout_states` as an npz for the clip renderer (no pickles: the config and figures as JSON)."""
+    arrays = {k: v for k, v in states.items() if k != "stats"}
+    meta = {"stats": states["stats"], "env_config": env_cfg.to_dict(), "title": title}
+    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return path
+
+
+def load_states(path: Path) -> tuple[dict[str, Any], EnvConfig, str]:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["meta"].tobytes().decode())
+        states: dict[str, Any] = {k: z[k] for k in z.files if k != "meta"}
+    states["stats"] = meta["stats"]
+    return states, EnvConfig.from_dict(meta["env_config"]), meta["title"]
+
+
+def gif_bytes(frames: list[np.ndarray], fps: float, max_frames: int = 250, scale: int = 2) -> bytes:
+    """An animated GIF (half size, at most `max_frames` frames) of a clip, for TensorBoard's Images tab."""
+    from PIL import Image
+    stride = max(1, int(np.ceil(len(frames) / max_frames)))
+    small = [Image.fromarray(f[::scale, ::scale]) for f in frames[::stride]]
+    buf = io.BytesIO()
+    small[0].save(buf, format="GIF", save_all=True, append_images=small[1:],
+                  duration=int(1000 * stride / fps), loop=0)
+    return buf.getvalue()
+
+
+def render_clip_file(states_path: Path, mp4: Path) -> Path:
+    """What the background clip renderer does: states -> a GIF beside the mp4, then the mp4 (atomically)."""
+    states, env_cfg, title = load_states(states_path)
+    frames = render_states(states, env_cfg, title=title)
+    fps = states["stats"]["fps"]
+    mp4.with_suffix(".gif").write_bytes(gif_bytes(frames, fps))
+    return write_mp4(mp4, frames, fps)
+
+
+class ClipRenderer:
+    """Renders clips in background processes (`python -m training.render_clip`, niced), so training pays
+    only for the episode's rollout. `submit` starts one; `finished` returns the clips whose renderer
+    exited since the last call; `wait` waits for the rest (end of training)."""
+
+    def __init__(self, nice: int = 5) -> None:
+        self.nice = nice
+        self.pending: list[tuple[subprocess.Popen, Path, Path, int]] = []
+
+    def submit(self, states_path: Path, mp4: Path, step: int) -> None:
+        cmd = [sys.executable, "-m", "training.render_clip", str(states_path), str(mp4)]
+        nice = self.nice
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
+        self.pending.append((proc, states_path, mp4, step))
+
+    def finished(self) -> list[tuple[Path, int, str | None]]:
+        """(mp4, step, error or None) of every clip whose renderer has exited."""
+        done, still = [], []
+        for item in self.pending:
+            proc, states_path, mp4, step = item
+            if proc.poll() is None:
+                still.append(item)
+                continue
+            err = None
+            if proc.returncode != 0:
+                lines = proc.stderr.read().decode(errors="replace").strip().splitlines()
+                err = lines[-1] if lines else f"exit code {proc.returncode}"
+            proc.stderr.close()
+            states_path.unlink(missing_ok=True)
+            done.append((mp4, step, err))
+        self.pending = still
+        return done
+
+    def wait(self, timeout: float = 300.0) -> list[tuple[Path, int, str | None]]:
+        deadline = time.monotonic() + timeout
+        for proc, *_ in self.pending:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self.finished()
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
@@ -142,18 +256,16 @@ def side_by_side(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
     return [np.concatenate([pad(a, i), pad(b, i)], axis=1) for i in range(n)]
 
 
-def log_video_to_tensorboard(writer, tag: str, frames: list[np.ndarray], step: int, fps: float,
-                             max_frames: int = 250, scale: int = 2) -> None:
-    """Animated GIF image summary (half size, at most `max_frames` frames) on a torch SummaryWriter."""
-    from PIL import Image
+def log_video_to_tensorboard(writer, tag: str, frames: list[np.ndarray] | bytes, step: int, fps: float,
+                             size: tuple[int, int] | None = None) -> None:
+    """Animated GIF image summary on a torch SummaryWriter: from frames, or from a GIF already made
+    (`size` = its (height, width))."""
     from tensorboard.compat.proto.summary_pb2 import Summary
-    stride = max(1, int(np.ceil(len(frames) / max_frames)))
-    small = [Image.fromarray(f[::scale, ::scale]) for f in frames[::stride]]
-    buf = io.BytesIO()
-    small[0].save(buf, format="GIF", save_all=True, append_images=small[1:],
-                  duration=int(1000 * stride / fps), loop=0)
-    h, w = frames[0].shape[0] // scale, frames[0].shape[1] // scale
-    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue())
+    if isinstance(frames, bytes):
+        data, (h, w) = frames, size
+    else:
+        data, h, w = gif_bytes(frames, fps), frames[0].shape[0] // 2, frames[0].shape[1] // 2
+    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=data)
     writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
     writer.flush()
 
