@@ -5,7 +5,7 @@ env config hash, versions), verified against PyTorch on recorded observations.
     pidog export --model outputs/<exp>/final_model.zip [--out outputs/<exp>/export]
     python deploy/export.py ...          (the same command)
 
-Accepts SB3 zips written by this project and BC `.pth` policies. Camera, privileged-observation and
+Accepts SB3 zips written by this project (PPO, SAC, TD3) and BC `.pth` policies. Camera, privileged-observation and
 ultrasonic policies cannot run on the robot and are refused.
 """
 
@@ -46,6 +46,25 @@ class DeterministicActor(torch.nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.clamp(self.action(self.latent(self.features(obs))), -1.0, 1.0)
+
+
+class OffPolicyActor(torch.nn.Module):
+    """SAC's or TD3's deterministic action (what their predict(deterministic=True) returns): SAC squashes
+    its mean action with tanh, TD3's actor network ends in tanh already."""
+
+    def __init__(self, policy, algo: str) -> None:
+        super().__init__()
+        actor = policy.actor
+        self.features = actor.features_extractor
+        if algo == "SAC":
+            if getattr(actor, "use_sde", False):
+                raise PipelineError("SAC policies with gSDE cannot be exported yet")
+            self.net = torch.nn.Sequential(actor.latent_pi, actor.mu, torch.nn.Tanh())
+        else:
+            self.net = actor.mu
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.net(self.features(obs)), -1.0, 1.0)
 
 
 def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
@@ -90,8 +109,6 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     from training.policies import load_policy
     policy, meta = load_policy(model, allow_pickle=allow_pickle)
     env_cfg: EnvConfig = meta.get("env_config_obj") or EnvConfig()
-    if meta.get("algo") in ("SAC", "TD3"):
-        raise PipelineError(f"exporting {meta['algo']} policies is not supported yet (PPO and BC policies are)")
     if env_cfg.use_camera:
         raise PipelineError("camera policies cannot be exported for the robot runtime (no camera pipeline there)")
     if env_cfg.obs.privileged:
@@ -99,12 +116,14 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     if env_cfg.obs.ultrasonic:
         raise PipelineError("ultrasonic policies cannot be exported yet: the robot runtime has no non-blocking "
                             "ultrasonic reader (the vendor's busy-waits holding the GIL); train without obs.ultrasonic")
+    off_policy = meta.get("algo") in ("SAC", "TD3")
+    actor = (OffPolicyActor(policy, meta["algo"]) if off_policy else DeterministicActor(policy)).eval()
     onnx_path, json_path = out_dir / "policy.onnx", out_dir / "policy.json"
     existing = [p for p in (onnx_path, json_path) if p.exists()]
     if existing and not force:
         raise PipelineError(f"{existing[0]} exists; pass --force to replace it or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    actor = DeterministicActor(policy).eval()
+
     spec = spec_for(env_cfg, str(model))
     dummy = torch.zeros(1, spec.obs_size)
     with warnings.catch_warnings():

@@ -199,3 +199,28 @@ def test_bundle_runs_with_numpy_and_onnxruntime_only(exported, tmp_path):
                            "--stand-only", "--seconds", "0.3", "--conf", str(tmp_path / "pidog.conf")], cwd=bundle,
                           capture_output=True, text=True, env={"PYTHONPATH": str(bundle), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "stopped: time limit reached" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["SAC", "TD3"])
+def test_off_policy_actors_export_with_parity(algo, tmp_path):
+    import stable_baselines3 as sb3
+
+    from deploy.export import export
+    from training.common import make_vec_env
+    from training.config import PolicyConfig
+    from training.policies import add_meta_to_zip, policy_meta
+    venv = make_vec_env(EnvConfig(), 1, 0, subprocess=False)
+    model = getattr(sb3, algo)("MlpPolicy", venv, policy_kwargs={"net_arch": list(PolicyConfig().net_arch)},
+                               seed=0, device="cpu", learning_starts=10)
+    model.learn(64)                                          # a few updates: weights that are not the init
+    venv.close()
+    model.save(tmp_path / "m.zip")
+    add_meta_to_zip(tmp_path / "m.zip", {**policy_meta(model.policy, PolicyConfig(), EnvConfig(), stage="rl", algo=algo),
+                                         "timesteps": 64})
+    info = export(tmp_path / "m.zip", tmp_path / "export", check_steps=100)
+    assert info["max_abs_diff"] <= 1e-5 and info["checked"] == 100
+    spec = PolicySpec.load(tmp_path / "export" / "policy.json")
+    onnx = OnnxPolicy(tmp_path / "export" / "policy.onnx", spec)
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 16)).astype(np.float32)
+    np.testing.assert_allclose(np.stack([onnx(o) for o in obs]), model.predict(obs, deterministic=True)[0], atol=1e-5)

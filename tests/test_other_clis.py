@@ -44,3 +44,9 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     # Its zip loads safely (metadata inside, no pickle) in the evaluation CLI.
     assert "fall rate" in run("training/evaluate.py", "--model", tmp_path / "sac" / "final_model.zip",
                               "--episodes", "1")
+    # SAC exports (the tanh-squashed mean action, parity-checked) and runs in the robot runtime.
+    out = run("deploy/export.py", "--model", tmp_path / "sac" / "final_model.zip", "--check-steps", "100")
+    assert "max |diff|" in out and json.loads((tmp_path / "sac" / "export" / "policy.json").read_text())["obs_size"] == 16
+    out = run("deploy/runtime.py", "--policy", tmp_path / "sac" / "export" / "policy.onnx", "--hardware", "sim",
+              "--seconds", "0.5")
+    assert "stopped: time limit reached" in out
