@@ -147,6 +147,11 @@ class OffPolicyConfig:
     critic_warmup_steps: int = setting(10_000, ge=0, help="from BC: steps before the warm-started actor moves")
     warm_start_updates: int = setting(1_000, ge=0, help="from BC: actor regression steps onto the BC actions")
     td3_action_noise: float = setting(0.05, ge=0, le=1, help="TD3 Gaussian exploration noise std")
+    demo_ratio: float = setting(0.0, ge=0, le=1, help="share of every batch drawn from the demonstrations "
+                                                         "(RLPD: 0.5; 0 = online data only)")
+    demo_ratio_decay_steps: int = setting(0, ge=0, help="the demonstrations' share falls linearly to 0 over this "
+                                                         "many env steps (0: constant)")
+    utd: int = setting(1, ge=1, le=64, help="update-to-data ratio: gradient steps per env step")
 
 
 @dataclass

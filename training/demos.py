@@ -5,9 +5,11 @@ the expert's clean action for every visited observation as the label, so BC also
 recovers from the states its own small mistakes lead to.
 
 File format (`demonstrations.npz`, loaded with `allow_pickle=False`): `obs` (or `obs_image` and
-`obs_state` in camera mode), `acts` (clean labels), `acts_executed`, `episode_lengths`,
+`obs_state` in camera mode), `acts` (clean labels), `acts_executed`, `rews` (the reward of each
+executed action), `last_obs` (each episode's final observation), `episode_lengths`,
 `episode_returns`, `episode_speeds`, `episode_falls`, and `meta` (a JSON string: env config,
-spaces, source, noise, versions).
+spaces, source, noise, versions). `transitions()` turns them into (s, a, r, s', done) for off-policy
+learning from demonstrations (a fall ends an episode; the time limit does not).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Demonstrations:
     episode_falls: np.ndarray
     meta: dict[str, Any]
     acts_executed: np.ndarray | None = None
+    rews: np.ndarray | None = None               # per step (files written before they were kept: None)
+    last_obs: np.ndarray | None = None           # per episode, vector observations only
 
     def __len__(self) -> int:
         return len(self.acts)
@@ -56,7 +60,26 @@ class Demonstrations:
         obs = {k: pick(v) for k, v in self.obs.items()} if isinstance(self.obs, dict) else pick(self.obs)
         return Demonstrations(obs, pick(self.acts), self.episode_lengths[keep], self.episode_returns[keep],
                               self.episode_speeds[keep], self.episode_falls[keep], self.meta,
-                              None if self.acts_executed is None else pick(self.acts_executed))
+                              None if self.acts_executed is None else pick(self.acts_executed),
+                              None if self.rews is None else pick(self.rews),
+                              None if self.last_obs is None else self.last_obs[keep])
+
+    def transitions(self) -> dict[str, np.ndarray]:
+        """(obs, next_obs, actions, rewards, dones) rows for a replay buffer: the executed actions with
+        the rewards they earned; `dones` marks falls only (a time-limit end bootstraps)."""
+        if self.rews is None or self.last_obs is None or isinstance(self.obs, dict):
+            raise PipelineError("these demonstrations carry no rewards or final observations (recorded before "
+                                "they were kept, or camera demonstrations); record them again")
+        starts = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]]).astype(int)
+        next_obs = np.empty_like(self.obs)
+        next_obs[:-1] = self.obs[1:]
+        ends = starts + self.episode_lengths - 1
+        next_obs[ends] = self.last_obs
+        dones = np.zeros(len(self.acts), dtype=np.float32)
+        dones[ends] = self.episode_falls.astype(np.float32)
+        acts = self.acts_executed if self.acts_executed is not None else self.acts
+        return {"obs": self.obs, "next_obs": next_obs, "actions": acts, "rewards": self.rews.astype(np.float32),
+                "dones": dones}
 
     def batches(self, batch_size: int, seed: int) -> "ShuffledBatches":
         """Re-iterable shuffled minibatches in the form `imitation`'s BC consumes."""
@@ -123,10 +146,14 @@ def generate(cfg: DemoConfig, env_cfg: EnvConfig, seed: int, expert: Expert | No
 
 def _from_trajectories(trajs, expert: Expert) -> Demonstrations:
     obs_parts, acts, executed, lengths, returns, speeds, falls = [], [], [], [], [], [], []
+    rews, finals = [], []
     for t in trajs:
         obs = t.obs[:-1]
         obs_arr = obs.unwrap() if isinstance(obs, types.DictObs) else obs
         obs_parts.append(obs_arr)
+        rews.append(np.asarray(t.rews, dtype=np.float32))
+        if not isinstance(t.obs, types.DictObs):
+            finals.append(np.asarray(t.obs[-1], dtype=np.float32))
         acts.append(np.asarray(expert(obs_arr), dtype=np.float32))          # clean labels (DART)
         executed.append(t.acts.astype(np.float32))
         lengths.append(len(t.acts))
@@ -139,15 +166,17 @@ def _from_trajectories(trajs, expert: Expert) -> Demonstrations:
     else:
         obs = np.concatenate(obs_parts).astype(np.float32)
     return Demonstrations(obs, np.concatenate(acts), np.array(lengths), np.array(returns), np.array(speeds),
-                          np.array(falls), {}, np.concatenate(executed))
+                          np.array(falls), {}, np.concatenate(executed), np.concatenate(rews),
+                          np.stack(finals) if len(finals) == len(trajs) else None)
 
 
 def save(demo: Demonstrations, path: Path) -> None:
     arrays = {"acts": demo.acts, "episode_lengths": demo.episode_lengths, "episode_returns": demo.episode_returns,
               "episode_speeds": demo.episode_speeds, "episode_falls": demo.episode_falls,
               "meta": np.array(json.dumps(demo.meta, default=str))}
-    if demo.acts_executed is not None:
-        arrays["acts_executed"] = demo.acts_executed
+    for key in ("acts_executed", "rews", "last_obs"):
+        if getattr(demo, key) is not None:
+            arrays[key] = getattr(demo, key)
     if isinstance(demo.obs, dict):
         arrays.update({f"obs_{k}": v for k, v in demo.obs.items()})
     else:
@@ -177,7 +206,7 @@ def load(path: str | Path, obs_space: gym.Space | None = None, act_space: gym.Sp
                     obs = {k[4:]: z[k] for k in files if k.startswith("obs_")}
                 demo = Demonstrations(obs, z["acts"], z["episode_lengths"], z["episode_returns"],
                                       z["episode_speeds"], z["episode_falls"], json.loads(str(z["meta"])),
-                                      z["acts_executed"] if "acts_executed" in files else None)
+                                      *(z[k] if k in files else None for k in ("acts_executed", "rews", "last_obs")))
         except PipelineError:
             raise
         except ValueError as exc:

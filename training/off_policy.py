@@ -35,12 +35,25 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)}, tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
                   learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000))
+    common["gradient_steps"] = o.utd
+    if o.demo_ratio > 0:
+        if demo is None:
+            raise PipelineError("off_policy.demo_ratio needs demonstrations (from the BC stage, beside "
+                                "--pretrained-model, or --demos)")
+        from training.replay import DemoMixReplayBuffer
+        common["replay_buffer_class"] = DemoMixReplayBuffer
+        common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps}
     if algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
         noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
         model = TD3("MlpPolicy", venv, action_noise=noise, **common)
     callbacks = []
+    if o.demo_ratio > 0:
+        model.replay_buffer.set_demos(demo.transitions())
+        log(f"{algo.upper()}: {o.demo_ratio:.0%} of every batch from {len(demo):,} demonstration transitions"
+            + (f", decaying to 0 over {o.demo_ratio_decay_steps:,} steps" if o.demo_ratio_decay_steps else "")
+            + f"; {o.utd} gradient step(s) per env step")
     if bc_policy is not None:
         loss = warm_start_actor(model, algo, demo.obs, bc_policy.predict(demo.obs, deterministic=True)[0],
                                 o.warm_start_updates)
@@ -62,7 +75,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     path = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
     ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"{algo.upper()}: {figures(ev)} -> {path}")
+    drawn = getattr(model.replay_buffer, "drawn", None)
     return {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
+            "utd": o.utd, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
             "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}
 
 

@@ -1,0 +1,71 @@
+"""Off-policy learning from demonstrations: the demonstrations' transitions and the 50/50 batch sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from pidog_env.config import EnvConfig
+from training import demos as demo_io
+from training.config import DemoConfig
+from training.replay import DemoMixReplayBuffer
+
+
+def buffer(ratio: float, decay: int = 0, online: int = 0) -> DemoMixReplayBuffer:
+    obs_space = spaces.Box(-10, 10, (3,), np.float32)
+    act_space = spaces.Box(-1, 1, (2,), np.float32)
+    buf = DemoMixReplayBuffer(1000, obs_space, act_space, device="cpu", demo_ratio=ratio, decay_steps=decay)
+    n = 50                                   # demonstration rows are marked by reward 1, online rows by 0
+    buf.set_demos({"obs": np.ones((n, 3)), "next_obs": np.ones((n, 3)), "actions": np.zeros((n, 2)),
+                   "rewards": np.ones(n), "dones": np.zeros(n)})
+    for _ in range(online):
+        buf.add(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((1, 2)), np.zeros(1), np.zeros(1), [{}])
+    return buf
+
+
+def test_every_batch_draws_the_requested_share_from_each_buffer():
+    buf = buffer(0.5, online=200)
+    for _ in range(5):
+        batch = buf.sample(256)
+        assert batch.observations.shape == (256, 3) and batch.rewards.shape == (256, 1)
+        assert int(batch.rewards.sum()) == 128                   # exactly half the rows are demonstrations
+    assert buf.drawn == {"demo": 640, "online": 640}
+    assert int(buffer(0.25, online=200).sample(100).rewards.sum()) == 25
+
+
+def test_the_demonstrations_fill_the_batch_until_online_data_exists_and_their_share_decays():
+    assert int(buffer(0.5).sample(64).rewards.sum()) == 64            # nothing online yet
+    buf = buffer(0.5, decay=400, online=200)                         # half way through the decay
+    assert buf.current_ratio() == pytest.approx(0.25)
+    assert int(buf.sample(200).rewards.sum()) == 50
+    for _ in range(300):
+        buf.add(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((1, 2)), np.zeros(1), np.zeros(1), [{}])
+    assert buf.current_ratio() == 0.0 and int(buf.sample(64).rewards.sum()) == 0
+
+
+def test_demonstrations_become_transitions_with_rewards_next_observations_and_falls():
+    demo = demo_io.generate(DemoConfig(n_episodes=2, n_envs=1, noise=0.02), EnvConfig(episode_seconds=0.5), seed=0,
+                            progress=False)
+    t = demo.transitions()
+    n = len(demo)
+    assert t["obs"].shape == t["next_obs"].shape == (n, 16) and t["rewards"].shape == (n,)
+    first = demo.episode_lengths[0]
+    np.testing.assert_array_equal(t["next_obs"][: first - 1], t["obs"][1:first])   # within an episode
+    np.testing.assert_array_equal(t["next_obs"][first - 1], demo.last_obs[0])       # its last step
+    assert t["rewards"].sum() == pytest.approx(demo.episode_returns.sum(), rel=1e-5)
+    assert t["dones"].sum() == demo.episode_falls.sum()                  # only falls end without bootstrapping
+    np.testing.assert_array_equal(t["actions"], demo.acts_executed)
+
+
+def test_demonstration_files_keep_rewards_and_final_observations(tmp_path):
+    demo = demo_io.generate(DemoConfig(n_episodes=2, n_envs=1, noise=0.0), EnvConfig(episode_seconds=0.3), seed=1,
+                            progress=False)
+    demo_io.save(demo, tmp_path / "d.npz")
+    back = demo_io.load(tmp_path / "d.npz")
+    np.testing.assert_array_equal(back.rews, demo.rews)
+    np.testing.assert_array_equal(back.last_obs, demo.last_obs)
+    old = {k: v for k, v in np.load(tmp_path / "d.npz").items() if k not in ("rews", "last_obs")}
+    np.savez(tmp_path / "old.npz", **old)                              # a file from before they were kept
+    with pytest.raises(Exception, match="record them again"):
+        demo_io.load(tmp_path / "old.npz").transitions()

@@ -1,0 +1,71 @@
+"""A replay buffer that mixes demonstrations into every batch (RLPD: symmetric sampling).
+
+Each gradient step draws `demo_ratio` of its batch from the demonstrations and the rest from the
+online data, from the very first update; with `decay_steps` > 0 the demonstrations' share falls
+linearly to zero over that many online transitions (WSRL-style: the offline data leads, then lets go).
+Until the online part holds a transition, the whole batch comes from the demonstrations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+
+# ReplayBufferSamples' tensors (its optional n-step `discounts` stays None: one-step returns)
+FIELDS = ("observations", "actions", "next_observations", "dones", "rewards")
+
+
+class DemoMixReplayBuffer(ReplayBuffer):
+    def __init__(self, *args, demo_ratio: float = 0.5, decay_steps: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not 0.0 <= demo_ratio <= 1.0:
+            raise ValueError(f"demo_ratio must be in [0, 1], got {demo_ratio}")
+        self.demo_ratio, self.decay_steps = demo_ratio, decay_steps
+        self.demos: dict[str, torch.Tensor] | None = None
+        self.added = 0                                   # online transitions added so far
+        self.drawn = {"demo": 0, "online": 0}            # rows sampled from each part (for the logs)
+
+    def set_demos(self, transitions: dict[str, np.ndarray]) -> None:
+        """(obs, next_obs, actions, rewards, dones) rows, e.g. `Demonstrations.transitions()`."""
+        n = len(transitions["obs"])
+        if n == 0:
+            raise ValueError("no demonstration transitions")
+        self.demos = {
+            "observations": torch.as_tensor(transitions["obs"], dtype=torch.float32).reshape(n, -1),
+            "next_observations": torch.as_tensor(transitions["next_obs"], dtype=torch.float32).reshape(n, -1),
+            "actions": torch.as_tensor(transitions["actions"], dtype=torch.float32).reshape(n, -1),
+            "rewards": torch.as_tensor(transitions["rewards"], dtype=torch.float32).reshape(n, 1),
+            "dones": torch.as_tensor(transitions["dones"], dtype=torch.float32).reshape(n, 1),
+        }
+
+    def add(self, *args, **kwargs) -> None:
+        super().add(*args, **kwargs)
+        self.added += self.n_envs
+
+    def current_ratio(self) -> float:
+        """The demonstrations' share of the next batch."""
+        if self.demos is None:
+            return 0.0
+        if self.decay_steps > 0:
+            return self.demo_ratio * max(0.0, 1.0 - self.added / self.decay_steps)
+        return self.demo_ratio
+
+    def sample(self, batch_size: int, env=None) -> ReplayBufferSamples:
+        online_rows = self.buffer_size if self.full else self.pos
+        n_demo = int(round(self.current_ratio() * batch_size)) if online_rows else batch_size
+        n_demo = n_demo if self.demos is not None else 0
+        n_online = batch_size - n_demo
+        parts = []
+        if n_online:
+            parts.append(super().sample(n_online, env))
+        if n_demo:
+            idx = torch.randint(0, len(self.demos["observations"]), (n_demo,))
+            parts.append(ReplayBufferSamples(*(self.demos[k][idx].to(self.device) for k in FIELDS)))
+        self.drawn["demo"] += n_demo
+        self.drawn["online"] += n_online
+        if len(parts) == 1:
+            return parts[0]
+        return ReplayBufferSamples(*(torch.cat([getattr(p, k) for p in parts]) for k in FIELDS))
