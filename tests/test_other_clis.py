@@ -38,12 +38,14 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     assert (tmp_path / "gail" / "final_model.zip").is_file()
     out = run("training/train_rl.py", "--algo", "sac", "--timesteps", "1200", "--pretrained-model",
               bc / "bc_pretrained_policy.pth", "--output-dir", tmp_path, "--experiment-name", "sac", *few,
-              "--demo-ratio", "0.5", "--utd", "2")
+              "--demo-ratio", "0.5", "--utd", "2", "--intervention", "expert")
     assert "actor warm-started from the BC policy" in out and "50% of every batch from" in out
     summary = json.loads((tmp_path / "sac" / "summary.json").read_text())["off_policy"]
     assert summary["algo"] == "sac" and summary["timesteps"] == 1200 and summary["utd"] == 2
     drawn = summary["demo_rows_drawn"]                  # RLPD: half of every batch from the demonstrations
     assert drawn["demo"] == drawn["online"] > 0
+    assert "expert interventions on" in out and "intervention_rate_last20" in summary   # (rates: None or a share)
+    assert json.loads((tmp_path / "sac" / "interventions.json").read_text())[0]["timesteps"] == 1000
     # Its zip loads safely (metadata inside, no pickle) in the evaluation CLI.
     assert "fall rate" in run("training/evaluate.py", "--model", tmp_path / "sac" / "final_model.zip",
                               "--episodes", "1")

@@ -69,3 +69,45 @@ def test_demonstration_files_keep_rewards_and_final_observations(tmp_path):
     np.savez(tmp_path / "old.npz", **old)                              # a file from before they were kept
     with pytest.raises(Exception, match="record them again"):
         demo_io.load(tmp_path / "old.npz").transitions()
+
+
+def test_the_expert_takes_over_near_a_fall_and_hands_back_once_calm():
+    from pidog_env.env import PiDogEnv
+    from pidog_env.gaits import TrotGait
+    from training.interventions import RELEASE_STEPS, ExpertIntervention
+    env = ExpertIntervention(PiDogEnv(EnvConfig(), randomize=False))
+    obs, _ = env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(8, dtype=np.float32))
+    assert info["intervened"] is False                         # upright: the learner acts
+    tilted = env.last_obs.copy()
+    tilted[0:3] = [np.sin(np.deg2rad(30)), 0.0, -np.cos(np.deg2rad(30))]   # 30 deg nose-down
+    env.last_obs = tilted
+    _, _, _, _, info = env.step(np.zeros(8, dtype=np.float32))
+    assert info["intervened"] and np.allclose(info["executed_action"], TrotGait.for_env(env.unwrapped)(tilted))
+    steps = 0
+    while info["intervened"] and steps < 200:                  # the trot walks on; calm hands control back
+        _, _, _, _, info = env.step(np.zeros(8, dtype=np.float32))
+        steps += 1
+    assert not info["intervened"] and steps >= RELEASE_STEPS - 1
+
+
+def test_intervention_steps_are_stored_with_the_executed_action_among_the_demonstrations():
+    buf = buffer(0.5, online=10)
+    expert_action = np.array([[0.3, -0.3]], dtype=np.float32)
+    buf.add(np.full((1, 3), 2.0), np.full((1, 3), 2.0), np.array([[0.9, 0.9]]), np.array([5.0]), np.zeros(1),
+            [{"intervened": True, "executed_action": expert_action[0]}])
+    online = buf.actions[buf.pos - 1, 0]
+    np.testing.assert_allclose(online, expert_action[0])        # the action that was executed, not the learner's
+    buf.sample(8)                                               # merges the takeover into the demonstrations
+    assert len(buf.demos["observations"]) == 51 and buf.intervention_rows == 1
+    np.testing.assert_allclose(buf.demos["actions"][-1].numpy(), expert_action[0])
+    assert float(buf.demos["rewards"][-1]) == 5.0
+
+
+def test_the_intervention_rate_is_logged_per_window_and_summarized_by_phase():
+    from training.interventions import InterventionLog
+    log = InterventionLog(window=100)
+    for t in range(1, 1001):
+        log.record([{"intervened": t <= 200 and t % 2 == 0}], t)       # half the steps early, none later
+    assert len(log.history) == 10
+    assert log.rate_between(0.0, 0.2) == pytest.approx(0.5) and log.rate_between(0.8, 1.0) == 0.0

@@ -187,7 +187,8 @@ RL_ONLY = [alias("--algo", "rl.algo"), alias("--timesteps", "rl.total_timesteps"
            alias("--learning-rate", "ppo.learning_rate", "off_policy.learning_rate"),
            alias("--critic-warmup-steps", "off_policy.critic_warmup_steps"), alias("--n-envs", "rl.n_envs"),
            alias("--vec-env", "rl.vec_env"), alias("--demo-ratio", "off_policy.demo_ratio"),
-           alias("--demo-ratio-decay-steps", "off_policy.demo_ratio_decay_steps"), alias("--utd", "off_policy.utd")]
+           alias("--demo-ratio-decay-steps", "off_policy.demo_ratio_decay_steps"), alias("--utd", "off_policy.utd"),
+           alias("--intervention", "off_policy.intervention")]
 
 PIPELINES: dict[str, tuple[str, list[tuple[str, Any]], list[tuple[str, list[Alias]]]]] = {
     "train": ("demonstrations -> BC (or GAIL) -> RL, in one command",

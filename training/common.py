@@ -75,13 +75,14 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     return gym.make("PiDog-v0", config=cfg, render_mode=render_mode)
 
 
-def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False):
+def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False,
+                 intervention: bool = False):
     """`n_envs` copies of PiDog-v0 (SubprocVecEnv by default), each behind a Monitor.
 
     Worker processes ignore SIGINT/SIGTERM (a Ctrl-C or `kill -- -PGID` reaches the whole process
     group): the main process stops them when it is done with them (see training.stopping).
     `for_rollouts` adds imitation's RolloutInfoWrapper (needed to record demonstrations; it keeps every
-    observation of the episode, which training does not need)."""
+    observation of the episode, which training does not need); `intervention` the expert's takeovers."""
     from functools import partial
 
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
@@ -91,6 +92,9 @@ def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True
     if for_rollouts:
         from imitation.data.wrappers import RolloutInfoWrapper
         wrapper = RolloutInfoWrapper
+    elif intervention:                       # the expert takes over near a fall (training.interventions)
+        from training.interventions import ExpertIntervention
+        wrapper = ExpertIntervention
     in_workers = subprocess and n_envs > 1
     factory = partial(_worker_env, cfg) if in_workers else partial(make_env, cfg)
     return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=SubprocVecEnv if in_workers else DummyVecEnv,

