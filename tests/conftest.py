@@ -3,3 +3,11 @@
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def pytest_configure(config):
+    """Property tests: 80 examples in the full suite, 25 in the fast subset (-m "not slow")."""
+    from hypothesis import settings
+    settings.register_profile("full", max_examples=80)
+    settings.register_profile("fast", max_examples=25)
+    settings.load_profile("fast" if "not slow" in (config.option.markexpr or "") else "full")

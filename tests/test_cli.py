@@ -65,7 +65,7 @@ def light_stages(monkeypatch):
     monkeypatch.setattr(pipeline, "stage_ppo", ppo)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])   # examples: conftest
 @given(setting=st.sampled_from(NUMERIC), data=st.data())
 def test_random_numeric_settings_exit_0_or_a_one_line_2(tmp_path, capsys, light_stages, setting, data):
     key, kind, length = setting

@@ -163,6 +163,7 @@ def test_the_tracking_camera_keeps_the_walking_dog_in_the_middle_of_the_frame():
         assert walked > 1.5                               # a real 20 s walk, not a dog standing still
 
 
+@pytest.mark.slow
 def test_clips_render_in_a_background_process_from_the_recorded_states(tmp_path):
     from training.visualization import ClipRenderer, render_states, rollout_states, save_states
     cfg = EnvConfig()
