@@ -181,6 +181,7 @@ class PiDogEnv(gym.Env):
         self._camera_renderer: mujoco.Renderer | None = None
         self._renderer: mujoco.Renderer | None = None
         self._viewer = None
+        self.key_callback = None          # keys pressed in the human-mode viewer (GLFW codes), e.g. interventions
         self._warned_no_display = False
         self._rng_state_reset()
 
@@ -334,7 +335,7 @@ class PiDogEnv(gym.Env):
                         self._warned_no_display = True
                     return None
                 from mujoco import viewer
-                self._viewer = viewer.launch_passive(self.model, self.data)
+                self._viewer = viewer.launch_passive(self.model, self.data, key_callback=self.key_callback)
                 self._viewer.cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
                 self._viewer.cam.trackbodyid = self.idx.torso_body
                 self._viewer.cam.distance = 0.6

@@ -111,3 +111,37 @@ def test_the_intervention_rate_is_logged_per_window_and_summarized_by_phase():
         log.record([{"intervened": t <= 200 and t % 2 == 0}], t)       # half the steps early, none later
     assert len(log.history) == 10
     assert log.rate_between(0.0, 0.2) == pytest.approx(0.5) and log.rate_between(0.8, 1.0) == 0.0
+
+
+def test_a_synthetic_key_press_hands_the_next_control_step_to_the_expert():
+    from pidog_env.env import PiDogEnv
+    from pidog_env.gaits import TrotGait
+    from training.interventions import TAKE_OVER_KEY, KeyboardIntervention
+    env = KeyboardIntervention(PiDogEnv(EnvConfig(), randomize=False))
+    assert env.unwrapped.key_callback == env.on_key              # the viewer's key callback
+    obs, _ = env.reset(seed=0)
+    learner = np.full(8, 0.3, dtype=np.float32)
+    _, _, _, _, info = env.step(learner)
+    assert not info["intervened"]
+    before = env.last_obs
+    env.unwrapped.key_callback(TAKE_OVER_KEY)                     # as MuJoCo's viewer calls it on Enter
+    _, _, _, _, info = env.step(learner)
+    assert info["intervened"]
+    np.testing.assert_allclose(info["executed_action"], TrotGait.for_env(env.unwrapped)(before))
+    assert not np.allclose(info["executed_action"], learner)
+    env.unwrapped.key_callback(TAKE_OVER_KEY)
+    assert not env.step(learner)[4]["intervened"]
+    env.unwrapped.key_callback(70)                                # other keys do nothing
+    assert not env.step(learner)[4]["intervened"]
+
+
+def test_keyboard_interventions_without_a_display_are_a_one_line_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([sys.executable, "-m", "training.cli", "rl", "--algo", "sac", "--intervention", "keyboard",
+                           "--timesteps", "1000", "--output-dir", str(tmp_path), "--experiment-name", "k"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: --intervention keyboard needs a display")
+    assert not (tmp_path / "k").exists()

@@ -76,7 +76,7 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
 
 
 def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False,
-                 intervention: bool = False):
+                 intervention: str = "none"):
     """`n_envs` copies of PiDog-v0 (SubprocVecEnv by default), each behind a Monitor.
 
     Worker processes ignore SIGINT/SIGTERM (a Ctrl-C or `kill -- -PGID` reaches the whole process
@@ -92,9 +92,14 @@ def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True
     if for_rollouts:
         from imitation.data.wrappers import RolloutInfoWrapper
         wrapper = RolloutInfoWrapper
-    elif intervention:                       # the expert takes over near a fall (training.interventions)
+    elif intervention == "expert":           # the expert takes over near a fall (training.interventions)
         from training.interventions import ExpertIntervention
         wrapper = ExpertIntervention
+    elif intervention == "keyboard":         # a person hands control to the expert from the viewer
+        from training.interventions import KeyboardIntervention
+        wrapper = KeyboardIntervention
+        factory = partial(make_env, cfg, render_mode="human")
+        return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv, wrapper_class=wrapper)
     in_workers = subprocess and n_envs > 1
     factory = partial(_worker_env, cfg) if in_workers else partial(make_env, cfg)
     return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=SubprocVecEnv if in_workers else DummyVecEnv,

@@ -152,8 +152,9 @@ class OffPolicyConfig:
     demo_ratio_decay_steps: int = setting(0, ge=0, help="the demonstrations' share falls linearly to 0 over this "
                                                          "many env steps (0: constant)")
     utd: int = setting(1, ge=1, le=64, help="update-to-data ratio: gradient steps per env step")
-    intervention: str = setting("none", choices=("none", "expert"),
-                                help="expert: the trot takes over near a fall and its steps join the demonstrations")
+    intervention: str = setting("none", choices=("none", "expert", "keyboard"),
+                                help="expert: the trot takes over near a fall; keyboard: Enter in the viewer hands "
+                                     "control to it and back; its steps join the demonstrations")
 
 
 @dataclass

@@ -5,7 +5,8 @@
 `TAKE_OVER_TILT_DEG` or the roll/pitch rate exceeds `TAKE_OVER_RATE` it executes the expert's action
 (the trot; the commanded trot in the command task) instead of the learner's, until the body has been
 within `RELEASE_TILT_DEG` and `RELEASE_RATE` for `RELEASE_STEPS` steps. Such steps carry
-`info["intervened"] = True` and `info["executed_action"]`; the demonstration-mixing replay buffer
+`info["intervened"] = True` and `info["executed_action"]` (`KeyboardIntervention`: a person decides,
+with Enter in MuJoCo's viewer); the demonstration-mixing replay buffer
 (`training.replay`) stores them with the executed action among the demonstrations, so the learner is
 trained on the corrections. The thresholds sit well inside the 60 deg fall limit and outside the trot's
 own motion (over 6 randomized episodes its tilt peaked at 9.6 deg, p99 8.4; its roll/pitch rate at
@@ -66,6 +67,36 @@ class ExpertIntervention(gym.Wrapper):
             self.calm = self.calm + 1 if tilt < RELEASE_TILT_DEG and rate < RELEASE_RATE else 0
             if self.calm >= RELEASE_STEPS:
                 self.active = False
+        self.last_obs = next_obs
+        return next_obs, reward, terminated, truncated, info
+
+
+# GLFW key code of Enter (MuJoCo's viewer passes GLFW codes to its key callback)
+TAKE_OVER_KEY = 257
+
+
+class KeyboardIntervention(ExpertIntervention):
+    """A person's corrections: Enter in MuJoCo's viewer window hands control to the expert and Enter again
+    takes it back (the viewer reports presses, not releases). Steps under the expert are flagged and
+    stored exactly like `ExpertIntervention`'s. The env renders to the viewer (render_mode="human")."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.held = False
+        env.unwrapped.key_callback = self.on_key
+
+    def on_key(self, keycode: int) -> None:
+        if keycode == TAKE_OVER_KEY:
+            self.held = not self.held
+            print(f"intervention: {'the expert drives' if self.held else 'the policy drives'}", flush=True)
+
+    def step(self, action):
+        obs = self.last_obs
+        executed = np.asarray(self.expert(obs), dtype=np.float32) if self.held else action
+        next_obs, reward, terminated, truncated, info = self.env.step(executed)
+        info["intervened"] = self.held
+        if self.held:
+            info["executed_action"] = executed
         self.last_obs = next_obs
         return next_obs, reward, terminated, truncated, info
 

@@ -33,7 +33,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     o, algo = cfg.off_policy, cfg.rl.algo
     if bc_policy is not None and demo is None:
         raise PipelineError("the actor warm start needs the demonstrations saved beside the BC policy")
-    venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention == "expert")
+    venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention)
     common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)}, tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
                   learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000))
@@ -56,7 +56,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         interventions = InterventionCallback(exp)
         callbacks.append(interventions)
         log(f"{algo.upper()}: expert interventions on (the trot takes over past {TAKE_OVER_TILT_DEG:.0f} deg of tilt "
-            f"or {TAKE_OVER_RATE:.0f} rad/s; its steps join the demonstrations)")
+            f"or {TAKE_OVER_RATE:.0f} rad/s; its steps join the demonstrations)" if o.intervention == "expert" else
+            f"{algo.upper()}: keyboard interventions on: Enter in the viewer hands control to the trot and back")
     if o.demo_ratio > 0:
         model.replay_buffer.set_demos(demo.transitions())
         log(f"{algo.upper()}: {o.demo_ratio:.0%} of every batch from {len(demo):,} demonstration transitions"

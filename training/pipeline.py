@@ -108,6 +108,8 @@ def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]
 
 def validate_inputs(cfg: PipelineConfig) -> None:
     """Check the files a run needs before anything is written, so bad input leaves no half-made folder."""
+    if cfg.rl.algo != "ppo" and cfg.off_policy.intervention == "keyboard" and not has_display():
+        raise PipelineError("--intervention keyboard needs a display: it reads keys from MuJoCo's viewer window")
     if cfg.resume:
         if cfg.rl.algo != "ppo" and cfg.rl.total_timesteps > 0:
             raise PipelineError(f"--resume is available for PPO runs (this one uses {cfg.rl.algo})")
