@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, write_result
+from bench._common import RESULTS, speed_curves, write_result
 from bench.sample_efficiency import budget_arg, median_steps, pipeline, steps_to_target, trot_reference
 from training.cli import build_config
 
@@ -127,24 +127,8 @@ def main() -> None:
 
 
 def plot(histories: dict[str, list[list[dict]]], target: float, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for color, (v, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], histories.items()):
-        for i, h in enumerate(runs):
-            ax.plot([e["timesteps"] for e in h], [e["mean_forward_speed"] for e in h], color=color, alpha=0.8,
-                    lw=1.3, label=v if i == 0 else None)
-    ax.axhline(target, color="green", ls=":", lw=1.2, label=f"target 1.1x trot {target:.3f} m/s")
-    ax.set_xlabel("PPO env steps")
-    ax.set_ylabel("eval forward speed (m/s)")
-    ax.set_title("PiDog-v0 fine-tuning from BC: critic x observation history")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"-> {path}")
+    speed_curves(histories, path, "PiDog-v0 fine-tuning from BC: critic x observation history",
+                 [(target, f"target 1.1x trot {target:.3f} m/s", "green", ":")])
 
 
 if __name__ == "__main__":

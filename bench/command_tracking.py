@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, write_result
+from bench._common import RESULTS, save_figure, write_result
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
@@ -162,10 +162,7 @@ def plot(results: dict, path: Path) -> None:
             ax.set_ylabel("commanded vx (m/s)")
             ax.set_title(f"{name}: {label}\n(green: within {tol:g})", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"-> {path}")
+    save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, write_result
+from bench._common import RESULTS, speed_curves, write_result
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 from training.cli import build_config, load_preset
@@ -210,27 +210,10 @@ def pipeline(common: dict, name: str, seed: int, extra: list[tuple[str, str]]) -
 
 
 def plot(histories: dict, trot_speed: float, target: float, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = {"bc_init": "tab:blue", "scratch": "tab:orange"}
     labels = {"bc_init": "PPO from BC", "scratch": "PPO from scratch"}
-    for key, runs in histories.items():
-        for i, h in enumerate(runs):
-            ax.plot([e["timesteps"] for e in h], [e["mean_forward_speed"] for e in h], color=colors[key],
-                    alpha=0.8, lw=1.5, label=labels[key] if i == 0 else None)
-    ax.axhline(trot_speed, color="gray", ls="--", lw=1, label=f"trot {trot_speed:.3f} m/s")
-    ax.axhline(target, color="green", ls=":", lw=1.2, label=f"target 1.1x trot {target:.3f} m/s")
-    ax.set_xlabel("PPO env steps")
-    ax.set_ylabel("eval forward speed (m/s)")
-    ax.set_title("PiDog-v0: BC-initialized PPO vs PPO from scratch")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"-> {path}")
+    speed_curves({labels[k]: v for k, v in histories.items()}, path, "PiDog-v0: BC-initialized PPO vs PPO from scratch",
+                 [(trot_speed, f"trot {trot_speed:.3f} m/s", "gray", "--"),
+                  (target, f"target 1.1x trot {target:.3f} m/s", "green", ":")])
 
 
 if __name__ == "__main__":

@@ -92,3 +92,33 @@ def test_exploration_variants_are_valid_pipeline_settings():
         cfg = build_config([], [("@preset", "sample_efficiency"), *settings])
         stds[name] = cfg.ppo.init_log_std
     assert stds["gaussian_small"] < stds["gaussian"]
+
+
+@pytest.mark.slow
+def test_command_tracking_writes_the_grid_for_the_trot(tmp_path):
+    run_script("command_tracking.py", "--trot-only", "--episodes", "1", results=tmp_path)
+    data = json.loads((tmp_path / "command_tracking.json").read_text())
+    cells = data["trot"]["cells"]
+    assert len(cells) == 9 and {"cmd_vx", "cmd_wz", "vx", "wz", "fall_rate"} <= set(cells[0])
+    straight = next(c for c in cells if c["cmd_vx"] == 0.12 and c["cmd_wz"] == 0.0)
+    assert abs(straight["vx"] - 0.12) < 0.03                 # the commanded trot follows a straight command
+    assert (tmp_path / "command_tracking.png").is_file() and "policy" not in data
+
+
+def test_command_tracking_summary_and_ablation_means():
+    from bench.ablation import summarize as ablation_summary
+    from bench.command_tracking import GRID_VX, GRID_WZ, summarize
+    cells = [{"cmd_vx": v, "cmd_wz": w, "vx": v + 0.01, "wz": w - 0.05 * (w != 0), "fall_rate": 0.0,
+              "vx_error": 0.01, "wz_error": 0.05 * (w != 0)} for v in GRID_VX for w in GRID_WZ]
+    s = summarize(cells)
+    assert s["cells_within_tolerance"] == 9 and s["zero_command_drift_mps"] == 0.01
+    assert s["mean_tracking_error"] == pytest.approx((0.01 / 0.03 + (6 * 0.05 / 9) / 0.10) / 2, abs=1e-3)
+    hist = [{"timesteps": 0, "mean_forward_speed": 0.10, "fall_rate": 0.0},
+            {"timesteps": 25_000, "mean_forward_speed": 0.14, "fall_rate": 0.1}]
+    runs = [{"seed": 0, "target": 0.13, "history": hist, "train_fall_rate": 0.1,
+             "final": {"mean_forward_speed": 0.14, "fall_rate": 0.02}},
+            {"seed": 1, "target": 0.13, "history": hist[:1], "train_fall_rate": None,
+             "final": {"mean_forward_speed": 0.10, "fall_rate": 0.0}}]
+    a = ablation_summary(runs, 150_000)
+    assert a["speed_mps"] == 0.12 and a["fall_rate"] == 0.01 and a["steps_to_target"] == [25_000, None]
+    assert a["train_fall_rate_first_50k"] == 0.1 and a["seeds"] == [0, 1]
