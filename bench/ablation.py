@@ -4,6 +4,7 @@ an asymmetric critic, and with 0 or 3 past observation frames, at the same budge
     python bench/ablation.py                          # 4 variants x 3 seeds at the quick budget (150k steps)
     python bench/ablation.py --budget 1000000         # the same at the reference budget (hours on 2 cores)
     python bench/ablation.py --variants symmetric_h0 asymmetric_h0 --seeds 0
+    python bench/ablation.py --collect DIR1 DIR2     # summarize runs made by separate invocations
 
 Variants (`VARIANTS`, pipeline settings on top of the `sample_efficiency_budget_quick` preset):
 - `symmetric_h0`: today's default: actor and critic both see the robot's observation;
@@ -66,7 +67,12 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=RESULTS / "ablation_runs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any pipeline setting for every run, as `pidog --set`")
+    ap.add_argument("--collect", type=Path, nargs="+", metavar="DIR",
+                    help="run nothing: summarize the run folders already in these workdirs (e.g. variants run "
+                         "by separate invocations side by side)")
     args = ap.parse_args()
+    if args.collect and not all(d.is_dir() for d in args.collect):
+        ap.exit(2, "error: every --collect DIR must be an existing folder\n")
     if not (1 <= args.workers <= 64 and 1 <= len(args.seeds) <= 100):
         ap.exit(2, "error: --workers must be in 1..64, at most 100 seeds\n")
     typed = [("rl.n_envs", "4"), ("rl.vec_env", "dummy")]
@@ -76,54 +82,73 @@ def main() -> None:
     cfg = build_config([], [("@preset", PRESET), *typed])
     for v in args.variants:                                       # validate every run before any work
         build_config([], [("@preset", PRESET), *typed, *VARIANTS[v]])
-    if args.workdir.exists():
-        shutil.rmtree(args.workdir)                               # bench scratch space, regenerated each run
-    args.workdir.mkdir(parents=True)
     t0 = time.perf_counter()
     budget = cfg.rl.total_timesteps
     trot = trot_reference(cfg.env, cfg.rl.eval_episodes * 2)
     target = 1.1 * trot["mean_forward_speed"]
     print(f"trot {trot['mean_forward_speed']:.3f} m/s; target {target:.3f} m/s", flush=True)
-
-    common = dict(workdir=str(args.workdir), preset=PRESET, typed=typed)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
-        bc_futures = {v: pool.submit(pipeline, common, f"bc_{v}", 42, [("rl.total_timesteps", "0"), *VARIANTS[v]])
-                      for v in args.variants}
-        bcs = {v: f.result()["bc"] for v, f in bc_futures.items()}
-        jobs = [(f"{v}_seed{s}", s, v) for v in args.variants for s in args.seeds]
-        futures = {name: pool.submit(pipeline, common, name, seed, [
-                       ("skip_bc", "true"), ("pretrained_model", str(args.workdir / f"bc_{v}" / "bc_pretrained_policy.pth")),
-                       *VARIANTS[v]]) for name, seed, v in jobs}
-        results, failed = {}, {}
-        for name, f in futures.items():
-            try:
-                results[name] = f.result()
-            except Exception as exc:                              # reported; the other runs still count
-                failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                print(f"{name} failed: {failed[name]}", flush=True)
-
-    variants, histories = {}, {}
-    for v in args.variants:
-        runs = []
-        for name, seed, var in jobs:
-            if var != v or name in failed:
-                continue
-            ppo = results[name]["ppo"]
-            runs.append({"seed": seed, "target": target,
-                         "history": json.loads((args.workdir / name / "evaluations.json").read_text()),
-                         "final": ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"],
-                         "train_fall_rate": ppo["train_fall_rate_first_50k"]})
-        histories[v] = [r["history"] for r in runs]
-        variants[v] = {**(summarize(runs, budget) if runs else {}), "settings": dict(VARIANTS[v]),
-                       "bc_speed_mps": round(bcs[v]["mean_forward_speed"], 4), "bc_fall_rate": round(bcs[v]["fall_rate"], 3),
-                       "failed": {n: failed[n] for n, _, var in jobs if var == v and n in failed}}
+    workdirs = args.collect or [args.workdir]
+    if not args.collect:
+        run_all(args, typed)
+    variants, histories = collect(workdirs, args.variants, args.seeds, target, budget)
     write_result("ablation", {
         "variants": variants, "trot_speed_mps": round(trot["mean_forward_speed"], 4), "target_speed_mps": round(target, 4),
         "budget_steps": budget, "protocol": "quick budget" if args.budget == "quick" else f"{budget} steps",
         "seeds": args.seeds, "eval_episodes": cfg.rl.eval_episodes, "final_eval_episodes": cfg.rl.final_eval_episodes,
-        "settings": dict(typed), "wall_seconds": round(time.perf_counter() - t0, 1)})
+        "settings": dict(typed), "run_folders": [str(w) for w in workdirs],
+        "wall_seconds": None if args.collect else round(time.perf_counter() - t0, 1)})
     plot(histories, target, RESULTS / "ablation.png")
+
+
+def run_all(args, typed: list[tuple[str, str]]) -> None:
+    """Each variant's BC, then PPO from it for every seed, into `args.workdir` (a failed run is reported)."""
+    if args.workdir.exists():
+        shutil.rmtree(args.workdir)                               # bench scratch space, regenerated each run
+    args.workdir.mkdir(parents=True)
+    common = dict(workdir=str(args.workdir), preset=PRESET, typed=typed)
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+        bc_futures = [pool.submit(pipeline, common, f"bc_{v}", 42, [("rl.total_timesteps", "0"), *VARIANTS[v]])
+                      for v in args.variants]
+        for f in bc_futures:
+            f.result()
+        futures = {f"{v}_seed{s}": pool.submit(pipeline, common, f"{v}_seed{s}", s, [
+                       ("skip_bc", "true"), ("pretrained_model", str(args.workdir / f"bc_{v}" / "bc_pretrained_policy.pth")),
+                       *VARIANTS[v]]) for v in args.variants for s in args.seeds}
+        for name, f in futures.items():
+            try:
+                f.result()
+            except Exception as exc:                              # reported; the other runs still count
+                print(f"{name} failed: {type(exc).__name__}: {exc}".splitlines()[0], flush=True)
+
+
+def collect(workdirs: list[Path], names: list[str], seeds: list[int], target: float, budget: int
+            ) -> tuple[dict, dict]:
+    """Per-variant figures from the run folders (`bc_<variant>`, `<variant>_seed<N>`, in any of
+    `workdirs`): their summary.json and evaluations.json."""
+    def find(name: str) -> Path | None:
+        return next((w / name for w in workdirs if (w / name / "summary.json").is_file()), None)
+    # (a run still in progress has no summary.json yet, or one without the stage's figures)
+
+    variants, histories = {}, {}
+    for v in names:
+        runs, missing = [], {}
+        for seed in seeds:
+            folder = find(f"{v}_seed{seed}")
+            ppo = json.loads((folder / "summary.json").read_text()).get("ppo") if folder else None
+            if ppo is None:
+                missing[f"{v}_seed{seed}"] = "no PPO summary (the run failed or did not finish)"
+                continue
+            runs.append({"seed": seed, "target": target,
+                         "history": json.loads((folder / "evaluations.json").read_text()),
+                         "final": ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"],
+                         "train_fall_rate": ppo["train_fall_rate_first_50k"]})
+        bc_folder = find(f"bc_{v}")
+        bc = json.loads((bc_folder / "summary.json").read_text())["bc"] if bc_folder else None
+        histories[v] = [r["history"] for r in runs]
+        variants[v] = {**(summarize(runs, budget) if runs else {}), "settings": dict(VARIANTS[v]),
+                       "bc_speed_mps": round(bc["mean_forward_speed"], 4) if bc else None,
+                       "bc_fall_rate": round(bc["fall_rate"], 3) if bc else None, "failed": missing}
+    return variants, histories
 
 
 def plot(histories: dict[str, list[list[dict]]], target: float, path: Path) -> None:
