@@ -85,7 +85,14 @@ def load(label: str, path: str | None, env_cfg):
     from training.policies import load_policy
     policy, meta = load_policy(path)
     cfg = meta.get("env_config_obj") or env_cfg
-    return spec_for(cfg, str(path)), policy_callable(policy)
+    act = policy_callable(policy)
+    if cfg.obs.critic_state:
+        # An asymmetric actor-critic takes the critic's state after the robot's observation, and its actor
+        # reads only the robot's part (as the exported policy does): the runtime has no critic state, so zeros.
+        from pidog_env.observation import CRITIC_STATE_SIZE
+        pad = np.zeros(CRITIC_STATE_SIZE, dtype=np.float32)
+        return spec_for(cfg, str(path)), lambda obs: act(np.concatenate([obs, pad]))
+    return spec_for(cfg, str(path)), act
 
 
 def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> dict[str, dict[str, float]]:
@@ -102,6 +109,8 @@ def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> 
         for i in range(episodes):
             hw = MujocoHardware(randomize=True, seed=SEED_BASE + i, config=cfg)
             stop = ControlLoop(spec, policy, hw, realtime=False, say=lambda line: None).run(cfg.episode_seconds)
+            if stop.kind in ("error", "aborted"):            # not an episode: the policy or the runtime broke
+                raise RuntimeError(f"{label} on {name}: the runtime stopped with {stop.kind}: {stop.message}")
             fell = hw.terminated or stop.message == "tilt beyond the fall limit"
             speeds.append(hw.info["mean_forward_speed"])
             falls.append(float(fell))

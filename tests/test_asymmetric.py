@@ -88,3 +88,18 @@ def test_bc_to_ppo_hand_off_with_the_privileged_critic(tmp_path):
     from training.policies import load_policy
     policy, _ = load_policy(tmp_path / "asym" / "final_model.zip")
     assert isinstance(policy, AsymmetricActorCriticPolicy) and policy.actor_dim == 16
+
+
+def test_the_robustness_bench_runs_an_asymmetric_policy_on_the_robots_observation(policy, tmp_path):
+    # It once fed the runtime's 16 numbers to a policy that takes 48: every step raised, the runtime stopped
+    # with an error and the bench counted 0 m/s and no fall.
+    from bench.robustness import load
+    from deploy.hardware import MujocoHardware
+    from deploy.runtime import ControlLoop
+    save_policy(tmp_path / "p.pth", policy, policy_meta(policy, PolicyConfig(), CFG))
+    spec, act = load("asym", str(tmp_path / "p.pth"), EnvConfig())
+    obs = np.zeros(actor_obs_size(CFG), np.float32)
+    full = np.concatenate([obs, np.zeros(CRITIC_STATE_SIZE, np.float32)])
+    np.testing.assert_allclose(act(obs), policy.predict(full, deterministic=True)[0])
+    stop = ControlLoop(spec, act, MujocoHardware(seed=0), realtime=False).run(0.3)
+    assert stop.kind == "done"
