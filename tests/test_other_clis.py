@@ -21,7 +21,8 @@ def run(script, *args):
 
 @pytest.mark.slow
 def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
-    few = ["--set", "bc.eval_episodes=2", "--set", "rl.final_eval_episodes=2", "--set", "env.episode_seconds=2"]
+    few = ["--set", "bc.eval_episodes=2", "--set", "rl.final_eval_episodes=2", "--set", "env.episode_seconds=2",
+           "--set", "rl.eval_episodes=2"]
     run("training/train_imitation.py", "--n-demo-episodes", "2", "--epochs", "5", "--output-dir", tmp_path,
         "--experiment-name", "bc", *few)
     bc = tmp_path / "bc"
@@ -46,6 +47,8 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     assert drawn["demo"] == drawn["online"] > 0
     assert "expert interventions on" in out and "intervention_rate_last20" in summary   # (rates: None or a share)
     assert json.loads((tmp_path / "sac" / "interventions.json").read_text())[0]["timesteps"] == 1000
+    evals = json.loads((tmp_path / "sac" / "evaluations.json").read_text())     # periodic evaluations, as PPO's
+    assert [e["timesteps"] for e in evals][:1] == [0] and "selected" in summary
     # Its zip loads safely (metadata inside, no pickle) in the evaluation CLI.
     assert "fall rate" in run("training/evaluate.py", "--model", tmp_path / "sac" / "final_model.zip",
                               "--episodes", "1")

@@ -1,5 +1,8 @@
 """SAC or TD3 (`rl.algo`), from scratch or warm-started from a BC policy.
 
+Evaluations every `rl.eval_freq` steps and the shipped `best_model.zip` follow the PPO stage's rules
+(`training.selection`): the fastest evaluated model with at most `rl.select_max_fall_rate` falls.
+
 From BC, the actor is first regressed onto the BC policy's actions on the demonstrations
 (`off_policy.warm_start_updates` Adam steps), then stays fixed for `off_policy.critic_warmup_steps`
 env steps while the critic learns, then both learn off-policy.
@@ -69,6 +72,13 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         ev = evaluate_policy(model.policy, cfg.env, 3, randomize=True)
         log(f"{algo.upper()} actor warm-started from the BC policy (action MSE {loss:.2e}): {figures(ev)}")
         callbacks.append(FreezeActor(o.critic_warmup_steps))
+    from training.callbacks import EvalCallback
+    r = cfg.rl
+    meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
+    evaluator = EvalCallback(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True),
+                             r.eval_freq, exp, meta, None, r.select_max_fall_rate)
+    evaluator.verbose = 1
+    callbacks.append(evaluator)
     t0 = time.perf_counter()
     stops = stopping.CURRENT
     with stops.stage(f"{algo.upper()} training", polled=True):
@@ -80,14 +90,15 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
             raise stopping.Interrupted(stops.received, f"{algo.upper()} training",
                                        f"nothing is saved ({algo.upper()} runs keep no checkpoints yet)",
                                        "the same command with a new --experiment-name")
-    meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
     path = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
     ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"{algo.upper()}: {figures(ev)} -> {path}")
     drawn = getattr(model.replay_buffer, "drawn", None)
+    from training.pipeline import selected_summary
     result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
               "utd": o.utd, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
-              "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}
+              "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
+              "selected": selected_summary(cfg, exp, evaluator.selected)}
     if interventions is not None:
         result.update(intervention_rate_first20=interventions.log.rate_between(0.0, 0.2),
                       intervention_rate_last20=interventions.log.rate_between(0.8, 1.0),
