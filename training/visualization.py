@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -203,9 +204,9 @@ class ClipRenderer:
 
     def submit(self, states_path: Path, mp4: Path, step: int) -> None:
         cmd = [sys.executable, "-m", "training.render_clip", str(states_path), str(mp4)]
-        nice = self.nice
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
+        if self.nice and shutil.which("nice"):          # (not preexec_fn: unsafe in a threaded process)
+            cmd = ["nice", "-n", str(self.nice), *cmd]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.pending.append((proc, states_path, mp4, step))
 
     def finished(self) -> list[tuple[Path, int, str | None]]:
