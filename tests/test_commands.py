@@ -263,10 +263,10 @@ def test_a_command_policy_exports_with_parity_and_runs_in_the_runtime(tmp_path):
     from training.config import BCConfig, DemoConfig, PolicyConfig
     from training.policies import policy_meta, save_policy
     cfg = command_cfg()
-    demo = demo_io.generate(DemoConfig(n_episodes=4, n_envs=1, noise=0.02), cfg, seed=0, progress=False)
+    demo = demo_io.generate(DemoConfig(n_episodes=2, n_envs=1, noise=0.02), cfg, seed=0, progress=False)
     result = train_bc(demo, None, cfg, PolicyConfig(), BCConfig(epochs=5), tmp_path / "logs", seed=0, progress=False)
     save_policy(tmp_path / "bc.pth", result.policy, policy_meta(result.policy, PolicyConfig(), cfg))
-    info = export(tmp_path / "bc.pth", tmp_path / "export", check_steps=200)
+    info = export(tmp_path / "bc.pth", tmp_path / "export", check_steps=100)
     assert info["max_abs_diff"] <= 1e-5
     spec = PolicySpec.load(tmp_path / "export" / "policy.json")
     assert spec.command and spec.obs_size == 18 and spec.frame_layout["command"] == [16, 18]
