@@ -47,7 +47,7 @@ def _default_scales() -> dict[str, float]:
 class RewardConfig:
     """Reward terms and their scales. `target_speed` sits well above the trot's so learning can beat it."""
 
-    target_speed: float = setting(0.30, gt=0, help="forward speed (m/s) at which the forward term saturates")
+    target_speed: float = setting(0.30, ge=0.01, le=10, help="forward speed (m/s) at which the forward term saturates")
     # exp(-err^2 / sigma): sized to PiDog's speeds, a 0.03 m/s or 0.2 rad/s error earns exp(-1) of the term
     tracking_sigma_vx: float = setting(0.0009, gt=0, help="forward-speed tracking width, (m/s)^2 (command task)")
     tracking_sigma_wz: float = setting(0.04, gt=0, help="yaw-rate tracking width, (rad/s)^2 (command task)")
@@ -135,10 +135,11 @@ class RandomizationConfig:
 class EnvConfig:
     """PiDog-v0 configuration: 50 Hz control (ctrl_dt 20 ms) over 4 ms physics steps, 20 s episodes."""
 
-    ctrl_dt: float = setting(0.02, gt=0, le=0.2, help="seconds per control step (policy rate 1/ctrl_dt)")
-    sim_dt: float = setting(0.004, gt=0, le=0.01, help="seconds per physics step (ctrl_dt must be a multiple)")
+    # (lower bounds: steps counted from these must stay finite integers; 5e-324 s overflowed them)
+    ctrl_dt: float = setting(0.02, ge=0.001, le=0.2, help="seconds per control step (policy rate 1/ctrl_dt)")
+    sim_dt: float = setting(0.004, ge=0.0001, le=0.01, help="seconds per physics step (ctrl_dt must be a multiple)")
     episode_seconds: float = setting(20.0, gt=0, le=3600, help="episode length; truncation after this")
-    gait_period: float = setting(0.6148, gt=0, le=10, help="seconds per gait-clock cycle (the trot's)")
+    gait_period: float = setting(0.6148, ge=0.05, le=10, help="seconds per gait-clock cycle (the trot's)")
     use_camera: bool = setting(False, help="add the 3xSxS head-camera image (Dict observation)")
     camera_size: int = setting(48, ge=8, le=512, help="head camera image side in pixels")
     fall_tilt_deg: float = setting(60.0, gt=0, le=180, help="terminate beyond this tilt (deg)")
