@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, speed_curves, write_result
-from bench.sample_efficiency import budget_arg, median_steps, pipeline, steps_to_target, trot_reference
+from bench.sample_efficiency import (budget_arg, median_steps, pipeline, shipped_eval, steps_to_target,
+                                     trot_reference)
 from training.cli import build_config
 
 PRESET = "sample_efficiency_budget_quick"
@@ -140,7 +141,7 @@ def collect(workdirs: list[Path], names: list[str], seeds: list[int], target: fl
                 continue
             runs.append({"seed": seed, "target": target,
                          "history": json.loads((folder / "evaluations.json").read_text()),
-                         "final": ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"],
+                         "final": shipped_eval(ppo),
                          "train_fall_rate": ppo["train_fall_rate_first_50k"]})
         bc_folder = find(f"bc_{v}")
         bc = json.loads((bc_folder / "summary.json").read_text())["bc"] if bc_folder else None

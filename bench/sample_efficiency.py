@@ -118,7 +118,7 @@ def main() -> None:
         histories[kind].append(json.loads((args.workdir / name / "evaluations.json").read_text()))
         if kind == "bc_init":
             ppo = results[name]["ppo"]
-            finals.append(ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"])
+            finals.append(shipped_eval(ppo))
             lasts.append(ppo["final_eval"])
 
     # BC's return under exactly the protocol of PPO's evaluations (same episodes, same seeds).
@@ -172,6 +172,11 @@ def main() -> None:
     write_result("sample_efficiency", figures)
     (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
     plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
+
+
+def shipped_eval(ppo: dict) -> dict:
+    """The final evaluation of the model a run ships: best_model.zip's, else the last model's."""
+    return ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"]
 
 
 def mean_of(evals: list[dict], key: str, digits: int) -> float | None:

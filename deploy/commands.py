@@ -38,6 +38,7 @@ class CommandSource:
     """(vx m/s, wz rad/s) for the next tick; `quit` becomes True when the operator asks to stop."""
 
     quit = False
+    vx_step, wz_step = 0.02, 0.1                  # what one key press changes (m/s, rad/s)
 
     def __init__(self, vx_range: tuple[float, float], wz_range: tuple[float, float]) -> None:
         self.vx_range, self.wz_range = tuple(vx_range), tuple(wz_range)
@@ -46,10 +47,10 @@ class CommandSource:
     def clip(self, vx: float, wz: float) -> tuple[float, float]:
         return (float(np.clip(vx, *self.vx_range)), float(np.clip(wz, *self.wz_range)))
 
-    def press(self, action: str, vx_step: float = 0.02, wz_step: float = 0.1) -> None:
+    def press(self, action: str) -> None:
         """One key's effect: faster / slower / left / right step the command, stop zeroes it, quit."""
         vx, wz = self.command
-        vx_step, wz_step = getattr(self, "vx_step", vx_step), getattr(self, "wz_step", wz_step)
+        vx_step, wz_step = self.vx_step, self.wz_step
         if action == "quit":
             self.quit = True
             return

@@ -457,10 +457,7 @@ class PiDogEnv(gym.Env):
             return
         fixed = (options or {}).get("command")
         if fixed is not None:                  # a fixed command for the whole episode (benchmarks, demos)
-            vx, wz = (float(v) for v in fixed)
-            if not (math.isfinite(vx) and math.isfinite(wz)):
-                raise ValueError(f"reset option 'command' must be two finite numbers, got {fixed!r}")
-            self._cmd, self._cmd_next = (vx, wz), None
+            self.set_command(*(float(v) for v in fixed))
         else:
             self._cmd = self._sample_command()
 
@@ -567,6 +564,7 @@ class _Nominal:
         self.kp = m.actuator_gainprm[:, 0].copy()
         self.biasprm = m.actuator_biasprm.copy()
         self.forcerange = m.actuator_forcerange.copy()
+        self.subtreemass = m.body_subtreemass.copy()
 
     def restore(self, m: mujoco.MjModel) -> None:
         m.geom_friction[:] = self.geom_friction
@@ -576,6 +574,7 @@ class _Nominal:
         m.actuator_gainprm[:, 0] = self.kp
         m.actuator_biasprm[:] = self.biasprm
         m.actuator_forcerange[:] = self.forcerange
+        m.body_subtreemass[:] = self.subtreemass
 
 
 def _update_subtree_mass(m: mujoco.MjModel) -> None:
