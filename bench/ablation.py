@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, speed_curves, write_result
-from bench.sample_efficiency import (budget_arg, median_steps, pipeline, shipped_eval, steps_to_target,
-                                     trot_reference)
+from bench.sample_efficiency import budget_arg, median_steps, pipeline, trot_reference
+from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
 from training.cli import build_config
 
 PRESET = "sample_efficiency_budget_quick"
@@ -86,7 +86,7 @@ def main() -> None:
     t0 = time.perf_counter()
     budget = cfg.rl.total_timesteps
     trot = trot_reference(cfg.env, cfg.rl.eval_episodes * 2)
-    target = 1.1 * trot["mean_forward_speed"]
+    target = TARGET_OVER_TROT * trot["mean_forward_speed"]
     print(f"trot {trot['mean_forward_speed']:.3f} m/s; target {target:.3f} m/s", flush=True)
     workdirs = args.collect or [args.workdir]
     if not args.collect:

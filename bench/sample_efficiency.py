@@ -37,16 +37,9 @@ from pidog_env.gaits import TrotGait
 from training.cli import build_config, load_preset
 from training.evaluate import evaluate_policy
 from training.pipeline import run
+from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
 
-MAX_FALLS_AT_TARGET = 0.2
 HANDOFF_WINDOW = 100_000
-
-
-def steps_to_target(history: list[dict], target: float) -> int | None:
-    for h in history:
-        if h["mean_forward_speed"] >= target and h["fall_rate"] <= MAX_FALLS_AT_TARGET:
-            return int(h["timesteps"])
-    return None
 
 
 def trot_reference(env_cfg: EnvConfig, episodes: int) -> dict:
@@ -96,7 +89,7 @@ def main() -> None:
 
     trot = trot_reference(cfg.env, eval_eps * 2)
     trot_speed = trot["mean_forward_speed"]
-    target = 1.1 * trot_speed
+    target = TARGET_OVER_TROT * trot_speed
     print(f"trot: {trot_speed:.3f} m/s, falls {trot['fall_rate']:.0%}; target {target:.3f} m/s", flush=True)
 
     common = dict(workdir=str(args.workdir), preset=preset, typed=typed)
@@ -172,11 +165,6 @@ def main() -> None:
     write_result("sample_efficiency", figures)
     (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
     plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
-
-
-def shipped_eval(ppo: dict) -> dict:
-    """The final evaluation of the model a run ships: best_model.zip's, else the last model's."""
-    return ppo["selected"]["final_eval"] if ppo["selected"]["model"] else ppo["final_eval"]
 
 
 def mean_of(evals: list[dict], key: str, digits: int) -> float | None:

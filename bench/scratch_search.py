@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, write_result
-from bench.sample_efficiency import MAX_FALLS_AT_TARGET, pipeline, steps_to_target, trot_reference
+from bench.sample_efficiency import pipeline, trot_reference
+from training.selection import MAX_FALLS_AT_TARGET, TARGET_OVER_TROT, steps_to_target
 from training.cli import build_config
 
 # Each configuration: the settings that differ from training.config's defaults (init_log_std -2.5
@@ -59,7 +60,7 @@ def main() -> None:
         args.workdir.mkdir(parents=True)
     start = time.perf_counter()
     trot = trot_reference(cfg.env, cfg.rl.eval_episodes * 2)
-    target = 1.1 * trot["mean_forward_speed"]
+    target = TARGET_OVER_TROT * trot["mean_forward_speed"]
     print(f"trot {trot['mean_forward_speed']:.3f} m/s; target {target:.3f} m/s", flush=True)
     common = dict(workdir=str(args.workdir), preset=preset, typed=typed)
     names = args.configs or list(GRID)

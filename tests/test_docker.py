@@ -97,6 +97,9 @@ def test_services_exist_with_their_roles():
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert defaults(gpu["build"]["args"]["TORCH_VARIANT"]).startswith("cu")
+    ray = SERVICES["ray_head"]
+    assert ray["profiles"] == ["ray"] and ray["command"][:3] == ["ray", "start", "--head"] and "--block" in ray["command"]
+    assert ray["image"] == SERVICES["pidog_rl"]["image"]         # trials run the pipeline of the same image
 
 
 def test_services_run_as_the_caller_with_a_1000_default():
@@ -209,12 +212,12 @@ def test_smoke_script_is_documented_and_runs_the_listed_checks():
 
 
 def documented_runs():
-    """(doc, words after `run`) for every `docker compose run` / `docker-compose run` in the docs."""
+    """(doc, words after `run`/`exec`) for every `docker compose run|exec` / `docker-compose run|exec` in the docs."""
     runs = []
     for doc in DOCS:
         text = doc.read_text().replace("\\\n", " ")
         for line in text.splitlines():
-            m = re.search(r"docker(-compose| compose)\s((?:-\S+\s+(?:[^-\s]\S*\s+)?)*)run\s", line)
+            m = re.search(r"docker(-compose| compose)\s((?:-\S+\s+(?:[^-\s]\S*\s+)?)*)(?:run|exec)\s", line)
             if m:
                 runs.append((doc.name, line[m.end():].split("#")[0].strip().strip("`")))
     return runs

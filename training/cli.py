@@ -113,14 +113,17 @@ def add_aliases(parser: argparse.ArgumentParser, title: str, aliases: list[Alias
                            default=argparse.SUPPRESS, help=_help_for(a.keys))
 
 
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
+def add_settings_options(parser: argparse.ArgumentParser, quick: bool = True) -> None:
+    """--set, --preset, --quick (unless `quick` is False: a command whose --quick means something else),
+    --use-camera and --task."""
     g = parser.add_argument_group("settings (any of `pidog config`)")
     g.add_argument("--set", dest="set_", action=_Assign, metavar="KEY=VALUE", default=argparse.SUPPRESS,
                    help="set any setting, e.g. --set ppo.gamma=0.99 --set env.reward.scales.fall=-100 (repeatable)")
     g.add_argument("--preset", dest="preset", action=_Assign, metavar="NAME", default=argparse.SUPPRESS,
                    help=f"apply a preset: {', '.join(p.stem for p in sorted(PRESETS.glob('*.json')))} or a .json path")
-    g.add_argument("--quick", dest="quick", action=_Assign, keys=("@preset",), const_text="quick",
-                   default=argparse.SUPPRESS, help="= --preset quick: tiny budgets for a first look (a few minutes)")
+    if quick:
+        g.add_argument("--quick", dest="quick", action=_Assign, keys=("@preset",), const_text="quick",
+                       default=argparse.SUPPRESS, help="= --preset quick: tiny budgets for a first look (a few minutes)")
     g.add_argument("--use-camera", dest="use_camera", action=_Assign, keys=("@preset",), const_text="camera",
                    default=argparse.SUPPRESS, help="= --preset camera: a CNN+MLP policy on the head camera too")
     g.add_argument("--task", dest="task", action=_Assign, keys=("env.command.enabled",), choices=list(TASKS),

@@ -33,3 +33,24 @@ def select(history: list[dict[str, Any]], max_fall_rate: float) -> int | None:
         if h["fall_rate"] <= max_fall_rate + 1e-12 and (best is None or score(h) > score(history[best])):
             best = i
     return best
+
+
+# ---------------------------------------------------------------- the figures a finished run reports
+TARGET_OVER_TROT = 1.1          # the target speed: 1.1 x the trot's, both under randomization
+MAX_FALLS_AT_TARGET = 0.2       # an evaluation at the target speed counts only with at most 20 % falls
+
+
+def steps_to_target(history: list[dict[str, Any]], target: float) -> int | None:
+    """Env steps of the first evaluation at `target` m/s or faster with at most 20 % falls (a lunge that
+    falls over is not walking); None when no evaluation got there."""
+    for h in history:
+        if h["mean_forward_speed"] >= target and h["fall_rate"] <= MAX_FALLS_AT_TARGET:
+            return int(h["timesteps"])
+    return None
+
+
+def shipped_eval(rl_summary: dict[str, Any]) -> dict[str, Any]:
+    """The final evaluation of the model a run ships: best_model.zip's, else the last model's."""
+    selected = rl_summary.get("selected") or {}
+    return selected["final_eval"] if selected.get("model") else rl_summary["final_eval"]
+

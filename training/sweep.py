@@ -1,0 +1,550 @@
+#!/usr/bin/env python
+"""Sweeps of the whole pipeline on Ray Tune: N seeds x a grid or a sampled search space.
+
+    python training/sweep.py --name lr --seeds 0 1 2 --grid 'ppo.learning_rate=[1e-4, 3e-4]'
+    python training/sweep.py --name std --grid 'ppo.init_log_std=[-2.5, -2]' --set rl.total_timesteps=200000
+    python training/sweep.py --name sac --algo sac --sample 'off_policy.learning_rate=loguniform(1e-4, 1e-3)' \\
+        --num-samples 4
+    python training/sweep.py --name lr --resume        # run again what did not finish; finished trials stay
+    python training/sweep.py --quick --output-dir DIR  # 2 configurations x 2 seeds, tiny budgets (CI)
+    python training/sweep.py ... --address auto        # on an existing Ray cluster (see README "Scaling out")
+
+A configuration is one point of the grid (`--grid KEY=[v1, v2, ...]`, every combination) or one draw of the
+search space (`--sample KEY=uniform(a, b) | loguniform(a, b) | randint(a, b) | choice([..])`, `--num-samples`
+draws, seeded by `--sample-seed` so a resumed sweep draws the same). `--set`/`--preset` apply to all
+configurations before the swept settings (any key of `pidog config`). Each (configuration, seed) is a Ray
+Tune trial that runs the real pipeline, `python -m training.cli train ...`, as a child process with its
+own log, and writes its normal experiment folder. Ray starts in-process on this machine unless `--address`
+names a cluster.
+
+Writes to <output-dir>/<name>/:
+    sweep.json      what was asked (settings, configurations, seeds, command line)
+    trials/<c>_s<seed>/   each trial's experiment folder (config.json, summary.json, models, TensorBoard)
+    logs/<trial>.log      each trial's output
+    results.json    one entry per trial: config, seed, status (ok | failed | not run), the shipped model's
+                    final_speed_mps and final_fall_rate, steps_to_target, error; rewritten as trials end
+    table.md        mean +- std over seeds per configuration (also printed)
+    curves.png      evaluated speed against env steps: one band (mean +- std over seeds) per configuration
+    ray/            Ray Tune's own records
+A trial that fails (an error, a crash, a killed process) is reported in results.json and the table and
+does not stop the others; `--resume` runs the trials that did not finish (a trial folder with a
+checkpoint continues from it) and keeps the finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pidog_env.config_tree import ConfigError
+from training.common import PipelineError, write_json
+
+SWEEP_FILE, RESULTS_FILE, TABLE_FILE, CURVES_FILE = "sweep.json", "results.json", "table.md", "curves.png"
+QUICK_GRID = {"ppo.learning_rate": [3e-4, 1e-4]}           # --quick: 2 configurations ...
+QUICK_SEEDS = [0, 1]                                        # ... x 2 seeds
+QUICK_PRESET = "tiny"                                       # the tests' budget: every stage for real, in seconds
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+
+
+# ---------------------------------------------------------------- what a sweep is
+@dataclass
+class SweepSpec:
+    """Everything that defines a sweep's trials (saved in sweep.json; `--resume` reads it back)."""
+    name: str
+    seeds: list[int]
+    base: list[list[str]] = field(default_factory=list)            # [key, text] in command-line order ("@preset", name)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    sample: dict[str, str] = field(default_factory=dict)
+    num_samples: int = 0
+    sample_seed: int = 0
+
+    def configurations(self) -> list[dict[str, Any]]:
+        """The swept settings of each configuration: the grid's product, times the search space's draws."""
+        keys = list(self.grid)
+        points = [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+        if not self.sample:
+            return points
+        rng = np.random.default_rng(self.sample_seed)
+        draws = [{k: draw(text, rng) for k, text in self.sample.items()} for _ in range(self.num_samples)]
+        return [{**p, **d} for p in points for d in draws]
+
+
+@dataclass
+class Trial:
+    name: str                  # c<config>_s<seed>: also the experiment folder's name
+    config_id: str
+    config: dict[str, Any]     # the swept settings
+    seed: int
+    command: list[str]         # the pipeline's command line (argv after the interpreter)
+
+
+def parse_distribution(text: str) -> tuple[str, list[Any]]:
+    m = re.fullmatch(r"\s*(\w+)\s*\((.*)\)\s*", text)
+    if not m or m.group(1) not in DISTRIBUTIONS:
+        raise ConfigError(f"--sample: {text!r} is not one of {', '.join(d + '(..)' for d in DISTRIBUTIONS)}")
+    kind, inner = m.group(1), m.group(2)
+    try:
+        args = json.loads(f"[{inner}]")
+    except ValueError:
+        raise ConfigError(f"--sample: cannot read the arguments of {text!r} (JSON numbers or a JSON list)") from None
+    if kind == "choice":
+        if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+            raise ConfigError(f"--sample: choice takes one non-empty JSON list, e.g. choice([64, 128]); got {text!r}")
+        return kind, args
+    if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+        raise ConfigError(f"--sample: {kind} takes two numbers (low, high); got {text!r}")
+    low, high = args
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ConfigError(f"--sample: {kind} needs finite low < high; got {text!r}")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"--sample: loguniform needs low > 0; got {text!r}")
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        raise ConfigError(f"--sample: randint takes two integers; got {text!r}")
+    return kind, args
+
+
+def draw(text: str, rng: np.random.Generator) -> Any:
+    kind, args = parse_distribution(text)
+    if kind == "choice":
+        return args[0][int(rng.integers(len(args[0])))]
+    low, high = args
+    if kind == "uniform":
+        return float(rng.uniform(low, high))
+    if kind == "loguniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return int(rng.integers(low, high + 1))        # randint: both ends included
+
+
+def trials_of(spec: SweepSpec, trials_dir: Path) -> list[Trial]:
+    """Every (configuration, seed) trial, each validated as the pipeline would (a bad value fails here,
+    before anything is created)."""
+    from training.cli import build_config
+    out = []
+    for i, config in enumerate(spec.configurations()):
+        for seed in spec.seeds:
+            name = f"c{i}_s{seed}"
+            typed = [(k, t) for k, t in spec.base] + [(k, json.dumps(v)) for k, v in config.items()]
+            typed += [("seed", str(seed)), ("output_dir", str(trials_dir)), ("experiment_name", name)]
+            try:
+                build_config([], typed)
+            except ConfigError as exc:
+                raise ConfigError(f"configuration c{i} ({describe(config)}): {exc}") from None
+            command = ["-m", "training.cli", "train", "--no-live", "--seed", str(seed),
+                       "--output-dir", str(trials_dir), "--experiment-name", name]
+            for key, text in typed[:-3]:
+                command += ["--preset", text] if key == "@preset" else ["--set", f"{key}={text}"]
+            out.append(Trial(name, f"c{i}", config, seed, command))
+    return out
+
+
+def describe(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items()) or "defaults"
+
+
+# ---------------------------------------------------------------- one trial (runs in a Ray worker)
+def run_trial(params: dict[str, Any]) -> None:
+    """Ray Tune trainable: the pipeline as a child process, then its figures reported to Tune."""
+    from ray import tune
+    t = params["trial"]
+    root, name = Path(t["root"]), t["name"]
+    exp = root / "trials" / name
+    command = [sys.executable, *t["command"]]
+    if (exp / "config.json").is_file():       # a stopped attempt's folder continues with its saved settings
+        command = [sys.executable, *t["command"][:t["command"].index("--experiment-name") + 2], "--resume"]
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    log_path = root / "logs" / f"{name}.log"
+    with open(log_path, "ab") as log:
+        log.write(f"\n$ {shlex.join(command)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    (root / "logs" / f"{name}.pid").write_text(str(proc.pid))
+    try:
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:                        # Tune cancelled this trial: stop the pipeline too
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    if code != 0:
+        raise RuntimeError(f"the pipeline {exit_text(code)}: {last_line(log_path)} (log: {log_path})")
+    tune.report(trial_figures(exp))
+
+
+def exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip()[:300] if lines else "(no output)"
+
+
+def trial_figures(exp: Path) -> dict[str, Any]:
+    """The figures of a finished experiment folder: the shipped model's final evaluation, steps to 1.1x
+    the trot's speed (the trot evaluated on the same randomized episodes as the run's evaluations) and
+    the evaluation history (for the sweep's curves)."""
+    import torch
+    from pidog_env.config_tree import from_dict
+    from pidog_env.gaits import TrotGait
+    from training.config import PipelineConfig
+    from training.evaluate import evaluate_policy
+    from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
+    torch.set_num_threads(1)
+    summary = json.loads((exp / "summary.json").read_text())
+    cfg = from_dict(PipelineConfig, json.loads((exp / "config.json").read_text())["config"])
+    history = json.loads((exp / "evaluations.json").read_text()) if (exp / "evaluations.json").is_file() else []
+    rl = summary.get("ppo") or summary.get("off_policy")
+    final = shipped_eval(rl) if rl else summary["bc"]
+    trot = evaluate_policy(TrotGait.for_config(cfg.env), cfg.env, cfg.rl.eval_episodes, randomize=True)
+    target = TARGET_OVER_TROT * trot["mean_forward_speed"]
+    return {"final_speed_mps": round(float(final["mean_forward_speed"]), 4),
+            "final_fall_rate": round(float(final["fall_rate"]), 4),
+            "steps_to_target": steps_to_target(history, target), "target_speed_mps": round(target, 4),
+            "timesteps": int(rl["timesteps"]) if rl else 0, "shipped_model": (rl or {}).get("selected", {}).get("model"),
+            "history": [{"timesteps": int(h["timesteps"]), "mean_forward_speed": float(h["mean_forward_speed"]),
+                         "fall_rate": float(h["fall_rate"])} for h in history]}
+
+
+# ---------------------------------------------------------------- the sweep (the driver)
+class Results:
+    """results.json: one entry per trial, rewritten whenever a trial ends (a stopped sweep keeps them)."""
+
+    FIGURES = ("final_speed_mps", "final_fall_rate", "steps_to_target", "target_speed_mps", "timesteps",
+               "shipped_model", "history")
+
+    def __init__(self, root: Path, trials: list[Trial], earlier: dict[str, dict]) -> None:
+        self.path = root / RESULTS_FILE
+        self.entries = {t.name: earlier.get(t.name) or
+                        {"trial": t.name, "config_id": t.config_id, "config": t.config, "seed": t.seed,
+                         "status": "not run", "experiment": str(root / "trials" / t.name)} for t in trials}
+
+    def record(self, name: str, status: str, figures: dict[str, Any] | None = None, error: str | None = None) -> None:
+        entry = self.entries[name]
+        entry.update({"status": status, "error": error, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        for key in self.FIGURES:
+            entry[key] = (figures or {}).get(key)
+        self.write()
+
+    def write(self) -> None:
+        write_json(self.path, list(self.entries.values()))           # type: ignore[arg-type]
+
+
+def tune_callback(results: Results, total: int):
+    from ray.tune import Callback
+
+    class Report(Callback):
+        """Records each trial's end in results.json and prints one line for it."""
+
+        def __init__(self) -> None:
+            self.done = 0
+
+        def _line(self, name: str) -> None:
+            self.done += 1
+            e = results.entries[name]
+            figs = (f"{e['final_speed_mps']:.3f} m/s, {e['final_fall_rate']:.0%} falls, steps to target "
+                    f"{e['steps_to_target'] if e['steps_to_target'] is not None else '-'}") if e["status"] == "ok" \
+                else e["error"]
+            print(f"[{self.done}/{total}] {name} ({describe(e['config'])}, seed {e['seed']}): {e['status']}: {figs}",
+                  flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            name = trial.config["trial"]["name"]
+            if trial.last_result and "final_speed_mps" in trial.last_result:
+                results.record(name, "ok", trial.last_result)
+            else:
+                results.record(name, "failed", error="the trial ended without figures")
+            self._line(name)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            name = trial.config["trial"]["name"]
+            results.record(name, "failed", error=error_line(trial))
+            self._line(name)
+
+    return Report()
+
+
+def error_line(trial) -> str:
+    """The one line of a failed trial's error that says why (Ray wraps it in a traceback)."""
+    text = ""
+    path = getattr(trial, "error_file", None) or ""
+    if path and Path(path).is_file():
+        text = Path(path).read_text(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "the pipeline " in ln:
+            return ln[ln.index("the pipeline "):][:400]
+    return (lines[-1][:400] if lines else "the trial failed (no error text)")
+
+
+def start_ray(address: str | None, cpus: int | None) -> None:
+    import ray
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")   # our own figures; TensorBoard is per trial
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    else:            # this machine only: loopback, no dashboard
+        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR", _node_ip_address="127.0.0.1")
+
+
+def run_sweep(spec: SweepSpec, root: Path, resume: bool, address: str | None, max_concurrent: int | None,
+              cpus_per_trial: float, command_line: str) -> list[dict[str, Any]]:
+    trials = trials_of(spec, root / "trials")           # validates every trial's settings first
+    earlier: dict[str, dict] = {}
+    if resume:
+        earlier = {e["trial"]: e for e in json.loads((root / RESULTS_FILE).read_text())
+                   if e.get("status") == "ok"} if (root / RESULTS_FILE).is_file() else {}
+    todo = [t for t in trials if t.name not in earlier]
+    root.mkdir(parents=True, exist_ok=True)
+    record = json.loads((root / SWEEP_FILE).read_text()) if resume else {"created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record.update({"spec": asdict(spec), "configurations": {f"c{i}": c for i, c in enumerate(spec.configurations())}})
+    record.setdefault("commands", []).append(command_line)
+    write_json(root / SWEEP_FILE, record)
+    results = Results(root, trials, earlier)
+    results.write()
+    n_cfg = len(spec.configurations())
+    print(f"sweep {spec.name}: {n_cfg} configuration(s) x {len(spec.seeds)} seed(s) = {len(trials)} trials"
+          + (f"; {len(trials) - len(todo)} finished earlier, running {len(todo)}" if resume else "")
+          + f" -> {root}", flush=True)
+    if todo:
+        from ray import tune
+        start_ray(address, None)
+        try:
+            params = [{"name": t.name, "root": str(root), "command": t.command} for t in todo]
+            tuner = tune.Tuner(
+                tune.with_resources(run_trial, {"cpu": cpus_per_trial}),
+                param_space={"trial": tune.grid_search(params)},
+                tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or 0),
+                run_config=tune.RunConfig(
+                    name=f"tune_{time.strftime('%Y%m%d_%H%M%S')}", storage_path=str((root / "ray").resolve()),
+                    verbose=0, callbacks=[tune_callback(results, len(todo))],
+                    failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
+            tuner.fit()
+        finally:
+            import ray
+            ray.shutdown()
+    entries = list(results.entries.values())
+    write_table(entries, spec, root)
+    plot_bands(entries, spec, root / CURVES_FILE)
+    return entries
+
+
+# ---------------------------------------------------------------- table and plot
+def aggregate(entries: list[dict[str, Any]], spec: SweepSpec) -> list[dict[str, Any]]:
+    """Per configuration: mean and std over its finished seeds; failed/not-run trials counted."""
+    rows = []
+    for i, config in enumerate(spec.configurations()):
+        mine = [e for e in entries if e["config_id"] == f"c{i}"]
+        ok = [e for e in mine if e["status"] == "ok"]
+        row: dict[str, Any] = {"config_id": f"c{i}", "config": config, "seeds_ok": len(ok), "seeds": len(mine)}
+        for key in ("final_speed_mps", "final_fall_rate"):
+            values = [e[key] for e in ok]
+            row[key] = [float(np.mean(values)), float(np.std(values))] if values else None
+        reached = [e["steps_to_target"] for e in ok if e["steps_to_target"] is not None]
+        row["steps_to_target"] = [float(np.mean(reached)), float(np.std(reached))] if reached else None
+        row["reached_target"] = len(reached)
+        rows.append(row)
+    return rows
+
+
+def write_table(entries: list[dict[str, Any]], spec: SweepSpec, root: Path) -> None:
+    rows = aggregate(entries, spec)
+    pm = lambda v, fmt: f"{v[0]:{fmt}} +- {v[1]:{fmt}}" if v else "-"     # noqa: E731
+    lines = [f"# Sweep {spec.name}: mean +- std over seeds {spec.seeds}", "",
+             "| configuration | settings | seeds ok | final speed (m/s) | final falls | steps to target (reached) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        steps = f"{pm(r['steps_to_target'], ',.0f')} ({r['reached_target']}/{r['seeds_ok']})"
+        lines.append(f"| {r['config_id']} | {describe(r['config'])} | {r['seeds_ok']}/{r['seeds']} | "
+                     f"{pm(r['final_speed_mps'], '.3f')} | {pm(r['final_fall_rate'], '.1%')} | {steps} |")
+    failed = [e for e in entries if e["status"] != "ok"]
+    if failed:
+        lines += ["", "Trials without figures:"] + [f"- {e['trial']}: {e['status']}: {e.get('error') or ''}" for e in failed]
+    text = "\n".join(lines) + "\n"
+    (root / TABLE_FILE).write_text(text)
+    write_json(root / "table.json", rows)                            # type: ignore[arg-type]
+    print(text, flush=True)
+
+
+def plot_bands(entries: list[dict[str, Any]], spec: SweepSpec, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, config in enumerate(spec.configurations()):
+        runs = [e["history"] for e in entries if e["config_id"] == f"c{i}" and e["status"] == "ok" and e.get("history")]
+        if not runs:
+            continue
+        steps = np.array(sorted({h["timesteps"] for run in runs for h in run}), dtype=float)
+        speeds = np.array([np.interp(steps, [h["timesteps"] for h in run], [h["mean_forward_speed"] for h in run])
+                           for run in runs])
+        mean, std, color = speeds.mean(0), speeds.std(0), colors[i % len(colors)]
+        ax.plot(steps, mean, color=color, lw=1.8, label=f"c{i}: {describe(config)} ({len(runs)} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
+    targets = [e["target_speed_mps"] for e in entries if e["status"] == "ok" and e.get("target_speed_mps")]
+    if targets:
+        ax.axhline(float(np.mean(targets)), color="green", ls=":", lw=1.2, label="target: 1.1x trot")
+    ax.set(xlabel="env steps", ylabel="eval forward speed (m/s)", title=f"sweep {spec.name}: mean +- std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- command line
+def parse_grid(text: str) -> tuple[str, list[Any]]:
+    key, eq, values = text.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"--grid wants KEY=[v1, v2, ...], got {text!r}")
+    try:
+        parsed = json.loads(values)
+    except ValueError:
+        raise ConfigError(f"--grid {key.strip()}: {values!r} is not a JSON list (e.g. [1e-4, 3e-4])") from None
+    if not isinstance(parsed, list) or not parsed:
+        raise ConfigError(f"--grid {key.strip()}: wants a non-empty JSON list, got {values!r}")
+    return key.strip(), parsed
+
+
+def build_spec(args: argparse.Namespace) -> SweepSpec:
+    base = [list(pair) for pair in getattr(args, "assignments", None) or []]
+    if args.algo:
+        base.append(["rl.algo", args.algo])
+    grid, sample = {}, {}
+    for text in args.grid:
+        key, values = parse_grid(text)
+        grid[key] = values
+    for text in args.sample:
+        key, eq, dist = text.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--sample wants KEY=DISTRIBUTION, got {text!r}")
+        parse_distribution(dist)
+        sample[key.strip()] = dist.strip()
+    if set(grid) & set(sample):
+        raise ConfigError(f"--grid and --sample both set {sorted(set(grid) & set(sample))[0]}")
+    if args.num_samples is not None and not sample:
+        raise ConfigError("--num-samples needs at least one --sample")
+    num = args.num_samples if args.num_samples is not None else (4 if sample else 0)
+    if sample and not 1 <= num <= 10_000:
+        raise ConfigError(f"--num-samples must be 1..10000, got {num}")
+    seeds = args.seeds if args.seeds is not None else [0, 1, 2]
+    if args.quick:
+        base = [["@preset", QUICK_PRESET], *base]
+        grid = grid or dict(QUICK_GRID)
+        seeds = args.seeds if args.seeds is not None else list(QUICK_SEEDS)
+    if len(set(seeds)) != len(seeds) or not all(0 <= s < 2**31 for s in seeds):
+        raise ConfigError(f"--seeds must be distinct integers in 0..2^31-1, got {seeds}")
+    return SweepSpec(args.name, list(seeds), base, grid, sample, num, args.sample_seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.cli import Parser, add_settings_options, run_guarded
+    ap = Parser(prog="training/sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", default=None, help="the sweep's folder under --output-dir (default: sweep, quick for --quick)")
+    ap.add_argument("--output-dir", type=Path, default=Path("outputs/sweeps"), help="default outputs/sweeps")
+    ap.add_argument("--seeds", type=int, nargs="+", help="seeds per configuration (default 0 1 2; --quick: 0 1)")
+    ap.add_argument("--grid", action="append", default=[], metavar="KEY=[V1, V2]",
+                    help="sweep a setting over a JSON list of values (repeatable: every combination)")
+    ap.add_argument("--sample", action="append", default=[], metavar="KEY=DIST",
+                    help="draw a setting from uniform(a, b), loguniform(a, b), randint(a, b) or choice([..]) (repeatable)")
+    ap.add_argument("--num-samples", type=int, default=None, help="draws of the --sample space (default 4)")
+    ap.add_argument("--sample-seed", type=int, default=0, help="seed of the draws (default 0)")
+    ap.add_argument("--algo", choices=["ppo", "sac", "td3"], help="= --set rl.algo=ALGO")
+    ap.add_argument("--quick", action="store_true", help="2 configurations (ppo.learning_rate 3e-4, 1e-4) x 2 seeds "
+                                                         "with the tiny preset: a check in about a minute")
+    ap.add_argument("--resume", action="store_true", help="run the trials of an existing sweep that did not finish")
+    ap.add_argument("--address", default=None, help="join an existing Ray cluster from one of its nodes ('auto' or the head's HOST:6379); "
+                                                    "default: Ray starts in this process, on this machine")
+    ap.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as the CPUs allow)")
+    ap.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial (default 1)")
+    add_settings_options(ap, quick=False)
+    args = ap.parse_args(argv)
+    command_line = shlex.join(["training/sweep.py", *(sys.argv[1:] if argv is None else argv)])
+
+    def go() -> None:
+        args.name = args.name or ("quick" if args.quick else "sweep")
+        if not NAME.match(args.name):
+            raise ConfigError(f"--name {args.name!r}: use letters, digits, '.', '_' or '-' (a folder name)")
+        if args.max_concurrent is not None and args.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+        if not 0 < args.cpus_per_trial <= 1024:
+            raise ConfigError(f"--cpus-per-trial must be in (0, 1024], got {args.cpus_per_trial}")
+        root = args.output_dir.resolve() / args.name
+        if args.output_dir.exists() and not args.output_dir.is_dir():
+            raise ConfigError(f"--output-dir {args.output_dir} is not a folder")
+        if args.resume:
+            spec = resumed_spec(root, args)
+        else:
+            spec = build_spec(args)
+            if (root / SWEEP_FILE).exists() or (root.exists() and any(root.iterdir())):
+                raise PipelineError(f"sweep {root} already exists; pass --resume to finish it or choose another --name")
+        import_ray()
+        entries = run_sweep(spec, root, args.resume, args.address, args.max_concurrent, args.cpus_per_trial,
+                            command_line)
+        bad = [e for e in entries if e["status"] != "ok"]
+        print(f"results -> {root / RESULTS_FILE}; table -> {root / TABLE_FILE}; curves -> {root / CURVES_FILE}")
+        if bad:
+            print(f"{len(bad)} of {len(entries)} trials without figures ({', '.join(e['trial'] for e in bad)}); "
+                  f"run them again with: python training/sweep.py --resume --name {spec.name} "
+                  f"--output-dir {args.output_dir}", flush=True)
+        if len(bad) == len(entries):
+            raise PipelineError("no trial finished")
+
+    return run_guarded(go)
+
+
+def resumed_spec(root: Path, args: argparse.Namespace) -> SweepSpec:
+    path = root / SWEEP_FILE
+    if not path.is_file():
+        raise PipelineError(f"--resume: no sweep at {root} ({SWEEP_FILE} missing)")
+    try:
+        saved = SweepSpec(**json.loads(path.read_text())["spec"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"{path}: {exc}") from None
+    asked = args.grid or args.sample or args.seeds is not None or args.algo or getattr(args, "assignments", None) \
+        or args.num_samples is not None
+    if asked:
+        fresh = build_spec(args)
+        if fresh != saved:
+            raise PipelineError(f"--resume: the sweep's settings differ from {path}; resume with --name and "
+                                "--output-dir alone, or start a new sweep with another --name")
+    return saved
+
+
+def import_ray() -> None:
+    try:
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise PipelineError("Ray Tune is not installed (pip install 'ray[tune]'; ./install.sh installs it)") from None
+
+
+if __name__ == "__main__":
+    # Through the module, so Ray ships `training.sweep.run_trial` by reference (not this script by value).
+    from training.sweep import main as _main
+    sys.exit(_main())
