@@ -110,6 +110,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import operator
 import os
 import sys
 import warnings
@@ -164,9 +165,15 @@ class PiDogEnv(gym.Env):
         self._max_step = robot.LEG_SPEED_DEG_S * self.dt / cfg.action_scale_deg         # in action units
         self._cos_fall = np.cos(np.deg2rad(cfg.fall_tilt_deg))
         self._scales = dict(cfg.reward.scales)
+        self._scale_values = tuple(self._scales[k] for k in REWARD_TERMS)
+        # Views into MjData, taken once (the arrays never move): attribute look-ups cost every step.
+        d = self.data
+        self._qpos, self._sens, self._xmat, self._warnings = d.qpos, d.sensordata, d.xmat, d.warning.number
+        self._leg_ctrl, self._leg_force = d.ctrl[self.idx.leg_act], d.actuator_force[self.idx.leg_act]
+        self._leg_qvel = d.qvel[self.idx.leg_qvel]
         self._accel_max = cfg.imu.accel_range_g * 9.81
         self._imu_hold = cfg.imu.hold_steps
-        self._imu_raw: np.ndarray | None = None
+        self._imu_raw: list[float] | None = None
         self._cmd: tuple[float, float] | None = None      # (vx, wz) in the command task
         self._cmd_next: int | None = None                  # the step of the next sampled command
         self._cmd_sum = [0.0, 0.0, 0.0, 0.0]
@@ -234,14 +241,15 @@ class PiDogEnv(gym.Env):
         self._queue.append(self._command)
         self._set_ctrl(self._queue[0])
 
-        x0, y0 = d.qpos[0:2].tolist()
+        qpos, sens = self._qpos, self._sens
+        x0, y0 = qpos[0:2].tolist()
         if self._push_at is not None and self._steps >= self._push_at:
             self._push()
         # The IMU sample the policy sees is `_imu_delay` physics steps old (the robot reads it at the tick's start).
         delay = self._imu_delay
         if delay:
             mujoco.mj_step(m, d, nstep=self._frame_skip - delay)
-            self._imu_raw = d.sensordata[idx.accel.start:idx.gyro.stop].copy()
+            self._imu_raw = sens[idx.accel.start:idx.gyro.stop].tolist()
             mujoco.mj_step(m, d, nstep=delay)
         else:
             mujoco.mj_step(m, d, nstep=self._frame_skip)
@@ -250,27 +258,26 @@ class PiDogEnv(gym.Env):
 
         # MuJoCo checks qpos/qvel/qacc for NaN or huge values every physics step and, when it finds
         # one, resets the data and counts a warning; the episode then ends from a clean keyframe state.
-        unstable = bool(d.warning.number[_UNSTABLE_WARNINGS].any())
+        unstable = any(self._warnings[_UNSTABLE_WARNINGS].tolist())
         if unstable:
             mujoco.mj_resetDataKeyframe(m, d, self._stand_key)
             mujoco.mj_forward(m, d)
-            x0, y0 = d.qpos[0:2].tolist()
+            x0, y0 = qpos[0:2].tolist()
         # Forward task: speeds along the start heading; command task: along the body's current heading.
         if self._cmd is None:
             hx, hy = self._heading
         else:
-            yaw = _yaw(d.qpos[3:7])
+            yaw = _yaw(qpos[3:7])
             hx, hy = math.cos(yaw), math.sin(yaw)
-        x1, y1 = d.qpos[0:2].tolist()
+        x1, y1 = qpos[0:2].tolist()
         vx, vy = (x1 - x0) / self.dt, (y1 - y0) / self.dt
-        v_fwd = float(vx * hx + vy * hy)
-        v_lat = float(vy * hx - vx * hy)
-        up_z = float(d.xmat[idx.torso_body, 8])              # body z axis . world z
-        sens = d.sensordata
-        fell = bool(up_z < self._cos_fall or sens[idx.torso_touch] > 0 or sens[idx.head_touch] > 0)
-        terminated = fell or unstable
+        v_fwd = vx * hx + vy * hy
+        v_lat = vy * hx - vx * hy
+        up_z = self._xmat[idx.torso_body, 8].item()          # body z axis . world z
+        fell = up_z < self._cos_fall or sens[idx.torso_touch] > 0 or sens[idx.head_touch] > 0
+        terminated = bool(fell) or unstable
 
-        terms = self._reward(v_fwd, v_lat, terminated)
+        terms = self._reward(v_fwd, v_lat, up_z, terminated)
         reward = sum(terms.values())
         truncated = self._steps >= self._episode_steps and not terminated
 
@@ -280,20 +287,20 @@ class PiDogEnv(gym.Env):
         if info_cmd:
             info.update(info_cmd)
         info["reward_terms"] = terms
-        info["fell"] = fell
+        info["fell"] = bool(fell)
         info["physics_unstable"] = unstable
         if self.render_mode == "human":
             self.render()
         return self._wrap_obs(obs), float(reward), terminated, truncated, info
 
-    def _reward(self, v_fwd: float, v_lat: float, terminated: bool) -> dict[str, float]:
-        """Each term's `scale * value` (values as in the docstring's reward table), in REWARD_TERMS order."""
+    def _reward(self, v_fwd: float, v_lat: float, up_z: float, terminated: bool) -> dict[str, float]:
+        """Each term's `scale * value` (values as in the docstring's reward table), in REWARD_TERMS order;
+        `up_z` is the body z axis . world z."""
         d, idx, rc = self.data, self.idx, self.cfg.reward
         target = rc.target_speed
-        up_z = float(d.xmat[idx.torso_body, 8])
-        yaw_rate = float(d.sensordata[idx.gyro.start + 2])
+        yaw_rate = self._sens[idx.gyro.start + 2].item()
         da = self._command - self._prev_action
-        power = (d.actuator_force[idx.leg_act] * d.qvel[idx.leg_qvel]).tolist()
+        power = (self._leg_force * self._leg_qvel).tolist()
         if self._cmd is None:                       # forward task
             forward, yaw_cost, track_vx, track_wz, still = min(v_fwd, target) / target, yaw_rate * yaw_rate, 0.0, 0.0, 0.0
         else:                                       # command task: tracking replaces forward and yaw_rate
@@ -310,14 +317,13 @@ class PiDogEnv(gym.Env):
             yaw_cost,                               # yaw_rate
             float(da @ da),                         # action_rate
             sum(map(abs, power)),                   # energy
-            float(self_collisions(self.model, d, idx.leg_geom)),   # self_collision
+            float(self_collisions(d, idx)),         # self_collision
             1.0 if terminated else 0.0,             # fall
             track_vx,                               # track_vx
             track_wz,                               # track_wz
             still,                                  # stand_still
         )
-        scales = self._scales
-        return {k: scales[k] * v for k, v in zip(REWARD_TERMS, values)}
+        return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -359,12 +365,11 @@ class PiDogEnv(gym.Env):
         return (self._steps * self.dt / self.cfg.gait_period) % 1.0
 
     def _set_ctrl(self, action: np.ndarray) -> None:
-        q = robot.action_to_leg_rad(action, self.cfg.action_scale_deg) + self._calibration
-        self.data.ctrl[self.idx.leg_act] = q
+        np.add(robot.action_to_leg_rad(action, self.cfg.action_scale_deg), self._calibration, out=self._leg_ctrl)
 
     def _make_frame(self, reset: bool = False) -> np.ndarray:
         d, cfg, idx = self.data, self.cfg, self.idx
-        sens = d.sensordata
+        sens = self._sens
         if not reset and self._steps % self._imu_hold:
             imu = self.last_imu                  # no new sample this step: the policy sees the last one again
         else:
@@ -382,23 +387,27 @@ class PiDogEnv(gym.Env):
 
     def _read_imu(self, reset: bool) -> list[float]:
         """A new IMU sample (accel m/s^2, gyro rad/s), `_imu_delay` physics steps old, with the episode's
-        bias and noise, the accelerometer clipped at its range."""
-        d, idx = self.data, self.idx
-        raw = self._imu_raw if self._imu_raw is not None else d.sensordata[idx.accel.start:idx.gyro.stop]
-        imu = raw + self._imu_bias                                       # accel (3) then gyro (3)
+        bias and noise, the accelerometer clipped at its range. (Six scalars: Python floats are cheaper
+        than numpy's small-array calls, and the arithmetic is the same float64.)"""
+        idx = self.idx
+        raw = self._imu_raw if self._imu_raw is not None else self._sens[idx.accel.start:idx.gyro.stop].tolist()
         if reset:
             # Episodes start from a still, standing robot (as the real one does after its start-up
             # move), whose accelerometer reads +g along world up; the just-reset simulation is in a
             # brief free fall with the feet 0.5 mm above the floor and would read nearly nothing.
-            imu[:3] = 9.81 * d.xmat[idx.torso_body, 6:9] + self._imu_bias[:3]
+            raw = (9.81 * self._xmat[idx.torso_body, 6:9]).tolist() + raw[3:]
+        bias = self._imu_bias
         if self._imu_noise is not None:
-            if self._noise_i >= len(self._noise_block):
-                self._noise_block = self.np_random.standard_normal((64, 6)) * self._imu_noise
+            if self._noise_i >= len(self._noise_rows):
+                self._noise_rows = (self.np_random.standard_normal((64, 6)) * self._imu_noise).tolist()
                 self._noise_i = 0
-            imu += self._noise_block[self._noise_i]
+            noise = self._noise_rows[self._noise_i]
             self._noise_i += 1
-        np.clip(imu[:3], -self._accel_max, self._accel_max, out=imu[:3])
-        return imu.tolist()
+            ax, ay, az, gx, gy, gz = [r + b + n for r, b, n in zip(raw, bias, noise)]
+        else:
+            ax, ay, az, gx, gy, gz = [r + b for r, b in zip(raw, bias)]
+        hi = self._accel_max                      # the accelerometer's range
+        return [min(max(ax, -hi), hi), min(max(ay, -hi), hi), min(max(az, -hi), hi), gx, gy, gz]
 
     def _with_critic_state(self, actor_obs: np.ndarray) -> np.ndarray:
         """The actor's observation, followed by the critic-only state when `obs.critic_state` is on."""
@@ -489,7 +498,7 @@ class PiDogEnv(gym.Env):
         return info
 
     def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
-        x, y, _, w, qx, qy, qz = self.data.qpos[0:7].tolist()
+        x, y, _, w, qx, qy, qz = self._qpos[0:7].tolist()
         dx, dy = x - self._start_pos[0], y - self._start_pos[1]
         hx, hy = self._heading
         dist = dx * hx + dy * hy
@@ -508,9 +517,9 @@ class PiDogEnv(gym.Env):
         self._last_push = np.zeros(2)
         self._episode_params = {"friction": float(self._nominal.geom_friction[self._floor_geom, 0]),
                                 "mass_scale": 1.0, "torque_scale": 1.0, "kp_scale": 1.0}
-        self._imu_bias = np.zeros(6)
+        self._imu_bias = [0.0] * 6                 # accel (3) then gyro (3)
         self._imu_noise: np.ndarray | None = None
-        self._noise_block = np.zeros((0, 6))
+        self._noise_rows: list[list[float]] = []   # pre-drawn noise samples, 64 at a time
         self._noise_i = 0
         self._push_at: int | None = None
 
@@ -538,7 +547,7 @@ class PiDogEnv(gym.Env):
         self._calibration = np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg)
         self._latency = int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1))
         self._imu_delay = int(rng.integers(dr.imu_delay_substeps[0], dr.imu_delay_substeps[1] + 1))
-        self._imu_bias = rng.uniform(-1, 1, 6) * np.repeat([dr.accel_bias, dr.gyro_bias], 3)
+        self._imu_bias = (rng.uniform(-1, 1, 6) * np.repeat([dr.accel_bias, dr.gyro_bias], 3)).tolist()
         self._imu_noise = np.repeat([dr.accel_noise, dr.gyro_noise], 3)
         self._schedule_push(rng)
 

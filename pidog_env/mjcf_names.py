@@ -20,6 +20,8 @@ ULTRASONIC = "ultrasonic"
 FOOT_TOUCH = tuple(f"{leg}_foot_touch" for leg in LEGS)
 TORSO_TOUCH = "torso_touch"
 HEAD_TOUCH = "head_touch"
+# Contact sensors added by model.build_spec: per side, contacts between the front and the hind leg.
+SELF_COLLISION = tuple(f"self_collision_{side}" for side in ("left", "right"))
 
 # Cameras and keyframes
 TRACK_CAMERA = "track"                                   # follows the torso (videos, rgb_array)

@@ -35,11 +35,14 @@ def _keyframe_qpos(pose: str) -> np.ndarray:
     return np.concatenate([root, robot.full_pose_rad(pose)])
 
 
+SIDES = (("LF", "LH"), ("RF", "RH"))         # (front, hind) leg of each side
+
+
 def leg_pairs() -> list[tuple[str, str]]:
     """Geom pairs (thigh, shin, foot of the front leg x the same of the hind leg, each side) that collide:
     the legs of one side can reach each other (118 mm reach > 117 mm hip spacing) and jam on the real robot."""
     segments = {leg: (f"{leg}_thigh", f"{leg}_shin", f"{leg}_foot") for leg in robot.LEGS}
-    return [(a, b) for front, hind in (("LF", "LH"), ("RF", "RH")) for a in segments[front] for b in segments[hind]]
+    return [(a, b) for front, hind in SIDES for a in segments[front] for b in segments[hind]]
 
 
 def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.MjSpec:
@@ -62,6 +65,12 @@ def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.
     # stance foot (the foot sphere is only 1 mm larger than the shin capsule) and change the gait's contacts.
     for g1, g2 in leg_pairs() + [(g, names.FLOOR) for g in names.THIGH_GEOMS]:
         spec.add_pair(geomname1=g1, geomname2=g2)
+    # One contact sensor per side counts the contacts between the front leg's subtree and the hind leg's
+    # (data "found"): the self_collision reward reads two numbers instead of scanning the contact list.
+    for name, (front, hind) in zip(names.SELF_COLLISION, SIDES):
+        spec.add_sensor(name=name, type=mujoco.mjtSensor.mjSENS_CONTACT,
+                        objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=f"{front}_thigh",
+                        reftype=mujoco.mjtObj.mjOBJ_XBODY, refname=f"{hind}_thigh", intprm=[1, 0, 1])
     for pose in KEYFRAMES:
         qpos = _keyframe_qpos(pose)
         spec.add_key(name=pose, qpos=qpos, ctrl=qpos[7:])
@@ -103,7 +112,7 @@ class ModelIndex:
     foot_touch: slice
     torso_touch: int
     head_touch: int
-    leg_geom: np.ndarray       # bool per geom: a leg-to-leg self-collision pair member
+    self_collision: tuple[int, int]   # sensordata addresses: leg-to-leg contacts, left and right side
 
     @classmethod
     def of(cls, model: mujoco.MjModel) -> "ModelIndex":
@@ -127,21 +136,11 @@ class ModelIndex:
             ultrasonic=sens(names.ULTRASONIC).start,
             foot_touch=slice(feet[0].start, feet[-1].stop),
             torso_touch=sens(names.TORSO_TOUCH).start, head_touch=sens(names.HEAD_TOUCH).start,
-            leg_geom=_leg_geom_mask(model),
+            self_collision=tuple(sens(n).start for n in names.SELF_COLLISION),
         )
 
 
-def _leg_geom_mask(model: mujoco.MjModel) -> np.ndarray:
-    mask = np.zeros(model.ngeom, dtype=bool)
-    for pair in leg_pairs():
-        for g in pair:
-            mask[model.geom(g).id] = True
-    return mask
-
-
-def self_collisions(model: mujoco.MjModel, data: mujoco.MjData, leg_geom: np.ndarray) -> int:
-    """Active contacts between two legs (see `leg_pairs`)."""
-    if data.ncon == 0:
-        return 0
-    geoms = data.contact.geom
-    return int(np.count_nonzero(leg_geom[geoms[:, 0]] & leg_geom[geoms[:, 1]]))
+def self_collisions(data: mujoco.MjData, idx: ModelIndex) -> int:
+    """Active contacts between the front and the hind leg of a side (the pairs of `leg_pairs`)."""
+    a, b = idx.self_collision
+    return int(data.sensordata[a] + data.sensordata[b])

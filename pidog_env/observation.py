@@ -140,7 +140,10 @@ def build_frame(out: np.ndarray, gravity, gyro, last_action: np.ndarray,
     wz rad/s), scaled here."""
     # Gravity is a unit vector and the action and clock lie in [-1, 1]; only the gyro needs clipping.
     out[0], out[1], out[2] = gravity
-    out[3], out[4], out[5] = (min(max(w * GYRO_SCALE, -OBS_CLIP), OBS_CLIP) for w in gyro)
+    wx, wy, wz = gyro
+    out[3] = min(max(wx * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
+    out[4] = min(max(wy * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
+    out[5] = min(max(wz * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
     out[6:6 + N_LEG] = last_action
     angle = 2.0 * math.pi * phase
     out[6 + N_LEG] = math.sin(angle)
@@ -171,7 +174,8 @@ class ObservationStack:
         return self.buffer.astype(np.float32)
 
     def push(self, frame: np.ndarray) -> np.ndarray:
-        if self.history:
-            self.buffer[self.frame:] = self.buffer[:-self.frame]
+        if not self.history:
+            return frame.astype(np.float32)           # the frame is all there is (a new array, as below)
+        self.buffer[self.frame:] = self.buffer[:-self.frame]
         self.buffer[:self.frame] = frame
         return self.buffer.astype(np.float32)

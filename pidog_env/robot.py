@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 
 # ---------------------------------------------------------------- joints (vendor array order)
@@ -165,8 +167,9 @@ def model_rad_to_servo_deg(q_rad: np.ndarray, signs: np.ndarray = LEG_SIGNS) -> 
 def action_to_leg_rad(action: np.ndarray, scale_deg: float = ACTION_SCALE_DEG) -> np.ndarray:
     """Normalized action in [-1, 1] -> model leg joint radians: the stand pose plus `scale_deg` per unit,
     clipped to the safe joint envelope."""
-    q = STAND_Q + np.asarray(action, dtype=np.float64) * np.deg2rad(scale_deg)
-    return np.clip(q, LEG_Q_MIN, LEG_Q_MAX)
+    q = STAND_Q + np.asarray(action, dtype=np.float64) * math.radians(scale_deg)
+    np.maximum(q, LEG_Q_MIN, out=q)             # = np.clip, without its Python wrapper (every control step)
+    return np.minimum(q, LEG_Q_MAX, out=q)
 
 
 def leg_rad_to_action(q_rad: np.ndarray, scale_deg: float = ACTION_SCALE_DEG) -> np.ndarray:

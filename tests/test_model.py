@@ -113,3 +113,23 @@ def test_positive_hip_swings_the_foot_rearward(model):
     data.qpos[7] = np.deg2rad(20)                 # LF hip, servo +20 (left side: q = +servo)
     mujoco.mj_kinematics(model, data)
     assert data.site("LF_foot").xpos[0] < x0
+
+
+def test_self_collision_sensors_count_the_leg_pairs_contacts(model):
+    """The two contact sensors equal a scan of the contact list for the leg-to-leg pairs, step by step."""
+    from pidog_env.model import ModelIndex, leg_pairs, self_collisions
+    idx = ModelIndex.of(model)
+    pair_ids = {frozenset((model.geom(a).id, model.geom(b).id)) for a, b in leg_pairs()}
+    data = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, data, model.key("stand").id)
+    rng = np.random.default_rng(0)
+    lo, hi = model.actuator_ctrlrange.T
+    seen = 0
+    for t in range(3000):
+        if t % 50 == 0:
+            data.ctrl[:] = rng.uniform(lo, hi)
+        mujoco.mj_step(model, data)
+        scanned = sum(frozenset(g.tolist()) in pair_ids for g in data.contact.geom)
+        assert self_collisions(data, idx) == scanned
+        seen += scanned
+    assert seen > 100                        # the random poses do make the legs collide
