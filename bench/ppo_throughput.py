@@ -1,13 +1,19 @@
 """PPO training throughput on PiDog-v0: env steps per second including the PPO updates.
 
-    python bench/ppo_throughput.py [--n-envs 4] [--seconds 30]
+    python bench/ppo_throughput.py [--n-envs 4] [--seconds 20] [--rounds 2]
 
 Builds the pipeline's PPO (training.pipeline.build_model, default hyperparameters, from scratch: its
 random policy falls every few dozen steps, so env resets are included at a pessimistic rate) over
-SubprocVecEnv (ppo_steps_per_s, the pipeline default) and over DummyVecEnv (all envs in one process,
-ppo_steps_per_s_dummy_vec_env), each after one warm-up rollout+update, timing whole rollout+update
-iterations for `--seconds` each (about 50 s in all). Writes bench/results/ppo_throughput.json with
-ppo_steps_per_s (target >= 1500 with 4 envs on 2 cores).
+three vector envs and times whole rollout+update iterations after one warm-up iteration:
+- `batched` (ppo_steps_per_s): training.vec_env.BatchedSubprocVecEnv, the pipeline's default: one
+  worker process per core, each stepping a block of envs per message, observations and actions in
+  shared memory;
+- `subproc` (ppo_steps_per_s_sb3_subproc): SB3's SubprocVecEnv, one process per env (what the
+  pipeline used before): the baseline of `speedup_vs_sb3_subproc`;
+- `dummy` (ppo_steps_per_s_dummy_vec_env): every env in the training process.
+The kinds are measured in interleaved rounds (`--seconds` each in all, split over `--rounds`) so that
+load changes on a shared machine hit all three alike. Writes bench/results/ppo_throughput.json
+(target: ppo_steps_per_s >= 1500 with 4 envs on 2 cores, and >= 1.3x the SubprocVecEnv baseline).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from bench._common import write_result
 from training.common import make_vec_env
 from training.config import PipelineConfig
 from training.pipeline import build_model
+from training.vec_env import default_workers
 
 
 class _Timer(BaseCallback):
@@ -41,10 +48,10 @@ class _Timer(BaseCallback):
         return len(self.marks) < 2 or time.perf_counter() - self.marks[1][0] < self.seconds
 
 
-def measure(n_envs: int, subprocess: bool, seconds: float) -> tuple[float, int, float]:
-    """(steps/s, timed steps, timed seconds) of PPO learning over whole iterations after a warm-up one."""
+def measure(n_envs: int, kind: str, seconds: float) -> tuple[int, float]:
+    """(timed steps, timed seconds) of PPO learning over whole iterations after a warm-up one."""
     cfg = PipelineConfig(seed=0)
-    venv = make_vec_env(cfg.env, n_envs, seed=0, subprocess=subprocess)
+    venv = make_vec_env(cfg.env, n_envs, seed=0, subprocess=kind != "dummy", kind=kind)
     model = build_model(cfg, venv, from_bc=False)
     timer = _Timer(seconds)
     model.learn(total_timesteps=10**9, callback=timer)
@@ -52,29 +59,42 @@ def measure(n_envs: int, subprocess: bool, seconds: float) -> tuple[float, int, 
     if len(timer.marks) < 3:
         raise SystemExit("too few iterations timed; raise --seconds")
     (t0, s0), (t1, s1) = timer.marks[1], timer.marks[-1]          # whole iterations after the warm-up
-    return (s1 - s0) / (t1 - t0), s1 - s0, t1 - t0
+    return s1 - s0, t1 - t0
+
+
+KINDS = ("subproc", "batched", "dummy")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-envs", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=20.0, help="timed duration per vec-env kind")
+    ap.add_argument("--seconds", type=float, default=20.0, help="timed duration per vec-env kind (all rounds)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds the time is split into")
     args = ap.parse_args()
+    if args.n_envs < 2 or args.seconds <= 0 or args.rounds < 1:
+        raise SystemExit("error: --n-envs must be >= 2, --seconds > 0, --rounds >= 1")
     torch.set_num_threads(1)
     cfg = PipelineConfig(seed=0)
     start = time.perf_counter()
-    sub_rate, sub_steps, sub_secs = measure(args.n_envs, True, args.seconds)
-    dummy_rate, _, _ = measure(args.n_envs, False, args.seconds)
+    totals = {k: [0, 0.0] for k in KINDS}
+    for _ in range(args.rounds):
+        for kind in KINDS:
+            steps, secs = measure(args.n_envs, kind, args.seconds / args.rounds)
+            totals[kind][0] += steps
+            totals[kind][1] += secs
+    rate = {k: steps / secs for k, (steps, secs) in totals.items()}
     write_result("ppo_throughput", {
-        "ppo_steps_per_s": round(sub_rate, 1),
-        "ppo_steps_per_s_dummy_vec_env": round(dummy_rate, 1),
-        "timed_steps": sub_steps,
-        "timed_seconds": round(sub_secs, 2),
+        "ppo_steps_per_s": round(rate["batched"], 1),
+        "ppo_steps_per_s_sb3_subproc": round(rate["subproc"], 1),
+        "ppo_steps_per_s_dummy_vec_env": round(rate["dummy"], 1),
+        "speedup_vs_sb3_subproc": round(rate["batched"] / rate["subproc"], 3),
+        "timed_steps": {k: v[0] for k, v in totals.items()},
+        "timed_seconds": {k: round(v[1], 2) for k, v in totals.items()},
         "total_seconds": round(time.perf_counter() - start, 2),
-        "n_envs": args.n_envs,
+        "n_envs": args.n_envs, "workers": default_workers(args.n_envs), "rounds": args.rounds,
         "n_steps_per_env": cfg.ppo.n_steps, "batch_size": cfg.ppo.batch_size, "n_epochs": cfg.ppo.n_epochs,
         "net_arch": list(cfg.policy.net_arch),
-        "target": {"ppo_steps_per_s": ">= 1500 (4 envs, 2 cores)"},
+        "target": {"ppo_steps_per_s": ">= 1500 (4 envs, 2 cores)", "speedup_vs_sb3_subproc": ">= 1.3"},
     })
 
 

@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--eval-freq", type=int)
     ap.add_argument("--eval-episodes", type=int, default=None)
     ap.add_argument("--n-envs", type=int, default=4)
-    ap.add_argument("--vec-env", choices=["subproc", "dummy"], default="dummy",
+    ap.add_argument("--vec-env", choices=["batched", "subproc", "dummy"], default="dummy",
                     help="dummy: each run uses one core, so --workers runs go side by side on 2 cores")
     ap.add_argument("--workers", type=int, default=2, help="PPO runs executed in parallel")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "sample_efficiency_runs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
 
 
 def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False,
-                 intervention: str = "none"):
-    """`n_envs` copies of PiDog-v0 (SubprocVecEnv by default), each behind a Monitor.
+                 intervention: str = "none", kind: str = "batched"):
+    """`n_envs` copies of PiDog-v0, each behind a Monitor: in worker processes unless `subprocess` is
+    False (or there is one env). `kind`: "batched" (training.vec_env.BatchedSubprocVecEnv: a few
+    workers, shared-memory observations) or "subproc" (SB3's SubprocVecEnv: one process per env).
 
     Worker processes ignore SIGINT/SIGTERM (a Ctrl-C or `kill -- -PGID` reaches the whole process
     group): the main process stops them when it is done with them (see training.stopping).
@@ -101,14 +104,25 @@ def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True
         factory = partial(make_env, cfg, render_mode="human")
         return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv, wrapper_class=wrapper)
     in_workers = subprocess and n_envs > 1
-    factory = partial(_worker_env, cfg) if in_workers else partial(make_env, cfg)
-    return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=SubprocVecEnv if in_workers else DummyVecEnv,
-                            wrapper_class=wrapper)
+    factory = partial(_worker_env, cfg, os.getpid()) if in_workers else partial(make_env, cfg)
+    if not in_workers:
+        cls = DummyVecEnv
+    elif kind == "batched":
+        from training.vec_env import BatchedSubprocVecEnv
+        cls = BatchedSubprocVecEnv
+    elif kind == "subproc":
+        cls = SubprocVecEnv
+    else:
+        raise ValueError(f"unknown vec env kind {kind!r}")
+    return sb3_make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=cls, wrapper_class=wrapper)
 
 
-def _worker_env(cfg: EnvConfig) -> gym.Env:
-    from training.stopping import ignore_stop_signals
-    ignore_stop_signals()
+def _worker_env(cfg: EnvConfig, creator_pid: int) -> gym.Env:
+    """An env made in a worker process, which leaves stop signals to the main process (the batched
+    vector env also makes some of its envs in the main process itself: those change nothing)."""
+    if os.getpid() != creator_pid:
+        from training.stopping import ignore_stop_signals
+        ignore_stop_signals()
     return make_env(cfg)
 
 

@@ -85,8 +85,10 @@ class RLConfig:
     algo: str = setting("ppo", choices=("ppo", "sac", "td3"), help="RL algorithm after imitation")
     total_timesteps: int = setting(500_000, ge=0, le=10**10, help="RL env steps (0 skips RL)")
     n_envs: int = setting(4, ge=1, le=256, help="parallel training envs (PPO)")
-    vec_env: str = setting("subproc", choices=("subproc", "dummy"),
-                           help="subproc: one process per env; dummy: all in this process (faster on 2 cores)")
+    vec_env: str = setting("batched", choices=("batched", "subproc", "dummy"),
+                           help="batched: one block of envs per core, the first stepped by the training process, "
+                                "shared-memory observations (training/vec_env.py); subproc: SB3's SubprocVecEnv, "
+                                "one process per env; dummy: all in the training process")
     eval_freq: int = setting(25_000, ge=0, help="env steps between deterministic evaluations (0: start and end)")
     eval_episodes: int = setting(30, ge=1, le=10_000, help="randomized episodes per evaluation (fixed seeds; "
                                  "best_model.zip's fall-rate limit needs >= 30 to mean anything)")

@@ -215,7 +215,8 @@ def resume_point(cfg: PipelineConfig, exp: Experiment) -> tuple[Path, int] | Non
 
 
 def make_training_envs(cfg: PipelineConfig, exp: Experiment, start_steps: int, restore: bool):
-    venv = make_vec_env(cfg.env, cfg.rl.n_envs, cfg.seed + start_steps, subprocess=cfg.rl.vec_env == "subproc")
+    venv = make_vec_env(cfg.env, cfg.rl.n_envs, cfg.seed + start_steps, subprocess=cfg.rl.vec_env != "dummy",
+                        kind=cfg.rl.vec_env)
     if cfg.ppo.normalize_reward:
         venv = RewardNormalizer.wrap(venv, cfg.ppo.gamma, exp / Experiment.CHECKPOINTS if restore else None)
     return venv
