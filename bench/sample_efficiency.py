@@ -4,6 +4,14 @@
     python bench/sample_efficiency.py --budget quick   # ~15 min on 2 cores for iteration (labelled quick)
     python bench/sample_efficiency.py --quick    # a few minutes, same code path, tiny budgets (a smoke test)
     python bench/sample_efficiency.py --skip-scratch   # the BC-initialized runs only (scratch figures null)
+    python bench/sample_efficiency.py --algos ppo_handoff sac_rlpd sac_rlpd_interventions sac_scratch \
+        --sac-budget 60000                        # off-policy fine-tuning beside the PPO hand-off
+
+Algorithms (`--algos`, default ppo_handoff ppo_scratch): ppo_handoff (PPO from the BC policy, the
+pipeline's default), ppo_scratch (PPO from scratch, `scratch` preset), sac_rlpd (SAC from the BC policy
+with 50 % of every batch from the demonstrations, critic warm-up, `off_policy.*` settings),
+sac_rlpd_interventions (the same with the trot taking over near a fall), sac_scratch (SAC alone).
+SAC runs use `--sac-budget` env steps and evaluate every `--sac-eval-freq` steps (same episodes).
 
 Steps:
 1. Trot reference: the hard-coded trot over `--eval-episodes` randomized episodes (the same seeds every
@@ -64,15 +72,24 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`")
     ap.add_argument("--skip-scratch", action="store_true",
-                    help="run only the BC-initialized PPO (the scratch figures and the speed-up are then null)")
+                    help="run only the BC-initialized PPO (= --algos ppo_handoff)")
+    ap.add_argument("--algos", nargs="+", choices=list(ALGOS), default=None,
+                    help="algorithms to run (default: ppo_handoff ppo_scratch)")
+    ap.add_argument("--sac-budget", type=int, default=100_000, help="env steps per SAC run (default 100,000)")
+    ap.add_argument("--sac-eval-freq", type=int, default=5_000, help="env steps between SAC evaluations")
     args = ap.parse_args()
+    algos = args.algos or (["ppo_handoff"] if args.skip_scratch else ["ppo_handoff", "ppo_scratch"])
+    if args.skip_scratch and args.algos:
+        raise SystemExit("error: --skip-scratch and --algos: give --algos alone")
+    if not 1_000 <= args.sac_budget <= 10**8 or not 100 <= args.sac_eval_freq <= args.sac_budget:
+        raise SystemExit("error: --sac-budget must be 1,000..10^8 and --sac-eval-freq 100..--sac-budget")
     q = args.quick
     budget_quick = args.budget == "quick"
     if budget_quick:
         args.budget = None
     preset = "sample_efficiency_quick" if q else "sample_efficiency_budget_quick" if budget_quick else "sample_efficiency"
     seeds = args.seeds or ([0] if q else [0, 1, 2])
-    starts = ("bc_init",) if args.skip_scratch else ("bc_init", "scratch")
+    starts = tuple(START_OF[a] for a in ("ppo_handoff", "ppo_scratch") if a in algos)
     typed = [("rl.n_envs", str(args.n_envs)), ("rl.vec_env", args.vec_env)]
     for key, value in (("rl.total_timesteps", args.budget), ("rl.checkpoint_freq", args.budget),
                        ("rl.eval_freq", args.eval_freq), ("rl.eval_episodes", args.eval_episodes)):
@@ -96,6 +113,9 @@ def main() -> None:
     bc_summary = pipeline(common, "bc", 42, [("rl.total_timesteps", "0")])["bc"]
     bc_path = args.workdir / "bc" / "bc_pretrained_policy.pth"
     jobs = [(f"{kind}_seed{seed}", seed, kind) for seed in seeds for kind in starts]
+    sac_jobs = [(f"{algo}_seed{seed}", seed, algo) for seed in seeds for algo in algos if algo.startswith("sac")]
+    sac_common = [("rl.total_timesteps", str(args.sac_budget)), ("rl.eval_freq", str(args.sac_eval_freq)),
+                  ("rl.checkpoint_freq", str(args.sac_budget))]
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
@@ -103,6 +123,9 @@ def main() -> None:
                        [("pretrained_model", str(bc_path))] if kind == "bc_init" else
                        [("@preset", args.scratch_preset)]))
                    for name, seed, kind in jobs}
+        futures.update({name: pool.submit(pipeline, common, name, seed, [("skip_bc", "true"), *sac_common,
+                        *ALGOS[algo], *([("pretrained_model", str(bc_path))] if "rlpd" in algo else [])])
+                        for name, seed, algo in sac_jobs})
         results = {name: f.result() for name, f in futures.items()}
     histories: dict[str, list[list[dict]]] = {kind: [] for kind in starts}
     finals: list[dict] = []          # the model each run ships (best_model.zip), else its last model
@@ -118,35 +141,51 @@ def main() -> None:
     from training.policies import load_policy
     bc_policy, _ = load_policy(bc_path)
     bc_return = evaluate_policy(bc_policy, cfg.env, eval_eps, randomize=True)["mean_return"]
-    first_ratio = float(np.mean([h[0]["mean_return"] for h in histories["bc_init"]])) / bc_return
+    handoff_runs = histories.get("bc_init", [])           # the PPO hand-off's figures (None without its runs)
+    first_ratio = float(np.mean([h[0]["mean_return"] for h in handoff_runs])) / bc_return if handoff_runs else None
     handoff = min(min(e["mean_return"] for e in h if e["timesteps"] <= HANDOFF_WINDOW) / bc_return
-                  for h in histories["bc_init"])
+                  for h in handoff_runs) if handoff_runs else None
     steps = {k: [steps_to_target(h, target) for h in v] for k, v in histories.items()}
     # Medians over all seeds, a seed that never reached the target counting as "after the budget":
     # where such a seed decides a median, the median (and the ratio) is a bound, flagged as such.
     medians = {k: median_steps(v, budget) for k, v in steps.items()}
+    algorithms: dict[str, dict] = {}
+    for algo in algos:
+        if algo in START_OF:
+            names, run_budget = [f"{START_OF[algo]}_seed{seed}" for seed in seeds], budget
+        else:
+            names, run_budget = [f"{algo}_seed{seed}" for seed in seeds], args.sac_budget
+        runs = [(json.loads((args.workdir / n / "evaluations.json").read_text()), results[n]) for n in names]
+        algorithms[algo] = algorithm_figures(runs, target, bc_return, run_budget)
+    histories_all = {algo: [json.loads((args.workdir / (f"{START_OF[algo]}_seed{seed}" if algo in START_OF else
+                                                         f"{algo}_seed{seed}") / "evaluations.json").read_text())
+                            for seed in seeds] for algo in algos}
     speedup, lower_bound = None, False
-    if medians["bc_init"][0] is not None and not medians["bc_init"][1] and "scratch" in medians:
+    if "bc_init" in medians and medians["bc_init"][0] is not None and not medians["bc_init"][1] and "scratch" in medians:
         scratch_median, lower_bound = medians["scratch"]
         speedup = (scratch_median if scratch_median is not None else budget) / medians["bc_init"][0]
     scratch_finals = [results[name]["ppo"]["final_eval"] for name, _, kind in jobs if kind == "scratch"]
 
     figures = {
+        "algorithms": algorithms,
+        "sac_budget_steps": args.sac_budget if any(a.startswith("sac") for a in algos) else None,
         "trot_speed_mps": round(trot_speed, 4),
         "bc_speed_mps": round(bc_summary["mean_forward_speed"], 4),
         "bc_fall_rate": round(bc_summary["fall_rate"], 3),
         "bc_train_seconds": round(bc_summary["train_seconds"], 1),
         "bc_eval_return": round(bc_return, 2),
-        "handoff_first_eval_return_ratio": round(first_ratio, 3),
-        "handoff_min_return_ratio": round(float(handoff), 3),
-        "finetuned_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in finals])), 4),
-        "finetuned_fall_rate": round(float(np.mean([f["fall_rate"] for f in finals])), 3),
-        "finetuned_vs_trot_speed": round(float(np.mean([f["mean_forward_speed"] for f in finals])) / trot_speed, 3),
+        "handoff_first_eval_return_ratio": None if first_ratio is None else round(first_ratio, 3),
+        "handoff_min_return_ratio": None if handoff is None else round(float(handoff), 3),
+        "finetuned_speed_mps": mean_of(finals, "mean_forward_speed", 4),
+        "finetuned_fall_rate": mean_of(finals, "fall_rate", 3),
+        "finetuned_vs_trot_speed": None if not finals else
+            round(float(np.mean([f["mean_forward_speed"] for f in finals])) / trot_speed, 3),
         "finetuned_is": "best_model.zip (fastest evaluation with <= rl.select_max_fall_rate falls), else final_model.zip",
-        "train_fall_rate_first_50k": round(float(np.mean([results[name]["ppo"]["train_fall_rate_first_50k"] or 0.0
-                                                           for name, _, kind in jobs if kind == "bc_init"])), 3),
-        "finetuned_last_speed_mps": round(float(np.mean([f["mean_forward_speed"] for f in lasts])), 4),
-        "finetuned_last_fall_rate": round(float(np.mean([f["fall_rate"] for f in lasts])), 3),
+        "train_fall_rate_first_50k": None if not finals else
+            round(float(np.mean([results[name]["ppo"]["train_fall_rate_first_50k"] or 0.0
+                                 for name, _, kind in jobs if kind == "bc_init"])), 3),
+        "finetuned_last_speed_mps": mean_of(lasts, "mean_forward_speed", 4),
+        "finetuned_last_fall_rate": mean_of(lasts, "fall_rate", 3),
         "target_speed_mps": round(target, 4),
         "steps_to_target": steps,
         "steps_to_target_median": {k: v[0] for k, v in medians.items()},
@@ -163,8 +202,25 @@ def main() -> None:
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     write_result("sample_efficiency", figures)
-    (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories))
-    plot(histories, trot_speed, target, RESULTS / "sample_efficiency.png")
+    (RESULTS / "sample_efficiency_histories.json").write_text(json.dumps(histories_all))
+    plot(histories_all, trot_speed, target, RESULTS / "sample_efficiency.png")
+
+
+def algorithm_figures(runs: list[tuple[list[dict], dict]], target: float, bc_return: float, budget: int) -> dict:
+    """The `algorithms` entry of one algorithm: (evaluation history, pipeline summary) per seed."""
+    rl = [summary.get("ppo") or summary.get("off_policy") for _, summary in runs]
+    shipped = [shipped_eval(r) for r in rl]
+    after = [[h["mean_return"] for h in history if h["timesteps"] >= 10_000] for history, _ in runs]
+    median, _ = median_steps([steps_to_target(history, target) for history, _ in runs], budget)
+    rates = {k: [r[k] for r in rl if r.get(k) is not None] for k in ("intervention_rate_first20",
+                                                                      "intervention_rate_last20")}
+    return {"steps_to_target": [steps_to_target(history, target) for history, _ in runs],
+            "steps_to_target_median": median,
+            "final_speed_mps": round(float(np.mean([e["mean_forward_speed"] for e in shipped])), 4),
+            "final_fall_rate": round(float(np.mean([e["fall_rate"] for e in shipped])), 3),
+            "min_return_ratio_after_10k": round(min(min(a) for a in after) / bc_return, 3) if all(after) else None,
+            **{k: round(float(np.mean(v)), 4) if v else None for k, v in rates.items()},
+            "budget_steps": budget}
 
 
 def mean_of(evals: list[dict], key: str, digits: int) -> float | None:
@@ -202,9 +258,19 @@ def pipeline(common: dict, name: str, seed: int, extra: list[tuple[str, str]]) -
     return run(cfg)
 
 
+ALGOS: dict[str, list[tuple[str, str]]] = {           # the settings of each algorithm's runs
+    "ppo_handoff": [], "ppo_scratch": [],
+    "sac_rlpd": [("rl.algo", "sac"), ("off_policy.demo_ratio", "0.5")],
+    "sac_rlpd_interventions": [("rl.algo", "sac"), ("off_policy.demo_ratio", "0.5"), ("off_policy.intervention", "expert")],
+    "sac_scratch": [("rl.algo", "sac"), ("off_policy.demo_ratio", "0")],
+}
+START_OF = {"ppo_handoff": "bc_init", "ppo_scratch": "scratch"}      # the PPO runs' folder prefixes
+LABELS = {"ppo_handoff": "PPO from BC", "ppo_scratch": "PPO from scratch", "sac_rlpd": "SAC-RLPD from BC",
+          "sac_rlpd_interventions": "SAC-RLPD + expert interventions", "sac_scratch": "SAC from scratch"}
+
+
 def plot(histories: dict, trot_speed: float, target: float, path: Path) -> None:
-    labels = {"bc_init": "PPO from BC", "scratch": "PPO from scratch"}
-    speed_curves({labels[k]: v for k, v in histories.items()}, path, "PiDog-v0: BC-initialized PPO vs PPO from scratch",
+    speed_curves({LABELS[k]: v for k, v in histories.items()}, path, "PiDog-v0: fine-tuning algorithms (evaluated speed)",
                  [(trot_speed, f"trot {trot_speed:.3f} m/s", "gray", "--"),
                   (target, f"target 1.1x trot {target:.3f} m/s", "green", ":")])
 

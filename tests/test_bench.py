@@ -38,12 +38,26 @@ def test_env_throughput_writes_its_figures(tmp_path):
 
 @pytest.mark.slow
 def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
+    algos = ["ppo_handoff", "ppo_scratch", "sac_rlpd_interventions", "sac_scratch"]
     run_script("sample_efficiency.py", "--quick", "--budget", "1024", "--eval-freq", "512", "--eval-episodes", "1",
                "--set", "env.episode_seconds=2", "--set", "demo.n_episodes=2", "--set", "bc.epochs=2",
-               "--set", "ppo.n_steps=256", "--set", "ppo.batch_size=256", results=tmp_path)
+               "--set", "ppo.n_steps=256", "--set", "ppo.batch_size=256", "--algos", *algos,
+               "--sac-budget", "1000", "--sac-eval-freq", "500", "--set", "off_policy.learning_starts=100",
+               "--set", "off_policy.warm_start_updates=20", "--set", "off_policy.critic_warmup_steps=200",
+               results=tmp_path)
     data = json.loads((tmp_path / "sample_efficiency.json").read_text())
     assert data["preset"] == "sample_efficiency_quick" and data["budget_steps"] == 1024
     assert set(data["steps_to_target"]) == {"bc_init", "scratch"} and data["settings"]["bc.epochs"] == "2"
+    assert set(data["algorithms"]) == set(algos) and data["sac_budget_steps"] == 1000
+    for name, a in data["algorithms"].items():
+        assert {"steps_to_target_median", "final_speed_mps", "final_fall_rate", "min_return_ratio_after_10k",
+                "intervention_rate_first20", "intervention_rate_last20"} <= set(a), name
+        assert 0 <= a["final_fall_rate"] <= 1 and a["budget_steps"] == (1000 if name.startswith("sac") else 1024)
+    interventions = data["algorithms"]["sac_rlpd_interventions"]
+    assert interventions["intervention_rate_first20"] is not None and interventions["intervention_rate_last20"] is not None
+    assert data["algorithms"]["sac_scratch"]["intervention_rate_first20"] is None
+    histories = json.loads((tmp_path / "sample_efficiency_histories.json").read_text())
+    assert set(histories) == set(algos) and all(len(h[0]) >= 2 for h in histories.values())
     assert (tmp_path / "sample_efficiency.png").is_file()
 
 

@@ -56,7 +56,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     callbacks = []
     interventions = None
     if o.intervention != "none":
-        interventions = InterventionCallback(exp)
+        interventions = InterventionCallback(exp, window=max(100, min(1_000, cfg.rl.total_timesteps // 20)))
         callbacks.append(interventions)
         log(f"{algo.upper()}: expert interventions on (the trot takes over past {TAKE_OVER_TILT_DEG:.0f} deg of tilt "
             f"or {TAKE_OVER_RATE:.0f} rad/s; its steps join the demonstrations)" if o.intervention == "expert" else
@@ -79,6 +79,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                              r.eval_freq, exp, meta, None, r.select_max_fall_rate)
     evaluator.verbose = 1
     callbacks.append(evaluator)
+    dashboard = Dashboard(exp, r.eval_freq, lambda: evaluator.history,
+                          lambda: interventions.log.history if interventions is not None else None, algo.upper())
+    callbacks.append(dashboard)
     t0 = time.perf_counter()
     stops = stopping.CURRENT
     with stops.stage(f"{algo.upper()} training", polled=True):
@@ -91,6 +94,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                                        f"nothing is saved ({algo.upper()} runs keep no checkpoints yet)",
                                        "the same command with a new --experiment-name")
     path = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
+    dashboard.save()
     ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"{algo.upper()}: {figures(ev)} -> {path}")
     drawn = getattr(model.replay_buffer, "drawn", None)
@@ -108,8 +112,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     return result
 
 
-def InterventionCallback(exp: Experiment):  # noqa: N802 (a factory that reads like the class it returns)
-    """Logs the intervention rate per 1,000 env steps to TensorBoard and `interventions.json`."""
+def InterventionCallback(exp: Experiment, window: int = 1_000):  # noqa: N802 (a factory that reads like a class)
+    """Logs the intervention rate per `window` env steps (1,000, or a 20th of a shorter run) to TensorBoard
+    and `interventions.json`."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     from training.interventions import InterventionLog
@@ -117,13 +122,38 @@ def InterventionCallback(exp: Experiment):  # noqa: N802 (a factory that reads l
     class _Callback(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.log = InterventionLog()
+            self.log = InterventionLog(window)
 
         def _on_step(self) -> bool:
             row = self.log.record(self.locals["infos"], self.num_timesteps)
             if row is not None:
                 self.logger.record("rollout/intervention_rate", row["intervention_rate"])
                 (exp / "interventions.json").write_text(json.dumps(self.log.history))
+            return True
+
+    return _Callback()
+
+
+def Dashboard(exp: Experiment, every: int, evaluations, interventions, title: str):  # noqa: N802
+    """plots/training_curves.png every `every` env steps (0: at the end only): evaluations, plus the
+    intervention rate when the run has interventions."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from training.visualization import save_dashboard
+
+    class _Callback(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last = 0
+
+        def save(self) -> None:
+            save_dashboard(exp / Experiment.PLOTS / "training_curves.png", evaluations(),
+                           title=f"{title} ({exp.root.name})", interventions=interventions())
+
+        def _on_step(self) -> bool:
+            if every and self.num_timesteps - self.last >= every:
+                self.last = self.num_timesteps
+                self.save()
             return True
 
     return _Callback()

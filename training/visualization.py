@@ -272,15 +272,18 @@ def log_video_to_tensorboard(writer, tag: str, frames: list[np.ndarray] | bytes,
 
 
 def save_dashboard(path: Path, evaluations: list[dict], episodes: list[dict] | None = None,
-                   bc_curve: list[dict] | None = None, title: str = "") -> Path:
-    """Training curves: eval return, forward speed, episode length and fall rate (+ BC validation MSE)."""
+                   bc_curve: list[dict] | None = None, title: str = "",
+                   interventions: list[dict] | None = None) -> Path:
+    """Training curves: eval return, forward speed, episode length and fall rate (+ BC validation MSE,
+    + the intervention rate of a run with interventions)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [("mean_return", "return"), ("mean_forward_speed", "forward speed (m/s)"),
               ("mean_length", "episode length (steps)"), ("fall_rate", "fall rate")]
     has_bc = bool(bc_curve) and any("val_mse" in r for r in bc_curve)
-    fig, axes = plt.subplots(1, len(panels) + has_bc, figsize=(4 * (len(panels) + has_bc), 3.2))
+    extra = has_bc + bool(interventions)
+    fig, axes = plt.subplots(1, len(panels) + extra, figsize=(4 * (len(panels) + extra), 3.2))
     steps = [e["timesteps"] for e in evaluations]
     for ax, (key, label) in zip(axes, panels):
         if episodes:
@@ -292,6 +295,14 @@ def save_dashboard(path: Path, evaluations: list[dict], episodes: list[dict] | N
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
+    if interventions:
+        ax = axes[len(panels)]
+        ax.plot([r["timesteps"] for r in interventions], [r["intervention_rate"] for r in interventions],
+                color="tab:red")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("intervention rate (expert in control)", fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
     if has_bc:
         rows = [r for r in bc_curve if "val_mse" in r]
         ax = axes[-1]
