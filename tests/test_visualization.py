@@ -112,8 +112,9 @@ def test_live_window_opens_under_xvfb(tmp_path):
         time.sleep(1.5)
         before = xvfb_screenshot(display)
         env = {**os.environ, "MUJOCO_GL": "egl", "DISPLAY": display, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([*TRAIN, "--total-rl-timesteps", "6144", "--output-dir", str(tmp_path),
-                                 "--experiment-name", "live", "--live"], env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*TRAIN, "--total-rl-timesteps", "4096", "--set", "env.episode_seconds=4",
+                                 "--output-dir", str(tmp_path), "--experiment-name", "live", "--live"],
+                                env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         shot = None
         deadline = time.time() + 400

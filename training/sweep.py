@@ -56,7 +56,7 @@ from training.common import PipelineError, write_json
 SWEEP_FILE, RESULTS_FILE, TABLE_FILE, CURVES_FILE = "sweep.json", "results.json", "table.md", "curves.png"
 QUICK_GRID = {"ppo.learning_rate": [3e-4, 1e-4]}           # --quick: 2 configurations ...
 QUICK_SEEDS = [0, 1]                                        # ... x 2 seeds
-QUICK_PRESET = "tiny"                                       # the tests' budget: every stage for real, in seconds
+QUICK_BASE = [["@preset", "tiny"], ["demo.n_envs", "1"]]   # the tests' budget: every stage for real, in seconds
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 
@@ -454,7 +454,7 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
         raise ConfigError(f"--num-samples must be 1..10000, got {num}")
     seeds = args.seeds if args.seeds is not None else [0, 1, 2]
     if args.quick:
-        base = [["@preset", QUICK_PRESET], *base]
+        base = [*QUICK_BASE, *base]
         grid = grid or dict(QUICK_GRID)
         seeds = args.seeds if args.seeds is not None else list(QUICK_SEEDS)
     if len(set(seeds)) != len(seeds) or not all(0 <= s < 2**31 for s in seeds):
