@@ -45,8 +45,11 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     assert summary["algo"] == "sac" and summary["timesteps"] == 1200 and summary["utd"] == 2
     drawn = summary["demo_rows_drawn"]                  # RLPD: half of every batch from the demonstrations
     assert drawn["demo"] == drawn["online"] > 0
-    assert "expert interventions on" in out and "intervention_rate_last20" in summary   # (rates: None or a share)
-    assert json.loads((tmp_path / "sac" / "interventions.json").read_text())[0]["timesteps"] == 1000
+    assert "expert interventions on" in out
+    assert all(0 <= summary[k] <= 1 for k in ("intervention_rate_first20", "intervention_rate_last20"))
+    windows = json.loads((tmp_path / "sac" / "interventions.json").read_text())   # a 20th of a short run: 100 steps
+    assert [w["timesteps"] for w in windows] == list(range(100, 1201, 100))
+    assert (tmp_path / "sac" / "plots" / "training_curves.png").is_file()       # with the intervention panel
     evals = json.loads((tmp_path / "sac" / "evaluations.json").read_text())     # periodic evaluations, as PPO's
     assert [e["timesteps"] for e in evals][:1] == [0] and "selected" in summary
     # Its zip loads safely (metadata inside, no pickle) in the evaluation CLI.
