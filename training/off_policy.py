@@ -49,6 +49,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         common["replay_buffer_class"] = DemoMixReplayBuffer
         common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps}
     if algo == "sac":
+        if bc_policy is not None:          # a near-deterministic BC actor: a small entropy bonus to start with
+            common["ent_coef"] = f"auto_{o.ent_coef_init}"
         model = SAC("MlpPolicy", venv, **common)
     else:
         noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
@@ -68,7 +70,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
             + f"; {o.utd} gradient step(s) per env step")
     if bc_policy is not None:
         loss = warm_start_actor(model, algo, demo.obs, bc_policy.predict(demo.obs, deterministic=True)[0],
-                                o.warm_start_updates)
+                                o.warm_start_updates, o.init_log_std)
         ev = evaluate_policy(model.policy, cfg.env, 3, randomize=True)
         log(f"{algo.upper()} actor warm-started from the BC policy (action MSE {loss:.2e}): {figures(ev)}")
         callbacks.append(FreezeActor(o.critic_warmup_steps))
@@ -159,8 +161,11 @@ def Dashboard(exp: Experiment, every: int, evaluations, interventions, title: st
     return _Callback()
 
 
-def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, updates: int) -> float:
-    """Regress the actor's deterministic action onto `acts`; returns the last batch's MSE."""
+def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, updates: int,
+                     log_std: float | None = None) -> float:
+    """Regress the actor's deterministic action onto `acts` (and SAC's log std, before tanh, onto
+    `log_std`: SB3's fresh actor samples with std ~1, which topples the BC gait); returns the last
+    batch's action MSE."""
     actor = model.actor
     opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
     obs_t = torch.as_tensor(obs, dtype=torch.float32)
@@ -168,10 +173,17 @@ def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, update
     loss = torch.zeros(())
     for _ in range(updates):
         idx = torch.randint(0, len(obs_t), (512,))
-        pred = actor(obs_t[idx], deterministic=True) if algo == "sac" else actor(obs_t[idx])
+        extra = torch.zeros(())
+        if algo == "sac":
+            mean, std_log, _ = actor.get_action_dist_params(obs_t[idx])
+            pred = torch.tanh(mean)                        # = actor(obs, deterministic=True)
+            if log_std is not None:
+                extra = torch.nn.functional.mse_loss(std_log, torch.full_like(std_log, log_std))
+        else:
+            pred = actor(obs_t[idx])
         loss = torch.nn.functional.mse_loss(pred, acts_t[idx])
         opt.zero_grad()
-        loss.backward()
+        (loss + extra).backward()
         opt.step()
     if algo == "td3":
         model.actor_target.load_state_dict(model.actor.state_dict())
