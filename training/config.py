@@ -148,8 +148,8 @@ class OffPolicyConfig:
     learning_starts: int = setting(5_000, ge=0, help="random-action steps before learning (1,000 from BC)")
     critic_warmup_steps: int = setting(10_000, ge=0, help="from BC: steps before the warm-started actor moves")
     warm_start_updates: int = setting(1_000, ge=0, help="from BC: actor regression steps onto the BC actions")
-    init_log_std: float = setting(-2.5, ge=-10, le=1, help="from BC (SAC): the warm start also regresses the actor's "
-                                  "log std (before tanh) to this, so its first rollouts keep the BC gait")
+    init_log_std: float = setting(-2.5, ge=-10, le=1, help="from BC (SAC): the warm start sets the actor's "
+                                  "log std (before tanh) to this constant, so its first rollouts keep the BC gait")
     ent_coef_init: float = setting(0.01, gt=0, le=10, help="from BC (SAC): initial entropy coefficient, auto-tuned "
                                    "from there (SB3's default 1.0 from scratch)")
     td3_action_noise: float = setting(0.05, ge=0, le=1, help="TD3 Gaussian exploration noise std")

@@ -163,9 +163,9 @@ def Dashboard(exp: Experiment, every: int, evaluations, interventions, title: st
 
 def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, updates: int,
                      log_std: float | None = None) -> float:
-    """Regress the actor's deterministic action onto `acts` (and SAC's log std, before tanh, onto
-    `log_std`: SB3's fresh actor samples with std ~1, which topples the BC gait); returns the last
-    batch's action MSE."""
+    """Regress the actor's deterministic action onto `acts`; returns the last batch's MSE. For SAC, the
+    log-std head is then set to the constant `log_std` (before tanh; zero weights, so the trunk the mean
+    needs is untouched): SB3's fresh actor samples with std ~1, which topples the BC gait."""
     actor = model.actor
     opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
     obs_t = torch.as_tensor(obs, dtype=torch.float32)
@@ -173,18 +173,15 @@ def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, update
     loss = torch.zeros(())
     for _ in range(updates):
         idx = torch.randint(0, len(obs_t), (512,))
-        extra = torch.zeros(())
-        if algo == "sac":
-            mean, std_log, _ = actor.get_action_dist_params(obs_t[idx])
-            pred = torch.tanh(mean)                        # = actor(obs, deterministic=True)
-            if log_std is not None:
-                extra = torch.nn.functional.mse_loss(std_log, torch.full_like(std_log, log_std))
-        else:
-            pred = actor(obs_t[idx])
+        pred = actor(obs_t[idx], deterministic=True) if algo == "sac" else actor(obs_t[idx])
         loss = torch.nn.functional.mse_loss(pred, acts_t[idx])
         opt.zero_grad()
-        (loss + extra).backward()
+        loss.backward()
         opt.step()
+    if algo == "sac" and log_std is not None:
+        with torch.no_grad():
+            actor.log_std.weight.zero_()
+            actor.log_std.bias.fill_(log_std)
     if algo == "td3":
         model.actor_target.load_state_dict(model.actor.state_dict())
     return float(loss.item())
