@@ -452,6 +452,8 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
     num = args.num_samples if args.num_samples is not None else (4 if sample else 0)
     if sample and not 1 <= num <= 10_000:
         raise ConfigError(f"--num-samples must be 1..10000, got {num}")
+    if not 0 <= args.sample_seed < 2**63:
+        raise ConfigError(f"--sample-seed must be a non-negative integer, got {args.sample_seed}")
     seeds = args.seeds if args.seeds is not None else [0, 1, 2]
     if args.quick:
         base = [*QUICK_BASE, *base]
