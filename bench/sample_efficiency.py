@@ -127,11 +127,14 @@ def main() -> None:
                         *ALGOS[algo], *([("pretrained_model", str(bc_path))] if "rlpd" in algo else [])])
                         for name, seed, algo in sac_jobs})
         results = {name: f.result() for name, f in futures.items()}
-    histories: dict[str, list[list[dict]]] = {kind: [] for kind in starts}
+    # Each run's folder and evaluation history, read once: {algorithm: [(folder, history) per seed]}.
+    runs_of = {algo: [(n, json.loads((args.workdir / n / "evaluations.json").read_text()))
+                      for n in (f"{START_OF.get(algo, algo)}_seed{seed}" for seed in seeds)] for algo in algos}
+    histories_all = {algo: [h for _, h in runs] for algo, runs in runs_of.items()}
+    histories = {START_OF[algo]: histories_all[algo] for algo in algos if algo in START_OF}
     finals: list[dict] = []          # the model each run ships (best_model.zip), else its last model
     lasts: list[dict] = []
     for name, seed, kind in jobs:
-        histories[kind].append(json.loads((args.workdir / name / "evaluations.json").read_text()))
         if kind == "bc_init":
             ppo = results[name]["ppo"]
             finals.append(shipped_eval(ppo))
@@ -150,16 +153,9 @@ def main() -> None:
     # where such a seed decides a median, the median (and the ratio) is a bound, flagged as such.
     medians = {k: median_steps(v, budget) for k, v in steps.items()}
     algorithms: dict[str, dict] = {}
-    for algo in algos:
-        if algo in START_OF:
-            names, run_budget = [f"{START_OF[algo]}_seed{seed}" for seed in seeds], budget
-        else:
-            names, run_budget = [f"{algo}_seed{seed}" for seed in seeds], args.sac_budget
-        runs = [(json.loads((args.workdir / n / "evaluations.json").read_text()), results[n]) for n in names]
-        algorithms[algo] = algorithm_figures(runs, target, bc_return, run_budget)
-    histories_all = {algo: [json.loads((args.workdir / (f"{START_OF[algo]}_seed{seed}" if algo in START_OF else
-                                                         f"{algo}_seed{seed}") / "evaluations.json").read_text())
-                            for seed in seeds] for algo in algos}
+    for algo, runs in runs_of.items():
+        algorithms[algo] = algorithm_figures([(h, results[n]) for n, h in runs], target, bc_return,
+                                             budget if algo in START_OF else args.sac_budget)
     speedup, lower_bound = None, False
     if "bc_init" in medians and medians["bc_init"][0] is not None and not medians["bc_init"][1] and "scratch" in medians:
         scratch_median, lower_bound = medians["scratch"]
