@@ -152,6 +152,11 @@ class OffPolicyConfig:
                                   "log std (before tanh) to this constant, so its first rollouts keep the BC gait")
     ent_coef_init: float = setting(0.01, gt=0, le=10, help="from BC (SAC): initial entropy coefficient, auto-tuned "
                                    "from there (SB3's default 1.0 from scratch)")
+    bc_coef: float = setting(1.0, ge=0, le=1_000, help="from BC (SAC): weight of the actor's pull towards the BC "
+                             "policy's actions beside the |Q|-normalized SAC loss (training.sac_prior; 0 = off)")
+    bc_decay_steps: int = setting(50_000, ge=1, help="... falling linearly to 0 over this many env steps after the "
+                                  "critic warm-up")
+    critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
     td3_action_noise: float = setting(0.05, ge=0, le=1, help="TD3 Gaussian exploration noise std")
     demo_ratio: float = setting(0.0, ge=0, le=1, help="share of every batch drawn from the demonstrations "
                                                          "(RLPD: 0.5; 0 = online data only)")

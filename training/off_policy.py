@@ -26,6 +26,7 @@ from training.evaluate import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment
 from training.interventions import TAKE_OVER_RATE, TAKE_OVER_TILT_DEG
 from training.policies import policy_meta
+from training.sac_prior import SACWithPrior, layer_norm_critics
 
 
 def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None) -> dict[str, Any]:
@@ -48,13 +49,19 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         from training.replay import DemoMixReplayBuffer
         common["replay_buffer_class"] = DemoMixReplayBuffer
         common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps}
-    if algo == "sac":
-        if bc_policy is not None:          # a near-deterministic BC actor: a small entropy bonus to start with
-            common["ent_coef"] = f"auto_{o.ent_coef_init}"
+    if algo == "sac" and bc_policy is not None:
+        # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
+        common["ent_coef"] = f"auto_{o.ent_coef_init}"
+        model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
+                             bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
+                             release_step=o.critic_warmup_steps, **common)
+    elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
         noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
         model = TD3("MlpPolicy", venv, action_noise=noise, **common)
+    if o.critic_layer_norm:
+        layer_norm_critics(model.policy)
     callbacks = []
     interventions = None
     if o.intervention != "none":
@@ -73,7 +80,14 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                                 o.warm_start_updates, o.init_log_std)
         ev = evaluate_policy(model.policy, cfg.env, 3, randomize=True)
         log(f"{algo.upper()} actor warm-started from the BC policy (action MSE {loss:.2e}): {figures(ev)}")
+        if algo == "sac":
+            model.target_entropy = actor_entropy(model.actor, demo.obs)
+            log(f"SAC: target entropy {model.target_entropy:.2f} (the warm-started actor's; SB3's default "
+                f"{-venv.action_space.shape[0]})")
         callbacks.append(FreezeActor(o.critic_warmup_steps))
+        if algo == "sac" and o.bc_coef > 0:
+            log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
+                f"SAC loss, falling to 0 over {o.bc_decay_steps:,} steps after the critic warm-up)")
     from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
@@ -112,6 +126,27 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         log(f"{algo.upper()}: intervention rate {result['intervention_rate_first20']} in the first 20 % of training, "
             f"{result['intervention_rate_last20']} in the last 20 % (final figures above are without interventions)")
     return result
+
+
+def actor_entropy(actor, obs: np.ndarray, samples: int = 4_096) -> float:
+    """The SAC actor's mean entropy estimate (-log pi of its own sampled actions, tanh included) on `obs`.
+
+    From BC this becomes SAC's target entropy, so the entropy tuning holds the actor near the exploration
+    it starts with (std exp(off_policy.init_log_std)). SB3's default, -dims, is far above a BC actor's
+    (about -9.4 here): with any consistent gap Adam raises log(ent_coef) by ~lr every update, the
+    coefficient grows 15x over the critic warm-up, the soft value's entropy term outweighs the reward
+    (Q < 0 while the gait earns ~0.9 per step) and the released actor buys entropy with a noisier gait."""
+    idx = np.random.default_rng(0).integers(0, len(obs), min(samples, len(obs)))
+    with torch.no_grad():
+        _, log_prob = actor.action_log_prob(torch.as_tensor(obs[idx], dtype=torch.float32))
+    return float(-log_prob.mean())
+
+
+def bc_prior(bc_policy):
+    """obs tensor -> the BC policy's deterministic actions, clipped to the action box as `predict` does."""
+    def actions(obs: torch.Tensor) -> torch.Tensor:
+        return bc_policy._predict(obs, deterministic=True).clamp(-1.0, 1.0)
+    return actions
 
 
 def InterventionCallback(exp: Experiment, window: int = 1_000):  # noqa: N802 (a factory that reads like a class)

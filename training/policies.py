@@ -135,6 +135,8 @@ def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]
     """SAC/TD3 policy from metadata + weights (train_rl.py builds them with net_arch = PolicyConfig's)."""
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from training.sac_prior import has_layer_norm, layer_norm_critics
     env_cfg = env_config_of(meta)
     arch = list(meta["policy"]["net_arch"])
     venv = DummyVecEnv([lambda: make_env(env_cfg)])
@@ -142,6 +144,8 @@ def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]
     try:
         model = algo("MlpPolicy", venv, policy_kwargs={"net_arch": arch}, buffer_size=1, learning_starts=0,
                      device="cpu")
+        if has_layer_norm(state_dict):
+            layer_norm_critics(model.policy)
         try:
             model.policy.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:

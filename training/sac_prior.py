@@ -1,0 +1,140 @@
+"""SAC fine-tuning from a BC policy: the actor loss with a decaying pull towards the BC policy, and
+critics with LayerNorm.
+
+Without help, SAC from a BC actor loses BC's gait within a few thousand steps of the actor's release:
+the actor climbs the gradient of a critic that has seen ~10k on-policy transitions and over-estimates
+actions it has never tried (measured in the README's off-policy table). Two standard remedies, both
+optional (`off_policy.*`):
+
+* **Prior term (kickstarting / TD3+BC).** The actor loss is
+
+      (ent_coef * log pi(a|s) - min Q(s, a)) / mean|Q|  +  bc_coef(t) * |mu(s) - a_BC(s)|^2
+
+  on every batch state s (demonstrations and online data): the SAC objective scaled to order 1 by the
+  batch's mean |Q| (TD3+BC's normalization, so `bc_coef` means the same whatever the reward scale), plus
+  the squared distance of the actor's mean action from the BC policy's action. `bc_coef` falls linearly
+  to 0 over `bc_decay_steps` env steps from the actor's release, so the teacher guides the start and
+  lets go later (as `ppo.bc_coef` does in the PPO hand-off).
+* **LayerNorm critics** (RLPD): a LayerNorm after every hidden layer of both Q networks bounds how far
+  Q can extrapolate to actions outside the data.
+
+`SACWithPrior.train` is SB3's `SAC.train` with that actor loss; the critic and entropy updates are
+SB3's, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import SAC
+from stable_baselines3.common.utils import polyak_update
+
+
+def layer_norm_critics(policy) -> None:
+    """Rebuild both Q networks of an SB3 SAC/TD3 policy (and their targets) with a LayerNorm after every
+    hidden Linear layer; fresh weights, a fresh critic optimizer. Same architecture otherwise."""
+    for critic in (policy.critic, policy.critic_target):
+        for i, old in enumerate(critic.q_networks):
+            layers: list[torch.nn.Module] = []
+            linears = [m for m in old if isinstance(m, torch.nn.Linear)]
+            act = next((type(m) for m in old if not isinstance(m, torch.nn.Linear)), torch.nn.ReLU)
+            for lin in linears[:-1]:
+                layers += [torch.nn.Linear(lin.in_features, lin.out_features), torch.nn.LayerNorm(lin.out_features),
+                           act()]
+            layers.append(torch.nn.Linear(linears[-1].in_features, linears[-1].out_features))
+            new = torch.nn.Sequential(*layers)
+            critic.add_module(f"qf{i}", new)
+            critic.q_networks[i] = new
+    policy.critic_target.load_state_dict(policy.critic.state_dict())
+    lr = policy.critic.optimizer.param_groups[0]["lr"]
+    policy.critic.optimizer = policy.optimizer_class(policy.critic.parameters(), lr=lr, **policy.optimizer_kwargs)
+
+
+def has_layer_norm(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether saved SAC/TD3 weights come from LayerNorm critics (their q networks have 1-D weights)."""
+    return any(k.startswith("critic.qf") and k.endswith(".weight") and v.dim() == 1 for k, v in state_dict.items())
+
+
+class SACWithPrior(SAC):
+    """SAC whose actor is pulled towards `prior(obs) -> actions` with weight `bc_coef(env_steps)`."""
+
+    def __init__(self, *args, prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prior, self.bc_coef0 = prior, bc_coef
+        self.bc_decay_steps, self.release_step = max(1, bc_decay_steps), release_step
+
+    def current_bc_coef(self) -> float:
+        done = max(0, self.num_timesteps - self.release_step)
+        return self.bc_coef0 * max(0.0, 1.0 - done / self.bc_decay_steps) if self.prior is not None else 0.0
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        optimizers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers += [self.ent_coef_optimizer]
+        self._update_learning_rate(optimizers)
+        bc_coef = self.current_bc_coef()
+        logs: dict[str, list[float]] = {k: [] for k in ("ent_coef", "ent_coef_loss", "actor_loss", "critic_loss",
+                                                         "q_pi", "bc_mse")}
+        for step in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            actions_pi, log_prob = self.actor.action_log_prob(data.observations)
+            log_prob = log_prob.reshape(-1, 1)
+
+            # entropy coefficient (SB3's)
+            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                ent_coef = torch.exp(self.log_ent_coef.detach())
+                ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+                self.ent_coef_optimizer.zero_grad()
+                ent_coef_loss.backward()
+                self.ent_coef_optimizer.step()
+                logs["ent_coef_loss"].append(ent_coef_loss.item())
+            else:
+                ent_coef = self.ent_coef_tensor
+            logs["ent_coef"].append(ent_coef.item())
+
+            # critics (SB3's): clipped double-Q soft Bellman target
+            with torch.no_grad():
+                next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
+                next_q = torch.min(torch.cat(self.critic_target(data.next_observations, next_actions), dim=1),
+                                   dim=1, keepdim=True)[0] - ent_coef * next_log_prob.reshape(-1, 1)
+                target_q = data.rewards + (1 - data.dones) * discounts * next_q
+            critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in self.critic(data.observations, data.actions))
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self.critic.optimizer.step()
+            logs["critic_loss"].append(critic_loss.item())
+
+            # actor: normalized SAC objective + decaying pull towards the prior
+            min_q_pi = torch.min(torch.cat(self.critic(data.observations, actions_pi), dim=1), dim=1, keepdim=True)[0]
+            sac_loss = (ent_coef * log_prob - min_q_pi).mean()
+            if self.prior is not None:
+                sac_loss = sac_loss / min_q_pi.abs().mean().detach().clamp(min=1e-3)
+                with torch.no_grad():
+                    target_actions = self.prior(data.observations)
+                bc_mse = F.mse_loss(self.actor(data.observations, deterministic=True), target_actions)
+                actor_loss = sac_loss + bc_coef * bc_mse
+                logs["bc_mse"].append(bc_mse.item())
+            else:
+                actor_loss = sac_loss
+            self.actor.optimizer.zero_grad()
+            actor_loss.backward()
+            self.actor.optimizer.step()
+            logs["actor_loss"].append(actor_loss.item())
+            logs["q_pi"].append(min_q_pi.mean().item())
+
+            if step % self.target_update_interval == 0:
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/bc_coef", bc_coef)
+        for k, v in logs.items():
+            if v:
+                self.logger.record(f"train/{k}", float(np.mean(v)))
