@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Tiny networks and many short-lived processes on 2 cores: one math thread per process (tests and the
+# pipelines they start) instead of torch's one per core, which only adds contention.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_configure(config):

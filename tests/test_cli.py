@@ -65,6 +65,7 @@ def light_stages(monkeypatch):
     monkeypatch.setattr(pipeline, "stage_ppo", ppo)
 
 
+@pytest.mark.slow
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])   # examples: conftest
 @given(setting=st.sampled_from(NUMERIC), data=st.data())
 def test_random_numeric_settings_exit_0_or_a_one_line_2(tmp_path, capsys, light_stages, setting, data):
@@ -99,6 +100,7 @@ def test_nothing_is_written_outside_the_output_dir(tmp_path, capsys):
                                             ("training/train_imitation.py", "imitate"),
                                             ("training/train_rl.py", "rl"), ("training/evaluate.py", "evaluate"),
                                             ("training/visualize.py", "visualize"), ("deploy/export.py", "export")])
+@pytest.mark.slow
 def test_documented_scripts_are_shims_of_one_cli(script, command):
     env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}      # the package defaults it
     shim = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,

@@ -78,12 +78,14 @@ def test_staged_run_then_resume_continues_the_step_count(tmp_path):
     assert len(runs) == 1                                                       # logs continue in the same run
 
 
+@pytest.mark.slow
 def test_missing_pretrained_model_is_one_line_exit_2(tmp_path):
     msg = one_line_error(cli("--output-dir", tmp_path, "--skip-bc", "--pretrained-model", tmp_path / "nope.pth",
                              "--no-live"))
     assert msg.startswith("error: policy file not found")
 
 
+@pytest.mark.slow
 def test_existing_experiment_is_never_overwritten(tmp_path):
     exp = tmp_path / "taken"
     exp.mkdir()
@@ -95,12 +97,14 @@ def test_existing_experiment_is_never_overwritten(tmp_path):
 
 @pytest.mark.parametrize("args", [["--n-envs", "0"], ["--total-rl-timesteps", "-5"], ["--pretrained-model", "x.pth"],
                                   ["--resume"], ["--bogus-flag"]])
+@pytest.mark.slow
 def test_invalid_flags_exit_2_with_a_usage_line(tmp_path, args):
     proc = cli("--output-dir", tmp_path, *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error:" in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_wrong_demo_source_file_is_reported(tmp_path):
     bogus = tmp_path / "model.zip"
     bogus.write_text("not a zip")

@@ -135,6 +135,7 @@ def test_a_synthetic_key_press_hands_the_next_control_step_to_the_expert():
     assert not env.step(learner)[4]["intervened"]
 
 
+@pytest.mark.slow
 def test_keyboard_interventions_without_a_display_are_a_one_line_error(tmp_path):
     import os
     import subprocess

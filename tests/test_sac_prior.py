@@ -38,6 +38,7 @@ def distance_to_prior(m: SACWithPrior) -> float:
         return float(((m.actor(obs, deterministic=True) - TARGET) ** 2).mean())
 
 
+@pytest.mark.slow
 def test_the_prior_term_pulls_the_actor_to_the_bc_actions_and_the_sac_loss_alone_does_not():
     pulled, free = model(bc_coef=100.0), model(bc_coef=0.0)
     for m in (pulled, free):

@@ -133,6 +133,7 @@ def test_first_signal_interrupts_or_flags_the_stage_and_a_second_exits_at_once(m
     assert exits == [130]                                       # second signal: out at once, first signal's code
 
 
+@pytest.mark.slow
 def test_env_workers_ignore_stop_signals_until_the_main_process_closes_them():
     import numpy as np
 

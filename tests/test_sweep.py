@@ -69,6 +69,7 @@ def test_aggregate_counts_failed_seeds_and_unreached_targets():
     (["--name", "../up"], "folder name"),
     (["--sample", "ppo.gamma=uniform(0.9, 0.99)", "--sample-seed", "-1"], "sample-seed"),
 ])
+@pytest.mark.slow
 def test_bad_sweeps_fail_in_one_line_before_anything_is_created(tmp_path, args, message):
     proc = sweep("--output-dir", tmp_path / "out", *args, timeout=60)
     assert proc.returncode == 2, proc.stderr

@@ -15,6 +15,7 @@ def test_trot_walks_straight_without_randomization():
     assert abs(ep["heading_change_deg"]) < 15
 
 
+@pytest.mark.slow
 def test_trot_survives_domain_randomization():
     falls = [run_trot_episode(seed=s, randomize=True)["fell"] for s in range(10)]
     assert sum(falls) <= 1, f"fell in {sum(falls)} of 10 randomized episodes"

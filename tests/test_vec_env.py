@@ -18,6 +18,7 @@ def short_cfg(**settings):
 
 
 @pytest.mark.parametrize("n_envs", [3, 4])
+@pytest.mark.slow
 def test_batched_steps_equal_dummy_vec_env_with_auto_reset(n_envs):
     cfg = short_cfg()
     batched = make_vec_env(cfg, n_envs, seed=7, kind="batched")
@@ -47,6 +48,7 @@ def test_batched_steps_equal_dummy_vec_env_with_auto_reset(n_envs):
         dummy.close()
 
 
+@pytest.mark.slow
 def test_attribute_calls_reach_each_env_in_order_and_errors_come_back():
     venv = make_vec_env(short_cfg(), 4, seed=0, kind="batched")
     try:
@@ -62,6 +64,7 @@ def test_attribute_calls_reach_each_env_in_order_and_errors_come_back():
         venv.close()
 
 
+@pytest.mark.slow
 def test_dict_observations_of_the_camera_policy_travel_through_shared_memory():
     cfg = short_cfg(use_camera=True, camera_size=16)
     batched = make_vec_env(cfg, 2, seed=1, kind="batched")

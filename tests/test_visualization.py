@@ -30,6 +30,7 @@ def trot():
     return gait
 
 
+@pytest.mark.slow
 def test_video_plays_in_real_time(tmp_path):
     cfg = EnvConfig()
     frames, stats = record_episode(trot(), cfg, seed=0, max_steps=250)          # 5 s of simulated time
