@@ -5,7 +5,9 @@ Evaluations every `rl.eval_freq` steps and the shipped `best_model.zip` follow t
 
 From BC, the actor is first regressed onto the BC policy's actions on the demonstrations
 (`off_policy.warm_start_updates` Adam steps), then stays fixed for `off_policy.critic_warmup_steps`
-env steps while the critic learns, then both learn off-policy.
+env steps while the critic learns, then both learn off-policy. SAC from BC also keeps its entropy at the
+warm-started actor's (`actor_entropy`), and its actor loss keeps a decaying pull towards the BC policy
+(`training.sac_prior`); `off_policy.critic_layer_norm` puts LayerNorm in the critics.
 """
 
 from __future__ import annotations
