@@ -16,14 +16,6 @@ def constant_prior(obs: torch.Tensor) -> torch.Tensor:
     return torch.full((len(obs), 1), TARGET)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                      # tiny networks: extra threads only cost time
-    yield
-    torch.set_num_threads(threads)
-
-
 def model(bc_coef: float) -> SACWithPrior:
     m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=bc_coef, bc_decay_steps=1_000,
                      release_step=0, learning_starts=200, learning_rate=1e-3, batch_size=64, seed=0, device="cpu",
