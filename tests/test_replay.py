@@ -55,7 +55,47 @@ def test_demonstrations_become_transitions_with_rewards_next_observations_and_fa
     np.testing.assert_array_equal(t["next_obs"][first - 1], demo.last_obs[0])       # its last step
     assert t["rewards"].sum() == pytest.approx(demo.episode_returns.sum(), rel=1e-5)
     assert t["dones"].sum() == demo.episode_falls.sum()                  # only falls end without bootstrapping
+    assert t["ends"].sum() == 2 and t["ends"][first - 1] and t["ends"][-1]
     np.testing.assert_array_equal(t["actions"], demo.acts_executed)
+
+
+def test_demonstration_rows_become_n_step_rows_that_stop_at_each_episode_end():
+    from training.replay import n_step_rows
+    g = 0.5
+    # two episodes: rows 0-3 end by the time limit, rows 4-5 by a fall; rewards 1, 2, 3, ...
+    t = {"obs": np.arange(6.0)[:, None], "next_obs": 10 + np.arange(6.0)[:, None], "actions": np.zeros((6, 1)),
+         "rewards": np.arange(1.0, 7.0), "dones": np.array([0, 0, 0, 0, 0, 1.0]),
+         "ends": np.array([0, 0, 0, 1, 0, 1], dtype=bool)}
+    r = n_step_rows(t, 3, g)
+    np.testing.assert_allclose(r["rewards"], [1 + g * 2 + g * g * 3, 2 + g * 3 + g * g * 4, 3 + g * 4, 4,
+                                              5 + g * 6, 6])
+    np.testing.assert_allclose(r["next_obs"][:, 0], [12, 13, 13, 13, 15, 15])   # never across an episode end
+    np.testing.assert_allclose(r["discounts"], [g ** 3, g ** 3, g ** 2, g, g ** 2, g])
+    np.testing.assert_allclose(r["dones"], [0, 0, 0, 0, 1, 1])                  # the fall stops bootstrapping
+    one = n_step_rows(t, 1, g)                                                  # n = 1: the rows unchanged
+    np.testing.assert_allclose(one["rewards"], t["rewards"])
+    np.testing.assert_allclose(one["next_obs"], t["next_obs"]) and np.testing.assert_allclose(one["discounts"], g)
+
+
+def test_online_and_demonstration_rows_carry_their_n_step_discounts_in_one_batch():
+    obs_space = spaces.Box(-100, 100, (3,), np.float32)
+    act_space = spaces.Box(-1, 1, (2,), np.float32)
+    buf = DemoMixReplayBuffer(1000, obs_space, act_space, device="cpu", demo_ratio=0.5, n_steps=3, gamma=0.9)
+    buf.set_demos({"obs": -np.ones((20, 3)), "next_obs": -np.ones((20, 3)), "actions": np.zeros((20, 2)),
+                   "rewards": np.ones(20), "dones": np.zeros(20)})
+    for i in range(50):                                        # one online episode so far, reward 0, obs = step
+        buf.add(np.full((1, 3), i), np.full((1, 3), i + 1), np.zeros((1, 2)), np.zeros(1), np.zeros(1), [{}])
+    batch = buf.sample(256)
+    first = batch.observations[:, 0].numpy()
+    disc, rew = batch.discounts[:, 0].numpy(), batch.rewards[:, 0].numpy()
+    demo, online = first < 0, first >= 0
+    assert demo.sum() == 128
+    steps = np.round(np.log(disc) / np.log(0.9)).astype(int)    # reward steps each row sums
+    np.testing.assert_allclose(rew[demo], [sum(0.9 ** k for k in range(m)) for m in steps[demo]], rtol=1e-6)
+    assert (steps[demo] == 3).mean() > 0.8                        # all but the demonstration's last two rows
+    # online: 3 steps, except where the data ends (row 49 alone, row 48 with 49); next obs m steps on
+    np.testing.assert_array_equal(steps[online], np.minimum(3, 50 - first[online]))
+    np.testing.assert_allclose(batch.next_observations[online, 0].numpy(), first[online] + steps[online])
 
 
 def test_demonstration_files_keep_rewards_and_final_observations(tmp_path):
@@ -89,6 +129,32 @@ def test_the_expert_takes_over_near_a_fall_and_hands_back_once_calm():
         _, _, _, _, info = env.step(np.zeros(8, dtype=np.float32))
         steps += 1
     assert not info["intervened"] and steps >= RELEASE_STEPS - 1
+
+
+def test_the_learner_step_that_calls_the_expert_is_flagged_and_pays_the_penalty():
+    from pidog_env.env import PiDogEnv
+    from training.interventions import ExpertIntervention
+
+    def run(penalty: float):
+        env = ExpertIntervention(PiDogEnv(EnvConfig(), randomize=False), penalty=penalty)
+        env.reset(seed=0)
+        infos, rewards = [], []
+        for _ in range(40):                                    # front legs one way, hind legs the other: it tips
+            _, r, term, _, info = env.step(np.repeat(np.array([1.0, -1.0], np.float32), 4))
+            infos.append(info)
+            rewards.append(r)
+            if term:
+                break
+        return infos, rewards
+
+    infos, rewards = run(50.0)
+    first = next(i for i, info in enumerate(infos) if info.get("takeover"))
+    assert not infos[first]["intervened"] and infos[first + 1]["intervened"]   # the expert acts from the next step
+    assert sum(bool(i.get("takeover")) for i in infos) == 1
+    infos0, rewards0 = run(0.0)                                # deterministic: the same steps without the penalty
+    assert infos0[first].get("takeover")
+    assert rewards[first] == pytest.approx(rewards0[first] - 50.0)
+    assert rewards[:first] == pytest.approx(rewards0[:first])
 
 
 def test_intervention_steps_are_stored_with_the_executed_action_among_the_demonstrations():

@@ -77,7 +77,7 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
 
 
 def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False,
-                 intervention: str = "none", kind: str = "batched"):
+                 intervention: str = "none", kind: str = "batched", intervention_penalty: float = 0.0):
     """`n_envs` copies of PiDog-v0, each behind a Monitor: in worker processes unless `subprocess` is
     False (or there is one env). `kind`: "batched" (training.vec_env.BatchedSubprocVecEnv: a few
     workers, shared-memory observations) or "subproc" (SB3's SubprocVecEnv: one process per env).
@@ -85,7 +85,8 @@ def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True
     Worker processes ignore SIGINT/SIGTERM (a Ctrl-C or `kill -- -PGID` reaches the whole process
     group): the main process stops them when it is done with them (see training.stopping).
     `for_rollouts` adds imitation's RolloutInfoWrapper (needed to record demonstrations; it keeps every
-    observation of the episode, which training does not need); `intervention` the expert's takeovers."""
+    observation of the episode, which training does not need); `intervention` the expert's takeovers, each
+    costing the learner `intervention_penalty` (expert takeovers only)."""
     from functools import partial
 
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
@@ -97,7 +98,7 @@ def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True
         wrapper = RolloutInfoWrapper
     elif intervention == "expert":           # the expert takes over near a fall (training.interventions)
         from training.interventions import ExpertIntervention
-        wrapper = ExpertIntervention
+        wrapper = partial(ExpertIntervention, penalty=intervention_penalty)
     elif intervention == "keyboard":         # a person hands control to the expert from the viewer
         from training.interventions import KeyboardIntervention
         wrapper = KeyboardIntervention

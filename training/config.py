@@ -164,9 +164,14 @@ class OffPolicyConfig:
     demo_ratio_decay_steps: int = setting(0, ge=0, help="the demonstrations' share falls linearly to 0 over this "
                                                          "many env steps (0: constant)")
     utd: int = setting(1, ge=1, le=64, help="update-to-data ratio: gradient steps per env step")
+    n_step: int = setting(3, ge=1, le=20, help="n-step returns in the critics' targets, online data and "
+                          "demonstrations alike (1: SB3's one-step targets)")
     intervention: str = setting("none", choices=("none", "expert", "keyboard"),
                                 help="expert: the trot takes over near a fall; keyboard: Enter in the viewer hands "
                                      "control to it and back; its steps join the demonstrations")
+    intervention_penalty: float | None = setting(None, ge=0, le=1_000, help="expert: subtracted from the reward "
+                                                 "of the learner's step that calls the expert (null: the env's "
+                                                 "fall penalty, as the takeover stands in for a fall)")
 
 
 @dataclass

@@ -65,8 +65,9 @@ class Demonstrations:
                               None if self.last_obs is None else self.last_obs[keep])
 
     def transitions(self) -> dict[str, np.ndarray]:
-        """(obs, next_obs, actions, rewards, dones) rows for a replay buffer: the executed actions with
-        the rewards they earned; `dones` marks falls only (a time-limit end bootstraps)."""
+        """(obs, next_obs, actions, rewards, dones, ends) rows for a replay buffer: the executed actions
+        with the rewards they earned; `dones` marks falls only (a time-limit end bootstraps), `ends` every
+        episode's last row."""
         if self.rews is None or self.last_obs is None or isinstance(self.obs, dict):
             raise PipelineError("these demonstrations carry no rewards or final observations (recorded before "
                                 "they were kept, or camera demonstrations); record them again")
@@ -78,8 +79,10 @@ class Demonstrations:
         dones = np.zeros(len(self.acts), dtype=np.float32)
         dones[ends] = self.episode_falls.astype(np.float32)
         acts = self.acts_executed if self.acts_executed is not None else self.acts
+        last = np.zeros(len(self.acts), dtype=bool)
+        last[ends] = True
         return {"obs": self.obs, "next_obs": next_obs, "actions": acts, "rewards": self.rews.astype(np.float32),
-                "dones": dones}
+                "dones": dones, "ends": last}
 
     def batches(self, batch_size: int, seed: int) -> "ShuffledBatches":
         """Re-iterable shuffled minibatches in the form `imitation`'s BC consumes."""

@@ -11,6 +11,13 @@ with Enter in MuJoCo's viewer); the demonstration-mixing replay buffer
 trained on the corrections. The thresholds sit well inside the 60 deg fall limit and outside the trot's
 own motion (over 6 randomized episodes its tilt peaked at 9.6 deg, p99 8.4; its roll/pitch rate at
 2.5 rad/s, p99 1.8).
+
+The learner's step that ends past a threshold is the one that called the expert: it carries
+`info["takeover"] = True` and its reward is lowered by `penalty` (RLIF: the takeover is the signal that
+the learner went wrong; `off_policy.intervention_penalty`, by default the env's fall penalty, since the
+takeover stands in for the fall it prevents). Without it the critic never sees what the learner's risky
+actions cost: the expert catches the dog before the fall that would have taught it. The Monitor inside
+the wrapper logs the env's own reward.
 """
 
 from __future__ import annotations
@@ -38,9 +45,16 @@ def tilt_and_rate(obs: np.ndarray, layout: dict[str, slice]) -> tuple[float, flo
     return tilt, math.hypot(float(w[0]), float(w[1]))
 
 
+def beyond_limits(obs: np.ndarray, layout: dict[str, slice]) -> bool:
+    """Whether the expert should take over in the state `obs`."""
+    tilt, rate = tilt_and_rate(obs, layout)
+    return tilt > TAKE_OVER_TILT_DEG or rate > TAKE_OVER_RATE
+
+
 class ExpertIntervention(gym.Wrapper):
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, penalty: float = 0.0) -> None:
         super().__init__(env)
+        self.penalty = float(penalty)
         base = env.unwrapped
         self.layout = base.obs_layout
         self.expert = TrotGait.for_env(base)
@@ -55,13 +69,17 @@ class ExpertIntervention(gym.Wrapper):
 
     def step(self, action):
         obs = self.last_obs
-        tilt, rate = tilt_and_rate(obs, self.layout)
-        if not self.active and (tilt > TAKE_OVER_TILT_DEG or rate > TAKE_OVER_RATE):
+        if not self.active and beyond_limits(obs, self.layout):      # e.g. a reset into a tilted pose
             self.active, self.calm = True, 0
         executed = np.asarray(self.expert(obs), dtype=np.float32) if self.active else action
         next_obs, reward, terminated, truncated, info = self.env.step(executed)
         info["intervened"] = self.active
-        if self.active:
+        if not self.active:
+            info["takeover"] = not terminated and beyond_limits(next_obs, self.layout)
+            if info["takeover"]:                  # the learner's action called the expert: it pays for it
+                self.active, self.calm = True, 0
+                reward = float(reward) - self.penalty
+        else:
             info["executed_action"] = executed
             tilt, rate = tilt_and_rate(next_obs, self.layout)
             self.calm = self.calm + 1 if tilt < RELEASE_TILT_DEG and rate < RELEASE_RATE else 0
@@ -106,16 +124,18 @@ class InterventionLog:
 
     def __init__(self, window: int = 1000) -> None:
         self.window = window
-        self.history: list[dict] = []           # {"timesteps", "intervention_rate"} per window
-        self._steps = self._hits = 0
+        self.history: list[dict] = []           # {"timesteps", "intervention_rate", "takeovers"} per window
+        self._steps = self._hits = self._takeovers = 0
 
     def record(self, infos: list[dict], timesteps: int) -> dict | None:
         self._steps += len(infos)
         self._hits += sum(bool(i.get("intervened")) for i in infos)
+        self._takeovers += sum(bool(i.get("takeover")) for i in infos)
         if self._steps >= self.window:
-            row = {"timesteps": int(timesteps), "intervention_rate": self._hits / self._steps}
+            row = {"timesteps": int(timesteps), "intervention_rate": self._hits / self._steps,
+                   "takeovers": self._takeovers}
             self.history.append(row)
-            self._steps = self._hits = 0
+            self._steps = self._hits = self._takeovers = 0
             return row
         return None
 

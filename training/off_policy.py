@@ -30,6 +30,8 @@ from training.interventions import TAKE_OVER_RATE, TAKE_OVER_TILT_DEG
 from training.policies import policy_meta
 from training.sac_prior import SACWithPrior, layer_norm_critics
 
+GAMMA = 0.99                                    # SB3's SAC/TD3 discount (the n-step targets use it too)
+
 
 def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None) -> dict[str, Any]:
     from stable_baselines3 import SAC, TD3
@@ -39,18 +41,22 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     o, algo = cfg.off_policy, cfg.rl.algo
     if bc_policy is not None and demo is None:
         raise PipelineError("the actor warm start needs the demonstrations saved beside the BC policy")
-    venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention)
+    penalty = intervention_penalty(cfg)
+    venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention,
+                        intervention_penalty=penalty)
     common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)}, tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
-                  learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000))
-    common["gradient_steps"] = o.utd
+                  learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000),
+                  gamma=GAMMA, gradient_steps=o.utd, n_steps=o.n_step)
     if o.demo_ratio > 0 or o.intervention != "none":
         if o.demo_ratio > 0 and demo is None:
             raise PipelineError("off_policy.demo_ratio needs demonstrations (from the BC stage, beside "
                                 "--pretrained-model, or --demos)")
         from training.replay import DemoMixReplayBuffer
         common["replay_buffer_class"] = DemoMixReplayBuffer
-        common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps}
+        common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps,
+                                          "n_steps": o.n_step, "gamma": GAMMA}
+        common["n_steps"] = 1                   # the buffer computes them (SB3 only sets up its own buffer)
     if algo == "sac" and bc_policy is not None:
         # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
         common["ent_coef"] = f"auto_{o.ent_coef_init}"
@@ -70,7 +76,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         interventions = InterventionCallback(exp, window=max(100, min(1_000, cfg.rl.total_timesteps // 20)))
         callbacks.append(interventions)
         log(f"{algo.upper()}: expert interventions on (the trot takes over past {TAKE_OVER_TILT_DEG:.0f} deg of tilt "
-            f"or {TAKE_OVER_RATE:.0f} rad/s; its steps join the demonstrations)" if o.intervention == "expert" else
+            f"or {TAKE_OVER_RATE:.0f} rad/s, costing the learner {penalty:g}; its steps join the demonstrations)"
+            if o.intervention == "expert" else
             f"{algo.upper()}: keyboard interventions on: Enter in the viewer hands control to the trot and back")
     if o.demo_ratio > 0:
         model.replay_buffer.set_demos(demo.transitions())
@@ -118,7 +125,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     drawn = getattr(model.replay_buffer, "drawn", None)
     from training.pipeline import selected_summary
     result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
-              "utd": o.utd, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
+              "utd": o.utd, "n_step": o.n_step, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
               "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
               "selected": selected_summary(cfg, exp, evaluator.selected)}
     if interventions is not None:
@@ -128,6 +135,12 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         log(f"{algo.upper()}: intervention rate {result['intervention_rate_first20']} in the first 20 % of training, "
             f"{result['intervention_rate_last20']} in the last 20 % (final figures above are without interventions)")
     return result
+
+
+def intervention_penalty(cfg: PipelineConfig) -> float:
+    """What a takeover costs the learner: `off_policy.intervention_penalty`, else the env's fall penalty."""
+    p = cfg.off_policy.intervention_penalty
+    return float(p) if p is not None else abs(float(cfg.env.reward.scales["fall"]))
 
 
 def actor_entropy(actor, obs: np.ndarray, samples: int = 4_096) -> float:
@@ -167,6 +180,7 @@ def InterventionCallback(exp: Experiment, window: int = 1_000):  # noqa: N802 (a
             row = self.log.record(self.locals["infos"], self.num_timesteps)
             if row is not None:
                 self.logger.record("rollout/intervention_rate", row["intervention_rate"])
+                self.logger.record("rollout/takeovers", row["takeovers"])
                 (exp / "interventions.json").write_text(json.dumps(self.log.history))
             return True
 

@@ -4,23 +4,30 @@ Each gradient step draws `demo_ratio` of its batch from the demonstrations and t
 online data, from the very first update; with `decay_steps` > 0 the demonstrations' share falls
 linearly to zero over that many online transitions (WSRL-style: the offline data leads, then lets go).
 Until the online part holds a transition, the whole batch comes from the demonstrations.
+
+With `n_steps` > 1 both parts give n-step targets: the online part through SB3's `NStepReplayBuffer`,
+the demonstrations precomputed once per row (`n_step_rows`): the discounted sum of the next n rewards
+within the episode, the observation and fall flag n steps on, and the discount gamma^k left for the
+critic's bootstrap (k < n where the episode ends first). Expert takeovers join the demonstrations as
+one-step rows (they arrive one at a time; the online part holds them with n-step targets too).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 
-# ReplayBufferSamples' tensors (its optional n-step `discounts` stays None: one-step returns)
-FIELDS = ("observations", "actions", "next_observations", "dones", "rewards")
+# ReplayBufferSamples' tensors (`discounts`: gamma^k, the bootstrap's discount after k reward steps)
+FIELDS = ("observations", "actions", "next_observations", "dones", "rewards", "discounts")
 
 
-class DemoMixReplayBuffer(ReplayBuffer):
-    def __init__(self, *args, demo_ratio: float = 0.5, decay_steps: int = 0, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+class DemoMixReplayBuffer(NStepReplayBuffer):
+    def __init__(self, *args, demo_ratio: float = 0.5, decay_steps: int = 0, n_steps: int = 1, gamma: float = 0.99,
+                 **kwargs) -> None:
+        super().__init__(*args, n_steps=n_steps, gamma=gamma, **kwargs)
         if not 0.0 <= demo_ratio <= 1.0:
             raise ValueError(f"demo_ratio must be in [0, 1], got {demo_ratio}")
         self.demo_ratio, self.decay_steps = demo_ratio, decay_steps
@@ -31,10 +38,11 @@ class DemoMixReplayBuffer(ReplayBuffer):
         self.intervention_rows = 0
 
     def set_demos(self, transitions: dict[str, np.ndarray]) -> None:
-        """(obs, next_obs, actions, rewards, dones) rows, e.g. `Demonstrations.transitions()`."""
+        """(obs, next_obs, actions, rewards, dones[, ends]) rows, e.g. `Demonstrations.transitions()`;
+        `ends` marks each episode's last row (needed for n-step rows; without it, only falls end one)."""
         if len(transitions["obs"]) == 0:
             raise ValueError("no demonstration transitions")
-        self.demos = _tensors(transitions)
+        self.demos = _tensors(n_step_rows(transitions, self.n_steps, self.gamma))
 
     def add(self, obs, next_obs, action, reward, done, infos) -> None:
         """Online transitions; steps the expert took over (`info["intervened"]`, training.interventions)
@@ -53,7 +61,8 @@ class DemoMixReplayBuffer(ReplayBuffer):
             return
         rows = {"obs": [r[0] for r in self.interventions], "next_obs": [r[1] for r in self.interventions],
                 "actions": [r[2] for r in self.interventions], "rewards": [r[3] for r in self.interventions],
-                "dones": [r[4] for r in self.interventions]}
+                "dones": [r[4] for r in self.interventions],
+                "discounts": [self.gamma] * len(self.interventions)}
         new = _tensors({k: np.asarray(v) for k, v in rows.items()})
         self.demos = new if self.demos is None else {k: torch.cat([self.demos[k], new[k]]) for k in new}
         self.intervention_rows += len(self.interventions)
@@ -86,10 +95,33 @@ class DemoMixReplayBuffer(ReplayBuffer):
         return ReplayBufferSamples(*(torch.cat([getattr(p, k) for p in parts]) for k in FIELDS))
 
 
+def n_step_rows(t: dict[str, np.ndarray], n: int, gamma: float) -> dict[str, np.ndarray]:
+    """One-step transition rows in episode order -> n-step rows: for row i, the rewards of rows i..i+k-1
+    discounted (k = n, or fewer where the episode ends first, by a fall or by its time limit), the
+    next observation and fall flag of row i+k-1, and the bootstrap discount gamma^k."""
+    rewards, dones = np.asarray(t["rewards"], np.float64), np.asarray(t["dones"], bool)
+    ends = np.asarray(t.get("ends", dones), bool) | dones
+    rows = len(rewards)
+    last = np.arange(rows)                      # the row where each n-step window stops
+    total = rewards.copy()
+    open_ = ~ends                               # windows that may still grow
+    for k in range(1, n):
+        nxt = last + 1
+        grow = open_ & (nxt < rows)
+        total[grow] += gamma ** k * rewards[nxt[grow]]
+        last[grow] = nxt[grow]
+        open_ = grow & ~ends[np.minimum(nxt, rows - 1)]
+    steps = last - np.arange(rows) + 1
+    return {"obs": t["obs"], "actions": t["actions"], "next_obs": np.asarray(t["next_obs"])[last],
+            "rewards": total.astype(np.float32), "dones": dones[last].astype(np.float32),
+            "discounts": (gamma ** steps).astype(np.float32)}
+
+
 def _tensors(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     n = len(rows["obs"])
     return {"observations": torch.as_tensor(rows["obs"], dtype=torch.float32).reshape(n, -1),
             "next_observations": torch.as_tensor(rows["next_obs"], dtype=torch.float32).reshape(n, -1),
             "actions": torch.as_tensor(rows["actions"], dtype=torch.float32).reshape(n, -1),
             "rewards": torch.as_tensor(rows["rewards"], dtype=torch.float32).reshape(n, 1),
-            "dones": torch.as_tensor(rows["dones"], dtype=torch.float32).reshape(n, 1)}
+            "dones": torch.as_tensor(rows["dones"], dtype=torch.float32).reshape(n, 1),
+            "discounts": torch.as_tensor(rows["discounts"], dtype=torch.float32).reshape(n, 1)}
