@@ -191,7 +191,10 @@ RL_ONLY = [alias("--algo", "rl.algo"), alias("--timesteps", "rl.total_timesteps"
            alias("--critic-warmup-steps", "off_policy.critic_warmup_steps"), alias("--n-envs", "rl.n_envs"),
            alias("--vec-env", "rl.vec_env"), alias("--demo-ratio", "off_policy.demo_ratio"),
            alias("--demo-ratio-decay-steps", "off_policy.demo_ratio_decay_steps"), alias("--utd", "off_policy.utd"),
-           alias("--intervention", "off_policy.intervention")]
+           alias("--intervention", "off_policy.intervention"),
+           alias("--intervention-penalty", "off_policy.intervention_penalty"), alias("--n-step", "off_policy.n_step"),
+           alias("--bc-coef", "ppo.bc_coef", "off_policy.bc_coef"),
+           alias("--bc-decay-steps", "ppo.bc_decay_steps", "off_policy.bc_decay_steps")]
 
 PIPELINES: dict[str, tuple[str, list[tuple[str, Any]], list[tuple[str, list[Alias]]]]] = {
     "train": ("demonstrations -> BC (or GAIL) -> RL, in one command",
