@@ -81,3 +81,17 @@ def test_readme_command_task_figures_match_the_config():
     assert f"sigma {r.tracking_sigma_vx:g} (m/s)^2 and {r.tracking_sigma_wz:g} (rad/s)^2" in section
     assert f"(x {CMD_VX_SCALE:g} and x {CMD_WZ_SCALE:g})" in section
     assert f"/ {r.tracking_sigma_vx:g})" in DOC and f"/ {r.tracking_sigma_wz:g})" in DOC
+
+
+def test_readme_off_policy_defaults_match_the_config():
+    from training.config import OffPolicyConfig
+    from training.interventions import RELEASE_STEPS, TAKE_OVER_RATE, TAKE_OVER_TILT_DEG
+    o, fall = OffPolicyConfig(), -EnvConfig().reward.scales["fall"]
+    section = README[README.index("### Off-policy fine-tuning: SAC/TD3"):README.index("### Scaling out")]
+    assert f"`off_policy.bc_coef` ({o.bc_coef:g})" in section
+    assert f"`off_policy.bc_decay_steps` ({o.bc_decay_steps // 1000}k)" in section
+    assert f"`off_policy.learning_rate` is {o.learning_rate:.0e}".replace("e-03", "e-3") in section
+    assert f"from {o.n_step}-step returns" in section and o.intervention_penalty is None
+    assert f"the env's fall penalty, {fall:g})" in section
+    assert f"tilt passes {TAKE_OVER_TILT_DEG:g} deg or the roll/pitch rate\n{TAKE_OVER_RATE:g} rad/s" in section
+    assert f"until {RELEASE_STEPS * EnvConfig().ctrl_dt:g} s of calm" in section
