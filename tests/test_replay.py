@@ -74,7 +74,8 @@ def test_demonstration_rows_become_n_step_rows_that_stop_at_each_episode_end():
     np.testing.assert_allclose(r["dones"], [0, 0, 0, 0, 1, 1])                  # the fall stops bootstrapping
     one = n_step_rows(t, 1, g)                                                  # n = 1: the rows unchanged
     np.testing.assert_allclose(one["rewards"], t["rewards"])
-    np.testing.assert_allclose(one["next_obs"], t["next_obs"]) and np.testing.assert_allclose(one["discounts"], g)
+    np.testing.assert_allclose(one["next_obs"], t["next_obs"])
+    np.testing.assert_allclose(one["discounts"], g)
 
 
 def test_online_and_demonstration_rows_carry_their_n_step_discounts_in_one_batch():

@@ -42,13 +42,15 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     if bc_policy is not None and demo is None:
         raise PipelineError("the actor warm start needs the demonstrations saved beside the BC policy")
     penalty = intervention_penalty(cfg)
+    mixed = o.demo_ratio > 0 or o.intervention != "none"      # demonstrations or takeovers in the batches
     venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention,
                         intervention_penalty=penalty)
     common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)}, tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
                   learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000),
-                  gamma=GAMMA, gradient_steps=o.utd, n_steps=o.n_step)
-    if o.demo_ratio > 0 or o.intervention != "none":
+                  gamma=GAMMA, gradient_steps=o.utd,
+                  n_steps=1 if mixed else o.n_step)   # a mixing buffer computes them (SB3 only sets up its own)
+    if mixed:
         if o.demo_ratio > 0 and demo is None:
             raise PipelineError("off_policy.demo_ratio needs demonstrations (from the BC stage, beside "
                                 "--pretrained-model, or --demos)")
@@ -56,7 +58,6 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         common["replay_buffer_class"] = DemoMixReplayBuffer
         common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps,
                                           "n_steps": o.n_step, "gamma": GAMMA}
-        common["n_steps"] = 1                   # the buffer computes them (SB3 only sets up its own buffer)
     if algo == "sac" and bc_policy is not None:
         # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
         common["ent_coef"] = f"auto_{o.ent_coef_init}"
