@@ -176,7 +176,8 @@ def main() -> None:
         "finetuned_fall_rate": mean_of(finals, "fall_rate", 3),
         "finetuned_vs_trot_speed": None if not finals else
             round(float(np.mean([f["mean_forward_speed"] for f in finals])) / trot_speed, 3),
-        "finetuned_is": "best_model.zip (fastest evaluation with <= rl.select_max_fall_rate falls), else final_model.zip",
+        "finetuned_is": "best_model.zip (fastest evaluation with <= rl.select_max_fall_rate falls, confirmed on "
+                        "rl.confirm_episodes more), else final_model.zip",
         "train_fall_rate_first_50k": None if not finals else
             round(float(np.mean([results[name]["ppo"]["train_fall_rate_first_50k"] or 0.0
                                  for name, _, kind in jobs if kind == "bc_init"])), 3),

@@ -95,3 +95,14 @@ def test_readme_off_policy_defaults_match_the_config():
     assert f"the env's fall penalty, {fall:g})" in section
     assert f"tilt passes {TAKE_OVER_TILT_DEG:g} deg or the roll/pitch rate\n{TAKE_OVER_RATE:g} rad/s" in section
     assert f"until {RELEASE_STEPS * EnvConfig().ctrl_dt:g} s of calm" in section
+
+
+def test_readme_selection_defaults_match_the_config():
+    from training.config import RLConfig
+    r = RLConfig()
+    text = " ".join(README.split())                       # the README wraps lines anywhere
+    assert f"`rl.select_max_fall_rate` ({r.select_max_fall_rate:.0%})".replace("%", " %") in text
+    assert f"(`rl.eval_episodes`, {r.eval_episodes};" in text
+    assert f"`rl.confirm_episodes` ({r.confirm_episodes}) more seeded episodes" in text
+    assert f"pooled over all {r.eval_episodes + r.confirm_episodes} decide" in text
+    assert f"`rl.final_eval_episodes` ({r.final_eval_episodes}) episodes" in text

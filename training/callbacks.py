@@ -13,7 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from pidog_env.evaluation import TRACKING_KEYS, tracking_text
 from training.experiment import Experiment
-from training.selection import select
+from training.selection import figures, pooled, select
 
 EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "heading_change_deg")
 
@@ -79,16 +79,33 @@ class EvalCallback(BaseCallback):
     Writes `evaluations.json` (a history that survives --resume) and saves `best_model.zip` whenever the
     new evaluation becomes the selection (`training.selection`: the fastest evaluated model whose fall
     rate is at most `max_fall_rate`). `evaluate` maps a policy to a summary dict with mean_return,
-    mean_forward_speed and fall_rate.
+    mean_forward_speed and fall_rate. With `confirm` (the same on more, disjoint episodes), an evaluation
+    that would become the selection is confirmed first: its pooled figures decide.
     """
 
     def __init__(self, evaluate: Callable[[Any], dict[str, float]], eval_freq: int, exp: Experiment,
-                 meta: dict[str, Any], history: list[dict] | None = None, max_fall_rate: float = 0.02) -> None:
+                 meta: dict[str, Any], history: list[dict] | None = None, max_fall_rate: float = 0.02,
+                 confirm: Callable[[Any], dict[str, float]] | None = None) -> None:
         super().__init__()
         self.evaluate, self.eval_freq, self.exp, self.meta = evaluate, eval_freq, exp, meta
+        self.confirm = confirm
         self.max_fall_rate = max_fall_rate
         self.history = history or []
         self._last = self.history[-1]["timesteps"] if self.history else -np.inf
+
+    @classmethod
+    def for_config(cls, cfg: Any, exp: Experiment, meta: dict[str, Any], history: list[dict] | None = None
+                   ) -> "EvalCallback":
+        """The run's evaluator: `rl.eval_episodes` seeded randomized episodes every `rl.eval_freq` steps, and
+        `rl.confirm_episodes` more (the seeds after them) to confirm a new selection."""
+        from training.evaluate import EVAL_SEED_BASE, evaluate_policy
+        r = cfg.rl
+        confirm = (lambda pol: evaluate_policy(pol, cfg.env, r.confirm_episodes, EVAL_SEED_BASE + r.eval_episodes,
+                                               randomize=True)) if r.confirm_episodes else None
+        evaluator = cls(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True), r.eval_freq,
+                        exp, meta, history, r.select_max_fall_rate, confirm)
+        evaluator.verbose = 1
+        return evaluator
 
     @property
     def selected(self) -> dict | None:
@@ -114,18 +131,28 @@ class EvalCallback(BaseCallback):
             if key in summary:
                 self.logger.record(f"eval/{key}", summary[key])
         chosen = select(self.history, self.max_fall_rate)
+        confirmed = ""
+        if chosen == len(self.history) - 1 and self.confirm is not None:
+            more = self.confirm(self.model.policy)
+            more.pop("per_episode", None)
+            both = summary["confirmation"] = pooled(summary, more)
+            chosen = select(self.history, self.max_fall_rate)
+            self.logger.record("eval/confirmed_fall_rate", both["fall_rate"])
+            confirmed = (f"; confirmed on {both['episodes']} episodes: speed {both['mean_forward_speed']:.3f} m/s  "
+                         f"falls {both['fall_rate']:.0%}{tracking_text(both)}"
+                         f"{'' if chosen == len(self.history) - 1 else ' (not selected)'}")
         if chosen == len(self.history) - 1:
             self.exp.save_model(self.model, self.exp / Experiment.BEST_MODEL,
                                 {**self.meta, "selected_at_timesteps": int(self.num_timesteps)})
         if chosen is not None:
-            self.logger.record("eval/selected_speed", self.history[chosen]["mean_forward_speed"])
+            self.logger.record("eval/selected_speed", figures(self.history[chosen])["mean_forward_speed"])
         self.logger.dump(self.num_timesteps)
         (self.exp / Experiment.EVALUATIONS).write_text(json.dumps(self.history, indent=1))
         if self.verbose:
             mark = "  -> best_model.zip" if chosen == len(self.history) - 1 else ""
             print(f"eval @ {self.num_timesteps}: return {summary['mean_return']:.1f}  "
                   f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}"
-                  f"{tracking_text(summary)}{mark}")
+                  f"{tracking_text(summary)}{confirmed}{mark}")
 
 
 class CurriculumCallback(BaseCallback):

@@ -22,6 +22,7 @@ __all__ = ["BCConfig", "ConfigError", "DemoConfig", "GAILConfig", "OffPolicyConf
            "PolicyConfig", "PPOConfig", "RLConfig", "validate"]
 
 MAX_ROLLOUT = 2_000_000                 # PPO rollout buffer rows (n_steps x n_envs) held in memory
+SELECTION_SEEDS = 10_000               # seeds for evaluations and confirmations before the final evaluation's
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -96,6 +97,9 @@ class RLConfig:
                                        "(seeds disjoint from the evaluations that select best_model.zip)")
     select_max_fall_rate: float = setting(0.02, ge=0, le=1, help="best_model.zip: the fastest (command task: "
                                           "best tracking) evaluated model whose evaluation fall rate is at most this")
+    confirm_episodes: int = setting(70, ge=0, le=9_000, help="an evaluation that would become best_model.zip is "
+                                    "first run on this many more seeded episodes, and the pooled figures decide "
+                                    "(0: the evaluation's own; training.selection)")
     curriculum: bool = setting(False, help="widen the training randomization as evaluations stay safe "
                                "(pidog_env.curriculum; evaluations use the configured ranges)")
     curriculum_start: float = setting(0.5, ge=0, le=3, help="rl.curriculum: first level (1 = the configured ranges)")
@@ -226,6 +230,9 @@ class PipelineConfig:
                               f"{self.rl.curriculum_start}")
         if self.rl.curriculum and (self.rl.algo != "ppo" or not self.env.randomization.enabled):
             raise ConfigError("rl.curriculum needs rl.algo ppo and env.randomization.enabled")
+        if self.rl.eval_episodes + self.rl.confirm_episodes > SELECTION_SEEDS:
+            raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
+                              f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
             raise ConfigError("GAIL trains its own PPO generator; combine it with rl.algo ppo")
 

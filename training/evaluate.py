@@ -16,9 +16,10 @@ import numpy as np
 from pidog_env.config import EnvConfig
 from pidog_env.evaluation import run_episode, run_episodes_batched, summarize
 from training.common import make_env, with_randomization
+from training.config import SELECTION_SEEDS
 
 EVAL_SEED_BASE = 10_000   # the periodic evaluations (and best_model.zip's selection) use seeds from here
-FINAL_EVAL_SEED_BASE = 20_000   # the final figures: episodes the selection never saw
+FINAL_EVAL_SEED_BASE = EVAL_SEED_BASE + SELECTION_SEEDS   # 20,000: the final figures, episodes the selection never saw
 EVAL_BATCH = 32          # episodes stepped in lockstep by evaluate_policy (one network call per step)
 
 

@@ -101,9 +101,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
-    evaluator = EvalCallback(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True),
-                             r.eval_freq, exp, meta, None, r.select_max_fall_rate)
-    evaluator.verbose = 1
+    evaluator = EvalCallback.for_config(cfg, exp, meta)
     callbacks.append(evaluator)
     dashboard = Dashboard(exp, r.eval_freq, lambda: evaluator.history,
                           lambda: interventions.log.history if interventions is not None else None, algo.upper())

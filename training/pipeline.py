@@ -26,6 +26,7 @@ from training.experiment import Experiment, checkpoint_steps, latest_checkpoint
 from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
 from training.policies import (load_policy, load_policy_file, policy_class, policy_kwargs, policy_meta,
                                rebuild_policy, save_policy)
+from training.selection import figures
 from training.visualization import LiveViewer
 
 
@@ -269,9 +270,7 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
     def earlier(name: str) -> list[dict]:     # what the stopped run had recorded up to its checkpoint
         return [h for h in exp.read_json(name, []) if h["timesteps"] <= start] if cfg.resume else []
 
-    evaluator = EvalCallback(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True),
-                             r.eval_freq, exp, meta, earlier(Experiment.EVALUATIONS), r.select_max_fall_rate)
-    evaluator.verbose = 1
+    evaluator = EvalCallback.for_config(cfg, exp, meta, earlier(Experiment.EVALUATIONS))
     checkpoints = CheckpointCallback(r.checkpoint_freq, exp, meta)
     curriculum = CurriculumCallback(cfg.env.randomization, lambda: evaluator.history, r.curriculum_start,
                                     r.curriculum_step, r.curriculum_max, r.curriculum_max_fall_rate)
@@ -326,8 +325,9 @@ def selected_summary(cfg: PipelineConfig, exp: Experiment, chosen: dict | None) 
     from training.policies import load_policy
     policy, _ = load_policy(exp / Experiment.BEST_MODEL)
     ev = evaluate_policy(policy, cfg.env, r.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
-    log(f"selected: {exp / Experiment.BEST_MODEL} (evaluated at {chosen['timesteps']:,} steps: "
-        f"{chosen['mean_forward_speed']:.3f} m/s, {chosen['fall_rate']:.0%} falls); on the final episodes: "
+    seen = figures(chosen)
+    log(f"selected: {exp / Experiment.BEST_MODEL} (evaluated at {chosen['timesteps']:,} steps on {seen['episodes']} "
+        f"episodes: {seen['mean_forward_speed']:.3f} m/s, {seen['fall_rate']:.0%} falls); on the final episodes: "
         f"{figures(ev)}; export it with: pidog export --model {exp / Experiment.BEST_MODEL}")
     return {"model": str(exp / Experiment.BEST_MODEL), "timesteps": chosen["timesteps"], "eval": chosen,
             "max_fall_rate": r.select_max_fall_rate, "final_eval": {k: v for k, v in ev.items() if k != "per_episode"}}

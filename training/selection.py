@@ -5,6 +5,12 @@ as `best_model.zip`, the evaluated model with the highest `score` among those wh
 most `rl.select_max_fall_rate` (2 % by default) on the run's fixed, seeded evaluation episodes: the
 mean forward speed in the forward task, the command-tracking score in the command task. When no
 evaluation qualifies, there is no selection and `final_model.zip` is all there is.
+
+Confirmation (`rl.confirm_episodes`): the fastest of 40 evaluations that happened to see no fall in 30
+episodes is often a lucky one (a model that falls 5 % of the time passes 30 episodes without a fall one
+time in five). So an evaluation that would become the selection is first run on that many more seeded
+episodes; its entry gets a `confirmation` (the figures pooled over all its episodes), and from then on
+the pooled figures decide whether it qualifies and how it ranks.
 """
 
 from __future__ import annotations
@@ -26,13 +32,31 @@ def score(h: dict[str, Any]) -> float:
     return -tracking_error(h) if "mean_vx_error" in h else h["mean_forward_speed"]
 
 
+def figures(h: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's figures for the selection: pooled over its confirmation episodes when it has them."""
+    return h.get("confirmation") or h
+
+
 def select(history: list[dict[str, Any]], max_fall_rate: float) -> int | None:
-    """Index of the selected evaluation in `history` (the earliest of equals), or None."""
+    """Index of the selected evaluation in `history` (the earliest of equals), or None. An evaluation
+    qualifies when its own fall rate and, once confirmed, its pooled fall rate are within the limit."""
     best: int | None = None
     for i, h in enumerate(history):
-        if h["fall_rate"] <= max_fall_rate + 1e-12 and (best is None or score(h) > score(history[best])):
+        if (h["fall_rate"] <= max_fall_rate + 1e-12 and figures(h)["fall_rate"] <= max_fall_rate + 1e-12
+                and (best is None or score(figures(h)) > score(figures(history[best])))):
             best = i
     return best
+
+
+def pooled(first: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Two evaluation summaries of the same model over disjoint episodes as one: every mean (and the fall
+    rate) weighted by its episode count."""
+    n1, n2 = first["episodes"], more["episodes"]
+    out = {"episodes": n1 + n2}
+    for key, value in first.items():
+        if key not in ("episodes", "timesteps") and key in more and isinstance(value, (int, float)):
+            out[key] = (value * n1 + more[key] * n2) / (n1 + n2)
+    return out
 
 
 # ---------------------------------------------------------------- the figures a finished run reports
