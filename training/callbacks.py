@@ -13,7 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from pidog_env.evaluation import TRACKING_KEYS, tracking_text
 from training.experiment import Experiment
-from training.selection import figures, pooled, select
+from training.selection import pooled, select, selection_figures
 
 EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "heading_change_deg")
 
@@ -145,7 +145,7 @@ class EvalCallback(BaseCallback):
             self.exp.save_model(self.model, self.exp / Experiment.BEST_MODEL,
                                 {**self.meta, "selected_at_timesteps": int(self.num_timesteps)})
         if chosen is not None:
-            self.logger.record("eval/selected_speed", figures(self.history[chosen])["mean_forward_speed"])
+            self.logger.record("eval/selected_speed", selection_figures(self.history[chosen])["mean_forward_speed"])
         self.logger.dump(self.num_timesteps)
         (self.exp / Experiment.EVALUATIONS).write_text(json.dumps(self.history, indent=1))
         if self.verbose:

@@ -26,7 +26,7 @@ from training.experiment import Experiment, checkpoint_steps, latest_checkpoint
 from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
 from training.policies import (load_policy, load_policy_file, policy_class, policy_kwargs, policy_meta,
                                rebuild_policy, save_policy)
-from training.selection import figures
+from training.selection import selection_figures
 from training.visualization import LiveViewer
 
 
@@ -325,7 +325,7 @@ def selected_summary(cfg: PipelineConfig, exp: Experiment, chosen: dict | None) 
     from training.policies import load_policy
     policy, _ = load_policy(exp / Experiment.BEST_MODEL)
     ev = evaluate_policy(policy, cfg.env, r.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
-    seen = figures(chosen)
+    seen = selection_figures(chosen)
     log(f"selected: {exp / Experiment.BEST_MODEL} (evaluated at {chosen['timesteps']:,} steps on {seen['episodes']} "
         f"episodes: {seen['mean_forward_speed']:.3f} m/s, {seen['fall_rate']:.0%} falls); on the final episodes: "
         f"{figures(ev)}; export it with: pidog export --model {exp / Experiment.BEST_MODEL}")

@@ -32,7 +32,7 @@ def score(h: dict[str, Any]) -> float:
     return -tracking_error(h) if "mean_vx_error" in h else h["mean_forward_speed"]
 
 
-def figures(h: dict[str, Any]) -> dict[str, Any]:
+def selection_figures(h: dict[str, Any]) -> dict[str, Any]:
     """An evaluation's figures for the selection: pooled over its confirmation episodes when it has them."""
     return h.get("confirmation") or h
 
@@ -42,8 +42,9 @@ def select(history: list[dict[str, Any]], max_fall_rate: float) -> int | None:
     qualifies when its own fall rate and, once confirmed, its pooled fall rate are within the limit."""
     best: int | None = None
     for i, h in enumerate(history):
-        if (h["fall_rate"] <= max_fall_rate + 1e-12 and figures(h)["fall_rate"] <= max_fall_rate + 1e-12
-                and (best is None or score(figures(h)) > score(figures(history[best])))):
+        seen = selection_figures(h)
+        if (h["fall_rate"] <= max_fall_rate + 1e-12 and seen["fall_rate"] <= max_fall_rate + 1e-12
+                and (best is None or score(seen) > score(selection_figures(history[best])))):
             best = i
     return best
 
