@@ -22,7 +22,7 @@ def run(script, *args):
 @pytest.mark.slow
 def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     few = ["--set", "bc.eval_episodes=2", "--set", "rl.final_eval_episodes=2", "--set", "env.episode_seconds=2",
-           "--set", "rl.eval_episodes=2"]
+           "--set", "rl.eval_episodes=2", "--set", "rl.confirm_episodes=2"]
     run("training/train_imitation.py", "--n-demo-episodes", "2", "--epochs", "5", "--output-dir", tmp_path,
         "--experiment-name", "bc", *few)
     bc = tmp_path / "bc"

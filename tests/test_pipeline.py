@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n-demo-episodes", "2", "--total-bc-epochs", "3", "--n-envs", "2", "--eval-episodes", "1",
         "--final-eval-episodes", "1", "--bc-eval-episodes", "1", "--value-warmup-steps", "1024",
-        "--actor-ramp-steps", "1024", "--bc-decay-steps", "4096", "--visualize-freq", "0", "--no-live"]
+        "--actor-ramp-steps", "1024", "--bc-decay-steps", "4096", "--visualize-freq", "0", "--no-live",
+        "--set", "rl.confirm_episodes=2"]
 
 
 def cli(*args, timeout=600, check=None):
@@ -46,6 +47,8 @@ def test_one_shot_pipeline_writes_every_artifact(tmp_path):
     assert summary["ppo"]["selected"]["model"] == str(exp / "best_model.zip")      # the model to export ...
     assert summary["ppo"]["last"]["model"] == str(exp / "final_model.zip")         # ... beside the last one
     assert {"mean_forward_speed", "fall_rate"} <= set(summary["ppo"]["selected"]["final_eval"])
+    confirmed = summary["ppo"]["selected"]["eval"]["confirmation"]       # the tiny preset: 1 + 2 episodes
+    assert confirmed["episodes"] == 3 and 0 <= confirmed["fall_rate"] <= 1
     assert {"mean_forward_speed", "fall_rate", "train_seconds"} <= set(summary["bc"])
     config = json.loads((exp / "config.json").read_text())
     assert config["config"]["rl"]["total_timesteps"] == 2048 and "torch" in config["versions"]

@@ -20,7 +20,7 @@ from training.visualization import record_episode, save_dashboard, write_mp4
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(ROOT / "train_pretrain_finetune.py"), "--skip-bc", "--total-rl-timesteps", "2048",
          "--n-envs", "2", "--visualize-freq", "1024", "--eval-freq", "1024", "--eval-episodes", "1",
-         "--final-eval-episodes", "1", "--checkpoint-freq", "100000"]
+         "--final-eval-episodes", "1", "--checkpoint-freq", "100000", "--set", "rl.confirm_episodes=1"]
 
 
 def trot():
