@@ -91,3 +91,25 @@ def test_from_bc_the_target_entropy_is_the_warm_started_actors_own():
     gaussian = 0.5 * np.log(2 * np.pi * np.e) - 2.5               # tanh changes it by ~E[u^2] = 0.007 here
     assert actor_entropy(m.actor, obs) == pytest.approx(gaussian, abs=0.05)
     assert actor_entropy(m.actor, obs) < -1.0                      # far below SB3's default target (-1 here)
+
+
+def test_the_centred_entropy_term_is_zero_at_the_target_entropy_and_shifts_every_step_by_the_same_amount():
+    from training.sac_prior import entropy_term
+    alpha, target = torch.tensor(0.15), -9.5
+    log_prob = torch.tensor([[9.5], [12.0], [7.0]])             # near-deterministic actor: log pi > 0
+    plain, centred = entropy_term(alpha, log_prob, target, False), entropy_term(alpha, log_prob, target, True)
+    torch.testing.assert_close(plain, 0.15 * log_prob)         # SB3's: a per-step cost of ~1.4 here
+    torch.testing.assert_close(centred, torch.tensor([[0.0], [0.375], [-0.375]]))
+    torch.testing.assert_close(plain - centred, torch.full((3, 1), 0.15 * 9.5))
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_the_critic_update_uses_the_configured_entropy_term(monkeypatch, centred):
+    import training.sac_prior as sac_prior
+    seen = []
+    real = sac_prior.entropy_term
+    monkeypatch.setattr(sac_prior, "entropy_term", lambda *a: seen.append(a[3]) or real(*a))
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, learning_starts=50,
+                     batch_size=16, seed=0, device="cpu", center_entropy=centred, policy_kwargs={"net_arch": [16]})
+    m.learn(52)
+    assert seen and set(seen) == {centred}

@@ -163,6 +163,9 @@ class OffPolicyConfig:
     bc_decay_steps: int = setting(50_000, ge=1, help="... falling linearly to 0 over this many env steps after the "
                                   "critic warm-up")
     critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
+    center_entropy: bool = setting(False, help="from BC (SAC): the critics' entropy term counted from the target "
+                                   "entropy, so a near-deterministic actor's log-probabilities do not make every "
+                                   "step cost and a fall look cheap (training.sac_prior)")
     td3_action_noise: float = setting(0.05, ge=0, le=1, help="TD3 Gaussian exploration noise std")
     demo_ratio: float = setting(0.0, ge=0, le=1, help="share of every batch drawn from the demonstrations "
                                                          "(RLPD: 0.5; 0 = online data only)")

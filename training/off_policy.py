@@ -63,7 +63,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         common["ent_coef"] = f"auto_{o.ent_coef_init}"
         model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
-                             release_step=o.critic_warmup_steps, **common)
+                             release_step=o.critic_warmup_steps, center_entropy=o.center_entropy, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -93,7 +93,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         if algo == "sac":
             model.target_entropy = actor_entropy(model.actor, demo.obs)
             log(f"SAC: target entropy {model.target_entropy:.2f} (the warm-started actor's; SB3's default "
-                f"{-venv.action_space.shape[0]})")
+                f"{-venv.action_space.shape[0]})" + ("; the critics count the entropy term from it"
+                                                     if o.center_entropy else ""))
         callbacks.append(FreezeActor(o.critic_warmup_steps))
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
