@@ -92,6 +92,7 @@ def test_readme_off_policy_defaults_match_the_config():
     assert f"`off_policy.bc_decay_steps` ({o.bc_decay_steps // 1000}k)" in section
     assert f"`off_policy.learning_rate` is {o.learning_rate:.0e}".replace("e-03", "e-3") in section
     assert f"from {o.n_step}-step returns" in section and o.intervention_penalty is None
+    assert not o.center_entropy and "`--set off_policy.center_entropy=true` (off by default)" in section
     assert f"the env's fall penalty, {fall:g})" in section
     assert f"tilt passes {TAKE_OVER_TILT_DEG:g} deg or the roll/pitch rate\n{TAKE_OVER_RATE:g} rad/s" in section
     assert f"until {RELEASE_STEPS * EnvConfig().ctrl_dt:g} s of calm" in section
