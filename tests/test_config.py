@@ -57,6 +57,18 @@ def test_bad_values_are_one_line_config_errors(key, text, message):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("settings", [{"rl.algo": "td3"}, {"rl.algo": "ppo"},
+                                      {"rl.algo": "sac", "skip_bc": "true"}])
+def test_the_centred_entropy_term_is_refused_where_no_sac_from_bc_would_use_it(settings):
+    cfg = config_tree.apply_text(PipelineConfig(), "off_policy.center_entropy", "true")
+    for key, text in settings.items():
+        cfg = config_tree.apply_text(cfg, key, text)
+    with pytest.raises(ConfigError, match="off_policy.center_entropy applies to SAC from a BC policy"):
+        config_tree.validate(cfg)
+    cfg = config_tree.apply_text(config_tree.apply_text(cfg, "rl.algo", "sac"), "skip_bc", "true")
+    config_tree.validate(config_tree.apply_text(cfg, "pretrained_model", "bc.pth"))      # SAC from a BC policy
+
+
 def test_string_settings_take_command_line_text_as_is():
     cfg = config_tree.apply_text(PipelineConfig(), "experiment_name", "2024")
     assert cfg.experiment_name == "2024"

@@ -27,7 +27,7 @@ optional (`off_policy.*`):
   actor's loss is unchanged (a constant offset has no gradient).
 
 `SACWithPrior.train` is SB3's `SAC.train` with that actor loss; the critic and entropy updates are
-SB3's, unchanged.
+SB3's, the critics' target centred only when asked.
 """
 
 from __future__ import annotations
