@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,26 @@ def write_result(name: str, figures: dict) -> Path:
         print(f"{key:<{width}}  {value}")
     print(f"-> {path}")
     return path
+
+
+def worker_pool(workers: int):
+    """A process pool for a bench's runs (spawned, one core each) whose workers end when the bench does,
+    however it ends: killed by a signal, its workers would otherwise train on as orphans."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_end_with, initargs=(os.getpid(),))
+
+
+def _end_with(parent: int) -> None:
+    """Worker initializer: ask Linux for SIGTERM when the parent goes (PR_SET_PDEATHSIG), and leave now
+    if it is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))       # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def save_figure(fig, path: Path, dpi: int = 120) -> None:

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, speed_curves, write_result
+from bench._common import RESULTS, speed_curves, worker_pool, write_result
 from bench.sample_efficiency import budget_arg, median_steps, pipeline, trot_reference
 from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
 from training.cli import build_config
@@ -107,7 +105,7 @@ def run_all(args, typed: list[tuple[str, str]]) -> None:
         shutil.rmtree(args.workdir)                               # bench scratch space, regenerated each run
     args.workdir.mkdir(parents=True)
     common = dict(workdir=str(args.workdir), preset=PRESET, typed=typed)
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+    with worker_pool(args.workers) as pool:
         bc_futures = [pool.submit(pipeline, common, f"bc_{v}", 42, [("rl.total_timesteps", "0"), *VARIANTS[v]])
                       for v in args.variants]
         for f in bc_futures:

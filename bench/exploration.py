@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, write_result
+from bench._common import RESULTS, worker_pool, write_result
 from bench.sample_efficiency import pipeline
 from training.callbacks import pooled_fall_rate
 from training.cli import build_config
@@ -75,7 +73,7 @@ def main() -> None:
         pipeline(common, "bc", 42, [("rl.total_timesteps", "0")])
         bc = args.workdir / "bc" / "bc_pretrained_policy.pth"
     jobs = [(f"{v}_seed{s}", s, v) for v in args.variants for s in args.seeds]
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+    with worker_pool(args.workers) as pool:
         futures = {name: pool.submit(pipeline, common, name, seed, [("skip_bc", "true"),
                                                                       ("pretrained_model", str(bc)), *VARIANTS[v]])
                    for name, seed, v in jobs}

@@ -20,14 +20,12 @@ and bench/results/robustness.png (grouped bars: speed and fall rate per conditio
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, write_result
+from bench._common import RESULTS, worker_pool, write_result
 
 SEED_BASE = 30_000           # disjoint from training.evaluate's EVAL_SEED_BASE and FINAL_EVAL_SEED_BASE
 # Each condition: the training randomization plus these settings, each past its training range.
@@ -177,7 +175,7 @@ def main() -> None:
         print(f"note: no {' or '.join(missing)} policy from a bench/sample_efficiency.py run in {DEFAULT_RUNS}; "
               "evaluating the others (pass --policy LABEL=PATH to add one)")
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+    with worker_pool(args.workers) as pool:
         futures = {name: pool.submit(run_condition, name, policies, args.episodes) for name in args.conditions}
         conditions = {name: f.result() for name, f in futures.items()}
     RESULTS.mkdir(parents=True, exist_ok=True)

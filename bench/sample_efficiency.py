@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, speed_curves, write_result
+from bench._common import RESULTS, speed_curves, worker_pool, write_result
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 from training.cli import build_config, load_preset
@@ -116,9 +116,7 @@ def main() -> None:
     sac_jobs = [(f"{algo}_seed{seed}", seed, algo) for seed in seeds for algo in algos if algo.startswith("sac")]
     sac_common = [("rl.total_timesteps", str(args.sac_budget)), ("rl.eval_freq", str(args.sac_eval_freq)),
                   ("rl.checkpoint_freq", str(args.sac_budget))]
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing as mp
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+    with worker_pool(args.workers) as pool:
         futures = {name: pool.submit(pipeline, common, name, seed, [("skip_bc", "true")] + (
                        [("pretrained_model", str(bc_path))] if kind == "bc_init" else
                        [("@preset", args.scratch_preset)]))

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, write_result
+from bench._common import RESULTS, worker_pool, write_result
 from bench.sample_efficiency import pipeline, trot_reference
 from training.selection import MAX_FALLS_AT_TARGET, TARGET_OVER_TROT, steps_to_target
 from training.cli import build_config
@@ -67,7 +65,7 @@ def main() -> None:
     jobs = {(name, seed): [("skip_bc", "true")] + [(k, json.dumps(v)) for k, v in GRID[name].items()]
             for name in names for seed in args.seeds}
     if not args.analyze_only:
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+        with worker_pool(args.workers) as pool:
             futures = [pool.submit(pipeline, common, f"{name}_seed{seed}", seed, extra)
                        for (name, seed), extra in jobs.items()]
             for f in futures:

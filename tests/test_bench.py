@@ -136,3 +136,35 @@ def test_command_tracking_summary_and_ablation_means():
     a = ablation_summary(runs, 150_000)
     assert a["speed_mps"] == 0.12 and a["fall_rate"] == 0.01 and a["steps_to_target"] == [25_000, None]
     assert a["train_fall_rate_first_50k"] == 0.1 and a["seeds"] == [0, 1]
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_bench_takes_its_worker_processes_with_it():
+    import signal
+    import time
+    bench = ("import os, time\n"
+             "from bench._common import worker_pool\n"
+             "pool = worker_pool(1)\n"
+             "print(pool.submit(os.getpid).result(), flush=True)\n"
+             "pool.submit(time.sleep, 120)\n"
+             "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", bench], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        assert _alive(worker) and worker != proc.pid
+        proc.send_signal(signal.SIGKILL)             # no handler, no clean shutdown of the pool
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        proc.kill()
