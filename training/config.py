@@ -237,7 +237,8 @@ class PipelineConfig:
         if self.rl.eval_episodes + self.rl.confirm_episodes > SELECTION_SEEDS:
             raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
-        if self.off_policy.center_entropy and (self.rl.algo != "sac" or (self.skip_bc and not self.pretrained_model)):
+        if self.off_policy.center_entropy and (self.rl.algo == "td3" or (self.rl.algo == "sac" and self.skip_bc
+                                                                          and not self.pretrained_model)):
             raise ConfigError("off_policy.center_entropy applies to SAC from a BC policy (rl.algo sac, with the BC "
                               "stage or pretrained_model)")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
