@@ -119,6 +119,23 @@ def test_command_tracking_writes_the_grid_for_the_trot(tmp_path):
     assert (tmp_path / "command_tracking.png").is_file() and "policy" not in data
 
 
+@pytest.mark.slow
+def test_turning_search_starts_from_the_default_trot_and_draws_inside_its_space(tmp_path):
+    from bench.turning_search import SPACE
+    run_script("turning_search.py", "--candidates", "2", "--episodes", "1", results=tmp_path)
+    data = json.loads((tmp_path / "turning_search.json").read_text())
+    default = data["default"]
+    assert default["params"]["wz_gain"] == 4.0 and len(default["cells"]) == 3
+    spot = default["cells"][0]
+    assert spot["cmd_vx"] == 0.0 and spot["wz"] > 0.1          # the default trot turns the commanded way
+    drawn = json.loads((tmp_path / "turning_search_candidates.json").read_text())[1]["params"]
+    assert all(lo <= drawn[k] <= hi for k, (lo, hi) in SPACE.items())
+    assert set(data["fastest_turn_with_vx_in_tolerance"]) == {"0.00", "0.06", "0.12"}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "turning_search.py"), "--episodes", "0"],
+                          capture_output=True, text=True, env={**os.environ, "PIDOG_BENCH_RESULTS": str(tmp_path / "x")})
+    assert proc.returncode == 2 and "--episodes must be" in proc.stderr and not (tmp_path / "x").exists()
+
+
 def test_command_tracking_summary_and_ablation_means():
     from bench.ablation import summarize as ablation_summary
     from bench.command_tracking import GRID_VX, GRID_WZ, summarize
