@@ -57,12 +57,13 @@ def test_bad_values_are_one_line_config_errors(key, text, message):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("entropy", [("off_policy.center_entropy", "true"), ("off_policy.ent_coef_tuning", "false")])
 @pytest.mark.parametrize("settings", [{"rl.algo": "td3"}, {"rl.algo": "sac", "skip_bc": "true"}])
-def test_the_centred_entropy_term_is_refused_where_an_off_policy_run_could_not_use_it(settings):
-    cfg = config_tree.apply_text(PipelineConfig(), "off_policy.center_entropy", "true")
+def test_the_entropy_settings_from_bc_are_refused_where_an_off_policy_run_could_not_use_them(settings, entropy):
+    cfg = config_tree.apply_text(PipelineConfig(), *entropy)
     for key, text in settings.items():
         cfg = config_tree.apply_text(cfg, key, text)
-    with pytest.raises(ConfigError, match="off_policy.center_entropy applies to SAC from a BC policy"):
+    with pytest.raises(ConfigError, match=f"{entropy[0]} applies to SAC from a BC policy"):
         config_tree.validate(cfg)
     cfg = config_tree.apply_text(config_tree.apply_text(cfg, "rl.algo", "sac"), "skip_bc", "true")
     config_tree.validate(config_tree.apply_text(cfg, "pretrained_model", "bc.pth"))      # SAC from a BC policy

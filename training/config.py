@@ -158,6 +158,9 @@ class OffPolicyConfig:
                                   "log std (before tanh) to this constant, so its first rollouts keep the BC gait")
     ent_coef_init: float = setting(0.01, gt=0, le=10, help="from BC (SAC): initial entropy coefficient, auto-tuned "
                                    "from there (SB3's default 1.0 from scratch)")
+    ent_coef_tuning: bool = setting(True, help="from BC (SAC): auto-tune the entropy coefficient towards the "
+                                    "target entropy (SB3's 'auto'); false: fixed at ent_coef_init, and the actor's "
+                                    "exploration noise may shrink as the critic asks")
     bc_coef: float = setting(3.0, ge=0, le=1_000, help="from BC (SAC): weight of the actor's pull towards the BC "
                              "policy's actions beside the |Q|-normalized SAC loss (training.sac_prior; 0 = off)")
     bc_decay_steps: int = setting(50_000, ge=1, help="... falling linearly to 0 over this many env steps after the "
@@ -237,10 +240,12 @@ class PipelineConfig:
         if self.rl.eval_episodes + self.rl.confirm_episodes > SELECTION_SEEDS:
             raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
-        if self.off_policy.center_entropy and (self.rl.algo == "td3" or (self.rl.algo == "sac" and self.skip_bc
-                                                                          and not self.pretrained_model)):
-            raise ConfigError("off_policy.center_entropy applies to SAC from a BC policy (rl.algo sac, with the BC "
-                              "stage or pretrained_model)")
+        sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
+        for name in ("center_entropy", "ent_coef_tuning"):
+            changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
+            if changed and (self.rl.algo == "td3" or sac_from_scratch):
+                raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
+                                  "stage or pretrained_model)")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
             raise ConfigError("GAIL trains its own PPO generator; combine it with rl.algo ppo")
 

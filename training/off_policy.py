@@ -60,7 +60,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                                           "n_steps": o.n_step, "gamma": GAMMA}
     if algo == "sac" and bc_policy is not None:
         # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
-        common["ent_coef"] = f"auto_{o.ent_coef_init}"
+        common["ent_coef"] = f"auto_{o.ent_coef_init}" if o.ent_coef_tuning else o.ent_coef_init
         model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
                              release_step=o.critic_warmup_steps, center_entropy=o.center_entropy, **common)
@@ -94,7 +94,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
             model.target_entropy = actor_entropy(model.actor, demo.obs)
             log(f"SAC: target entropy {model.target_entropy:.2f} (the warm-started actor's; SB3's default "
                 f"{-venv.action_space.shape[0]})" + ("; the critics count the entropy term from it"
-                                                     if o.center_entropy else ""))
+                                                     if o.center_entropy else "")
+                + ("" if o.ent_coef_tuning else f"; entropy coefficient fixed at {o.ent_coef_init:g}"))
         callbacks.append(FreezeActor(o.critic_warmup_steps))
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
@@ -126,6 +127,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     from training.pipeline import selected_summary
     result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
               "utd": o.utd, "n_step": o.n_step, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
+              "ent_coef_final": entropy_coefficient(model),
               "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
               "selected": selected_summary(cfg, exp, evaluator.selected)}
     if interventions is not None:
@@ -135,6 +137,14 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         log(f"{algo.upper()}: intervention rate {result['intervention_rate_first20']} in the first 20 % of training, "
             f"{result['intervention_rate_last20']} in the last 20 % (final figures above are without interventions)")
     return result
+
+
+def entropy_coefficient(model) -> float | None:
+    """SAC's entropy coefficient now (auto-tuned or fixed); None for TD3."""
+    if getattr(model, "log_ent_coef", None) is not None:
+        return round(float(torch.exp(model.log_ent_coef.detach())), 6)
+    fixed = getattr(model, "ent_coef_tensor", None)
+    return None if fixed is None else round(float(fixed), 6)
 
 
 def intervention_penalty(cfg: PipelineConfig) -> float:
