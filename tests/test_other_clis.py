@@ -1,12 +1,15 @@
 """training/train_imitation.py (BC, GAIL) and training/train_rl.py (SAC with an actor warm start) run."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "MUJOCO_GL": "egl"}
@@ -39,10 +42,14 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     assert (tmp_path / "gail" / "final_model.zip").is_file()
     out = run("training/train_rl.py", "--algo", "sac", "--timesteps", "1200", "--pretrained-model",
               bc / "bc_pretrained_policy.pth", "--output-dir", tmp_path, "--experiment-name", "sac", *few,
-              "--demo-ratio", "0.5", "--utd", "2", "--intervention", "expert", "--set", "off_policy.ent_coef_tuning=false")
+              "--demo-ratio", "0.5", "--utd", "2", "--intervention", "expert", "--set", "off_policy.ent_coef_tuning=false",
+              "--set", "off_policy.n_critics=3")
     assert "actor warm-started from the BC policy" in out and "50% of every batch from" in out
     summary = json.loads((tmp_path / "sac" / "summary.json").read_text())["off_policy"]
     assert "entropy coefficient fixed at 0.01" in out and summary["ent_coef_final"] == 0.01     # not tuned
+    with zipfile.ZipFile(tmp_path / "sac" / "final_model.zip") as zf:
+        weights = torch.load(io.BytesIO(zf.read("policy.pth")), weights_only=True)
+    assert {k.split(".")[1] for k in weights if k.startswith("critic.qf")} == {"qf0", "qf1", "qf2"}
     assert summary["algo"] == "sac" and summary["timesteps"] == 1200 and summary["utd"] == 2
     drawn = summary["demo_rows_drawn"]                  # RLPD: half of every batch from the demonstrations
     assert drawn["demo"] == drawn["online"] > 0

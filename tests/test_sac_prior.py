@@ -64,15 +64,18 @@ def test_layer_norm_critics_keep_their_shape_and_start_equal_to_their_targets():
     m.learn(100)                                                                 # and SB3 trains through them
 
 
-def test_a_sac_model_with_layer_norm_critics_reloads_from_its_weights(tmp_path):
+@pytest.mark.parametrize("n_critics", [2, 3])
+def test_a_sac_model_with_layer_norm_critics_reloads_from_its_weights(tmp_path, n_critics):
     from pidog_env.config import EnvConfig
     from training.common import make_env
     from training.config import PolicyConfig
     from training.policies import load_policy, policy_meta
     from training.experiment import Experiment
     env_cfg = EnvConfig()
-    m = SACWithPrior("MlpPolicy", make_env(env_cfg), device="cpu", policy_kwargs={"net_arch": [64, 64]})
+    m = SACWithPrior("MlpPolicy", make_env(env_cfg), device="cpu",
+                     policy_kwargs={"net_arch": [64, 64], "n_critics": n_critics})
     layer_norm_critics(m.policy)
+    assert len(m.policy.critic.q_networks) == n_critics
     exp = Experiment.__new__(Experiment)
     path = Experiment.save_model(exp, m, tmp_path / "sac.zip",
                                  policy_meta(m.policy, PolicyConfig(net_arch=(64, 64)), env_cfg, stage="rl", algo="SAC"))

@@ -166,6 +166,8 @@ class OffPolicyConfig:
     bc_decay_steps: int = setting(50_000, ge=1, help="... falling linearly to 0 over this many env steps after the "
                                   "critic warm-up")
     critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
+    n_critics: int = setting(2, ge=2, le=10, help="Q networks (SB3's n_critics); the critics' target and the actor "
+                             "take the minimum over all of them, so more are more pessimistic about untried actions")
     center_entropy: bool = setting(False, help="from BC (SAC): the critics' entropy term counted from the target "
                                    "entropy, so a near-deterministic actor's log-probabilities do not make every "
                                    "step cost and a fall look cheap (training.sac_prior)")

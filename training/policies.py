@@ -142,8 +142,9 @@ def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]
     venv = DummyVecEnv([lambda: make_env(env_cfg)])
     algo = {"SAC": SAC, "TD3": TD3}[meta["algo"]]
     try:
-        model = algo("MlpPolicy", venv, policy_kwargs={"net_arch": arch}, buffer_size=1, learning_starts=0,
-                     device="cpu")
+        n_critics = len({k.split(".")[1] for k in state_dict if k.startswith("critic.qf")}) or 2
+        model = algo("MlpPolicy", venv, policy_kwargs={"net_arch": arch, "n_critics": n_critics}, buffer_size=1,
+                     learning_starts=0, device="cpu")
         if has_layer_norm(state_dict):
             layer_norm_critics(model.policy)
         try:
