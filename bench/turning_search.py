@@ -11,9 +11,10 @@ the three +0.4 rad/s cells of the grid (the gait is mirror-symmetric), `--episod
 episodes each on the grid's seeds (40,000+). The first candidate is the default trot.
 
 Per candidate: measured vx / wz and falls per cell, the cells within tolerance and the mean error in
-tolerance units (as bench/command_tracking.py). Writes bench/results/turning_search.json with the default
-and the best candidate (every candidate in turning_search_candidates.json), and per cell the fastest turn measured with the forward speed in tolerance and
-<= 5 % falls (the frontier a policy imitating this gait family starts from).
+tolerance units (as bench/command_tracking.py). Writes bench/results/turning_search.json with the
+default and the best candidate, and per cell the fastest turn measured with the forward speed in
+tolerance and <= 5 % falls (the frontier a policy imitating this gait family starts from); every
+candidate goes to turning_search_candidates.json.
 """
 
 from __future__ import annotations

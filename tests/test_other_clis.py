@@ -42,8 +42,8 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     assert (tmp_path / "gail" / "final_model.zip").is_file()
     out = run("training/train_rl.py", "--algo", "sac", "--timesteps", "1200", "--pretrained-model",
               bc / "bc_pretrained_policy.pth", "--output-dir", tmp_path, "--experiment-name", "sac", *few,
-              "--demo-ratio", "0.5", "--utd", "2", "--intervention", "expert", "--set", "off_policy.ent_coef_tuning=false",
-              "--set", "off_policy.n_critics=3")
+              "--demo-ratio", "0.5", "--utd", "2", "--intervention", "expert",
+              "--set", "off_policy.ent_coef_tuning=false", "--set", "off_policy.n_critics=3")
     assert "actor warm-started from the BC policy" in out and "50% of every batch from" in out
     summary = json.loads((tmp_path / "sac" / "summary.json").read_text())["off_policy"]
     assert "entropy coefficient fixed at 0.01" in out and summary["ent_coef_final"] == 0.01     # not tuned

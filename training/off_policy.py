@@ -45,7 +45,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     mixed = o.demo_ratio > 0 or o.intervention != "none"      # demonstrations or takeovers in the batches
     venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention,
                         intervention_penalty=penalty)
-    common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch), "n_critics": o.n_critics}, tensorboard_log=str(exp / Experiment.TENSORBOARD),
+    common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch), "n_critics": o.n_critics},
+                  tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
                   learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000),
                   gamma=GAMMA, gradient_steps=o.utd,
