@@ -163,15 +163,37 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# A worker's task as the pipeline behaves: SIGTERM ends the run cleanly and the task returns.
+GRACEFUL_TASK = ("import os, signal, time\n"
+                 "def run(started):\n"
+                 "    stop = []\n"
+                 "    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))\n"
+                 "    open(started, 'w').close()\n"
+                 "    while not stop:\n"
+                 "        time.sleep(0.05)\n"
+                 "    return 1\n"
+                 "def wait(started):\n"
+                 "    open(started, 'w').close()\n"
+                 "    time.sleep(120)\n")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_killed_bench_takes_its_worker_processes_with_it():
+@pytest.mark.parametrize("task", ["wait", "run"])
+def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path, task):
     import signal
     import time
-    bench = ("import os, time\n"
+    (tmp_path / "graceful.py").write_text(GRACEFUL_TASK)
+    started = tmp_path / "started"
+    bench = ("import os, sys, time\n"
+             f"sys.path.append({str(tmp_path)!r})\n"
+             "import graceful\n"
              "from bench._common import worker_pool\n"
-             "pool = worker_pool(1)\n"
-             "print(pool.submit(os.getpid).result(), flush=True)\n"
-             "pool.submit(time.sleep, 120)\n"
+             "pool = worker_pool(1, grace_s=1.0)\n"
+             "pid = pool.submit(os.getpid).result()\n"
+             f"pool.submit(graceful.{task}, {str(started)!r})\n"
+             f"while not os.path.exists({str(started)!r}):\n"
+             "    time.sleep(0.05)\n"
+             "print(pid, flush=True)\n"
              "time.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-c", bench], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
