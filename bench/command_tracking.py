@@ -48,14 +48,28 @@ def cell_config(cfg: EnvConfig, vx: float, wz: float) -> EnvConfig:
     return cfg
 
 
+def evaluate_cell(policy, cfg: EnvConfig, vx: float, wz: float, episodes: int) -> dict:
+    """One grid cell: the command (vx, wz) held for `episodes` randomized episodes on the grid's seeds."""
+    ev = evaluate_policy(policy, cell_config(cfg, vx, wz), episodes, seed=SEED_BASE)
+    return {"cmd_vx": vx, "cmd_wz": wz, "vx": round(ev["mean_vx"], 4), "wz": round(ev["mean_wz"], 4),
+            "fall_rate": round(ev["fall_rate"], 3),
+            "vx_error": round(abs(ev["mean_vx"] - vx), 4), "wz_error": round(abs(ev["mean_wz"] - wz), 4)}
+
+
+def cell_error(cell: dict) -> float:
+    """A cell's tracking error in units of the acceptance tolerances (below 1: inside them on average)."""
+    return (cell["vx_error"] / VX_TOLERANCE + cell["wz_error"] / WZ_TOLERANCE) / 2
+
+
+def within_tolerance(cell: dict) -> bool:
+    return cell["vx_error"] <= VX_TOLERANCE and cell["wz_error"] <= WZ_TOLERANCE
+
+
 def evaluate_grid(policy, cfg: EnvConfig, episodes: int) -> dict:
     cells = []
     for vx in GRID_VX:
         for wz in GRID_WZ:
-            ev = evaluate_policy(policy, cell_config(cfg, vx, wz), episodes, seed=SEED_BASE)
-            cell = {"cmd_vx": vx, "cmd_wz": wz, "vx": round(ev["mean_vx"], 4), "wz": round(ev["mean_wz"], 4),
-                    "fall_rate": round(ev["fall_rate"], 3),
-                    "vx_error": round(abs(ev["mean_vx"] - vx), 4), "wz_error": round(abs(ev["mean_wz"] - wz), 4)}
+            cell = evaluate_cell(policy, cfg, vx, wz, episodes)
             cells.append(cell)
             print(f"  vx {vx:.2f} wz {wz:+.1f}: measured vx {cell['vx']:+.3f} wz {cell['wz']:+.3f}, "
                   f"falls {cell['fall_rate']:.0%}", flush=True)
@@ -65,7 +79,7 @@ def evaluate_grid(policy, cfg: EnvConfig, episodes: int) -> dict:
 def summarize(cells: list[dict]) -> dict:
     """Grid figures and the acceptance checks (tolerances from training.selection)."""
     zero = next(c for c in cells if c["cmd_vx"] == 0.0 and c["cmd_wz"] == 0.0)
-    score = float(np.mean([(c["vx_error"] / VX_TOLERANCE + c["wz_error"] / WZ_TOLERANCE) / 2 for c in cells]))
+    score = float(np.mean([cell_error(c) for c in cells]))
     return {
         "cells": cells,
         "mean_tracking_error": round(score, 3),
@@ -73,7 +87,7 @@ def summarize(cells: list[dict]) -> dict:
         "mean_wz_error": round(float(np.mean([c["wz_error"] for c in cells])), 4),
         "fall_rate": round(float(np.mean([c["fall_rate"] for c in cells])), 3),
         "zero_command_drift_mps": round(abs(zero["vx"]), 4),
-        "cells_within_tolerance": sum(c["vx_error"] <= VX_TOLERANCE and c["wz_error"] <= WZ_TOLERANCE for c in cells),
+        "cells_within_tolerance": sum(within_tolerance(c) for c in cells),
     }
 
 

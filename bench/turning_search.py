@@ -27,12 +27,11 @@ import time
 import numpy as np
 
 from bench._common import RESULTS, write_result
-from bench.command_tracking import MAX_FALLS, SEED_BASE, cell_config
+from bench.command_tracking import MAX_FALLS, SEED_BASE, cell_error, evaluate_cell, within_tolerance
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait, TrotParams
-from training.evaluate import evaluate_policy
-from training.selection import VX_TOLERANCE, WZ_TOLERANCE
+from training.selection import VX_TOLERANCE
 
 CELLS = ((0.0, 0.4), (0.06, 0.4), (0.12, 0.4))
 # Search ranges: each around the default, wide enough to include what a turning specialist might use.
@@ -57,15 +56,10 @@ def evaluate(candidate: dict[str, float], episodes: int) -> dict:
     base = config_tree.apply(base, "gait_period", candidate["gait_period"])
     params = dataclasses.replace(TrotParams(), **{k: v for k, v in candidate.items() if k != "gait_period"})
     gait = TrotGait.for_config(base, params)
-    cells = []
-    for vx, wz in CELLS:
-        ev = evaluate_policy(gait, cell_config(base, vx, wz), episodes, seed=SEED_BASE)
-        cells.append({"cmd_vx": vx, "cmd_wz": wz, "vx": round(ev["mean_vx"], 4), "wz": round(ev["mean_wz"], 4),
-                      "fall_rate": round(ev["fall_rate"], 3),
-                      "within": bool(abs(ev["mean_vx"] - vx) <= VX_TOLERANCE and abs(ev["mean_wz"] - wz) <= WZ_TOLERANCE
-                                     and ev["fall_rate"] <= MAX_FALLS)})
-    error = float(np.mean([(abs(c["vx"] - c["cmd_vx"]) / VX_TOLERANCE + abs(c["wz"] - c["cmd_wz"]) / WZ_TOLERANCE) / 2
-                           for c in cells]))
+    cells = [evaluate_cell(gait, base, vx, wz, episodes) for vx, wz in CELLS]
+    for c in cells:
+        c["within"] = within_tolerance(c) and c["fall_rate"] <= MAX_FALLS
+    error = float(np.mean([cell_error(c) for c in cells]))
     return {"params": candidate, "cells": cells, "cells_within": sum(c["within"] for c in cells),
             "mean_tracking_error": round(error, 3)}
 
@@ -95,7 +89,7 @@ def main() -> None:
     best = min(results, key=lambda r: (-r["cells_within"], r["mean_tracking_error"]))
     frontier = {}
     for j, (vx, _) in enumerate(CELLS):
-        ok = [r for r in results if abs(r["cells"][j]["vx"] - vx) <= VX_TOLERANCE
+        ok = [r for r in results if r["cells"][j]["vx_error"] <= VX_TOLERANCE
               and r["cells"][j]["fall_rate"] <= MAX_FALLS]
         top = max(ok, key=lambda r: r["cells"][j]["wz"], default=None)
         frontier[f"{vx:.2f}"] = None if top is None else {"wz": top["cells"][j]["wz"], "vx": top["cells"][j]["vx"],
