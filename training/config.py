@@ -176,6 +176,8 @@ class OffPolicyConfig:
                                                          "(RLPD: 0.5; 0 = online data only)")
     demo_ratio_decay_steps: int = setting(0, ge=0, help="the demonstrations' share falls linearly to 0 over this "
                                                          "many env steps (0: constant)")
+    gamma: float = setting(0.99, gt=0, lt=1, help="discount of the critics' targets (SB3's; ppo.gamma is 0.995, a "
+                           "~200-step horizon)")
     utd: int = setting(1, ge=1, le=64, help="update-to-data ratio: gradient steps per env step")
     n_step: int = setting(3, ge=1, le=20, help="n-step returns in the critics' targets, online data and "
                           "demonstrations alike (1: SB3's one-step targets)")

@@ -30,8 +30,6 @@ from training.interventions import TAKE_OVER_RATE, TAKE_OVER_TILT_DEG
 from training.policies import policy_meta
 from training.sac_prior import SACWithPrior, layer_norm_critics
 
-GAMMA = 0.99                                    # SB3's SAC/TD3 discount (the n-step targets use it too)
-
 
 def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None) -> dict[str, Any]:
     from stable_baselines3 import SAC, TD3
@@ -49,7 +47,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                   tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
                   learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000),
-                  gamma=GAMMA, gradient_steps=o.utd,
+                  gamma=o.gamma, gradient_steps=o.utd,
                   n_steps=1 if mixed else o.n_step)   # a mixing buffer computes them (SB3 only sets up its own)
     if mixed:
         if o.demo_ratio > 0 and demo is None:
@@ -58,7 +56,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         from training.replay import DemoMixReplayBuffer
         common["replay_buffer_class"] = DemoMixReplayBuffer
         common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps,
-                                          "n_steps": o.n_step, "gamma": GAMMA}
+                                          "n_steps": o.n_step, "gamma": o.gamma}
     if algo == "sac" and bc_policy is not None:
         # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
         common["ent_coef"] = f"auto_{o.ent_coef_init}" if o.ent_coef_tuning else o.ent_coef_init
