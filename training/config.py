@@ -165,6 +165,9 @@ class OffPolicyConfig:
                              "policy's actions beside the |Q|-normalized SAC loss (training.sac_prior; 0 = off)")
     bc_decay_steps: int = setting(50_000, ge=1, help="... falling linearly to 0 over this many env steps after the "
                                   "critic warm-up")
+    bc_target_mse: float | None = setting(None, gt=0, le=4, help="from BC (SAC): instead of the decay, tune the "
+                                          "prior's weight (starting at bc_coef) so the actor's mean squared distance "
+                                          "from the BC actions stays at this value (a constraint; null: the decay)")
     critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
     n_critics: int = setting(2, ge=2, le=10, help="Q networks (SB3's n_critics); the critics' target and the actor "
                              "take the minimum over all of them, so more are more pessimistic about untried actions")
@@ -245,7 +248,7 @@ class PipelineConfig:
             raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
-        for name in ("center_entropy", "ent_coef_tuning"):
+        for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "

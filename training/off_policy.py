@@ -62,7 +62,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         common["ent_coef"] = f"auto_{o.ent_coef_init}" if o.ent_coef_tuning else o.ent_coef_init
         model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
-                             release_step=o.critic_warmup_steps, center_entropy=o.center_entropy, **common)
+                             release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
+                             bc_target_mse=o.bc_target_mse, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -98,7 +99,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         callbacks.append(FreezeActor(o.critic_warmup_steps))
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
-                f"SAC loss, falling to 0 over {o.bc_decay_steps:,} steps after the critic warm-up)")
+                f"SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g})"
+                                 if o.bc_target_mse is not None else
+                                 f"falling to 0 over {o.bc_decay_steps:,} steps after the critic warm-up)"))
     from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from stable_baselines3 import SAC
 from stable_baselines3.common.utils import polyak_update
 
+LOG_BC_COEF_MIN, LOG_BC_COEF_MAX = float(np.log(1e-2)), float(np.log(1e3))   # the tuned prior weight stays in 0.01-1000
+
 
 def layer_norm_critics(policy) -> None:
     """Rebuild both Q networks of an SB3 SAC/TD3 policy (and their targets) with a LayerNorm after every
@@ -77,14 +79,40 @@ class SACWithPrior(SAC):
 
     def __init__(self, *args, prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
-                 **kwargs: Any) -> None:
+                 bc_target_mse: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prior, self.bc_coef0, self.center_entropy = prior, bc_coef, center_entropy
         self.bc_decay_steps, self.release_step = max(1, bc_decay_steps), release_step
+        self.bc_target_mse = bc_target_mse if prior is not None and bc_coef > 0 else None
+        self.log_bc_coef: torch.Tensor | None = None
+        if self.bc_target_mse is not None:
+            # a Lagrange multiplier, tuned like SAC's entropy coefficient (same optimizer and learning rate)
+            self.log_bc_coef = torch.tensor(float(np.log(bc_coef)), requires_grad=True)
+            self.bc_coef_optimizer = torch.optim.Adam([self.log_bc_coef], lr=self.lr_schedule(1))
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "prior", "log_bc_coef", "bc_coef_optimizer"]
 
     def current_bc_coef(self) -> float:
+        if self.prior is None:
+            return 0.0
+        if self.log_bc_coef is not None:
+            return float(torch.exp(self.log_bc_coef.detach()))
         done = max(0, self.num_timesteps - self.release_step)
-        return self.bc_coef0 * max(0.0, 1.0 - done / self.bc_decay_steps) if self.prior is not None else 0.0
+        return self.bc_coef0 * max(0.0, 1.0 - done / self.bc_decay_steps)
+
+    def _tune_bc_coef(self, bc_mse: torch.Tensor) -> None:
+        """Dual ascent on the constraint E|mu(s) - a_BC(s)|^2 <= bc_target_mse: the weight grows while the
+        actor is farther from the BC policy than the target and shrinks while it is nearer. Only once the
+        actor moves (during the critic warm-up the distance says nothing about the actor's choices)."""
+        if self.log_bc_coef is None or self.num_timesteps < self.release_step:
+            return
+        loss = -self.log_bc_coef * (bc_mse.detach() - self.bc_target_mse)
+        self.bc_coef_optimizer.zero_grad()
+        loss.backward()
+        self.bc_coef_optimizer.step()
+        with torch.no_grad():
+            self.log_bc_coef.clamp_(LOG_BC_COEF_MIN, LOG_BC_COEF_MAX)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
@@ -92,9 +120,8 @@ class SACWithPrior(SAC):
         if self.ent_coef_optimizer is not None:
             optimizers += [self.ent_coef_optimizer]
         self._update_learning_rate(optimizers)
-        bc_coef = self.current_bc_coef()
         logs: dict[str, list[float]] = {k: [] for k in ("ent_coef", "ent_coef_loss", "actor_loss", "critic_loss",
-                                                         "q_pi", "bc_mse")}
+                                                         "q_pi", "bc_mse", "bc_coef")}
         for step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             discounts = data.discounts if data.discounts is not None else self.gamma
@@ -134,8 +161,11 @@ class SACWithPrior(SAC):
                 with torch.no_grad():
                     target_actions = self.prior(data.observations)
                 bc_mse = F.mse_loss(self.actor(data.observations, deterministic=True), target_actions)
+                bc_coef = self.current_bc_coef()
                 actor_loss = sac_loss + bc_coef * bc_mse
+                self._tune_bc_coef(bc_mse)
                 logs["bc_mse"].append(bc_mse.item())
+                logs["bc_coef"].append(bc_coef)
             else:
                 actor_loss = sac_loss
             self.actor.optimizer.zero_grad()
@@ -150,7 +180,6 @@ class SACWithPrior(SAC):
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/bc_coef", bc_coef)
         for k, v in logs.items():
             if v:
                 self.logger.record(f"train/{k}", float(np.mean(v)))
