@@ -57,9 +57,11 @@ def test_bad_values_are_one_line_config_errors(key, text, message):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("entropy", [("off_policy.center_entropy", "true"), ("off_policy.ent_coef_tuning", "false")])
+@pytest.mark.parametrize("entropy", [("off_policy.center_entropy", "true"), ("off_policy.ent_coef_tuning", "false"),
+                                     ("off_policy.bc_target_mse", "0.005"),
+                                     ("off_policy.bc_coef_final", "1")])
 @pytest.mark.parametrize("settings", [{"rl.algo": "td3"}, {"rl.algo": "sac", "skip_bc": "true"}])
-def test_the_entropy_settings_from_bc_are_refused_where_an_off_policy_run_could_not_use_them(settings, entropy):
+def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_use_them(settings, entropy):
     cfg = config_tree.apply_text(PipelineConfig(), *entropy)
     for key, text in settings.items():
         cfg = config_tree.apply_text(cfg, key, text)
@@ -67,6 +69,17 @@ def test_the_entropy_settings_from_bc_are_refused_where_an_off_policy_run_could_
         config_tree.validate(cfg)
     cfg = config_tree.apply_text(config_tree.apply_text(cfg, "rl.algo", "sac"), "skip_bc", "true")
     config_tree.validate(config_tree.apply_text(cfg, "pretrained_model", "bc.pth"))      # SAC from a BC policy
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"off_policy.bc_coef_final": "4"}, "off_policy.bc_coef_final 4 is above off_policy.bc_coef 3"),
+    ({"off_policy.bc_coef": "0", "off_policy.bc_target_mse": "0.005"}, "off_policy.bc_target_mse tunes the prior's")])
+def test_the_prior_settings_must_agree_with_its_weight(settings, message):
+    cfg = PipelineConfig()
+    for key, text in settings.items():
+        cfg = config_tree.apply_text(cfg, key, text)
+    with pytest.raises(ConfigError, match=message):
+        config_tree.validate(cfg)
 
 
 def test_the_centred_entropy_term_is_inert_for_ppo_like_every_off_policy_setting():

@@ -46,6 +46,10 @@ def test_the_prior_weight_falls_linearly_to_zero_after_the_release():
         m.num_timesteps = steps
         assert m.current_bc_coef() == pytest.approx(coef)
     assert SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=None, bc_coef=2.0).current_bc_coef() == 0.0
+    m.bc_coef_final = 0.5                                     # a floor: the decay ends there and stays
+    for steps, coef in ((500, 2.0), (1_000, 1.25), (1_500, 0.5), (9_000, 0.5)):
+        m.num_timesteps = steps
+        assert m.current_bc_coef() == pytest.approx(coef)
 
 
 def test_layer_norm_critics_keep_their_shape_and_start_equal_to_their_targets():
@@ -116,3 +120,34 @@ def test_the_critic_update_uses_the_configured_entropy_term(monkeypatch, centred
                      batch_size=16, seed=0, device="cpu", center_entropy=centred, policy_kwargs={"net_arch": [16]})
     m.learn(52)
     assert seen and set(seen) == {centred}
+
+
+def constrained(target_mse: float, release_step: int = 0) -> SACWithPrior:
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=2.0, bc_target_mse=target_mse,
+                     release_step=release_step, learning_starts=200, learning_rate=1e-2, batch_size=64, seed=0,
+                     device="cpu", policy_kwargs={"net_arch": [32, 32]})
+    m.learn(200)                                  # fills the buffer, no update yet
+    return m
+
+
+def test_the_constrained_prior_weight_rises_while_the_actor_is_far_from_bc_and_falls_while_it_is_near():
+    far, near = constrained(1e-9), constrained(1.0)           # the fresh actor is ~0.25 from the prior's 0.5
+    d0 = distance_to_prior(far)
+    assert 1e-3 < d0 < 1.0
+    for m in (far, near):
+        m.train(gradient_steps=100, batch_size=64)
+    assert far.current_bc_coef() > 2.2                         # Adam: steps of <= lr (1e-2) in log per update
+    assert near.current_bc_coef() < 1.8
+    assert distance_to_prior(far) < d0                         # the raised weight pulls the actor in
+    logged = far.logger.name_to_value
+    assert logged["train/bc_coef"] > 2.0 and logged["train/bc_mse"] > 0
+
+
+def test_the_constrained_prior_weight_holds_during_the_critic_warm_up_and_the_decay_does_not_apply():
+    m = constrained(1.0, release_step=10_000)
+    m.train(gradient_steps=50, batch_size=64)
+    assert m.current_bc_coef() == pytest.approx(2.0)
+    m.num_timesteps = 1_000_000                               # far past any decay: the tuned weight stays
+    assert m.current_bc_coef() == pytest.approx(2.0)
+    m.train(gradient_steps=50, batch_size=64)
+    assert m.current_bc_coef() < 2.0

@@ -165,6 +165,8 @@ class OffPolicyConfig:
                              "policy's actions beside the |Q|-normalized SAC loss (training.sac_prior; 0 = off)")
     bc_decay_steps: int = setting(50_000, ge=1, help="... falling linearly to 0 over this many env steps after the "
                                   "critic warm-up")
+    bc_coef_final: float = setting(0.0, ge=0, le=1_000, help="from BC (SAC): the weight the decay ends at and "
+                                   "keeps (at most bc_coef; 0: the prior lets go entirely)")
     bc_target_mse: float | None = setting(None, gt=0, le=4, help="from BC (SAC): instead of the decay, tune the "
                                           "prior's weight (starting at bc_coef) so the actor's mean squared distance "
                                           "from the BC actions stays at this value (a constraint; null: the decay)")
@@ -248,11 +250,18 @@ class PipelineConfig:
             raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
-        for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse"):
+        for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
                                   "stage or pretrained_model)")
+        o = self.off_policy
+        if o.bc_coef_final > o.bc_coef:
+            raise ConfigError(f"off_policy.bc_coef_final {o.bc_coef_final:g} is above off_policy.bc_coef {o.bc_coef:g} "
+                              "(the decay ends at it)")
+        if o.bc_target_mse is not None and o.bc_coef == 0:
+            raise ConfigError("off_policy.bc_target_mse tunes the prior's weight from off_policy.bc_coef, which is 0 "
+                              "(no prior)")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
             raise ConfigError("GAIL trains its own PPO generator; combine it with rl.algo ppo")
 

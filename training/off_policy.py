@@ -63,7 +63,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
                              release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
-                             bc_target_mse=o.bc_target_mse, **common)
+                             bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -101,7 +101,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 f"SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g})"
                                  if o.bc_target_mse is not None else
-                                 f"falling to 0 over {o.bc_decay_steps:,} steps after the critic warm-up)"))
+                                 f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the critic warm-up)"))
     from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())

@@ -13,8 +13,10 @@ optional (`off_policy.*`):
   on every batch state s (demonstrations and online data): the SAC objective scaled to order 1 by the
   batch's mean |Q| (TD3+BC's normalization, so `bc_coef` means the same whatever the reward scale), plus
   the squared distance of the actor's mean action from the BC policy's action. `bc_coef` falls linearly
-  to 0 over `bc_decay_steps` env steps from the actor's release, so the teacher guides the start and
-  lets go later (as `ppo.bc_coef` does in the PPO hand-off).
+  to `bc_coef_final` (0 by default) over `bc_decay_steps` env steps from the actor's release, so the
+  teacher guides the start and lets go later (as `ppo.bc_coef` does in the PPO hand-off). Or, with
+  `bc_target_mse`, the weight is a Lagrange multiplier tuned to hold that squared distance (a
+  constraint instead of a schedule).
 * **LayerNorm critics** (RLPD): a LayerNorm after every hidden layer of both Q networks bounds how far
   Q can extrapolate to actions outside the data.
 * **Centred entropy term** (`center_entropy`). SAC's soft Bellman target adds -ent_coef * log pi(a'|s')
@@ -79,9 +81,10 @@ class SACWithPrior(SAC):
 
     def __init__(self, *args, prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
-                 bc_target_mse: float | None = None, **kwargs: Any) -> None:
+                 bc_target_mse: float | None = None, bc_coef_final: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prior, self.bc_coef0, self.center_entropy = prior, bc_coef, center_entropy
+        self.bc_coef_final = min(bc_coef_final, bc_coef)
         self.bc_decay_steps, self.release_step = max(1, bc_decay_steps), release_step
         self.bc_target_mse = bc_target_mse if prior is not None and bc_coef > 0 else None
         self.log_bc_coef: torch.Tensor | None = None
@@ -99,7 +102,7 @@ class SACWithPrior(SAC):
         if self.log_bc_coef is not None:
             return float(torch.exp(self.log_bc_coef.detach()))
         done = max(0, self.num_timesteps - self.release_step)
-        return self.bc_coef0 * max(0.0, 1.0 - done / self.bc_decay_steps)
+        return self.bc_coef_final + (self.bc_coef0 - self.bc_coef_final) * max(0.0, 1.0 - done / self.bc_decay_steps)
 
     def _tune_bc_coef(self, bc_mse: torch.Tensor) -> None:
         """Dual ascent on the constraint E|mu(s) - a_BC(s)|^2 <= bc_target_mse: the weight grows while the
