@@ -99,9 +99,10 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         callbacks.append(FreezeActor(o.critic_warmup_steps))
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
-                f"SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g})"
-                                 if o.bc_target_mse is not None else
-                                 f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the critic warm-up)"))
+                "SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g})"
+                                if o.bc_target_mse is not None else
+                                f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the "
+                                "critic warm-up)"))
     from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
