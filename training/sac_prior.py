@@ -89,7 +89,7 @@ class SACWithPrior(SAC):
         self.bc_target_mse = bc_target_mse if prior is not None and bc_coef > 0 else None
         self.log_bc_coef: torch.Tensor | None = None
         if self.bc_target_mse is not None:
-            # a Lagrange multiplier, tuned like SAC's entropy coefficient (same optimizer and learning rate)
+            # a Lagrange multiplier, tuned like SAC's entropy coefficient (same optimizer and learning-rate schedule)
             self.log_bc_coef = torch.tensor(float(np.log(bc_coef)), requires_grad=True)
             self.bc_coef_optimizer = torch.optim.Adam([self.log_bc_coef], lr=self.lr_schedule(1))
 
@@ -122,6 +122,8 @@ class SACWithPrior(SAC):
         optimizers = [self.actor.optimizer, self.critic.optimizer]
         if self.ent_coef_optimizer is not None:
             optimizers += [self.ent_coef_optimizer]
+        if self.log_bc_coef is not None:
+            optimizers += [self.bc_coef_optimizer]
         self._update_learning_rate(optimizers)
         logs: dict[str, list[float]] = {k: [] for k in ("ent_coef", "ent_coef_loss", "actor_loss", "critic_loss",
                                                          "q_pi", "bc_mse", "bc_coef")}
