@@ -153,6 +153,9 @@ class OffPolicyConfig:
     buffer_size: int = setting(300_000, ge=1, help="replay buffer transitions")
     learning_starts: int = setting(5_000, ge=0, help="random-action steps before learning (1,000 from BC)")
     critic_warmup_steps: int = setting(10_000, ge=0, help="from BC: steps before the warm-started actor moves")
+    warmup_noise: float = setting(0.0, ge=0, le=1, help="from BC: std of Gaussian noise added to the executed actions "
+                                  "during the critic warm-up (the actor is fixed), so the critics see the gait's "
+                                  "neighbourhood, falls included, before the actor moves (0: off)")
     warm_start_updates: int = setting(1_000, ge=0, help="from BC: actor regression steps onto the BC actions")
     init_log_std: float = setting(-2.5, ge=-10, le=1, help="from BC (SAC): the warm start sets the actor's "
                                   "log std (before tanh) to this constant, so its first rollouts keep the BC gait")

@@ -96,7 +96,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                 f"{-venv.action_space.shape[0]})" + ("; the critics count the entropy term from it"
                                                      if o.center_entropy else "")
                 + ("" if o.ent_coef_tuning else f"; entropy coefficient fixed at {o.ent_coef_init:g}"))
-        callbacks.append(FreezeActor(o.critic_warmup_steps))
+        callbacks.append(FreezeActor(o.critic_warmup_steps, o.warmup_noise))
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 "SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g})"
@@ -251,21 +251,30 @@ def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, update
     return float(loss.item())
 
 
-def FreezeActor(steps: int):  # noqa: N802 (a factory that reads like the class it returns)
-    """Critic warm-up: the warm-started actor stays fixed until the critic has `steps` of data."""
+def FreezeActor(steps: int, noise_std: float = 0.0):  # noqa: N802 (a factory that reads like the class it returns)
+    """Critic warm-up: the warm-started actor stays fixed until the critic has `steps` of data. With `noise_std`,
+    Gaussian noise of that std joins the executed (and stored) actions until then, and the algorithm's own
+    action noise (TD3's; none for SAC) comes back at the release."""
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
 
     class _FreezeActor(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
             self.frozen = False
+            self.own_noise = None
 
         def _set(self, trainable: bool) -> None:
             for p in self.model.actor.parameters():
                 p.requires_grad_(trainable)
             self.frozen = not trainable
+            if noise_std > 0:
+                dims = self.model.action_space.shape[0]
+                self.model.action_noise = (self.own_noise if trainable else
+                                           NormalActionNoise(np.zeros(dims), noise_std * np.ones(dims)))
 
         def _on_training_start(self) -> None:
+            self.own_noise = self.model.action_noise
             if steps > 0:
                 self._set(False)
 
