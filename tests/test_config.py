@@ -82,6 +82,17 @@ def test_the_prior_settings_must_agree_with_its_weight(settings, message):
         config_tree.validate(cfg)
 
 
+@pytest.mark.parametrize("settings", [{"rl.algo": "sac", "skip_bc": "true"}, {"rl.algo": "td3", "skip_bc": "true"},
+                                      {"rl.algo": "sac", "off_policy.critic_warmup_steps": "0"}])
+def test_warm_up_noise_is_refused_without_a_critic_warm_up_from_bc(settings):
+    cfg = config_tree.apply_text(PipelineConfig(), "off_policy.warmup_noise", "0.15")
+    config_tree.validate(config_tree.apply_text(cfg, "rl.algo", "td3"))                 # TD3 from BC: fine
+    for key, text in settings.items():
+        cfg = config_tree.apply_text(cfg, key, text)
+    with pytest.raises(ConfigError, match="off_policy.warmup_noise applies to the critic warm-up"):
+        config_tree.validate(cfg)
+
+
 def test_the_centred_entropy_term_is_inert_for_ppo_like_every_off_policy_setting():
     # the benches validate one base config (rl.algo ppo) with the settings they give every run
     config_tree.validate(config_tree.apply_text(PipelineConfig(), "off_policy.center_entropy", "true"))

@@ -151,3 +151,32 @@ def test_the_constrained_prior_weight_holds_during_the_critic_warm_up_and_the_de
     assert m.current_bc_coef() == pytest.approx(2.0)
     m.train(gradient_steps=50, batch_size=64)
     assert m.current_bc_coef() < 2.0
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_warm_up_noise_joins_the_stored_actions_only_while_the_actor_is_frozen(algo):
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from training.off_policy import FreezeActor
+    warmup, total = 300, 600
+    if algo == "sac":
+        m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=0, seed=0, device="cpu",
+                         policy_kwargs={"net_arch": [16]})
+        own = None
+    else:
+        own = NormalActionNoise(np.zeros(1), 0.01 * np.ones(1))
+        m = TD3("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=0, seed=0, device="cpu", action_noise=own,
+                policy_kwargs={"net_arch": [16]})
+    with torch.no_grad():                      # a near-deterministic actor with action 0: what it stores is noise
+        for p in m.actor.parameters():
+            p.zero_()
+        if algo == "sac":
+            m.actor.log_std.bias.fill_(-10.0)
+    freeze = FreezeActor(warmup, noise_std=0.3)
+    m.learn(total, callback=freeze)
+    stored = m.replay_buffer.actions[:total, 0, 0]
+    during, after = stored[20:warmup], stored[warmup + 20:]
+    assert 0.2 < during.std() < 0.4                               # the warm-up's noise, std 0.3
+    assert not freeze.frozen and m.action_noise is own             # the algorithm's own noise is back
+    assert np.abs(after).std() < 0.1                               # the actor's own actions (it moved a little)

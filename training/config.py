@@ -259,6 +259,10 @@ class PipelineConfig:
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
                                   "stage or pretrained_model)")
         o = self.off_policy
+        if o.warmup_noise > 0 and self.rl.algo != "ppo" and (self.skip_bc and not self.pretrained_model
+                                                            or o.critic_warmup_steps == 0):
+            raise ConfigError("off_policy.warmup_noise applies to the critic warm-up of SAC/TD3 from a BC policy "
+                              "(the BC stage or pretrained_model, and off_policy.critic_warmup_steps > 0)")
         if o.bc_coef_final > o.bc_coef:
             raise ConfigError(f"off_policy.bc_coef_final {o.bc_coef_final:g} is above off_policy.bc_coef {o.bc_coef:g} "
                               "(the decay ends at it)")

@@ -97,6 +97,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                                                      if o.center_entropy else "")
                 + ("" if o.ent_coef_tuning else f"; entropy coefficient fixed at {o.ent_coef_init:g}"))
         callbacks.append(FreezeActor(o.critic_warmup_steps, o.warmup_noise))
+        if o.warmup_noise > 0:
+            log(f"{algo.upper()}: Gaussian noise of std {o.warmup_noise:g} on the executed actions for the "
+                f"{o.critic_warmup_steps:,}-step critic warm-up")
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 "SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g})"
