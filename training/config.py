@@ -187,6 +187,9 @@ class OffPolicyConfig:
     gamma: float = setting(0.99, gt=0, lt=1, help="discount of the critics' targets (SB3's; ppo.gamma is 0.995, a "
                            "~200-step horizon)")
     utd: int = setting(1, ge=1, le=64, help="update-to-data ratio: gradient steps per env step")
+    actor_delay: int = setting(1, ge=1, le=64, help="SAC from BC: the actor (and the prior's multiplier) learns on "
+                               "every this-many-th gradient step, the critics on all (REDQ/DroQ: utd > 1 for the "
+                               "critics, one actor step per env step)")
     n_step: int = setting(3, ge=1, le=20, help="n-step returns in the critics' targets, online data and "
                           "demonstrations alike (1: SB3's one-step targets)")
     intervention: str = setting("none", choices=("none", "expert", "keyboard"),
@@ -253,7 +256,7 @@ class PipelineConfig:
             raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
-        for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final"):
+        for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "

@@ -63,7 +63,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
                              release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
-                             bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final, **common)
+                             bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final,
+                             actor_delay=o.actor_delay, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:

@@ -81,8 +81,10 @@ class SACWithPrior(SAC):
 
     def __init__(self, *args, prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
-                 bc_target_mse: float | None = None, bc_coef_final: float = 0.0, **kwargs: Any) -> None:
+                 bc_target_mse: float | None = None, bc_coef_final: float = 0.0, actor_delay: int = 1,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.actor_delay = max(1, actor_delay)
         self.prior, self.bc_coef0, self.center_entropy = prior, bc_coef, center_entropy
         self.bc_coef_final = min(bc_coef_final, bc_coef)
         self.bc_decay_steps, self.release_step = max(1, bc_decay_steps), release_step
@@ -116,6 +118,27 @@ class SACWithPrior(SAC):
         self.bc_coef_optimizer.step()
         with torch.no_grad():
             self.log_bc_coef.clamp_(LOG_BC_COEF_MIN, LOG_BC_COEF_MAX)
+
+    def _actor_step(self, obs: torch.Tensor, actions_pi: torch.Tensor, log_prob: torch.Tensor,
+                    ent_coef: torch.Tensor, logs: dict[str, list[float]]) -> None:
+        """One actor update: the SAC objective, |Q|-normalized when there is a prior, plus the prior's pull."""
+        min_q_pi = torch.min(torch.cat(self.critic(obs, actions_pi), dim=1), dim=1, keepdim=True)[0]
+        actor_loss = (ent_coef * log_prob - min_q_pi).mean()
+        if self.prior is not None:
+            actor_loss = actor_loss / min_q_pi.abs().mean().detach().clamp(min=1e-3)
+            with torch.no_grad():
+                target_actions = self.prior(obs)
+            bc_mse = F.mse_loss(self.actor(obs, deterministic=True), target_actions)
+            bc_coef = self.current_bc_coef()
+            actor_loss = actor_loss + bc_coef * bc_mse
+            self._tune_bc_coef(bc_mse)
+            logs["bc_mse"].append(bc_mse.item())
+            logs["bc_coef"].append(bc_coef)
+        self.actor.optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor.optimizer.step()
+        logs["actor_loss"].append(actor_loss.item())
+        logs["q_pi"].append(min_q_pi.mean().item())
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
@@ -158,26 +181,8 @@ class SACWithPrior(SAC):
             self.critic.optimizer.step()
             logs["critic_loss"].append(critic_loss.item())
 
-            # actor: normalized SAC objective + decaying pull towards the prior
-            min_q_pi = torch.min(torch.cat(self.critic(data.observations, actions_pi), dim=1), dim=1, keepdim=True)[0]
-            sac_loss = (ent_coef * log_prob - min_q_pi).mean()
-            if self.prior is not None:
-                sac_loss = sac_loss / min_q_pi.abs().mean().detach().clamp(min=1e-3)
-                with torch.no_grad():
-                    target_actions = self.prior(data.observations)
-                bc_mse = F.mse_loss(self.actor(data.observations, deterministic=True), target_actions)
-                bc_coef = self.current_bc_coef()
-                actor_loss = sac_loss + bc_coef * bc_mse
-                self._tune_bc_coef(bc_mse)
-                logs["bc_mse"].append(bc_mse.item())
-                logs["bc_coef"].append(bc_coef)
-            else:
-                actor_loss = sac_loss
-            self.actor.optimizer.zero_grad()
-            actor_loss.backward()
-            self.actor.optimizer.step()
-            logs["actor_loss"].append(actor_loss.item())
-            logs["q_pi"].append(min_q_pi.mean().item())
+            if (self._n_updates + step) % self.actor_delay == 0:
+                self._actor_step(data.observations, actions_pi, log_prob, ent_coef, logs)
 
             if step % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
