@@ -180,3 +180,24 @@ def test_warm_up_noise_joins_the_stored_actions_only_while_the_actor_is_frozen(a
     assert 0.2 < during.std() < 0.4                               # the warm-up's noise, std 0.3
     assert not freeze.frozen and m.action_noise is own             # the algorithm's own noise is back
     assert np.abs(after).std() < 0.1                               # the actor's own actions (it moved a little)
+
+
+@pytest.mark.parametrize("delay", [1, 3])
+def test_the_actor_learns_on_every_delay_th_gradient_step_and_the_critics_on_all(delay):
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, actor_delay=delay,
+                     learning_starts=100, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})
+    m.learn(100)
+    steps = {"actor": 0, "critic": 0}
+    for name in steps:
+        optimizer = getattr(m, name).optimizer
+        original = optimizer.step
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            steps[_name] += 1
+            return _original(*args, **kwargs)
+        optimizer.step = counted
+    before = [p.detach().clone() for p in m.actor.parameters()]
+    m.train(gradient_steps=4, batch_size=32)
+    m.train(gradient_steps=5, batch_size=32)        # the count runs on across calls: steps 0, 3, 6 of 0-8
+    assert steps == {"actor": len(range(0, 9, delay)), "critic": 9}
+    assert any(not torch.equal(b, p) for b, p in zip(before, m.actor.parameters()))

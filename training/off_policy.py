@@ -85,7 +85,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         model.replay_buffer.set_demos(demo.transitions())
         log(f"{algo.upper()}: {o.demo_ratio:.0%} of every batch from {len(demo):,} demonstration transitions"
             + (f", decaying to 0 over {o.demo_ratio_decay_steps:,} steps" if o.demo_ratio_decay_steps else "")
-            + f"; {o.utd} gradient step(s) per env step")
+            + f"; {o.utd} gradient step(s) per env step"
+            + (f", the actor on every {o.actor_delay}th" if o.actor_delay > 1 else ""))
     if bc_policy is not None:
         loss = warm_start_actor(model, algo, demo.obs, bc_policy.predict(demo.obs, deterministic=True)[0],
                                 o.warm_start_updates, o.init_log_std)
@@ -133,7 +134,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     drawn = getattr(model.replay_buffer, "drawn", None)
     from training.pipeline import selected_summary
     result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
-              "utd": o.utd, "n_step": o.n_step, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
+              "utd": o.utd, "actor_delay": o.actor_delay, "n_step": o.n_step, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
               "ent_coef_final": entropy_coefficient(model),
               "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
               "selected": selected_summary(cfg, exp, evaluator.selected)}
