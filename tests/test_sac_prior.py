@@ -201,3 +201,25 @@ def test_the_actor_learns_on_every_delay_th_gradient_step_and_the_critics_on_all
     m.train(gradient_steps=5, batch_size=32)        # the count runs on across calls: steps 0, 3, 6 of 0-8
     assert steps == {"actor": len(range(0, 9, delay)), "critic": 9}
     assert any(not torch.equal(b, p) for b, p in zip(before, m.actor.parameters()))
+
+
+def test_offline_critic_pretraining_fits_the_demonstrations_without_env_steps_or_moving_the_actor():
+    from training.replay import DemoMixReplayBuffer
+    rng = np.random.default_rng(0)
+    n = 400
+    obs = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+    demos = {"obs": obs, "next_obs": np.roll(obs, -1, axis=0), "actions": rng.uniform(-1, 1, (n, 1)),
+             "rewards": np.ones(n), "dones": np.zeros(n)}
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, seed=0, device="cpu",
+                     replay_buffer_class=DemoMixReplayBuffer, replay_buffer_kwargs={"demo_ratio": 0.5, "gamma": 0.5},
+                     policy_kwargs={"net_arch": [32, 32]}, gamma=0.5, ent_coef=0.0)
+    m.replay_buffer.set_demos(demos)
+    actor = [p.detach().clone() for p in m.actor.parameters()]
+    first = m.pretrain_critics(1, batch_size=64)
+    last = m.pretrain_critics(1_500, batch_size=64)
+    assert last < first / 10
+    with torch.no_grad():                  # every demo step earns 1, never ends: Q = 1 / (1 - 0.5) = 2
+        q = torch.cat(m.critic(torch.as_tensor(obs), torch.as_tensor(demos["actions"], dtype=torch.float32)), 1)
+    assert float(q.mean()) == pytest.approx(2.0, abs=0.3)
+    assert m.num_timesteps == 0 and m.replay_buffer.pos == 0 and m.replay_buffer.drawn["online"] == 0
+    assert all(torch.equal(a, p) for a, p in zip(actor, m.actor.parameters()))

@@ -153,6 +153,9 @@ class OffPolicyConfig:
     buffer_size: int = setting(300_000, ge=1, help="replay buffer transitions")
     learning_starts: int = setting(5_000, ge=0, help="random-action steps before learning (1,000 from BC)")
     critic_warmup_steps: int = setting(10_000, ge=0, help="from BC: steps before the warm-started actor moves")
+    critic_pretrain_updates: int = setting(0, ge=0, le=1_000_000, help="from BC (SAC): critic updates on the "
+                                           "demonstrations alone before the first env step (offline; costs no env "
+                                           "steps; needs demo_ratio > 0)")
     warmup_noise: float = setting(0.0, ge=0, le=1, help="from BC: std of Gaussian noise added to the executed actions "
                                   "during the critic warm-up (the actor is fixed), so the critics see the gait's "
                                   "neighbourhood, falls included, before the actor moves (0: off)")
@@ -256,7 +259,8 @@ class PipelineConfig:
             raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
-        for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay"):
+        for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay",
+                     "critic_pretrain_updates"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
@@ -266,6 +270,9 @@ class PipelineConfig:
                                                             or o.critic_warmup_steps == 0):
             raise ConfigError("off_policy.warmup_noise applies to the critic warm-up of SAC/TD3 from a BC policy "
                               "(the BC stage or pretrained_model, and off_policy.critic_warmup_steps > 0)")
+        if o.critic_pretrain_updates and o.demo_ratio == 0:
+            raise ConfigError("off_policy.critic_pretrain_updates trains the critics on the demonstrations in the "
+                              "replay buffer: it needs off_policy.demo_ratio > 0")
         if o.bc_coef_final > o.bc_coef:
             raise ConfigError(f"off_policy.bc_coef_final {o.bc_coef_final:g} is above off_policy.bc_coef {o.bc_coef:g} "
                               "(the decay ends at it)")

@@ -98,6 +98,11 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                 f"{-venv.action_space.shape[0]})" + ("; the critics count the entropy term from it"
                                                      if o.center_entropy else "")
                 + ("" if o.ent_coef_tuning else f"; entropy coefficient fixed at {o.ent_coef_init:g}"))
+        if algo == "sac" and o.critic_pretrain_updates:
+            t = time.perf_counter()
+            loss = model.pretrain_critics(o.critic_pretrain_updates)
+            log(f"SAC: critics pre-trained offline on the demonstrations ({o.critic_pretrain_updates:,} updates, "
+                f"{time.perf_counter() - t:.0f} s, last loss {loss:.3g})")
         callbacks.append(FreezeActor(o.critic_warmup_steps, o.warmup_noise))
         if o.warmup_noise > 0:
             log(f"{algo.upper()}: Gaussian noise of std {o.warmup_noise:g} on the executed actions for the "

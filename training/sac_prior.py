@@ -119,6 +119,39 @@ class SACWithPrior(SAC):
         with torch.no_grad():
             self.log_bc_coef.clamp_(LOG_BC_COEF_MIN, LOG_BC_COEF_MAX)
 
+    def _critic_step(self, data, ent_coef: torch.Tensor) -> float:
+        """One update of the critics (SB3's): the clipped double-Q soft Bellman target. Returns the loss."""
+        discounts = data.discounts if data.discounts is not None else self.gamma
+        with torch.no_grad():
+            next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
+            next_q = torch.min(torch.cat(self.critic_target(data.next_observations, next_actions), dim=1),
+                               dim=1, keepdim=True)[0] - entropy_term(ent_coef, next_log_prob.reshape(-1, 1),
+                                                                     self.target_entropy, self.center_entropy)
+            target_q = data.rewards + (1 - data.dones) * discounts * next_q
+        critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in self.critic(data.observations, data.actions))
+        self.critic.optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic.optimizer.step()
+        return critic_loss.item()
+
+    def _update_targets(self) -> None:
+        polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+        polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
+    def pretrain_critics(self, updates: int, batch_size: int | None = None) -> float | None:
+        """Offline critic warm-up before the first env step: `updates` critic steps on what the replay buffer
+        holds then (the demonstrations alone), bootstrapping on the fixed warm-started actor's actions and the
+        starting entropy coefficient. No env steps are spent. Returns the last loss (None for 0 updates)."""
+        ent_coef = torch.exp(self.log_ent_coef.detach()) if self.log_ent_coef is not None else self.ent_coef_tensor
+        loss = None
+        self.policy.set_training_mode(True)
+        for step in range(updates):
+            loss = self._critic_step(self.replay_buffer.sample(batch_size or self.batch_size,
+                                                               env=self._vec_normalize_env), ent_coef)
+            if step % self.target_update_interval == 0:
+                self._update_targets()
+        return loss
+
     def _actor_step(self, obs: torch.Tensor, actions_pi: torch.Tensor, log_prob: torch.Tensor,
                     ent_coef: torch.Tensor, logs: dict[str, list[float]]) -> None:
         """One actor update: the SAC objective, |Q|-normalized when there is a prior, plus the prior's pull."""
@@ -152,7 +185,6 @@ class SACWithPrior(SAC):
                                                          "q_pi", "bc_mse", "bc_coef")}
         for step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            discounts = data.discounts if data.discounts is not None else self.gamma
             actions_pi, log_prob = self.actor.action_log_prob(data.observations)
             log_prob = log_prob.reshape(-1, 1)
 
@@ -168,25 +200,11 @@ class SACWithPrior(SAC):
                 ent_coef = self.ent_coef_tensor
             logs["ent_coef"].append(ent_coef.item())
 
-            # critics (SB3's): clipped double-Q soft Bellman target
-            with torch.no_grad():
-                next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
-                next_q = torch.min(torch.cat(self.critic_target(data.next_observations, next_actions), dim=1),
-                                   dim=1, keepdim=True)[0] - entropy_term(ent_coef, next_log_prob.reshape(-1, 1),
-                                                                         self.target_entropy, self.center_entropy)
-                target_q = data.rewards + (1 - data.dones) * discounts * next_q
-            critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in self.critic(data.observations, data.actions))
-            self.critic.optimizer.zero_grad()
-            critic_loss.backward()
-            self.critic.optimizer.step()
-            logs["critic_loss"].append(critic_loss.item())
-
+            logs["critic_loss"].append(self._critic_step(data, ent_coef))
             if (self._n_updates + step) % self.actor_delay == 0:
                 self._actor_step(data.observations, actions_pi, log_prob, ent_coef, logs)
-
             if step % self.target_update_interval == 0:
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+                self._update_targets()
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
