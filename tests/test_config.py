@@ -93,6 +93,18 @@ def test_warm_up_noise_is_refused_without_a_critic_warm_up_from_bc(settings):
         config_tree.validate(cfg)
 
 
+def test_offline_critic_pretraining_needs_sac_from_bc_with_demonstrations_in_the_buffer():
+    cfg = config_tree.apply_text(PipelineConfig(), "off_policy.critic_pretrain_updates", "100")
+    config_tree.validate(cfg)                           # inert for PPO (a bench's base config)
+    cfg = config_tree.apply_text(cfg, "rl.algo", "sac")
+    with pytest.raises(ConfigError, match="it needs off_policy.demo_ratio > 0"):
+        config_tree.validate(cfg)
+    cfg = config_tree.apply_text(cfg, "off_policy.demo_ratio", "0.5")
+    config_tree.validate(cfg)
+    with pytest.raises(ConfigError, match="critic_pretrain_updates applies to SAC from a BC policy"):
+        config_tree.validate(config_tree.apply_text(cfg, "rl.algo", "td3"))
+
+
 def test_the_centred_entropy_term_is_inert_for_ppo_like_every_off_policy_setting():
     # the benches validate one base config (rl.algo ppo) with the settings they give every run
     config_tree.validate(config_tree.apply_text(PipelineConfig(), "off_policy.center_entropy", "true"))

@@ -270,7 +270,7 @@ class PipelineConfig:
                                                             or o.critic_warmup_steps == 0):
             raise ConfigError("off_policy.warmup_noise applies to the critic warm-up of SAC/TD3 from a BC policy "
                               "(the BC stage or pretrained_model, and off_policy.critic_warmup_steps > 0)")
-        if o.critic_pretrain_updates and o.demo_ratio == 0:
+        if o.critic_pretrain_updates and self.rl.algo == "sac" and o.demo_ratio == 0:
             raise ConfigError("off_policy.critic_pretrain_updates trains the critics on the demonstrations in the "
                               "replay buffer: it needs off_policy.demo_ratio > 0")
         if o.bc_coef_final > o.bc_coef:
