@@ -139,7 +139,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     drawn = getattr(model.replay_buffer, "drawn", None)
     from training.pipeline import selected_summary
     result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
-              "utd": o.utd, "actor_delay": o.actor_delay, "n_step": o.n_step, "demo_ratio": o.demo_ratio, "demo_rows_drawn": drawn,
+              "utd": o.utd, "actor_delay": o.actor_delay, "n_step": o.n_step, "demo_ratio": o.demo_ratio,
+              "demo_rows_drawn": drawn,
               "ent_coef_final": entropy_coefficient(model),
               "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
               "selected": selected_summary(cfg, exp, evaluator.selected)}
