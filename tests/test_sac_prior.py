@@ -223,3 +223,22 @@ def test_offline_critic_pretraining_fits_the_demonstrations_without_env_steps_or
     assert float(q.mean()) == pytest.approx(2.0, abs=0.3)
     assert m.num_timesteps == 0 and m.replay_buffer.pos == 0 and m.replay_buffer.drawn["online"] == 0
     assert all(torch.equal(a, p) for a, p in zip(actor, m.actor.parameters()))
+
+
+def test_the_actor_loss_normalizer_follows_the_batches_until_the_release_and_then_holds():
+    batch = model(1.0)
+    assert batch._q_scale(7.0) == 7.0 and batch._q_scale(0.0) == 1e-3      # default: each batch's |Q|
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, release_step=10_000,
+                     q_scale_at_release=True, learning_starts=200, batch_size=64, seed=0, device="cpu",
+                     policy_kwargs={"net_arch": [32, 32]})
+    m.learn(200)
+    m.train(gradient_steps=20, batch_size=64)                     # warm-up: actor steps start the average
+    warm = m.q_scale
+    assert warm is not None and warm > 0
+    assert m._q_scale(warm + 1_000.0) == pytest.approx(warm + 1.0)  # an average with a 1,000-update time constant
+    m.num_timesteps = 10_000                                      # released: the batches no longer move it
+    held = m.q_scale
+    for value in (0.01, held * 10, 1e6):
+        assert m._q_scale(value) == held
+    m.train(gradient_steps=20, batch_size=64)
+    assert m.q_scale == held

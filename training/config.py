@@ -176,6 +176,9 @@ class OffPolicyConfig:
     bc_target_mse: float | None = setting(None, gt=0, le=4, help="from BC (SAC): instead of the decay, tune the "
                                           "prior's weight (starting at bc_coef) so the actor's mean squared distance "
                                           "from the BC actions stays at this value (a constraint; null: the decay)")
+    q_scale_at_release: bool = setting(False, help="from BC (SAC): divide the actor's SAC loss by the critics' "
+                                       "mean |Q| averaged over the warm-up and held from the release, not each "
+                                       "batch's (whose fall, as the entropy coefficient rises, loosens the prior)")
     critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
     n_critics: int = setting(2, ge=2, le=10, help="Q networks (SB3's n_critics); the critics' target and the actor "
                              "take the minimum over all of them, so more are more pessimistic about untried actions")
@@ -260,7 +263,7 @@ class PipelineConfig:
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
         for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay",
-                     "critic_pretrain_updates"):
+                     "critic_pretrain_updates", "q_scale_at_release"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "

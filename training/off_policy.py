@@ -64,7 +64,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
                              release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
                              bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final,
-                             actor_delay=o.actor_delay, **common)
+                             actor_delay=o.actor_delay, q_scale_at_release=o.q_scale_at_release, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:

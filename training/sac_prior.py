@@ -16,7 +16,9 @@ optional (`off_policy.*`):
   to `bc_coef_final` (0 by default) over `bc_decay_steps` env steps from the actor's release, so the
   teacher guides the start and lets go later (as `ppo.bc_coef` does in the PPO hand-off). Or, with
   `bc_target_mse`, the weight is a Lagrange multiplier tuned to hold that squared distance (a
-  constraint instead of a schedule).
+  constraint instead of a schedule). With `q_scale_at_release` the mean |Q| is averaged over the
+  warm-up's batches and held from the release: the batch's falls 2-4x once the tuned entropy
+  coefficient rises, which loosens the prior as much as a 2-4x smaller `bc_coef` would.
 * **LayerNorm critics** (RLPD): a LayerNorm after every hidden layer of both Q networks bounds how far
   Q can extrapolate to actions outside the data.
 * **Centred entropy term** (`center_entropy`). SAC's soft Bellman target adds -ent_coef * log pi(a'|s')
@@ -82,9 +84,12 @@ class SACWithPrior(SAC):
     def __init__(self, *args, prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
                  bc_target_mse: float | None = None, bc_coef_final: float = 0.0, actor_delay: int = 1,
-                 **kwargs: Any) -> None:
+                 q_scale_at_release: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.actor_delay = max(1, actor_delay)
+        # the actor loss's |Q| normalizer: each batch's, or (q_scale_at_release) an average over the warm-up's
+        # batches that stops moving at the release
+        self.q_scale_at_release, self.q_scale = q_scale_at_release, None
         self.prior, self.bc_coef0, self.center_entropy = prior, bc_coef, center_entropy
         self.bc_coef_final = min(bc_coef_final, bc_coef)
         self.bc_decay_steps, self.release_step = max(1, bc_decay_steps), release_step
@@ -152,13 +157,24 @@ class SACWithPrior(SAC):
                 self._update_targets()
         return loss
 
+    def _q_scale(self, batch_mean_abs_q: float) -> float:
+        """The |Q| the actor's SAC loss is divided by: the batch's, or with `q_scale_at_release` an exponential
+        average (time constant 1,000 updates) of the batches' until the release, then held."""
+        if not self.q_scale_at_release:
+            return max(batch_mean_abs_q, 1e-3)
+        if self.q_scale is None:
+            self.q_scale = batch_mean_abs_q
+        elif self.num_timesteps < self.release_step:
+            self.q_scale += 1e-3 * (batch_mean_abs_q - self.q_scale)
+        return max(self.q_scale, 1e-3)
+
     def _actor_step(self, obs: torch.Tensor, actions_pi: torch.Tensor, log_prob: torch.Tensor,
                     ent_coef: torch.Tensor, logs: dict[str, list[float]]) -> None:
         """One actor update: the SAC objective, |Q|-normalized when there is a prior, plus the prior's pull."""
         min_q_pi = torch.min(torch.cat(self.critic(obs, actions_pi), dim=1), dim=1, keepdim=True)[0]
         actor_loss = (ent_coef * log_prob - min_q_pi).mean()
         if self.prior is not None:
-            actor_loss = actor_loss / min_q_pi.abs().mean().detach().clamp(min=1e-3)
+            actor_loss = actor_loss / self._q_scale(min_q_pi.abs().mean().item())
             with torch.no_grad():
                 target_actions = self.prior(obs)
             bc_mse = F.mse_loss(self.actor(obs, deterministic=True), target_actions)
