@@ -242,3 +242,23 @@ def test_the_actor_loss_normalizer_follows_the_batches_until_the_release_and_the
         assert m._q_scale(value) == held
     m.train(gradient_steps=20, batch_size=64)
     assert m.q_scale == held
+
+
+def test_acting_by_q_executes_whichever_action_the_critics_value_higher_once_the_actor_is_released():
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, release_step=300,
+                     act_by_q=True, learning_starts=100, batch_size=32, seed=0, device="cpu",
+                     policy_kwargs={"net_arch": [32, 32]})
+    m.min_q = lambda obs, actions: actions[:, :1]          # critics that value a larger action more
+    m.learn(600)
+    stored = m.replay_buffer.actions[:600, 0, 0]
+    bc = stored == np.float32(TARGET)
+    assert not bc[:300].any()                              # until the release: SB3's own actions
+    assert np.all(bc[300:] | (stored[300:] > TARGET))      # then the better of the two, every step
+    assert 0 < bc[300:].sum() < 300
+    assert m.bc_acted_total == [int(bc[300:].sum()), 300]
+    assert m.bc_action_share() == pytest.approx(bc[300:].mean())
+    plain = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, release_step=300,
+                         learning_starts=100, batch_size=32, seed=0, device="cpu", policy_kwargs={"net_arch": [32, 32]})
+    plain.learn(400)
+    assert not (plain.replay_buffer.actions[:400, 0, 0] == np.float32(TARGET)).any()
+    assert plain.bc_action_share() is None

@@ -179,6 +179,9 @@ class OffPolicyConfig:
     q_scale_at_release: bool = setting(False, help="from BC (SAC): divide the actor's SAC loss by the critics' "
                                        "mean |Q| averaged over the warm-up and held from the release, not each "
                                        "batch's (whose fall, as the entropy coefficient rises, loosens the prior)")
+    act_by_q: bool = setting(False, help="from BC (SAC): after the critic warm-up, execute the actor's sample or the "
+                             "BC policy's action, whichever the critics value higher (IBRL; needs bc_coef > 0); the "
+                             "exported policy is the actor alone")
     critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
     n_critics: int = setting(2, ge=2, le=10, help="Q networks (SB3's n_critics); the critics' target and the actor "
                              "take the minimum over all of them, so more are more pessimistic about untried actions")
@@ -263,7 +266,7 @@ class PipelineConfig:
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
         for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay",
-                     "critic_pretrain_updates", "q_scale_at_release"):
+                     "critic_pretrain_updates", "q_scale_at_release", "act_by_q"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
@@ -276,6 +279,9 @@ class PipelineConfig:
         if o.critic_pretrain_updates and self.rl.algo == "sac" and o.demo_ratio == 0:
             raise ConfigError("off_policy.critic_pretrain_updates trains the critics on the demonstrations in the "
                               "replay buffer: it needs off_policy.demo_ratio > 0")
+        if o.act_by_q and o.bc_coef == 0:
+            raise ConfigError("off_policy.act_by_q compares the actor's actions with the BC policy's: it needs "
+                              "off_policy.bc_coef > 0")
         if o.bc_coef_final > o.bc_coef:
             raise ConfigError(f"off_policy.bc_coef_final {o.bc_coef_final:g} is above off_policy.bc_coef {o.bc_coef:g} "
                               "(the decay ends at it)")

@@ -64,7 +64,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
                              release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
                              bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final,
-                             actor_delay=o.actor_delay, q_scale_at_release=o.q_scale_at_release, **common)
+                             actor_delay=o.actor_delay, q_scale_at_release=o.q_scale_at_release,
+                             act_by_q=o.act_by_q, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -113,6 +114,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                                 if o.bc_target_mse is not None else
                                 f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the "
                                 "critic warm-up)"))
+        if algo == "sac" and o.act_by_q:
+            log("SAC: after the warm-up each executed action is the actor's or the BC policy's, whichever the critics "
+                "value higher (rollout/bc_action_share)")
     from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
@@ -142,6 +146,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
               "utd": o.utd, "actor_delay": o.actor_delay, "n_step": o.n_step, "demo_ratio": o.demo_ratio,
               "demo_rows_drawn": drawn,
               "ent_coef_final": entropy_coefficient(model),
+              "bc_action_share": model.bc_action_share() if isinstance(model, SACWithPrior) else None,
               "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
               "selected": selected_summary(cfg, exp, evaluator.selected)}
     if interventions is not None:

@@ -19,6 +19,9 @@ optional (`off_policy.*`):
   constraint instead of a schedule). With `q_scale_at_release` the mean |Q| is averaged over the
   warm-up's batches and held from the release: the batch's falls 2-4x once the tuned entropy
   coefficient rises, which loosens the prior as much as a 2-4x smaller `bc_coef` would.
+* **Acting by Q (IBRL)** (`act_by_q`). After the release each executed action is the actor's sample or
+  the BC policy's action, whichever the critics (minimum over all) value higher, so the data comes from
+  the better of the two where the critics can tell; the actor, trained as above, is what is exported.
 * **LayerNorm critics** (RLPD): a LayerNorm after every hidden layer of both Q networks bounds how far
   Q can extrapolate to actions outside the data.
 * **Centred entropy term** (`center_entropy`). SAC's soft Bellman target adds -ent_coef * log pi(a'|s')
@@ -36,6 +39,7 @@ SB3's, the critics' target centred only when asked.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable
 
 import numpy as np
@@ -84,8 +88,12 @@ class SACWithPrior(SAC):
     def __init__(self, *args, prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
                  bc_target_mse: float | None = None, bc_coef_final: float = 0.0, actor_delay: int = 1,
-                 q_scale_at_release: bool = False, **kwargs: Any) -> None:
+                 q_scale_at_release: bool = False, act_by_q: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # acting by Q: which of the executed actions after the release were the BC policy's (1) or the actor's (0)
+        self.act_by_q = act_by_q and prior is not None
+        self.bc_acted: deque[int] = deque(maxlen=1_000)
+        self.bc_acted_total = [0, 0]                                   # BC's choices, all choices
         self.actor_delay = max(1, actor_delay)
         # the actor loss's |Q| normalizer: each batch's, or (q_scale_at_release) an average over the warm-up's
         # batches that stops moving at the release
@@ -101,7 +109,32 @@ class SACWithPrior(SAC):
             self.bc_coef_optimizer = torch.optim.Adam([self.log_bc_coef], lr=self.lr_schedule(1))
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "prior", "log_bc_coef", "bc_coef_optimizer"]
+        return [*super()._excluded_save_params(), "prior", "log_bc_coef", "bc_coef_optimizer", "bc_acted"]
+
+    def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The critics' minimum over all Q networks, (batch, 1)."""
+        return torch.min(torch.cat(self.critic(obs, actions), dim=1), dim=1, keepdim=True)[0]
+
+    def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """SB3's exploration action; with `act_by_q`, once the actor is released, replaced by the BC policy's
+        action in every env where the critics value that higher than the actor's sample."""
+        action, buffer_action = super()._sample_action(learning_starts, action_noise, n_envs)
+        if not self.act_by_q or self.num_timesteps < max(learning_starts, self.release_step):
+            return action, buffer_action
+        with torch.no_grad():
+            obs = torch.as_tensor(self._last_obs, dtype=torch.float32)
+            ours = torch.as_tensor(buffer_action, dtype=torch.float32)
+            bc = self.prior(obs)
+            use_bc = (self.min_q(obs, bc) > self.min_q(obs, ours)).squeeze(1).numpy()
+        buffer_action = np.where(use_bc[:, None], bc.numpy(), buffer_action).astype(buffer_action.dtype)
+        self.bc_acted.extend(int(u) for u in use_bc)
+        self.bc_acted_total[0] += int(use_bc.sum())
+        self.bc_acted_total[1] += len(use_bc)
+        return self.policy.unscale_action(buffer_action), buffer_action
+
+    def bc_action_share(self) -> float | None:
+        """The share of executed actions that were the BC policy's since the release (None before, or off)."""
+        return self.bc_acted_total[0] / self.bc_acted_total[1] if self.bc_acted_total[1] else None
 
     def current_bc_coef(self) -> float:
         if self.prior is None:
@@ -171,7 +204,7 @@ class SACWithPrior(SAC):
     def _actor_step(self, obs: torch.Tensor, actions_pi: torch.Tensor, log_prob: torch.Tensor,
                     ent_coef: torch.Tensor, logs: dict[str, list[float]]) -> None:
         """One actor update: the SAC objective, |Q|-normalized when there is a prior, plus the prior's pull."""
-        min_q_pi = torch.min(torch.cat(self.critic(obs, actions_pi), dim=1), dim=1, keepdim=True)[0]
+        min_q_pi = self.min_q(obs, actions_pi)
         actor_loss = (ent_coef * log_prob - min_q_pi).mean()
         if self.prior is not None:
             actor_loss = actor_loss / self._q_scale(min_q_pi.abs().mean().item())
@@ -227,3 +260,5 @@ class SACWithPrior(SAC):
         for k, v in logs.items():
             if v:
                 self.logger.record(f"train/{k}", float(np.mean(v)))
+        if self.bc_acted:
+            self.logger.record("rollout/bc_action_share", float(np.mean(self.bc_acted)))   # the last 1,000
