@@ -75,7 +75,8 @@ def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_
 @pytest.mark.parametrize("settings,message", [
     ({"off_policy.bc_coef_final": "4"}, "off_policy.bc_coef_final 4 is above off_policy.bc_coef 3"),
     ({"off_policy.bc_coef": "0", "off_policy.bc_target_mse": "0.005"}, "off_policy.bc_target_mse tunes the prior's"),
-    ({"off_policy.bc_coef": "0", "off_policy.act_by_q": "true"}, "off_policy.act_by_q compares the actor's actions")])
+    ({"off_policy.bc_coef": "0", "off_policy.act_by_q": "true"}, "off_policy.act_by_q compares the actor's actions"),
+    ({"off_policy.bc_target_ramp_steps": "1000"}, "off_policy.bc_target_ramp_steps ramps up off_policy.bc_target_mse")])
 def test_the_prior_settings_must_agree_with_its_weight(settings, message):
     cfg = PipelineConfig()
     for key, text in settings.items():

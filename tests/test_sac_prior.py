@@ -262,3 +262,16 @@ def test_acting_by_q_executes_whichever_action_the_critics_value_higher_once_the
     plain.learn(400)
     assert not (plain.replay_buffer.actions[:400, 0, 0] == np.float32(TARGET)).any()
     assert plain.bc_action_share() is None
+
+
+def test_a_ramped_distance_target_grows_linearly_from_zero_at_the_release_and_the_weight_follows_it():
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=2.0, bc_target_mse=0.01,
+                     bc_target_ramp_steps=1_000, release_step=500, device="cpu")
+    for steps, target in ((0, 0.0), (500, 0.0), (750, 0.0025), (1_500, 0.01), (9_000, 0.01)):
+        m.num_timesteps = steps
+        assert m.current_bc_target() == pytest.approx(target)
+    assert constrained(0.3).current_bc_target() == 0.3                     # no ramp: all of it at once
+    ramped = constrained(1.0)                                               # the fresh actor is ~0.25 from BC
+    ramped.bc_target_ramp_steps = 1_000_000                                 # the target stays near 0: pulled in
+    ramped.train(gradient_steps=100, batch_size=64)
+    assert ramped.current_bc_coef() > 2.2

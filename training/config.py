@@ -176,6 +176,9 @@ class OffPolicyConfig:
     bc_target_mse: float | None = setting(None, gt=0, le=4, help="from BC (SAC): instead of the decay, tune the "
                                           "prior's weight (starting at bc_coef) so the actor's mean squared distance "
                                           "from the BC actions stays at this value (a constraint; null: the decay)")
+    bc_target_ramp_steps: int = setting(0, ge=0, le=1_000_000, help="from BC (SAC), with bc_target_mse: the held "
+                                        "distance grows linearly from 0 at the release to bc_target_mse over this "
+                                        "many env steps (0: all of it at once)")
     q_scale_at_release: bool = setting(False, help="from BC (SAC): divide the actor's SAC loss by the critics' "
                                        "mean |Q| averaged over the warm-up and held from the release, not each "
                                        "batch's (whose fall, as the entropy coefficient rises, loosens the prior)")
@@ -266,7 +269,7 @@ class PipelineConfig:
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
         for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay",
-                     "critic_pretrain_updates", "q_scale_at_release", "act_by_q"):
+                     "critic_pretrain_updates", "q_scale_at_release", "act_by_q", "bc_target_ramp_steps"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
@@ -288,6 +291,8 @@ class PipelineConfig:
         if o.bc_target_mse is not None and o.bc_coef == 0:
             raise ConfigError("off_policy.bc_target_mse tunes the prior's weight from off_policy.bc_coef, which is 0 "
                               "(no prior)")
+        if o.bc_target_ramp_steps and o.bc_target_mse is None:
+            raise ConfigError("off_policy.bc_target_ramp_steps ramps up off_policy.bc_target_mse, which is not set")
         if self.rl.algo != "ppo" and self.imitation == "gail" and not self.skip_bc:
             raise ConfigError("GAIL trains its own PPO generator; combine it with rl.algo ppo")
 

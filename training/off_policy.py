@@ -65,7 +65,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                              release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
                              bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final,
                              actor_delay=o.actor_delay, q_scale_at_release=o.q_scale_at_release,
-                             act_by_q=o.act_by_q, **common)
+                             act_by_q=o.act_by_q, bc_target_ramp_steps=o.bc_target_ramp_steps, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -110,7 +110,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                 f"{o.critic_warmup_steps:,}-step critic warm-up")
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
-                "SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g})"
+                "SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g}"
+                                + (f", reached linearly over {o.bc_target_ramp_steps:,} steps from the release)"
+                                   if o.bc_target_ramp_steps else ")")
                                 if o.bc_target_mse is not None else
                                 f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the "
                                 "critic warm-up)"))

@@ -16,7 +16,8 @@ optional (`off_policy.*`):
   to `bc_coef_final` (0 by default) over `bc_decay_steps` env steps from the actor's release, so the
   teacher guides the start and lets go later (as `ppo.bc_coef` does in the PPO hand-off). Or, with
   `bc_target_mse`, the weight is a Lagrange multiplier tuned to hold that squared distance (a
-  constraint instead of a schedule). With `q_scale_at_release` the mean |Q| is averaged over the
+  constraint instead of a schedule); with `bc_target_ramp_steps` the allowed distance grows linearly
+  from 0 at the release to `bc_target_mse` over that many env steps (a trust region that widens). With `q_scale_at_release` the mean |Q| is averaged over the
   warm-up's batches and held from the release: the batch's falls 2-4x once the tuned entropy
   coefficient rises, which loosens the prior as much as a 2-4x smaller `bc_coef` would.
 * **Acting by Q (IBRL)** (`act_by_q`). After the release each executed action is the actor's sample or
@@ -88,7 +89,8 @@ class SACWithPrior(SAC):
     def __init__(self, *args, prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
                  bc_target_mse: float | None = None, bc_coef_final: float = 0.0, actor_delay: int = 1,
-                 q_scale_at_release: bool = False, act_by_q: bool = False, **kwargs: Any) -> None:
+                 q_scale_at_release: bool = False, act_by_q: bool = False, bc_target_ramp_steps: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # acting by Q: which of the executed actions after the release were the BC policy's (1) or the actor's (0)
         self.act_by_q = act_by_q and prior is not None
@@ -102,6 +104,7 @@ class SACWithPrior(SAC):
         self.bc_coef_final = min(bc_coef_final, bc_coef)
         self.bc_decay_steps, self.release_step = max(1, bc_decay_steps), release_step
         self.bc_target_mse = bc_target_mse if prior is not None and bc_coef > 0 else None
+        self.bc_target_ramp_steps = bc_target_ramp_steps
         self.log_bc_coef: torch.Tensor | None = None
         if self.bc_target_mse is not None:
             # a Lagrange multiplier, tuned like SAC's entropy coefficient (same optimizer and learning-rate schedule)
@@ -144,13 +147,23 @@ class SACWithPrior(SAC):
         done = max(0, self.num_timesteps - self.release_step)
         return self.bc_coef_final + (self.bc_coef0 - self.bc_coef_final) * max(0.0, 1.0 - done / self.bc_decay_steps)
 
+    def current_bc_target(self) -> float | None:
+        """The squared distance from BC the tuned weight holds now: `bc_target_mse`, or while it ramps up a
+        linear share of it (0 at the release)."""
+        if self.bc_target_mse is None:
+            return None
+        if self.bc_target_ramp_steps <= 0:
+            return self.bc_target_mse
+        done = max(0, self.num_timesteps - self.release_step)
+        return self.bc_target_mse * min(1.0, done / self.bc_target_ramp_steps)
+
     def _tune_bc_coef(self, bc_mse: torch.Tensor) -> None:
         """Dual ascent on the constraint E|mu(s) - a_BC(s)|^2 <= bc_target_mse: the weight grows while the
         actor is farther from the BC policy than the target and shrinks while it is nearer. Only once the
         actor moves (during the critic warm-up the distance says nothing about the actor's choices)."""
         if self.log_bc_coef is None or self.num_timesteps < self.release_step:
             return
-        loss = -self.log_bc_coef * (bc_mse.detach() - self.bc_target_mse)
+        loss = -self.log_bc_coef * (bc_mse.detach() - self.current_bc_target())
         self.bc_coef_optimizer.zero_grad()
         loss.backward()
         self.bc_coef_optimizer.step()
