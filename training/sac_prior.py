@@ -17,9 +17,10 @@ optional (`off_policy.*`):
   teacher guides the start and lets go later (as `ppo.bc_coef` does in the PPO hand-off). Or, with
   `bc_target_mse`, the weight is a Lagrange multiplier tuned to hold that squared distance (a
   constraint instead of a schedule); with `bc_target_ramp_steps` the allowed distance grows linearly
-  from 0 at the release to `bc_target_mse` over that many env steps (a trust region that widens). With `q_scale_at_release` the mean |Q| is averaged over the
-  warm-up's batches and held from the release: the batch's falls 2-4x once the tuned entropy
-  coefficient rises, which loosens the prior as much as a 2-4x smaller `bc_coef` would.
+  from 0 at the release to `bc_target_mse` over that many env steps (a trust region that widens).
+  With `q_scale_at_release` the mean |Q| is averaged over the warm-up's batches and held from the
+  release: the batch's falls 2-4x once the tuned entropy coefficient rises, which loosens the prior as
+  much as a 2-4x smaller `bc_coef` would.
 * **Acting by Q (IBRL)** (`act_by_q`). After the release each executed action is the actor's sample or
   the BC policy's action, whichever the critics (minimum over all) value higher, so the data comes from
   the better of the two where the critics can tell; the actor, trained as above, is what is exported.
