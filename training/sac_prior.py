@@ -140,12 +140,15 @@ class SACWithPrior(SAC):
         """The share of executed actions that were the BC policy's since the release (None before, or off)."""
         return self.bc_acted_total[0] / self.bc_acted_total[1] if self.bc_acted_total[1] else None
 
+    def _steps_since_release(self) -> int:
+        return max(0, self.num_timesteps - self.release_step)
+
     def current_bc_coef(self) -> float:
         if self.prior is None:
             return 0.0
         if self.log_bc_coef is not None:
             return float(torch.exp(self.log_bc_coef.detach()))
-        done = max(0, self.num_timesteps - self.release_step)
+        done = self._steps_since_release()
         return self.bc_coef_final + (self.bc_coef0 - self.bc_coef_final) * max(0.0, 1.0 - done / self.bc_decay_steps)
 
     def current_bc_target(self) -> float | None:
@@ -155,8 +158,7 @@ class SACWithPrior(SAC):
             return None
         if self.bc_target_ramp_steps <= 0:
             return self.bc_target_mse
-        done = max(0, self.num_timesteps - self.release_step)
-        return self.bc_target_mse * min(1.0, done / self.bc_target_ramp_steps)
+        return self.bc_target_mse * min(1.0, self._steps_since_release() / self.bc_target_ramp_steps)
 
     def _tune_bc_coef(self, bc_mse: torch.Tensor) -> None:
         """Dual ascent on the constraint E|mu(s) - a_BC(s)|^2 <= bc_target_mse: the weight grows while the
