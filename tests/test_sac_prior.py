@@ -275,3 +275,12 @@ def test_a_ramped_distance_target_grows_linearly_from_zero_at_the_release_and_th
     ramped.bc_target_ramp_steps = 1_000_000                                 # the target stays near 0: pulled in
     ramped.train(gradient_steps=100, batch_size=64)
     assert ramped.current_bc_coef() > 2.2
+
+
+def test_the_tuned_prior_weight_falls_to_bc_coef_final_and_no_lower():
+    free, floored = constrained(1.0), constrained(1.0)           # the actor is nearer than the target: it falls
+    floored.bc_coef_final = 1.5
+    for m in (free, floored):
+        m.train(gradient_steps=100, batch_size=64)
+    assert free.current_bc_coef() < 1.4
+    assert floored.current_bc_coef() == pytest.approx(1.5)

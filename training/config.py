@@ -172,7 +172,8 @@ class OffPolicyConfig:
     bc_decay_steps: int = setting(50_000, ge=1, help="... falling linearly to 0 over this many env steps after the "
                                   "critic warm-up")
     bc_coef_final: float = setting(0.0, ge=0, le=1_000, help="from BC (SAC): the weight the decay ends at and "
-                                   "keeps (at most bc_coef; 0: the prior lets go entirely)")
+                                   "keeps, or with bc_target_mse the tuned weight's floor (at most bc_coef; 0: the "
+                                   "prior may let go entirely)")
     bc_target_mse: float | None = setting(None, gt=0, le=4, help="from BC (SAC): instead of the decay, tune the "
                                           "prior's weight (starting at bc_coef) so the actor's mean squared distance "
                                           "from the BC actions stays at this value (a constraint; null: the decay)")

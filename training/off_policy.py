@@ -111,8 +111,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 "SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g}"
-                                + (f", reached linearly over {o.bc_target_ramp_steps:,} steps from the release)"
-                                   if o.bc_target_ramp_steps else ")")
+                                + (f", reached linearly over {o.bc_target_ramp_steps:,} steps from the release"
+                                   if o.bc_target_ramp_steps else "")
+                                + (f", not below {o.bc_coef_final:g})" if o.bc_coef_final else ")")
                                 if o.bc_target_mse is not None else
                                 f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the "
                                 "critic warm-up)"))

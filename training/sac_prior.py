@@ -16,8 +16,9 @@ optional (`off_policy.*`):
   to `bc_coef_final` (0 by default) over `bc_decay_steps` env steps from the actor's release, so the
   teacher guides the start and lets go later (as `ppo.bc_coef` does in the PPO hand-off). Or, with
   `bc_target_mse`, the weight is a Lagrange multiplier tuned to hold that squared distance (a
-  constraint instead of a schedule); with `bc_target_ramp_steps` the allowed distance grows linearly
-  from 0 at the release to `bc_target_mse` over that many env steps (a trust region that widens).
+  constraint instead of a schedule), never below `bc_coef_final`; with `bc_target_ramp_steps` the
+  allowed distance grows linearly from 0 at the release to `bc_target_mse` over that many env steps (a
+  trust region that widens).
   With `q_scale_at_release` the mean |Q| is averaged over the warm-up's batches and held from the
   release: the batch's falls 2-4x once the tuned entropy coefficient rises, which loosens the prior as
   much as a 2-4x smaller `bc_coef` would.
@@ -162,7 +163,8 @@ class SACWithPrior(SAC):
 
     def _tune_bc_coef(self, bc_mse: torch.Tensor) -> None:
         """Dual ascent on the constraint E|mu(s) - a_BC(s)|^2 <= bc_target_mse: the weight grows while the
-        actor is farther from the BC policy than the target and shrinks while it is nearer. Only once the
+        actor is farther from the BC policy than the target and shrinks while it is nearer, not below
+        `bc_coef_final` (a floor: where the critic's pull is weak the prior still holds). Only once the
         actor moves (during the critic warm-up the distance says nothing about the actor's choices)."""
         if self.log_bc_coef is None or self.num_timesteps < self.release_step:
             return
@@ -171,7 +173,8 @@ class SACWithPrior(SAC):
         loss.backward()
         self.bc_coef_optimizer.step()
         with torch.no_grad():
-            self.log_bc_coef.clamp_(LOG_BC_COEF_MIN, LOG_BC_COEF_MAX)
+            floor = np.log(self.bc_coef_final) if self.bc_coef_final > 0 else LOG_BC_COEF_MIN
+            self.log_bc_coef.clamp_(max(LOG_BC_COEF_MIN, floor), LOG_BC_COEF_MAX)
 
     def _critic_step(self, data, ent_coef: torch.Tensor) -> float:
         """One update of the critics (SB3's): the clipped double-Q soft Bellman target. Returns the loss."""
