@@ -109,14 +109,16 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
             log(f"{algo.upper()}: Gaussian noise of std {o.warmup_noise:g} on the executed actions for the "
                 f"{o.critic_warmup_steps:,}-step critic warm-up")
         if algo == "sac" and o.bc_coef > 0:
+            if o.bc_target_mse is None:
+                then = f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the critic warm-up"
+            else:
+                then = f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g}"
+                if o.bc_target_ramp_steps:
+                    then += f", reached linearly over {o.bc_target_ramp_steps:,} steps from the release"
+                if o.bc_coef_final:
+                    then += f", not below {o.bc_coef_final:g}"
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
-                "SAC loss, " + (f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g}"
-                                + (f", reached linearly over {o.bc_target_ramp_steps:,} steps from the release"
-                                   if o.bc_target_ramp_steps else "")
-                                + (f", not below {o.bc_coef_final:g})" if o.bc_coef_final else ")")
-                                if o.bc_target_mse is not None else
-                                f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the "
-                                "critic warm-up)"))
+                f"SAC loss, {then})")
         if algo == "sac" and o.act_by_q:
             log("SAC: after the warm-up each executed action is the actor's or the BC policy's, whichever the critics "
                 "value higher (rollout/bc_action_share)")
