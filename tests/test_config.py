@@ -60,7 +60,8 @@ def test_bad_values_are_one_line_config_errors(key, text, message):
 @pytest.mark.parametrize("entropy", [("off_policy.center_entropy", "true"), ("off_policy.ent_coef_tuning", "false"),
                                      ("off_policy.bc_target_mse", "0.005"),
                                      ("off_policy.bc_coef_final", "1"), ("off_policy.actor_delay", "2"),
-                                     ("off_policy.q_scale_at_release", "true"), ("off_policy.act_by_q", "true")])
+                                     ("off_policy.q_scale_at_release", "true"), ("off_policy.act_by_q", "true"),
+                                     ("off_policy.bc_by_disagreement", "1")])
 @pytest.mark.parametrize("settings", [{"rl.algo": "td3"}, {"rl.algo": "sac", "skip_bc": "true"}])
 def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_use_them(settings, entropy):
     cfg = config_tree.apply_text(PipelineConfig(), *entropy)
@@ -76,7 +77,9 @@ def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_
     ({"off_policy.bc_coef_final": "4"}, "off_policy.bc_coef_final 4 is above off_policy.bc_coef 3"),
     ({"off_policy.bc_coef": "0", "off_policy.bc_target_mse": "0.005"}, "off_policy.bc_target_mse tunes the prior's"),
     ({"off_policy.bc_coef": "0", "off_policy.act_by_q": "true"}, "off_policy.act_by_q compares the actor's actions"),
-    ({"off_policy.bc_target_ramp_steps": "1000"}, "off_policy.bc_target_ramp_steps ramps up off_policy.bc_target_mse")])
+    ({"off_policy.bc_target_ramp_steps": "1000"}, "off_policy.bc_target_ramp_steps ramps up off_policy.bc_target_mse"),
+    ({"off_policy.bc_coef": "0", "off_policy.bc_by_disagreement": "0.5"}, "off_policy.bc_by_disagreement shares out"),
+    ({"off_policy.bc_by_disagreement": "1.5"}, "off_policy.bc_by_disagreement")])
 def test_the_prior_settings_must_agree_with_its_weight(settings, message):
     cfg = PipelineConfig()
     for key, text in settings.items():

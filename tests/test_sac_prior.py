@@ -284,3 +284,38 @@ def test_the_tuned_prior_weight_falls_to_bc_coef_final_and_no_lower():
         m.train(gradient_steps=100, batch_size=64)
     assert free.current_bc_coef() < 1.4
     assert floored.current_bc_coef() == pytest.approx(1.5)
+
+
+def test_the_prior_weights_by_disagreement_average_one_and_follow_the_critics_spread():
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, device="cpu")
+    q = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 0.0, 2.0], [0.0, 6.0, 0.0, 6.0]])   # spreads 0, s, 3s
+    assert torch.equal(m.prior_state_weights(q), torch.ones(3))                         # beta 0: the same pull
+    m.bc_by_disagreement = 1.0
+    assert m.prior_state_weights(q).tolist() == pytest.approx([0.0, 0.75, 2.25])
+    m.bc_by_disagreement = 0.5
+    assert m.prior_state_weights(q).tolist() == pytest.approx([0.5, 0.875, 1.625])
+    assert float(m.prior_state_weights(q).mean()) == pytest.approx(1.0)
+
+
+def test_the_prior_holds_the_actor_nearer_bc_where_the_critics_disagree():
+    """Critics that agree on states with cos(theta) <= 0 and disagree on the others (whatever the action, so only
+    the prior moves the actor): the same pull everywhere leaves the actor about as far from BC on both kinds;
+    shared out by disagreement it holds the second kind nearer and lets go of the first."""
+    def run(beta: float) -> tuple[float, float]:
+        m = model(bc_coef=1.0)
+        m.bc_by_disagreement = beta
+        obs = torch.as_tensor(m.replay_buffer.observations[:200, 0])
+        spread = (obs[:, :1] > 0).float() + 0.01
+        m.critic = lambda o, a: [j * spread[: len(o)] + 0 * a.sum() for j in range(4)]
+        logs = {k: [] for k in ("actor_loss", "q_pi", "bc_mse", "bc_coef", "q_std")}
+        for _ in range(60):
+            actions_pi, log_prob = m.actor.action_log_prob(obs)
+            m._actor_step(obs, actions_pi, log_prob.reshape(-1, 1), torch.tensor(0.0), logs)
+        with torch.no_grad():
+            d = ((m.actor(obs, deterministic=True) - TARGET) ** 2).squeeze(1)
+        return float(d[obs[:, 0] > 0].mean()), float(d[obs[:, 0] <= 0].mean())
+
+    uniform, shared = run(0.0), run(1.0)
+    assert shared[1] > 2 * uniform[1]                     # where the critics agree: let go
+    assert shared[0] < 0.5 * shared[1]                    # held nearer where they disagree
+    assert shared[0] / shared[1] < 0.25 * uniform[0] / uniform[1]

@@ -180,6 +180,10 @@ class OffPolicyConfig:
     bc_target_ramp_steps: int = setting(0, ge=0, le=1_000_000, help="from BC (SAC), with bc_target_mse: the held "
                                         "distance grows linearly from 0 at the release to bc_target_mse over this "
                                         "many env steps (0: all of it at once)")
+    bc_by_disagreement: float = setting(0.0, ge=0, le=1, help="from BC (SAC): share the prior's pull out over the "
+                                        "batch's states by the critics' disagreement on the actor's action: weight "
+                                        "(1 - beta) + beta * sigma / mean sigma, so it holds BC where the Q networks "
+                                        "disagree (beta; 0: the same pull on every state)")
     q_scale_at_release: bool = setting(False, help="from BC (SAC): divide the actor's SAC loss by the critics' "
                                        "mean |Q| averaged over the warm-up and held from the release, not each "
                                        "batch's (whose fall, as the entropy coefficient rises, loosens the prior)")
@@ -270,7 +274,8 @@ class PipelineConfig:
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
         for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay",
-                     "critic_pretrain_updates", "q_scale_at_release", "act_by_q", "bc_target_ramp_steps"):
+                     "critic_pretrain_updates", "q_scale_at_release", "act_by_q", "bc_target_ramp_steps",
+                     "bc_by_disagreement"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
@@ -285,6 +290,9 @@ class PipelineConfig:
                               "replay buffer: it needs off_policy.demo_ratio > 0")
         if o.act_by_q and o.bc_coef == 0:
             raise ConfigError("off_policy.act_by_q compares the actor's actions with the BC policy's: it needs "
+                              "off_policy.bc_coef > 0")
+        if o.bc_by_disagreement and o.bc_coef == 0:
+            raise ConfigError("off_policy.bc_by_disagreement shares out the pull towards the BC policy: it needs "
                               "off_policy.bc_coef > 0")
         if o.bc_coef_final > o.bc_coef:
             raise ConfigError(f"off_policy.bc_coef_final {o.bc_coef_final:g} is above off_policy.bc_coef {o.bc_coef:g} "

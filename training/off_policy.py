@@ -65,7 +65,8 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                              release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
                              bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final,
                              actor_delay=o.actor_delay, q_scale_at_release=o.q_scale_at_release,
-                             act_by_q=o.act_by_q, bc_target_ramp_steps=o.bc_target_ramp_steps, **common)
+                             act_by_q=o.act_by_q, bc_target_ramp_steps=o.bc_target_ramp_steps,
+                             bc_by_disagreement=o.bc_by_disagreement, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -117,6 +118,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                     then += f", reached linearly over {o.bc_target_ramp_steps:,} steps from the release"
                 if o.bc_coef_final:
                     then += f", not below {o.bc_coef_final:g}"
+            if o.bc_by_disagreement:
+                then += (f"; shared out over the batch's states by the critics' disagreement on the actor's action "
+                         f"(beta {o.bc_by_disagreement:g}, train/q_std)")
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 f"SAC loss, {then})")
         if algo == "sac" and o.act_by_q:

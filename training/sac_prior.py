@@ -22,6 +22,11 @@ optional (`off_policy.*`):
   With `q_scale_at_release` the mean |Q| is averaged over the warm-up's batches and held from the
   release: the batch's falls 2-4x once the tuned entropy coefficient rises, which loosens the prior as
   much as a 2-4x smaller `bc_coef` would.
+  With `bc_by_disagreement` (beta in 0-1) the pull is shared out over the batch's states by the
+  critics' disagreement: state i's weight is (1 - beta) + beta * sigma_i / mean(sigma), sigma_i the
+  standard deviation over the Q networks of Q(s_i, a_pi), so the mean weight stays 1 (the schedule or
+  constraint keeps its meaning) while the actor is held nearer BC where the critics do not agree on
+  the value of its action (they have not seen it) and let go where they do.
 * **Acting by Q (IBRL)** (`act_by_q`). After the release each executed action is the actor's sample or
   the BC policy's action, whichever the critics (minimum over all) value higher, so the data comes from
   the better of the two where the critics can tell; the actor, trained as above, is what is exported.
@@ -92,7 +97,7 @@ class SACWithPrior(SAC):
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
                  bc_target_mse: float | None = None, bc_coef_final: float = 0.0, actor_delay: int = 1,
                  q_scale_at_release: bool = False, act_by_q: bool = False, bc_target_ramp_steps: int = 0,
-                 **kwargs: Any) -> None:
+                 bc_by_disagreement: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # acting by Q: which of the executed actions after the release were the BC policy's (1) or the actor's (0)
         self.act_by_q = act_by_q and prior is not None
@@ -107,6 +112,7 @@ class SACWithPrior(SAC):
         self.bc_decay_steps, self.release_step = max(1, bc_decay_steps), release_step
         self.bc_target_mse = bc_target_mse if prior is not None and bc_coef > 0 else None
         self.bc_target_ramp_steps = bc_target_ramp_steps
+        self.bc_by_disagreement = bc_by_disagreement
         self.log_bc_coef: torch.Tensor | None = None
         if self.bc_target_mse is not None:
             # a Lagrange multiplier, tuned like SAC's entropy coefficient (same optimizer and learning-rate schedule)
@@ -119,6 +125,16 @@ class SACWithPrior(SAC):
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The critics' minimum over all Q networks, (batch, 1)."""
         return torch.min(torch.cat(self.critic(obs, actions), dim=1), dim=1, keepdim=True)[0]
+
+    def prior_state_weights(self, q_values: torch.Tensor) -> torch.Tensor:
+        """Per-state weights (batch,) of the prior's pull from the Q networks' values (batch, n_critics) of the
+        actor's actions: (1 - beta) + beta * sigma / mean(sigma), sigma their standard deviation per state;
+        all 1 when `bc_by_disagreement` (beta) is 0. The mean weight is 1 whatever beta."""
+        ones = torch.ones(len(q_values), dtype=q_values.dtype)
+        if self.bc_by_disagreement <= 0:
+            return ones
+        sigma = q_values.detach().std(dim=1)
+        return (1 - self.bc_by_disagreement) * ones + self.bc_by_disagreement * sigma / sigma.mean().clamp_min(1e-8)
 
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """SB3's exploration action; with `act_by_q`, once the actor is released, replaced by the BC policy's
@@ -223,18 +239,25 @@ class SACWithPrior(SAC):
     def _actor_step(self, obs: torch.Tensor, actions_pi: torch.Tensor, log_prob: torch.Tensor,
                     ent_coef: torch.Tensor, logs: dict[str, list[float]]) -> None:
         """One actor update: the SAC objective, |Q|-normalized when there is a prior, plus the prior's pull."""
-        min_q_pi = self.min_q(obs, actions_pi)
+        q_values = torch.cat(self.critic(obs, actions_pi), dim=1)
+        min_q_pi = torch.min(q_values, dim=1, keepdim=True)[0]
         actor_loss = (ent_coef * log_prob - min_q_pi).mean()
         if self.prior is not None:
             actor_loss = actor_loss / self._q_scale(min_q_pi.abs().mean().item())
             with torch.no_grad():
                 target_actions = self.prior(obs)
-            bc_mse = F.mse_loss(self.actor(obs, deterministic=True), target_actions)
+            mean_actions = self.actor(obs, deterministic=True)
+            bc_mse = F.mse_loss(mean_actions, target_actions)
             bc_coef = self.current_bc_coef()
-            actor_loss = actor_loss + bc_coef * bc_mse
+            if self.bc_by_disagreement > 0:
+                per_state = ((mean_actions - target_actions) ** 2).mean(dim=1)
+                actor_loss = actor_loss + bc_coef * (self.prior_state_weights(q_values) * per_state).mean()
+            else:
+                actor_loss = actor_loss + bc_coef * bc_mse
             self._tune_bc_coef(bc_mse)
             logs["bc_mse"].append(bc_mse.item())
             logs["bc_coef"].append(bc_coef)
+            logs["q_std"].append(q_values.detach().std(dim=1).mean().item())
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
@@ -250,7 +273,7 @@ class SACWithPrior(SAC):
             optimizers += [self.bc_coef_optimizer]
         self._update_learning_rate(optimizers)
         logs: dict[str, list[float]] = {k: [] for k in ("ent_coef", "ent_coef_loss", "actor_loss", "critic_loss",
-                                                         "q_pi", "bc_mse", "bc_coef")}
+                                                         "q_pi", "bc_mse", "bc_coef", "q_std")}
         for step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             actions_pi, log_prob = self.actor.action_log_prob(data.observations)
