@@ -70,7 +70,8 @@ def main() -> None:
     ap.add_argument("--scratch-preset", default="scratch",
                     help="the tuned from-scratch PPO setting (bench/scratch_search.py chose it)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`")
+                    help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`; it "
+                         "overrides an algorithm's own settings (SAC's demo_ratio 0.5) but not the scratch preset")
     ap.add_argument("--skip-scratch", action="store_true",
                     help="run only the BC-initialized PPO (= --algos ppo_handoff)")
     ap.add_argument("--algos", nargs="+", choices=list(ALGOS), default=None,
@@ -122,7 +123,7 @@ def main() -> None:
                        [("@preset", args.scratch_preset)]))
                    for name, seed, kind in jobs}
         futures.update({name: pool.submit(pipeline, common, name, seed, [("skip_bc", "true"), *sac_common,
-                        *ALGOS[algo], *([("pretrained_model", str(bc_path))] if "rlpd" in algo else [])])
+                        *([("pretrained_model", str(bc_path))] if "rlpd" in algo else [])], ALGOS[algo])
                         for name, seed, algo in sac_jobs})
         results = {name: f.result() for name, f in futures.items()}
     # Each run's folder and evaluation history, read once: {algorithm: [(folder, history) per seed]}.
@@ -244,13 +245,21 @@ def median_steps(values: list[int | None], budget: int) -> tuple[float | None, b
     return float(np.mean([min(v, budget) for v in middle])), any(v > budget for v in middle)
 
 
-def pipeline(common: dict, name: str, seed: int, extra: list[tuple[str, str]]) -> dict:
+def run_settings(common: dict, name: str, seed: int, extra: list[tuple[str, str]],
+                 algo: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """One run's settings in the order they apply: the protocol's preset, the algorithm's settings (ALGOS), the
+    command line's (so `--set` overrides an algorithm's defaults), then the run's name, seed and `extra` (the
+    protocol's budgets and starting policy)."""
+    own = [("experiment_name", name), ("output_dir", common["workdir"]), ("seed", str(seed))]
+    return [("@preset", common["preset"]), *algo, *common["typed"], *own, *extra]
+
+
+def pipeline(common: dict, name: str, seed: int, extra: list[tuple[str, str]],
+             algo: list[tuple[str, str]] = ()) -> dict:
     """One run of the real pipeline (module-level so worker processes can run it)."""
     import torch
     torch.set_num_threads(1)
-    run_settings = [("experiment_name", name), ("output_dir", common["workdir"]), ("seed", str(seed))]
-    cfg = build_config([], [("@preset", common["preset"]), *common["typed"], *run_settings, *extra])
-    return run(cfg)
+    return run(build_config([], run_settings(common, name, seed, extra, algo)))
 
 
 ALGOS: dict[str, list[tuple[str, str]]] = {           # the settings of each algorithm's runs

@@ -108,6 +108,20 @@ def test_exploration_variants_are_valid_pipeline_settings():
     assert stds["gaussian_small"] < stds["gaussian"]
 
 
+def test_the_command_lines_settings_override_an_algorithms_own_but_not_the_protocols():
+    from bench.sample_efficiency import ALGOS, run_settings
+    from training.cli import build_config
+    common = {"workdir": "w", "preset": "sample_efficiency_budget_quick",
+              "typed": [("off_policy.demo_ratio", "0.25"), ("rl.total_timesteps", "5")]}
+    protocol = [("skip_bc", "true"), ("rl.total_timesteps", "30000"), ("pretrained_model", "bc.pth")]
+    cfg = build_config([], run_settings(common, "sac_rlpd_seed3", 3, protocol, ALGOS["sac_rlpd_interventions"]))
+    assert cfg.rl.algo == "sac" and cfg.off_policy.intervention == "expert"           # the algorithm's own
+    assert cfg.off_policy.demo_ratio == 0.25                                           # --set wins over ALGOS
+    assert cfg.rl.total_timesteps == 30000 and cfg.seed == 3 and cfg.output_dir == "w"  # the protocol wins
+    assert build_config([], run_settings({**common, "typed": []}, "x", 0, protocol,
+                                         ALGOS["sac_rlpd"])).off_policy.demo_ratio == 0.5
+
+
 @pytest.mark.slow
 def test_command_tracking_writes_the_grid_for_the_trot(tmp_path):
     run_script("command_tracking.py", "--trot-only", "--episodes", "1", results=tmp_path)
