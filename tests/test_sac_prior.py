@@ -289,12 +289,13 @@ def test_the_tuned_prior_weight_falls_to_bc_coef_final_and_no_lower():
 def test_the_prior_weights_by_disagreement_average_one_and_follow_the_critics_spread():
     m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, device="cpu")
     q = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 0.0, 2.0], [0.0, 6.0, 0.0, 6.0]])   # spreads 0, s, 3s
-    assert torch.equal(m.prior_state_weights(q), torch.ones(3))                         # beta 0: the same pull
+    sigma = q.std(dim=1)                                                               # as the actor step does
+    assert torch.equal(m.prior_state_weights(sigma), torch.ones(3))                     # beta 0: the same pull
     m.bc_by_disagreement = 1.0
-    assert m.prior_state_weights(q).tolist() == pytest.approx([0.0, 0.75, 2.25])
+    assert m.prior_state_weights(sigma).tolist() == pytest.approx([0.0, 0.75, 2.25])
     m.bc_by_disagreement = 0.5
-    assert m.prior_state_weights(q).tolist() == pytest.approx([0.5, 0.875, 1.625])
-    assert float(m.prior_state_weights(q).mean()) == pytest.approx(1.0)
+    assert m.prior_state_weights(sigma).tolist() == pytest.approx([0.5, 0.875, 1.625])
+    assert float(m.prior_state_weights(sigma).mean()) == pytest.approx(1.0)
 
 
 def test_the_prior_holds_the_actor_nearer_bc_where_the_critics_disagree():

@@ -126,15 +126,12 @@ class SACWithPrior(SAC):
         """The critics' minimum over all Q networks, (batch, 1)."""
         return torch.min(torch.cat(self.critic(obs, actions), dim=1), dim=1, keepdim=True)[0]
 
-    def prior_state_weights(self, q_values: torch.Tensor) -> torch.Tensor:
-        """Per-state weights (batch,) of the prior's pull from the Q networks' values (batch, n_critics) of the
-        actor's actions: (1 - beta) + beta * sigma / mean(sigma), sigma their standard deviation per state;
-        all 1 when `bc_by_disagreement` (beta) is 0. The mean weight is 1 whatever beta."""
-        ones = torch.ones(len(q_values), dtype=q_values.dtype)
-        if self.bc_by_disagreement <= 0:
-            return ones
-        sigma = q_values.detach().std(dim=1)
-        return (1 - self.bc_by_disagreement) * ones + self.bc_by_disagreement * sigma / sigma.mean().clamp_min(1e-8)
+    def prior_state_weights(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Per-state weights (batch,) of the prior's pull from `sigma` (batch,), the Q networks' standard
+        deviation on each state's actor action: (1 - beta) + beta * sigma / mean(sigma), all 1 when
+        `bc_by_disagreement` (beta) is 0. The mean weight is 1 whatever beta."""
+        beta = self.bc_by_disagreement
+        return (1 - beta) + beta * sigma / sigma.mean().clamp_min(1e-8)
 
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """SB3's exploration action; with `act_by_q`, once the actor is released, replaced by the BC policy's
@@ -249,15 +246,16 @@ class SACWithPrior(SAC):
             mean_actions = self.actor(obs, deterministic=True)
             bc_mse = F.mse_loss(mean_actions, target_actions)
             bc_coef = self.current_bc_coef()
+            sigma = q_values.detach().std(dim=1)                     # the critics' disagreement per state
             if self.bc_by_disagreement > 0:
                 per_state = ((mean_actions - target_actions) ** 2).mean(dim=1)
-                actor_loss = actor_loss + bc_coef * (self.prior_state_weights(q_values) * per_state).mean()
+                actor_loss = actor_loss + bc_coef * (self.prior_state_weights(sigma) * per_state).mean()
             else:
                 actor_loss = actor_loss + bc_coef * bc_mse
             self._tune_bc_coef(bc_mse)
             logs["bc_mse"].append(bc_mse.item())
             logs["bc_coef"].append(bc_coef)
-            logs["q_std"].append(q_values.detach().std(dim=1).mean().item())
+            logs["q_std"].append(sigma.mean().item())
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
