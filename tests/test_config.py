@@ -61,7 +61,8 @@ def test_bad_values_are_one_line_config_errors(key, text, message):
                                      ("off_policy.bc_target_mse", "0.005"),
                                      ("off_policy.bc_coef_final", "1"), ("off_policy.actor_delay", "2"),
                                      ("off_policy.q_scale_at_release", "true"), ("off_policy.act_by_q", "true"),
-                                     ("off_policy.bc_by_disagreement", "1")])
+                                     ("off_policy.bc_by_disagreement", "1"), ("off_policy.actor_q", "mean"),
+                                     ("off_policy.target_q_subset", "2"), ("off_policy.actor_learning_rate", "3e-4")])
 @pytest.mark.parametrize("settings", [{"rl.algo": "td3"}, {"rl.algo": "sac", "skip_bc": "true"}])
 def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_use_them(settings, entropy):
     cfg = config_tree.apply_text(PipelineConfig(), *entropy)
@@ -79,7 +80,9 @@ def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_
     ({"off_policy.bc_coef": "0", "off_policy.act_by_q": "true"}, "off_policy.act_by_q compares the actor's actions"),
     ({"off_policy.bc_target_ramp_steps": "1000"}, "off_policy.bc_target_ramp_steps ramps up off_policy.bc_target_mse"),
     ({"off_policy.bc_coef": "0", "off_policy.bc_by_disagreement": "0.5"}, "off_policy.bc_by_disagreement shares out"),
-    ({"off_policy.bc_by_disagreement": "1.5"}, "off_policy.bc_by_disagreement")])
+    ({"off_policy.bc_by_disagreement": "1.5"}, "off_policy.bc_by_disagreement"),
+    ({"off_policy.target_q_subset": "3"}, "off_policy.target_q_subset 3 is more than off_policy.n_critics 2"),
+    ({"off_policy.actor_q": "max"}, "off_policy.actor_q")])
 def test_the_prior_settings_must_agree_with_its_weight(settings, message):
     cfg = PipelineConfig()
     for key, text in settings.items():

@@ -320,3 +320,59 @@ def test_the_prior_holds_the_actor_nearer_bc_where_the_critics_disagree():
     assert shared[1] > 2 * uniform[1]                     # where the critics agree: let go
     assert shared[0] < 0.5 * shared[1]                    # held nearer where they disagree
     assert shared[0] / shared[1] < 0.25 * uniform[0] / uniform[1]
+
+
+def test_the_actor_value_is_the_q_networks_minimum_or_mean_and_the_target_a_random_subsets_minimum():
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, device="cpu",
+                     policy_kwargs={"n_critics": 4})
+    q = torch.tensor([[1.0, 2.0, 3.0, 6.0], [-4.0, 0.0, 0.0, 0.0]])
+    assert m.actor_value(q).squeeze(1).tolist() == [1.0, -4.0]                # SB3's minimum by default
+    m.actor_q = "mean"
+    assert m.actor_value(q).squeeze(1).tolist() == [3.0, -1.0]
+    assert torch.equal(m.target_subset(q), q)                                 # 0: all four
+    m.target_q_subset = 2
+    torch.manual_seed(0)
+    drawn = [m.target_subset(q) for _ in range(200)]
+    assert all(d.shape == (2, 2) for d in drawn)
+    columns = [tuple(int((q[0] == v).nonzero()) for v in d[0]) for d in drawn]
+    assert all(len(set(c)) == 2 for c in columns)                             # two different networks each time
+    assert {i for c in columns for i in c} == {0, 1, 2, 3}                    # every network gets drawn
+    assert all(torch.equal(d[1], q[1, list(c)]) for d, c in zip(drawn, columns))   # the same ones for every state
+
+
+@pytest.mark.parametrize("actor_q", ["min", "mean"])
+def test_the_actor_climbs_the_value_it_is_told_to(actor_q):
+    """Four critics linear in the action, three sloping down and one up: their minimum, min(1 - a, a), peaks at
+    a = 0.5; their mean, (3 - 2a) / 4, falls with a. The actor (no prior pull; it starts near 0) goes where its
+    value says."""
+    m = model(bc_coef=0.0)
+    m.actor_q = actor_q
+    obs = torch.as_tensor(m.replay_buffer.observations[:200, 0])
+    m.critic = lambda o, a: [1 - a, 1 - a, 1 - a, a]
+    logs = {k: [] for k in ("actor_loss", "q_pi", "bc_mse", "bc_coef", "q_std")}
+    for _ in range(150):
+        actions_pi, log_prob = m.actor.action_log_prob(obs)
+        m._actor_step(obs, actions_pi, log_prob.reshape(-1, 1), torch.tensor(0.0), logs)
+    with torch.no_grad():
+        mean_action = float(m.actor(obs, deterministic=True).mean())
+    if actor_q == "mean":
+        assert mean_action < -0.8
+    else:
+        assert mean_action == pytest.approx(0.5, abs=0.1)
+
+
+def test_the_actor_steps_at_its_own_learning_rate_and_the_critics_at_the_shared_one():
+    def moved(actor_lr: float | None) -> tuple[float, SACWithPrior]:
+        m = model(bc_coef=1.0)
+        m.actor_learning_rate = actor_lr
+        before = torch.cat([p.detach().flatten().clone() for p in m.actor.parameters()])
+        m.train(gradient_steps=30, batch_size=64)
+        after = torch.cat([p.detach().flatten() for p in m.actor.parameters()])
+        return float((after - before).abs().mean()), m
+
+    shared, m_shared = moved(None)
+    slow, m_slow = moved(1e-4)
+    assert [g["lr"] for g in m_slow.actor.optimizer.param_groups] == [1e-4]
+    assert [g["lr"] for g in m_slow.critic.optimizer.param_groups] == [1e-3]
+    assert [g["lr"] for g in m_shared.actor.optimizer.param_groups] == [1e-3]
+    assert slow < 0.2 * shared                  # Adam's steps scale with the learning rate

@@ -150,6 +150,9 @@ class OffPolicyConfig:
 
     learning_rate: float = setting(1e-3, gt=0, le=1, help="Adam learning rate (SB3's 3e-4 fits the critic too slowly "
                                    "for SAC from BC within 30k steps)")
+    actor_learning_rate: float | None = setting(None, gt=0, le=1, help="from BC (SAC): the actor's own Adam "
+                                                "learning rate, below the critics' for two timescales (null: "
+                                                "learning_rate)")
     buffer_size: int = setting(300_000, ge=1, help="replay buffer transitions")
     learning_starts: int = setting(5_000, ge=0, help="random-action steps before learning (1,000 from BC)")
     critic_warmup_steps: int = setting(10_000, ge=0, help="from BC: steps before the warm-started actor moves")
@@ -193,6 +196,11 @@ class OffPolicyConfig:
     critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
     n_critics: int = setting(2, ge=2, le=10, help="Q networks (SB3's n_critics); the critics' target and the actor "
                              "take the minimum over all of them, so more are more pessimistic about untried actions")
+    actor_q: str = setting("min", choices=("min", "mean"), help="from BC (SAC): what the actor climbs: the minimum "
+                           "over the Q networks (SB3's) or their mean (REDQ's; a smoother gradient)")
+    target_q_subset: int = setting(0, ge=0, le=10, help="from BC (SAC): the critics' target takes the minimum over "
+                                   "this many target networks drawn at random each update (REDQ's 2; 0: all "
+                                   "n_critics)")
     center_entropy: bool = setting(False, help="from BC (SAC): the critics' entropy term counted from the target "
                                    "entropy, so a near-deterministic actor's log-probabilities do not make every "
                                    "step cost and a fall look cheap (training.sac_prior)")
@@ -275,7 +283,7 @@ class PipelineConfig:
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
         for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay",
                      "critic_pretrain_updates", "q_scale_at_release", "act_by_q", "bc_target_ramp_steps",
-                     "bc_by_disagreement"):
+                     "bc_by_disagreement", "actor_q", "target_q_subset", "actor_learning_rate"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "
@@ -294,6 +302,9 @@ class PipelineConfig:
         if o.bc_by_disagreement and o.bc_coef == 0:
             raise ConfigError("off_policy.bc_by_disagreement shares out the pull towards the BC policy: it needs "
                               "off_policy.bc_coef > 0")
+        if o.target_q_subset > o.n_critics:
+            raise ConfigError(f"off_policy.target_q_subset {o.target_q_subset} is more than off_policy.n_critics "
+                              f"{o.n_critics}")
         if o.bc_coef_final > o.bc_coef:
             raise ConfigError(f"off_policy.bc_coef_final {o.bc_coef_final:g} is above off_policy.bc_coef {o.bc_coef:g} "
                               "(the decay ends at it)")

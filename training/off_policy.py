@@ -66,7 +66,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                              bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final,
                              actor_delay=o.actor_delay, q_scale_at_release=o.q_scale_at_release,
                              act_by_q=o.act_by_q, bc_target_ramp_steps=o.bc_target_ramp_steps,
-                             bc_by_disagreement=o.bc_by_disagreement, **common)
+                             bc_by_disagreement=o.bc_by_disagreement, actor_q=o.actor_q,
+                             target_q_subset=o.target_q_subset, actor_learning_rate=o.actor_learning_rate,
+                             **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -123,6 +125,12 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                          f"(beta {o.bc_by_disagreement:g}, train/q_std)")
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 f"SAC loss, {then})")
+        if algo == "sac" and o.actor_learning_rate is not None:
+            log(f"SAC: the actor learns at {o.actor_learning_rate:g}, the critics at {o.learning_rate:g}")
+        if algo == "sac" and (o.actor_q != "min" or o.target_q_subset):
+            log(f"SAC: the actor climbs the {o.actor_q} of the {o.n_critics} Q networks; the critics' target takes the "
+                f"minimum over " + (f"{o.target_q_subset} drawn at random each update" if o.target_q_subset
+                                    else "all of them"))
         if algo == "sac" and o.act_by_q:
             log("SAC: after the warm-up each executed action is the actor's or the BC policy's, whichever the critics "
                 "value higher (rollout/bc_action_share)")

@@ -30,6 +30,14 @@ optional (`off_policy.*`):
 * **Acting by Q (IBRL)** (`act_by_q`). After the release each executed action is the actor's sample or
   the BC policy's action, whichever the critics (minimum over all) value higher, so the data comes from
   the better of the two where the critics can tell; the actor, trained as above, is what is exported.
+* **REDQ's split of the ensemble** (`actor_q`, `target_q_subset`). With `n_critics` Q networks the actor
+  climbs their minimum (SB3's) or their mean: the minimum's action gradient is the gradient of whichever
+  network is lowest in each state, a noisier estimate than the average of all of them. The critics'
+  target takes the minimum over all target networks or over a random `target_q_subset` of them drawn
+  each update (REDQ's 2: less pessimistic as the ensemble grows).
+* **Two timescales** (`actor_learning_rate`). SB3 steps the actor and the critics at one learning rate;
+  a slower actor gives the critics time to see what its new actions cost (falls included) before it
+  moves further in the direction their early estimate pointed.
 * **LayerNorm critics** (RLPD): a LayerNorm after every hidden layer of both Q networks bounds how far
   Q can extrapolate to actions outside the data.
 * **Centred entropy term** (`center_entropy`). SAC's soft Bellman target adds -ent_coef * log pi(a'|s')
@@ -97,8 +105,14 @@ class SACWithPrior(SAC):
                  bc_coef: float = 0.0, bc_decay_steps: int = 1, release_step: int = 0, center_entropy: bool = False,
                  bc_target_mse: float | None = None, bc_coef_final: float = 0.0, actor_delay: int = 1,
                  q_scale_at_release: bool = False, act_by_q: bool = False, bc_target_ramp_steps: int = 0,
-                 bc_by_disagreement: float = 0.0, **kwargs: Any) -> None:
+                 bc_by_disagreement: float = 0.0, actor_q: str = "min", target_q_subset: int = 0,
+                 actor_learning_rate: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # two timescales: the actor's own Adam step size (None: the critics' learning rate, SB3's shared one)
+        self.actor_learning_rate = actor_learning_rate
+        # REDQ's split: the actor climbs the mean (or the minimum) of the Q networks; the critics' target takes the
+        # minimum over a random subset of `target_q_subset` target networks each update (0: over all of them)
+        self.actor_q, self.target_q_subset = actor_q, target_q_subset
         # acting by Q: which of the executed actions after the release were the BC policy's (1) or the actor's (0)
         self.act_by_q = act_by_q and prior is not None
         self.bc_acted: deque[int] = deque(maxlen=1_000)
@@ -125,6 +139,22 @@ class SACWithPrior(SAC):
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The critics' minimum over all Q networks, (batch, 1)."""
         return torch.min(torch.cat(self.critic(obs, actions), dim=1), dim=1, keepdim=True)[0]
+
+    def target_subset(self, next_qs: torch.Tensor) -> torch.Tensor:
+        """The target networks' values (batch, n) whose minimum makes the critics' target: all n, or REDQ's
+        random `target_q_subset` of them (the same subset for the whole batch, drawn anew each update)."""
+        n, m = next_qs.shape[1], self.target_q_subset
+        if m <= 0 or m >= n:
+            return next_qs
+        return next_qs[:, torch.randperm(n)[:m]]
+
+    def actor_value(self, q_values: torch.Tensor) -> torch.Tensor:
+        """The value the actor climbs from the Q networks' values (batch, n): their minimum (SB3's), or with
+        `actor_q` "mean" their average (REDQ: a smoother gradient than the minimum's, which follows whichever
+        network is lowest in each state)."""
+        if self.actor_q == "mean":
+            return q_values.mean(dim=1, keepdim=True)
+        return torch.min(q_values, dim=1, keepdim=True)[0]
 
     def prior_state_weights(self, sigma: torch.Tensor) -> torch.Tensor:
         """Per-state weights (batch,) of the prior's pull from `sigma` (batch,), the Q networks' standard
@@ -194,8 +224,8 @@ class SACWithPrior(SAC):
         discounts = data.discounts if data.discounts is not None else self.gamma
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
-            next_q = torch.min(torch.cat(self.critic_target(data.next_observations, next_actions), dim=1),
-                               dim=1, keepdim=True)[0] - entropy_term(ent_coef, next_log_prob.reshape(-1, 1),
+            next_qs = torch.cat(self.critic_target(data.next_observations, next_actions), dim=1)
+            next_q = torch.min(self.target_subset(next_qs), dim=1, keepdim=True)[0] - entropy_term(ent_coef, next_log_prob.reshape(-1, 1),
                                                                      self.target_entropy, self.center_entropy)
             target_q = data.rewards + (1 - data.dones) * discounts * next_q
         critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in self.critic(data.observations, data.actions))
@@ -237,10 +267,10 @@ class SACWithPrior(SAC):
                     ent_coef: torch.Tensor, logs: dict[str, list[float]]) -> None:
         """One actor update: the SAC objective, |Q|-normalized when there is a prior, plus the prior's pull."""
         q_values = torch.cat(self.critic(obs, actions_pi), dim=1)
-        min_q_pi = torch.min(q_values, dim=1, keepdim=True)[0]
-        actor_loss = (ent_coef * log_prob - min_q_pi).mean()
+        q_pi = self.actor_value(q_values)
+        actor_loss = (ent_coef * log_prob - q_pi).mean()
         if self.prior is not None:
-            actor_loss = actor_loss / self._q_scale(min_q_pi.abs().mean().item())
+            actor_loss = actor_loss / self._q_scale(q_pi.abs().mean().item())
             with torch.no_grad():
                 target_actions = self.prior(obs)
             mean_actions = self.actor(obs, deterministic=True)
@@ -260,7 +290,7 @@ class SACWithPrior(SAC):
         actor_loss.backward()
         self.actor.optimizer.step()
         logs["actor_loss"].append(actor_loss.item())
-        logs["q_pi"].append(min_q_pi.mean().item())
+        logs["q_pi"].append(q_pi.mean().item())
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
@@ -270,6 +300,9 @@ class SACWithPrior(SAC):
         if self.log_bc_coef is not None:
             optimizers += [self.bc_coef_optimizer]
         self._update_learning_rate(optimizers)
+        if self.actor_learning_rate is not None:
+            for group in self.actor.optimizer.param_groups:
+                group["lr"] = self.actor_learning_rate
         logs: dict[str, list[float]] = {k: [] for k in ("ent_coef", "ent_coef_loss", "actor_loss", "critic_loss",
                                                          "q_pi", "bc_mse", "bc_coef", "q_std")}
         for step in range(gradient_steps):
