@@ -225,8 +225,8 @@ class SACWithPrior(SAC):
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
             next_qs = torch.cat(self.critic_target(data.next_observations, next_actions), dim=1)
-            next_q = torch.min(self.target_subset(next_qs), dim=1, keepdim=True)[0] - entropy_term(ent_coef, next_log_prob.reshape(-1, 1),
-                                                                     self.target_entropy, self.center_entropy)
+            next_q = torch.min(self.target_subset(next_qs), dim=1, keepdim=True)[0] - entropy_term(
+                ent_coef, next_log_prob.reshape(-1, 1), self.target_entropy, self.center_entropy)
             target_q = data.rewards + (1 - data.dones) * discounts * next_q
         critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in self.critic(data.observations, data.actions))
         self.critic.optimizer.zero_grad()
