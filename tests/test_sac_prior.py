@@ -376,3 +376,14 @@ def test_the_actor_steps_at_its_own_learning_rate_and_the_critics_at_the_shared_
     assert [g["lr"] for g in m_slow.critic.optimizer.param_groups] == [1e-3]
     assert [g["lr"] for g in m_shared.actor.optimizer.param_groups] == [1e-3]
     assert slow < 0.2 * shared                  # Adam's steps scale with the learning rate
+
+
+def test_the_critic_update_takes_its_target_from_the_drawn_subset():
+    m = SACWithPrior("MlpPolicy", gym.make("Pendulum-v1"), prior=constant_prior, bc_coef=1.0, learning_starts=50,
+                     batch_size=16, seed=0, device="cpu", target_q_subset=2,
+                     policy_kwargs={"net_arch": [16], "n_critics": 4})
+    shapes = []
+    real = m.target_subset
+    m.target_subset = lambda q: shapes.append((tuple(q.shape), tuple(real(q).shape))) or real(q)
+    m.learn(52)
+    assert shapes and set(shapes) == {((16, 4), (16, 2))}
