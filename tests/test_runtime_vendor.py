@@ -171,7 +171,7 @@ def test_a_steadily_late_loop_stops_on_its_rolling_mean_period(tmp_path):
     loop._sleep_until = lambda t: (sleep_until(t), time.sleep(0.025))             # descheduled 25 ms per tick
     stop = loop.run(10.0)
     assert stop.kind == "safety" and stop.message.startswith("the loop runs at") and "over 25 ticks" in stop.message
-    assert policy.calls == 25 and max(loop.stats.tick_ms) < 16 and legs_at(fake, LIE_DEG)
+    assert policy.calls == 25 and legs_at(fake, LIE_DEG)       # the period rule, not the long-tick one, fired
 
 
 @pytest.mark.slow
