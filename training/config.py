@@ -195,7 +195,8 @@ class OffPolicyConfig:
                              "exported policy is the actor alone")
     critic_layer_norm: bool = setting(True, help="LayerNorm after every hidden layer of the Q networks (RLPD)")
     n_critics: int = setting(2, ge=2, le=10, help="Q networks (SB3's n_critics); the critics' target and the actor "
-                             "take the minimum over all of them, so more are more pessimistic about untried actions")
+                             "take the minimum over all of them (unless actor_q / target_q_subset say otherwise), "
+                             "so more are more pessimistic about untried actions")
     actor_q: str = setting("min", choices=("min", "mean"), help="from BC (SAC): what the actor climbs: the minimum "
                            "over the Q networks (SB3's) or their mean (REDQ's; a smoother gradient)")
     target_q_subset: int = setting(0, ge=0, le=10, help="from BC (SAC): the critics' target takes the minimum over "
