@@ -62,7 +62,8 @@ def test_bad_values_are_one_line_config_errors(key, text, message):
                                      ("off_policy.bc_coef_final", "1"), ("off_policy.actor_delay", "2"),
                                      ("off_policy.q_scale_at_release", "true"), ("off_policy.act_by_q", "true"),
                                      ("off_policy.bc_by_disagreement", "1"), ("off_policy.actor_q", "mean"),
-                                     ("off_policy.target_q_subset", "2"), ("off_policy.actor_learning_rate", "3e-4")])
+                                     ("off_policy.target_q_subset", "2"), ("off_policy.actor_learning_rate", "3e-4"),
+                                     ("off_policy.cql_alpha", "1")])
 @pytest.mark.parametrize("settings", [{"rl.algo": "td3"}, {"rl.algo": "sac", "skip_bc": "true"}])
 def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_use_them(settings, entropy):
     cfg = config_tree.apply_text(PipelineConfig(), *entropy)

@@ -153,6 +153,9 @@ class OffPolicyConfig:
     actor_learning_rate: float | None = setting(None, gt=0, le=1, help="from BC (SAC): the actor's own Adam "
                                                 "learning rate, below the critics' for two timescales (null: "
                                                 "learning_rate)")
+    cql_alpha: float = setting(0.0, ge=0, le=100, help="from BC (SAC): a conservative critic (CQL with the actor as "
+                               "the proposal): each critic loss adds cql_alpha x (Q(s, actor's sample) - Q(s, "
+                               "buffer action)), so actions the data does not hold are valued lower (0: off)")
     buffer_size: int = setting(300_000, ge=1, help="replay buffer transitions")
     learning_starts: int = setting(5_000, ge=0, help="random-action steps before learning (1,000 from BC)")
     critic_warmup_steps: int = setting(10_000, ge=0, help="from BC: steps before the warm-started actor moves")
@@ -284,7 +287,7 @@ class PipelineConfig:
         sac_from_scratch = self.rl.algo == "sac" and self.skip_bc and not self.pretrained_model
         for name in ("center_entropy", "ent_coef_tuning", "bc_target_mse", "bc_coef_final", "actor_delay",
                      "critic_pretrain_updates", "q_scale_at_release", "act_by_q", "bc_target_ramp_steps",
-                     "bc_by_disagreement", "actor_q", "target_q_subset", "actor_learning_rate"):
+                     "bc_by_disagreement", "actor_q", "target_q_subset", "actor_learning_rate", "cql_alpha"):
             changed = getattr(self.off_policy, name) != getattr(OffPolicyConfig, name)
             if changed and (self.rl.algo == "td3" or sac_from_scratch):
                 raise ConfigError(f"off_policy.{name} applies to SAC from a BC policy (rl.algo sac, with the BC "

@@ -68,7 +68,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                              act_by_q=o.act_by_q, bc_target_ramp_steps=o.bc_target_ramp_steps,
                              bc_by_disagreement=o.bc_by_disagreement, actor_q=o.actor_q,
                              target_q_subset=o.target_q_subset, actor_learning_rate=o.actor_learning_rate,
-                             **common)
+                             cql_alpha=o.cql_alpha, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
@@ -125,6 +125,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                          f"(beta {o.bc_by_disagreement:g}, train/q_std)")
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 f"SAC loss, {then})")
+        if algo == "sac" and o.cql_alpha:
+            log(f"SAC: conservative critics: each adds {o.cql_alpha:g} x (Q of the actor's sample - Q of the buffer's "
+                "action) to its loss (train/cql_gap)")
         if algo == "sac" and o.actor_learning_rate is not None:
             log(f"SAC: the actor learns at {o.actor_learning_rate:g}, the critics at {o.learning_rate:g}")
         if algo == "sac" and (o.actor_q != "min" or o.target_q_subset):

@@ -38,6 +38,12 @@ optional (`off_policy.*`):
 * **Two timescales** (`actor_learning_rate`). SB3 steps the actor and the critics at one learning rate;
   a slower actor gives the critics time to see what its new actions cost (falls included) before it
   moves further in the direction their early estimate pointed.
+* **Conservative critics** (`cql_alpha`, CQL with the actor as the proposal distribution). Each Q
+  network's loss adds cql_alpha * (Q(s, a_pi) - Q(s, a)) over the batch, a_pi a sample of the current
+  actor and a the buffer's action: the critics value the actor's untried actions below the ones the
+  buffer holds (by about 2 * cql_alpha where the data does not say otherwise), so the actor follows its
+  own data rather than the critics' extrapolation; as online data of the new actions arrives the gap
+  closes there.
 * **LayerNorm critics** (RLPD): a LayerNorm after every hidden layer of both Q networks bounds how far
   Q can extrapolate to actions outside the data.
 * **Centred entropy term** (`center_entropy`). SAC's soft Bellman target adds -ent_coef * log pi(a'|s')
@@ -106,8 +112,9 @@ class SACWithPrior(SAC):
                  bc_target_mse: float | None = None, bc_coef_final: float = 0.0, actor_delay: int = 1,
                  q_scale_at_release: bool = False, act_by_q: bool = False, bc_target_ramp_steps: int = 0,
                  bc_by_disagreement: float = 0.0, actor_q: str = "min", target_q_subset: int = 0,
-                 actor_learning_rate: float | None = None, **kwargs: Any) -> None:
+                 actor_learning_rate: float | None = None, cql_alpha: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.cql_alpha, self.cql_gaps = cql_alpha, []     # the conservative penalty's weight; its gaps since logged
         # two timescales: the actor's own Adam step size (None: the critics' learning rate, SB3's shared one)
         self.actor_learning_rate = actor_learning_rate
         # REDQ's split: the actor climbs the mean (or the minimum) of the Q networks; the critics' target takes the
@@ -134,7 +141,7 @@ class SACWithPrior(SAC):
             self.bc_coef_optimizer = torch.optim.Adam([self.log_bc_coef], lr=self.lr_schedule(1))
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "prior", "log_bc_coef", "bc_coef_optimizer", "bc_acted"]
+        return [*super()._excluded_save_params(), "prior", "log_bc_coef", "bc_coef_optimizer", "bc_acted", "cql_gaps"]
 
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The critics' minimum over all Q networks, (batch, 1)."""
@@ -219,8 +226,10 @@ class SACWithPrior(SAC):
             floor = np.log(self.bc_coef_final) if self.bc_coef_final > 0 else LOG_BC_COEF_MIN
             self.log_bc_coef.clamp_(max(LOG_BC_COEF_MIN, floor), LOG_BC_COEF_MAX)
 
-    def _critic_step(self, data, ent_coef: torch.Tensor) -> float:
-        """One update of the critics (SB3's): the clipped double-Q soft Bellman target. Returns the loss."""
+    def _critic_step(self, data, ent_coef: torch.Tensor, actions_pi: torch.Tensor | None = None) -> float:
+        """One update of the critics (SB3's): the clipped double-Q soft Bellman target, plus with `cql_alpha`
+        the conservative penalty on `actions_pi` (the actor's samples at the batch's states; drawn here when
+        None). Returns the loss."""
         discounts = data.discounts if data.discounts is not None else self.gamma
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
@@ -228,7 +237,16 @@ class SACWithPrior(SAC):
             next_q = torch.min(self.target_subset(next_qs), dim=1, keepdim=True)[0] - entropy_term(
                 ent_coef, next_log_prob.reshape(-1, 1), self.target_entropy, self.center_entropy)
             target_q = data.rewards + (1 - data.dones) * discounts * next_q
-        critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in self.critic(data.observations, data.actions))
+        q_data = self.critic(data.observations, data.actions)
+        critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in q_data)
+        if self.cql_alpha > 0:
+            if actions_pi is None:
+                with torch.no_grad():
+                    actions_pi, _ = self.actor.action_log_prob(data.observations)
+            q_pi = self.critic(data.observations, actions_pi.detach())
+            gap = sum((qp - qd).mean() for qp, qd in zip(q_pi, q_data)) / len(q_data)
+            critic_loss = critic_loss + self.cql_alpha * len(q_data) * gap
+            self.cql_gaps.append(gap.item())
         self.critic.optimizer.zero_grad()
         critic_loss.backward()
         self.critic.optimizer.step()
@@ -322,7 +340,7 @@ class SACWithPrior(SAC):
                 ent_coef = self.ent_coef_tensor
             logs["ent_coef"].append(ent_coef.item())
 
-            logs["critic_loss"].append(self._critic_step(data, ent_coef))
+            logs["critic_loss"].append(self._critic_step(data, ent_coef, actions_pi))
             if (self._n_updates + step) % self.actor_delay == 0:
                 self._actor_step(data.observations, actions_pi, log_prob, ent_coef, logs)
             if step % self.target_update_interval == 0:
@@ -330,6 +348,9 @@ class SACWithPrior(SAC):
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if self.cql_gaps:
+            self.logger.record("train/cql_gap", float(np.mean(self.cql_gaps)))   # mean Q(s, a_pi) - Q(s, a)
+            self.cql_gaps.clear()
         for k, v in logs.items():
             if v:
                 self.logger.record(f"train/{k}", float(np.mean(v)))
