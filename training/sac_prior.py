@@ -114,7 +114,7 @@ class SACWithPrior(SAC):
                  bc_by_disagreement: float = 0.0, actor_q: str = "min", target_q_subset: int = 0,
                  actor_learning_rate: float | None = None, cql_alpha: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cql_alpha, self.cql_gaps = cql_alpha, []     # the conservative penalty's weight; its gaps since logged
+        self.cql_alpha = cql_alpha                        # the conservative penalty's weight (0: off)
         # two timescales: the actor's own Adam step size (None: the critics' learning rate, SB3's shared one)
         self.actor_learning_rate = actor_learning_rate
         # REDQ's split: the actor climbs the mean (or the minimum) of the Q networks; the critics' target takes the
@@ -141,7 +141,7 @@ class SACWithPrior(SAC):
             self.bc_coef_optimizer = torch.optim.Adam([self.log_bc_coef], lr=self.lr_schedule(1))
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "prior", "log_bc_coef", "bc_coef_optimizer", "bc_acted", "cql_gaps"]
+        return [*super()._excluded_save_params(), "prior", "log_bc_coef", "bc_coef_optimizer", "bc_acted"]
 
     def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The critics' minimum over all Q networks, (batch, 1)."""
@@ -226,10 +226,11 @@ class SACWithPrior(SAC):
             floor = np.log(self.bc_coef_final) if self.bc_coef_final > 0 else LOG_BC_COEF_MIN
             self.log_bc_coef.clamp_(max(LOG_BC_COEF_MIN, floor), LOG_BC_COEF_MAX)
 
-    def _critic_step(self, data, ent_coef: torch.Tensor, actions_pi: torch.Tensor | None = None) -> float:
+    def _critic_step(self, data, ent_coef: torch.Tensor, actions_pi: torch.Tensor | None = None,
+                     logs: dict[str, list[float]] | None = None) -> float:
         """One update of the critics (SB3's): the clipped double-Q soft Bellman target, plus with `cql_alpha`
         the conservative penalty on `actions_pi` (the actor's samples at the batch's states; drawn here when
-        None). Returns the loss."""
+        None), its mean gap Q(s, a_pi) - Q(s, a) appended to `logs["cql_gap"]` when given. Returns the loss."""
         discounts = data.discounts if data.discounts is not None else self.gamma
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
@@ -244,9 +245,10 @@ class SACWithPrior(SAC):
                 with torch.no_grad():
                     actions_pi, _ = self.actor.action_log_prob(data.observations)
             q_pi = self.critic(data.observations, actions_pi.detach())
-            gap = sum((qp - qd).mean() for qp, qd in zip(q_pi, q_data)) / len(q_data)
-            critic_loss = critic_loss + self.cql_alpha * len(q_data) * gap
-            self.cql_gaps.append(gap.item())
+            gaps = [(qp - qd).mean() for qp, qd in zip(q_pi, q_data)]
+            critic_loss = critic_loss + self.cql_alpha * sum(gaps)
+            if logs is not None:
+                logs["cql_gap"].append(sum(gaps).item() / len(gaps))
         self.critic.optimizer.zero_grad()
         critic_loss.backward()
         self.critic.optimizer.step()
@@ -322,7 +324,7 @@ class SACWithPrior(SAC):
             for group in self.actor.optimizer.param_groups:
                 group["lr"] = self.actor_learning_rate
         logs: dict[str, list[float]] = {k: [] for k in ("ent_coef", "ent_coef_loss", "actor_loss", "critic_loss",
-                                                         "q_pi", "bc_mse", "bc_coef", "q_std")}
+                                                         "q_pi", "bc_mse", "bc_coef", "q_std", "cql_gap")}
         for step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             actions_pi, log_prob = self.actor.action_log_prob(data.observations)
@@ -340,7 +342,7 @@ class SACWithPrior(SAC):
                 ent_coef = self.ent_coef_tensor
             logs["ent_coef"].append(ent_coef.item())
 
-            logs["critic_loss"].append(self._critic_step(data, ent_coef, actions_pi))
+            logs["critic_loss"].append(self._critic_step(data, ent_coef, actions_pi, logs))
             if (self._n_updates + step) % self.actor_delay == 0:
                 self._actor_step(data.observations, actions_pi, log_prob, ent_coef, logs)
             if step % self.target_update_interval == 0:
@@ -348,9 +350,6 @@ class SACWithPrior(SAC):
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        if self.cql_gaps:
-            self.logger.record("train/cql_gap", float(np.mean(self.cql_gaps)))   # mean Q(s, a_pi) - Q(s, a)
-            self.cql_gaps.clear()
         for k, v in logs.items():
             if v:
                 self.logger.record(f"train/{k}", float(np.mean(v)))
