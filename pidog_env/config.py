@@ -17,11 +17,11 @@ from pidog_env.robot import ACTION_SCALE_DEG, IMU_ACCEL_RANGE_G, PhysicalParams
 
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
 REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision",
-                "fall", "track_vx", "track_wz", "stand_still")
+                "fall", "track_vx", "track_wz", "stand_still", "body_height")
 
 
 # Terms added after the first release (absent from old configs, which get them at scale 0).
-ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still")
+ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still", "body_height")
 
 
 def _default_scales() -> dict[str, float]:
@@ -40,6 +40,7 @@ def _default_scales() -> dict[str, float]:
         "track_vx": 2.0,      # exp(-(vx - commanded vx)^2 / tracking_sigma_vx), vx along the body heading
         "track_wz": 1.0,      # exp(-(wz - commanded wz)^2 / tracking_sigma_wz)
         "stand_still": -0.5,  # squared leg-target offset from the stand pose / 8, under the zero command
+        "body_height": 0.0,   # (cm of torso height below reward.min_body_height)^2: margin against sagging
     }
 
 
@@ -51,6 +52,9 @@ class RewardConfig:
     # exp(-err^2 / sigma): sized to PiDog's speeds, a 0.03 m/s or 0.2 rad/s error earns exp(-1) of the term
     tracking_sigma_vx: float = setting(0.0009, gt=0, help="forward-speed tracking width, (m/s)^2 (command task)")
     tracking_sigma_wz: float = setting(0.04, gt=0, help="yaw-rate tracking width, (rad/s)^2 (command task)")
+    # The stand pose holds the torso at 0.099 m and the trot dips to 0.097; servos that sag under load
+    # (weaker than trained, a heavier body) take it lower until the torso touches the floor (a fall).
+    min_body_height: float = setting(0.095, gt=0, le=0.2, help="torso height (m) below which body_height counts")
     scales: dict[str, float] = setting(default_factory=_default_scales,
                                        help="per-term reward scales (see the env docstring)")
 

@@ -54,6 +54,7 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | track_vx    | exp(-(vx - commanded vx)^2 / 0.0009), command task only     | 2.0   |
 | track_wz    | exp(-(wz - commanded wz)^2 / 0.04), command task only       | 1.0   |
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
+| body_height | (cm of torso height below `reward.min_body_height`, 0.095 m)^2 | 0.0   |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -277,7 +278,7 @@ class PiDogEnv(gym.Env):
         fell = up_z < self._cos_fall or sens[idx.torso_touch] > 0 or sens[idx.head_touch] > 0
         terminated = bool(fell) or unstable
 
-        terms = self._reward(v_fwd, v_lat, up_z, terminated)
+        terms = self._reward(v_fwd, v_lat, up_z, qpos[2].item(), terminated)
         reward = sum(terms.values())
         truncated = self._steps >= self._episode_steps and not terminated
 
@@ -293,9 +294,9 @@ class PiDogEnv(gym.Env):
             self.render()
         return self._wrap_obs(obs), float(reward), terminated, truncated, info
 
-    def _reward(self, v_fwd: float, v_lat: float, up_z: float, terminated: bool) -> dict[str, float]:
+    def _reward(self, v_fwd: float, v_lat: float, up_z: float, height: float, terminated: bool) -> dict[str, float]:
         """Each term's `scale * value` (values as in the docstring's reward table), in REWARD_TERMS order;
-        `up_z` is the body z axis . world z."""
+        `up_z` is the body z axis . world z, `height` the torso's height (m)."""
         d, idx, rc = self.data, self.idx, self.cfg.reward
         target = rc.target_speed
         yaw_rate = self._sens[idx.gyro.start + 2].item()
@@ -322,6 +323,7 @@ class PiDogEnv(gym.Env):
             track_vx,                               # track_vx
             track_wz,                               # track_wz
             still,                                  # stand_still
+            (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
 
