@@ -122,6 +122,20 @@ def test_reward_is_the_sum_of_named_terms_reported_in_info():
         assert np.isfinite(info[key])
 
 
+def test_body_height_term_counts_only_the_torso_below_its_minimum():
+    from pidog_env import config_tree
+    heights = {}
+    for minimum in (0.05, 0.15):          # far below and far above the stand pose's torso (0.099 m)
+        cfg = config_tree.apply(EnvConfig(), "reward.scales.body_height", -2.0)
+        env = gym.make("PiDog-v0", config=config_tree.apply(cfg, "reward.min_body_height", minimum), randomize=False)
+        env.reset(seed=0)
+        _, _, _, _, info = env.step(STAND_ACTION.astype(np.float32))
+        heights[minimum] = (info["reward_terms"]["body_height"], float(env.unwrapped.data.qpos[2]))
+    assert heights[0.05][0] == 0.0
+    value, z = heights[0.15]
+    assert 0.08 < z < 0.11 and value == pytest.approx(-2.0 * (100 * (0.15 - z)) ** 2)
+
+
 def test_episode_is_truncated_after_20_seconds():
     env = gym.make("PiDog-v0", randomize=False)
     env.reset(seed=0)
