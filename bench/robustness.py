@@ -13,7 +13,9 @@ randomization and pushes one factor past its training range (`CONDITIONS`). Poli
 its selected fine-tuned model, `best_model.zip`, else `final_model.zip`); `--policy LABEL=PATH` adds or
 replaces one (`.pth`, `.zip`, or an exported `policy.onnx` with its `policy.json`).
 
-Writes bench/results/robustness.json, `{"conditions": {name: {label: {"speed_mps", "fall_rate"}}}}`,
+Writes bench/results/robustness.json, `{"conditions": {name: {label: {"speed_mps", "fall_rate", "fall_causes"}}}}`
+(`fall_causes`: falls counted by the env's `fall_cause`, `tilt`, `torso_touch` or `head_touch`, or
+`runtime_tilt_stop` when the runtime's tilt stop ended the episode first),
 and bench/results/robustness.png (grouped bars: speed and fall rate per condition).
 """
 
@@ -103,7 +105,7 @@ def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> 
     out = {}
     for label, path in policies.items():
         spec, policy = load(label, path, cfg)
-        speeds, falls = [], []
+        speeds, falls, causes = [], [], {}
         for i in range(episodes):
             hw = MujocoHardware(randomize=True, seed=SEED_BASE + i, config=cfg)
             stop = ControlLoop(spec, policy, hw, realtime=False, say=lambda line: None).run(cfg.episode_seconds)
@@ -112,10 +114,15 @@ def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> 
             fell = hw.terminated or stop.message == "tilt beyond the fall limit"
             speeds.append(hw.info["mean_forward_speed"])
             falls.append(float(fell))
+            if fell:      # the env's reason, else the runtime's own tilt stop (before the env's limit)
+                cause = (hw.info.get("fall_cause") if hw.terminated else "") or "runtime_tilt_stop"
+                causes[cause] = causes.get(cause, 0) + 1
             hw.close()
-        out[label] = {"speed_mps": round(float(np.mean(speeds)), 4), "fall_rate": round(float(np.mean(falls)), 3)}
-        print(f"{name:<20} {label:<12} speed {out[label]['speed_mps']:.3f} m/s  falls {out[label]['fall_rate']:.0%}",
-              flush=True)
+        out[label] = {"speed_mps": round(float(np.mean(speeds)), 4), "fall_rate": round(float(np.mean(falls)), 3),
+                      "fall_causes": dict(sorted(causes.items()))}
+        why = ", ".join(f"{k} {v}" for k, v in sorted(causes.items()))
+        print(f"{name:<20} {label:<12} speed {out[label]['speed_mps']:.3f} m/s  falls {out[label]['fall_rate']:.0%}"
+              + (f" ({why})" if why else ""), flush=True)
     return out
 
 

@@ -85,6 +85,7 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 ## Info
 `reward_terms`, `forward_distance` (m, along the start heading), `forward_speed` (m/s, last step),
 `lateral_speed`, `mean_forward_speed`, `lateral_drift` (m), `heading_change_deg`, `phase`, `fell`,
+`fall_cause` (`tilt`, `torso_touch` or `head_touch` on a fall, else empty), `torso_height` (m),
 `physics_unstable`; in the command task also `command_vx`, `command_wz` (the command of that step),
 `vx`, `wz` (measured) and the episode means `mean_vx`, `mean_wz`, `mean_vx_error`, `mean_wz_error`
 (mean absolute per-step tracking errors).
@@ -289,6 +290,9 @@ class PiDogEnv(gym.Env):
             info.update(info_cmd)
         info["reward_terms"] = terms
         info["fell"] = bool(fell)
+        info["fall_cause"] = ("tilt" if up_z < self._cos_fall else "torso_touch" if sens[idx.torso_touch] > 0
+                              else "head_touch" if sens[idx.head_touch] > 0 else "") if fell else ""
+        info["torso_height"] = qpos[2].item()
         info["physics_unstable"] = unstable
         if self.render_mode == "human":
             self.render()

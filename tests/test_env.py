@@ -160,11 +160,14 @@ def test_falling_terminates_with_the_fall_penalty():
         if term:
             break
     assert term and info["fell"] and info["reward_terms"]["fall"] == pytest.approx(-50.0)
-    assert base.data.xmat[base.idx.torso_body][8] < np.cos(np.deg2rad(60)) or base.data.sensordata[base.idx.torso_touch] > 0
+    tilted = base.data.xmat[base.idx.torso_body][8] < np.cos(np.deg2rad(60))
+    assert tilted or base.data.sensordata[base.idx.torso_touch] > 0
+    assert info["fall_cause"] == ("tilt" if tilted else "torso_touch")
     env.reset(seed=0)                                    # kneeling (knees on the floor, torso up) is not a fall
     for _ in range(100):
         _, _, term, _, info = env.step(-np.ones(8, dtype=np.float32))
-    assert not term and base.data.qpos[2] > 0.04
+    assert not term and base.data.qpos[2] > 0.04 and info["fall_cause"] == ""
+    assert info["torso_height"] == base.data.qpos[2]
 
 
 def test_standing_still_earns_clearly_less_than_trotting():
