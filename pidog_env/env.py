@@ -91,6 +91,8 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 (mean absolute per-step tracking errors).
 
 ## Version history
+- v0: `body_height` term (scale 0 by default and for configurations saved before it; `reward.min_body_height`);
+  `info` adds `fall_cause` and `torso_height`. Defaults unchanged.
 - v0: the command task (`command`; forward-only stays the default and unchanged): +2 observation
   entries, `track_vx`, `track_wz` and `stand_still` terms (scale 0 for configurations saved before them).
 - v0 (this release): the safe joint envelope replaces the +-90 deg servo range for the action clip and the
