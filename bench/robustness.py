@@ -115,7 +115,7 @@ def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> 
             speeds.append(hw.info["mean_forward_speed"])
             falls.append(float(fell))
             if fell:      # the env's reason, else the runtime's own tilt stop (before the env's limit)
-                cause = (hw.info.get("fall_cause") if hw.terminated else "") or "runtime_tilt_stop"
+                cause = (hw.fall_cause if hw.terminated else "") or "runtime_tilt_stop"
                 causes[cause] = causes.get(cause, 0) + 1
             hw.close()
         out[label] = {"speed_mps": round(float(np.mean(speeds)), 4), "fall_rate": round(float(np.mean(falls)), 3),

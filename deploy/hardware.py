@@ -150,13 +150,14 @@ class MujocoHardware:
         self.last_obs, self.info = self.env.reset(seed=seed)
         self.base = self.env.unwrapped
         self.terminated = False
+        self.fall_cause = ""          # the env's `fall_cause` on the step the episode first ended
         self.poses: list[np.ndarray] = []
 
     def teleport_pose(self, pose_deg: np.ndarray) -> None:
         self.poses.append(np.asarray(pose_deg, dtype=np.float64).copy())
         if np.allclose(pose_deg, robot.POSES_DEG["stand"]):
             self.last_obs, self.info = self.env.reset(seed=self.seed)
-            self.terminated = False
+            self.terminated, self.fall_cause = False, ""
 
     def set_command(self, velocity: tuple[float, float]) -> None:
         """The operator's (vx, wz), so the simulated episode's tracking figures use it (command task)."""
@@ -171,6 +172,8 @@ class MujocoHardware:
         q = robot.servo_deg_to_model_rad(servo_deg)
         action = robot.leg_rad_to_action(q, self.base.cfg.action_scale_deg).astype(np.float32)
         self.last_obs, _, term, trunc, self.info = self.env.step(action)
+        if term and not self.terminated:      # the robot keeps being stepped after a fall: keep the first cause
+            self.fall_cause = self.info.get("fall_cause", "")
         self.terminated = self.terminated or term
         return True
 

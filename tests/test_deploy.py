@@ -129,6 +129,24 @@ def test_action_offset_and_scale_round_trip_between_env_export_and_runtime():
     hw.close()
 
 
+def test_simulated_robot_keeps_the_cause_of_the_fall_after_more_steps():
+    hw = MujocoHardware(randomize=False, seed=0)
+    lean = -np.ones(8)                                     # kneel on the right only: it tips onto its side
+    lean[[0, 1, 4, 5]] = 1.0
+    servo = robot.model_rad_to_servo_deg(robot.action_to_leg_rad(lean))
+    first, later = None, set()
+    for _ in range(300):
+        hw.write_legs(servo)
+        if hw.terminated:
+            first = first or hw.info["fall_cause"]
+            later.add(hw.info["fall_cause"])
+    assert first in ("tilt", "torso_touch", "head_touch") and later - {first}     # the step's cause changed later
+    assert hw.fall_cause == first
+    hw.teleport_pose(robot.POSES_DEG["stand"])             # a new episode forgets it
+    assert not hw.terminated and hw.fall_cause == ""
+    hw.close()
+
+
 def test_safety_clamps_rate_limits_and_rejects_nan():
     s = SafetyLayer([[-90.0, 90.0]] * 8, 428.0, 0.02, np.zeros(8), fall_tilt_deg=60)
     out = s.filter(np.full(8, 500.0))
