@@ -115,12 +115,12 @@ def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> 
             speeds.append(hw.info["mean_forward_speed"])
             falls.append(float(fell))
             if fell:      # the env's reason, else the runtime's own tilt stop (before the env's limit)
-                cause = (hw.fall_cause if hw.terminated else "") or "runtime_tilt_stop"
+                cause = hw.fall_cause or "runtime_tilt_stop"          # "" unless the env ended the episode
                 causes[cause] = causes.get(cause, 0) + 1
             hw.close()
         out[label] = {"speed_mps": round(float(np.mean(speeds)), 4), "fall_rate": round(float(np.mean(falls)), 3),
                       "fall_causes": dict(sorted(causes.items()))}
-        why = ", ".join(f"{k} {v}" for k, v in sorted(causes.items()))
+        why = ", ".join(f"{k} {v}" for k, v in out[label]["fall_causes"].items())
         print(f"{name:<20} {label:<12} speed {out[label]['speed_mps']:.3f} m/s  falls {out[label]['fall_rate']:.0%}"
               + (f" ({why})" if why else ""), flush=True)
     return out

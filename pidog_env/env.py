@@ -278,10 +278,13 @@ class PiDogEnv(gym.Env):
         v_fwd = vx * hx + vy * hy
         v_lat = vy * hx - vx * hy
         up_z = self._xmat[idx.torso_body, 8].item()          # body z axis . world z
-        fell = up_z < self._cos_fall or sens[idx.torso_touch] > 0 or sens[idx.head_touch] > 0
-        terminated = bool(fell) or unstable
+        fall_cause = ("tilt" if up_z < self._cos_fall else "torso_touch" if sens[idx.torso_touch] > 0
+                      else "head_touch" if sens[idx.head_touch] > 0 else "")
+        fell = bool(fall_cause)
+        terminated = fell or unstable
+        height = qpos[2].item()
 
-        terms = self._reward(v_fwd, v_lat, up_z, qpos[2].item(), terminated)
+        terms = self._reward(v_fwd, v_lat, up_z, height, terminated)
         reward = sum(terms.values())
         truncated = self._steps >= self._episode_steps and not terminated
 
@@ -291,10 +294,9 @@ class PiDogEnv(gym.Env):
         if info_cmd:
             info.update(info_cmd)
         info["reward_terms"] = terms
-        info["fell"] = bool(fell)
-        info["fall_cause"] = ("tilt" if up_z < self._cos_fall else "torso_touch" if sens[idx.torso_touch] > 0
-                              else "head_touch" if sens[idx.head_touch] > 0 else "") if fell else ""
-        info["torso_height"] = qpos[2].item()
+        info["fell"] = fell
+        info["fall_cause"] = fall_cause
+        info["torso_height"] = height
         info["physics_unstable"] = unstable
         if self.render_mode == "human":
             self.render()
