@@ -55,6 +55,7 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | track_wz    | exp(-(wz - commanded wz)^2 / 0.04), command task only       | 1.0   |
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
 | body_height | (cm of torso height below `reward.min_body_height`, 0.095 m)^2 | 0.0   |
+| torque_limit | sum over leg servos of max(0, abs(torque) / rated torque - `reward.torque_soft_limit`, 0.6) | 0.0 |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -91,6 +92,8 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 (mean absolute per-step tracking errors).
 
 ## Version history
+- v0: `torque_limit` term (scale 0 by default and for configurations saved before it;
+  `reward.torque_soft_limit`). Defaults unchanged.
 - v0: `body_height` term (scale 0 by default and for configurations saved before it; `reward.min_body_height`);
   `info` adds `fall_cause` and `torso_height`. Defaults unchanged.
 - v0: the command task (`command`; forward-only stays the default and unchanged): +2 observation
@@ -174,6 +177,7 @@ class PiDogEnv(gym.Env):
         d = self.data
         self._qpos, self._sens, self._xmat, self._warnings = d.qpos, d.sensordata, d.xmat, d.warning.number
         self._leg_ctrl, self._leg_force = d.ctrl[self.idx.leg_act], d.actuator_force[self.idx.leg_act]
+        self._rated_torque = cfg.physical.servo_torque   # the robot's, not the episode's randomized force limit
         self._leg_qvel = d.qvel[self.idx.leg_qvel]
         self._accel_max = cfg.imu.accel_range_g * 9.81
         self._imu_hold = cfg.imu.hold_steps
@@ -332,6 +336,7 @@ class PiDogEnv(gym.Env):
             track_wz,                               # track_wz
             still,                                  # stand_still
             (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
+            sum(max(0.0, abs(f) / self._rated_torque - rc.torque_soft_limit) for f in self._leg_force.tolist()),  # torque_limit
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
 

@@ -16,7 +16,7 @@ from pidog_env.evaluation import run_episode
 from pidog_env.gaits import TrotGait
 
 REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision", "fall",
-                "track_vx", "track_wz", "stand_still", "body_height"}
+                "track_vx", "track_wz", "stand_still", "body_height", "torque_limit"}
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3, "privileged": True},
@@ -134,6 +134,23 @@ def test_body_height_term_counts_only_the_torso_below_its_minimum():
     assert heights[0.05][0] == 0.0
     value, z = heights[0.15]
     assert 0.08 < z < 0.11 and value == pytest.approx(-2.0 * (100 * (0.15 - z)) ** 2)
+
+
+def test_torque_limit_term_counts_only_torque_above_its_soft_limit():
+    from pidog_env import config_tree
+    cfg = config_tree.apply(EnvConfig(), "reward.scales.torque_limit", -1.5)
+    values = {}
+    for soft in (1.0, 0.05):              # no servo exceeds its rated torque standing; most exceed 5 % of it
+        env = gym.make("PiDog-v0", config=config_tree.apply(cfg, "reward.torque_soft_limit", soft), randomize=False)
+        env.reset(seed=0)
+        for _ in range(25):               # settle on the floor: the legs then carry the body
+            _, _, _, _, info = env.step(STAND_ACTION.astype(np.float32))
+        u = env.unwrapped
+        forces = np.abs(u.data.actuator_force[u.idx.leg_act]) / u.cfg.physical.servo_torque
+        values[soft] = (info["reward_terms"]["torque_limit"], forces)
+    assert values[1.0][0] == 0.0
+    value, forces = values[0.05]
+    assert (forces > 0.05).sum() >= 4 and value == pytest.approx(-1.5 * np.clip(forces - 0.05, 0, None).sum())
 
 
 def test_episode_is_truncated_after_20_seconds():
