@@ -55,7 +55,7 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | track_wz    | exp(-(wz - commanded wz)^2 / 0.04), command task only       | 1.0   |
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
 | body_height | (cm of torso height below `reward.min_body_height`, 0.095 m)^2 | 0.0   |
-| torque_limit | sum over leg servos of max(0, abs(torque) / rated torque - `reward.torque_soft_limit`, 0.6) | 0.0 |
+| torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.2 N m) - `reward.torque_soft_limit` (0.6)) | 0.0 |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -314,6 +314,7 @@ class PiDogEnv(gym.Env):
         yaw_rate = self._sens[idx.gyro.start + 2].item()
         da = self._command - self._prev_action
         power = (self._leg_force * self._leg_qvel).tolist()
+        rated, soft = self._rated_torque, rc.torque_soft_limit
         if self._cmd is None:                       # forward task
             forward, yaw_cost, track_vx, track_wz, still = min(v_fwd, target) / target, yaw_rate * yaw_rate, 0.0, 0.0, 0.0
         else:                                       # command task: tracking replaces forward and yaw_rate
@@ -336,7 +337,7 @@ class PiDogEnv(gym.Env):
             track_wz,                               # track_wz
             still,                                  # stand_still
             (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
-            sum(max(0.0, abs(f) / self._rated_torque - rc.torque_soft_limit) for f in self._leg_force.tolist()),  # torque_limit
+            sum(max(0.0, abs(f) / rated - soft) for f in self._leg_force.tolist()),    # torque_limit
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
 

@@ -38,6 +38,11 @@ def test_docstring_reward_table_matches_the_config():
     assert [r[0] for r in rows] == list(REWARD_TERMS)
     assert {r[0]: float(r[2]) for r in rows} == scales
     assert f"({EnvConfig().reward.target_speed:.2f} m/s)" in DOC
+    cfg = EnvConfig()
+    row = {r[0]: r[1] for r in rows}
+    assert f"`reward.min_body_height`, {cfg.reward.min_body_height} m" in row["body_height"]
+    assert f"rated torque ({cfg.physical.servo_torque} N m)" in row["torque_limit"]
+    assert f"`reward.torque_soft_limit` ({cfg.reward.torque_soft_limit})" in row["torque_limit"]
 
 
 def test_docstring_timing_and_scales_match_the_config():
