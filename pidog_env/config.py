@@ -41,8 +41,8 @@ def _default_scales() -> dict[str, float]:
         "track_vx": 2.0,      # exp(-(vx - commanded vx)^2 / tracking_sigma_vx), vx along the body heading
         "track_wz": 1.0,      # exp(-(wz - commanded wz)^2 / tracking_sigma_wz)
         "stand_still": -0.5,  # squared leg-target offset from the stand pose / 8, under the zero command
-        "body_height": 0.0,   # (cm of torso height below reward.min_body_height)^2: margin against sagging
-        "torque_limit": 0.0,  # sum over leg servos of the torque above reward.torque_soft_limit x rated torque
+        "body_height": -3.0,  # (cm of torso height below reward.min_body_height)^2: margin against sagging
+        "torque_limit": -2.0, # sum over leg servos of the torque above reward.torque_soft_limit x rated torque
     }
 
 
@@ -56,10 +56,10 @@ class RewardConfig:
     tracking_sigma_wz: float = setting(0.04, gt=0, help="yaw-rate tracking width, (rad/s)^2 (command task)")
     # The stand pose holds the torso at 0.099 m and the trot dips to 0.097; servos that sag under load
     # (weaker than trained, a heavier body) take it lower until the torso touches the floor (a fall).
-    min_body_height: float = setting(0.095, gt=0, le=0.2, help="torso height (m) below which body_height counts")
+    min_body_height: float = setting(0.097, gt=0, le=0.2, help="torso height (m) below which body_height counts")
     # Servos lose torque with a sagging battery and wear; a gait that peaks near the rated torque has no
     # reserve (the trot spends 14 % of servo-steps above 0.6 x rated, 5 % above 0.8).
-    torque_soft_limit: float = setting(0.6, gt=0, le=1, help="fraction of the rated servo torque "
+    torque_soft_limit: float = setting(0.5, gt=0, le=1, help="fraction of the rated servo torque "
                                                                "(physical.servo_torque) above which torque_limit counts")
     scales: dict[str, float] = setting(default_factory=_default_scales,
                                        help="per-term reward scales (see the env docstring)")

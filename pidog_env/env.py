@@ -54,8 +54,8 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | track_vx    | exp(-(vx - commanded vx)^2 / 0.0009), command task only     | 2.0   |
 | track_wz    | exp(-(wz - commanded wz)^2 / 0.04), command task only       | 1.0   |
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
-| body_height | (cm of torso height below `reward.min_body_height`, 0.095 m)^2 | 0.0   |
-| torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.2 N m) - `reward.torque_soft_limit` (0.6)) | 0.0 |
+| body_height | (cm of torso height below `reward.min_body_height`, 0.097 m)^2 | -3.0  |
+| torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.2 N m) - `reward.torque_soft_limit` (0.5)) | -2.0 |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -92,6 +92,9 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 (mean absolute per-step tracking errors).
 
 ## Version history
+- v0: `body_height` (-3 below 0.097 m) and `torque_limit` (-2 above 0.5 x the rated torque) are on by
+  default, so fine-tuning keeps a height and torque reserve for servos and loads outside the training
+  ranges; configurations saved before them keep scale 0.
 - v0: `torque_limit` term (scale 0 by default and for configurations saved before it;
   `reward.torque_soft_limit`). Defaults unchanged.
 - v0: `body_height` term (scale 0 by default and for configurations saved before it; `reward.min_body_height`);
