@@ -18,11 +18,12 @@ from pidog_env.robot import ACTION_SCALE_DEG, IMU_ACCEL_RANGE_G, PhysicalParams
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
 REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision",
                 "fall", "track_vx", "track_wz", "stand_still", "body_height",
-                "torque_limit")
+                "torque_limit", "torso_clearance")
 
 
 # Terms added after the first release (absent from old configs, which get them at scale 0).
-ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit")
+ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit",
+               "torso_clearance")
 
 
 def _default_scales() -> dict[str, float]:
@@ -43,6 +44,7 @@ def _default_scales() -> dict[str, float]:
         "stand_still": -0.5,  # squared leg-target offset from the stand pose / 8, under the zero command
         "body_height": -3.0,  # (cm of torso height below reward.min_body_height)^2: margin against sagging
         "torque_limit": -2.0, # sum over leg servos of the torque above reward.torque_soft_limit x rated torque
+        "torso_clearance": 0.0,  # (cm of the torso's lowest corner below reward.min_torso_clearance)^2
     }
 
 
@@ -61,6 +63,8 @@ class RewardConfig:
     # reserve (the trot spends 14 % of servo-steps above 0.6 x rated, 5 % above 0.8).
     torque_soft_limit: float = setting(0.5, gt=0, le=1, help="fraction of the rated servo torque "
                                                                "(physical.servo_torque) above which torque_limit counts")
+    min_torso_clearance: float = setting(0.078, gt=0, le=0.2, help="height (m) of the torso box's lowest corner "
+                                                                   "below which torso_clearance counts")
     scales: dict[str, float] = setting(default_factory=_default_scales,
                                        help="per-term reward scales (see the env docstring)")
 

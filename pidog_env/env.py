@@ -56,6 +56,7 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
 | body_height | (cm of torso height below `reward.min_body_height`, 0.097 m)^2 | -3.0  |
 | torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.2 N m) - `reward.torque_soft_limit` (0.5)) | -2.0 |
+| torso_clearance | (cm of the torso box's lowest corner below `reward.min_torso_clearance`, 0.078 m)^2 | 0.0 |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -92,6 +93,9 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 (mean absolute per-step tracking errors).
 
 ## Version history
+- v0: `torso_clearance` term (scale 0 by default and for configurations saved before it;
+  `reward.min_torso_clearance`): like `body_height`, but at the torso's lowest corner, so pitch and roll
+  count as well as sag. Defaults unchanged.
 - v0: `body_height` (-3 below 0.097 m) and `torque_limit` (-2 above 0.5 x the rated torque) are on by
   default, so fine-tuning keeps a height and torque reserve for servos and loads outside the training
   ranges; configurations saved before them keep scale 0.
@@ -341,8 +345,15 @@ class PiDogEnv(gym.Env):
             still,                                  # stand_still
             (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
             sum(max(0.0, abs(f) / rated - soft) for f in self._leg_force.tolist()),    # torque_limit
+            (100.0 * max(0.0, rc.min_torso_clearance - self._torso_low())) ** 2,       # torso_clearance
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
+
+    def _torso_low(self) -> float:
+        """Height (m) of the torso collision box's lowest corner."""
+        g = self.idx.torso_geom
+        d = self.data
+        return float(d.geom_xpos[g, 2] - np.abs(d.geom_xmat[g, 6:9]) @ self.model.geom_size[g])
 
     def render(self):
         if self.render_mode == "rgb_array":

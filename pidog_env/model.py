@@ -105,6 +105,7 @@ class ModelIndex:
     leg_qvel: slice
     leg_act: slice
     torso_body: int
+    torso_geom: int
     accel: slice
     gyro: slice
     body_vel: slice
@@ -131,7 +132,7 @@ class ModelIndex:
             leg_qpos=contiguous([int(model.jnt_qposadr[model.joint(j).id]) for j in robot.LEG_JOINTS]),
             leg_qvel=contiguous([int(model.jnt_dofadr[model.joint(j).id]) for j in robot.LEG_JOINTS]),
             leg_act=contiguous([model.actuator(j).id for j in robot.LEG_JOINTS]),
-            torso_body=model.body(names.TORSO).id,
+            torso_body=model.body(names.TORSO).id, torso_geom=model.geom(names.TORSO).id,
             accel=sens(names.ACCEL), gyro=sens(names.GYRO), body_vel=sens(names.BODY_VEL),
             ultrasonic=sens(names.ULTRASONIC).start,
             foot_touch=slice(feet[0].start, feet[-1].stop),

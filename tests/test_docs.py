@@ -43,6 +43,7 @@ def test_docstring_reward_table_matches_the_config():
     assert f"`reward.min_body_height`, {cfg.reward.min_body_height} m" in row["body_height"]
     assert f"rated torque ({cfg.physical.servo_torque} N m)" in row["torque_limit"]
     assert f"`reward.torque_soft_limit` ({cfg.reward.torque_soft_limit})" in row["torque_limit"]
+    assert f"`reward.min_torso_clearance`, {cfg.reward.min_torso_clearance} m" in row["torso_clearance"]
 
 
 def test_docstring_timing_and_scales_match_the_config():

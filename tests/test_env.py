@@ -16,7 +16,8 @@ from pidog_env.evaluation import run_episode
 from pidog_env.gaits import TrotGait
 
 REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision", "fall",
-                "track_vx", "track_wz", "stand_still", "body_height", "torque_limit"}
+                "track_vx", "track_wz", "stand_still", "body_height", "torque_limit",
+                "torso_clearance"}
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3, "privileged": True},
@@ -134,6 +135,26 @@ def test_body_height_term_counts_only_the_torso_below_its_minimum():
     assert heights[0.05][0] == 0.0
     value, z = heights[0.15]
     assert 0.08 < z < 0.11 and value == pytest.approx(-2.0 * (100 * (0.15 - z)) ** 2)
+
+
+def test_torso_clearance_term_counts_only_the_lowest_corner_below_its_minimum():
+    from pidog_env import config_tree
+    values = {}
+    for minimum in (0.03, 0.15):          # far below and far above the standing torso's lowest corner
+        cfg = config_tree.apply(EnvConfig(), "reward.scales.torso_clearance", -2.0)
+        env = gym.make("PiDog-v0", config=config_tree.apply(cfg, "reward.min_torso_clearance", minimum),
+                       randomize=False)
+        env.reset(seed=0)
+        u = env.unwrapped
+        _, _, _, _, info = env.step(STAND_ACTION.astype(np.float32))
+        g = u.idx.torso_geom
+        corners = [u.data.geom_xpos[g] + u.data.geom_xmat[g].reshape(3, 3) @ (np.array(s) * u.model.geom_size[g])
+                   for s in np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).T.reshape(-1, 3)]
+        values[minimum] = (info["reward_terms"]["torso_clearance"], min(c[2] for c in corners), float(u.data.qpos[2]))
+    assert values[0.03][0] == 0.0
+    value, low, z = values[0.15]
+    # The lowest corner lies below the torso's origin (the box's half-height minus its offset), and the term uses it.
+    assert 0.06 < low < z and value == pytest.approx(-2.0 * (100 * (0.15 - low)) ** 2)
 
 
 def test_torque_limit_term_counts_only_torque_above_its_soft_limit():
