@@ -13,7 +13,12 @@ randomization and pushes one factor past its training range (`CONDITIONS`). Poli
 its selected fine-tuned model, `best_model.zip`, else `final_model.zip`); `--policy LABEL=PATH` adds or
 replaces one (`.pth`, `.zip`, or an exported `policy.onnx` with its `policy.json`).
 
+`--all-seeds` adds that run's other seeds (`finetuned_seed1`, ...): one seed's verdict can turn on one
+episode, and on a different CPU the same command trains a different policy (README, stop 39).
+
 Writes bench/results/robustness.json, `{"conditions": {name: {label: {"speed_mps", "fall_rate", "fall_causes"}}}}`
+plus `acceptance` (per condition, for `finetuned` and the mean over seeds: falls <= the trot's, falls
+<= BC's + 0.05, speed >= the trot's)
 (`fall_causes`: falls counted by the env's `fall_cause`, `tilt`, `torso_touch` or `head_touch`, or
 `runtime_tilt_stop` when the runtime's tilt stop ended the episode first),
 and bench/results/robustness.png (grouped bars: speed and fall rate per condition).
@@ -56,16 +61,49 @@ def condition_config(name: str):
     return cfg
 
 
-def default_policies() -> dict[str, Path]:
+def shipped_model(run: Path) -> Path | None:
+    """A run's selected model, `best_model.zip`, else its `final_model.zip`; None when neither exists."""
+    for name in ("best_model.zip", "final_model.zip"):
+        if (run / name).is_file():
+            return run / name
+    return None
+
+
+def default_policies(all_seeds: bool = False) -> dict[str, Path]:
+    """`bc` and `finetuned` (seed 0) of the last bench/sample_efficiency.py run; with `all_seeds`, also
+    `finetuned_seedN` for its other BC-initialized seeds."""
     out = {}
     bc = DEFAULT_RUNS / "bc" / "bc_pretrained_policy.pth"
     if bc.is_file():
         out["bc"] = bc
-    for name in ("best_model.zip", "final_model.zip"):
-        path = DEFAULT_RUNS / "bc_init_seed0" / name
-        if path.is_file():
-            out["finetuned"] = path
-            break
+    if (path := shipped_model(DEFAULT_RUNS / "bc_init_seed0")) is not None:
+        out["finetuned"] = path
+    if all_seeds:
+        runs = sorted(DEFAULT_RUNS.glob("bc_init_seed*"), key=lambda r: int(r.name.removeprefix("bc_init_seed")))
+        for run in runs:
+            if run.name != "bc_init_seed0" and (path := shipped_model(run)) is not None:
+                out[f"finetuned_{run.name.removeprefix('bc_init_')}"] = path
+    return out
+
+
+def acceptance(conditions: dict) -> dict[str, dict[str, bool]]:
+    """Issue 10's comparison per condition, for `finetuned` (seed 0) and, with other seeds, their mean:
+    falls <= the trot's, falls <= BC's + 0.05, speed >= the trot's."""
+    out = {}
+    for name, row in conditions.items():
+        seeds = [k for k in row if k == "finetuned" or k.startswith("finetuned_seed")]
+        if "trot" not in row or not seeds:
+            continue
+        candidates = {"finetuned": row.get("finetuned")} if "finetuned" in row else {}
+        if len(seeds) > 1:
+            candidates["finetuned_seed_mean"] = {k: float(np.mean([row[s][k] for s in seeds]))
+                                                 for k in ("speed_mps", "fall_rate")}
+        for label, fig in candidates.items():
+            checks = {"falls_at_most_trot": fig["fall_rate"] <= row["trot"]["fall_rate"] + 1e-9,
+                      "speed_at_least_trot": fig["speed_mps"] >= row["trot"]["speed_mps"]}
+            if "bc" in row:
+                checks["falls_at_most_bc_plus_0.05"] = fig["fall_rate"] <= row["bc"]["fall_rate"] + 0.05 + 1e-9
+            out.setdefault(name, {})[label] = checks
     return out
 
 
@@ -172,10 +210,12 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=20, help="randomized 20 s episodes per condition and policy")
     ap.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS))
     ap.add_argument("--workers", type=int, default=2, help="conditions evaluated in parallel")
+    ap.add_argument("--all-seeds", action="store_true",
+                    help="also every other seed's shipped model of that run (finetuned_seedN), and their mean")
     args = ap.parse_args()
     if not (1 <= args.episodes <= 1000 and 1 <= args.workers <= 64):
         ap.exit(2, "error: --episodes must be in 1..1000 and --workers in 1..64\n")
-    policies: dict[str, str | None] = {"trot": None, **{k: str(v) for k, v in default_policies().items()}}
+    policies: dict[str, str | None] = {"trot": None, **{k: str(v) for k, v in default_policies(args.all_seeds).items()}}
     policies.update({label: str(path) for label, path in args.policy})
     missing = [k for k in ("bc", "finetuned") if k not in policies]
     if missing:
@@ -185,8 +225,13 @@ def main() -> None:
     with worker_pool(args.workers) as pool:
         futures = {name: pool.submit(run_condition, name, policies, args.episodes) for name in args.conditions}
         conditions = {name: f.result() for name, f in futures.items()}
+    checks = acceptance(conditions)
+    for name, by_label in checks.items():
+        for label, c in by_label.items():
+            failed = [k for k, ok in c.items() if not ok]
+            print(f"{name:<20} {label:<20} " + ("holds" if not failed else "MISSES " + ", ".join(failed)))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_result("robustness", {"conditions": conditions, "policies": {k: v or "TrotGait" for k, v in policies.items()},
+    write_result("robustness", {"conditions": conditions, "acceptance": checks, "policies": {k: v or "TrotGait" for k, v in policies.items()},
                                 "episodes": args.episodes, "seed_base": SEED_BASE,
                                 "condition_settings": {n: {k: v for k, v in CONDITIONS[n].items()} for n in args.conditions},
                                 "wall_seconds": round(time.perf_counter() - t0, 1)})

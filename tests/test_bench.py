@@ -224,3 +224,38 @@ def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path, task):
         assert not _alive(worker)
     finally:
         proc.kill()
+
+
+def test_robustness_acceptance_compares_seed_0_and_the_mean_over_seeds():
+    from bench.robustness import acceptance
+    fig = lambda speed, falls: {"speed_mps": speed, "fall_rate": falls}   # noqa: E731
+    conditions = {
+        "calm": {"trot": fig(0.10, 0.05), "bc": fig(0.10, 0.00), "finetuned": fig(0.15, 0.05),
+                 "finetuned_seed1": fig(0.13, 0.05), "finetuned_seed2": fig(0.14, 0.05)},
+        "hard": {"trot": fig(0.10, 0.10), "bc": fig(0.09, 0.00), "finetuned": fig(0.15, 0.15),
+                 "finetuned_seed1": fig(0.08, 0.00), "finetuned_seed2": fig(0.12, 0.00)},
+    }
+    checks = acceptance(conditions)
+    assert all(checks["calm"]["finetuned"].values()) and all(checks["calm"]["finetuned_seed_mean"].values())
+    # Seed 0 falls more than the trot and than BC + 0.05; the mean over seeds (5 %) does not, but is slower.
+    assert checks["hard"]["finetuned"] == {"falls_at_most_trot": False, "speed_at_least_trot": True,
+                                           "falls_at_most_bc_plus_0.05": False}
+    assert checks["hard"]["finetuned_seed_mean"] == {"falls_at_most_trot": True, "speed_at_least_trot": True,
+                                                     "falls_at_most_bc_plus_0.05": True}
+    conditions["hard"]["finetuned_seed1"] = fig(0.02, 0.0)     # mean speed 0.097 < the trot's 0.10
+    assert acceptance(conditions)["hard"]["finetuned_seed_mean"]["speed_at_least_trot"] is False
+
+
+def test_robustness_finds_every_seed_of_the_last_sample_efficiency_run(tmp_path, monkeypatch):
+    import bench.robustness as rb
+    for run, name in (("bc_init_seed0", "best_model.zip"), ("bc_init_seed1", "final_model.zip"),
+                      ("bc_init_seed10", "best_model.zip"), ("bc_init_seed2", None), ("bc", None)):
+        (tmp_path / run).mkdir()
+        if name:
+            (tmp_path / run / name).write_bytes(b"")
+    (tmp_path / "bc" / "bc_pretrained_policy.pth").write_bytes(b"")
+    monkeypatch.setattr(rb, "DEFAULT_RUNS", tmp_path)
+    assert list(rb.default_policies()) == ["bc", "finetuned"]
+    found = rb.default_policies(all_seeds=True)
+    assert list(found) == ["bc", "finetuned", "finetuned_seed1", "finetuned_seed10"]   # seed 2 shipped nothing
+    assert found["finetuned_seed1"].name == "final_model.zip" and found["finetuned"].name == "best_model.zip"
