@@ -135,17 +135,23 @@ def load(label: str, path: str | None, env_cfg):
 
 def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> dict[str, dict[str, float]]:
     """All policies on one condition (a worker process)."""
+    return run_config(name, condition_config(name), policies, episodes)
+
+
+def run_config(name: str, cfg, policies: dict[str, str | None], episodes: int,
+               seed_base: int = SEED_BASE) -> dict[str, dict[str, float]]:
+    """All policies through the runtime on `episodes` randomized episodes of env config `cfg` (seeds from
+    `seed_base`), labelled `name` in the printed lines."""
     import torch
     torch.set_num_threads(1)
     from deploy.hardware import MujocoHardware
     from deploy.runtime import ControlLoop
-    cfg = condition_config(name)
     out = {}
     for label, path in policies.items():
         spec, policy = load(label, path, cfg)
         speeds, falls, causes = [], [], {}
         for i in range(episodes):
-            hw = MujocoHardware(randomize=True, seed=SEED_BASE + i, config=cfg)
+            hw = MujocoHardware(randomize=True, seed=seed_base + i, config=cfg)
             stop = ControlLoop(spec, policy, hw, realtime=False, say=lambda line: None).run(cfg.episode_seconds)
             if stop.kind in ("error", "aborted"):            # not an episode: the policy or the runtime broke
                 raise RuntimeError(f"{label} on {name}: the runtime stopped with {stop.kind}: {stop.message}")

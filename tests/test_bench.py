@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,3 +260,47 @@ def test_robustness_finds_every_seed_of_the_last_sample_efficiency_run(tmp_path,
     found = rb.default_policies(all_seeds=True)
     assert list(found) == ["bc", "finetuned", "finetuned_seed1", "finetuned_seed10"]   # seed 2 shipped nothing
     assert found["finetuned_seed1"].name == "final_model.zip" and found["finetuned"].name == "best_model.zip"
+
+
+def test_stress_selection_correlations_and_ranks():
+    from bench.stress_selection import correlations, ranks
+    assert list(ranks(np.array([0.3, 0.1, 0.3, 0.0]))) == [2.5, 1.0, 2.5, 0.0]
+    c = correlations([0.1, 0.2, 0.3, 0.4], [0.0, 0.5, 0.4, 2.0])
+    assert c["spearman"] == pytest.approx(0.8) and 0.8 < c["pearson"] < 1.0
+    assert correlations([0.1, 0.1, 0.1], [0.0, 1.0, 2.0]) == {"pearson": None, "spearman": None}
+
+
+def test_stress_selection_takes_a_runs_checkpoints_in_step_order_and_rejects_bad_input(tmp_path):
+    from bench.stress_selection import STRESS, run_policies, stress_config
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    for name in ("checkpoints/ppo_1000000_steps.zip", "checkpoints/ppo_200000_steps.zip", "best_model.zip"):
+        (tmp_path / "run" / name).write_bytes(b"")
+    assert list(run_policies(tmp_path / "run")) == ["200k", "1000k", "best_model"]
+    cfg = stress_config()                    # every widened range lies past (or at the edge of) the trained one
+    assert cfg.randomization.torque_scale[0] < 0.75 and cfg.randomization.calibration_deg > 3.0
+    assert set(STRESS) <= {"randomization." + k for k in vars(cfg.randomization)}
+    for args in (["--run", str(tmp_path / "empty")], [], ["--run", str(tmp_path / "run"), "--episodes", "0"]):
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "stress_selection.py"), *args],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PIDOG_BENCH_RESULTS": str(tmp_path / "results")})
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_stress_selection_runs_a_policy_through_the_runtime(tmp_path):
+    from pidog_env.config import EnvConfig
+    from pidog_env.env import action_space, observation_space
+    from training.config import PolicyConfig
+    from training.policies import make_policy, policy_meta, save_policy
+    env_cfg, pol_cfg = EnvConfig(), PolicyConfig()
+    policy = make_policy(observation_space(env_cfg), action_space(env_cfg), pol_cfg, env_cfg=env_cfg)
+    save_policy(tmp_path / "p.pth", policy, policy_meta(policy, pol_cfg, env_cfg))
+    run_script("stress_selection.py", "--policy", f"a={tmp_path / 'p.pth'}", "--stress-episodes", "1",
+               "--episodes", "1", "--conditions", "nominal", "weaker_servos", "--workers", "1", results=tmp_path)
+    data = json.loads((tmp_path / "stress_selection.json").read_text())
+    row = data["policies"]["a"]
+    assert set(row["suite"]) == {"nominal", "weaker_servos"} and 0.0 <= row["stress"]["fall_rate"] <= 1.0
+    assert row["suite_fall_sum"] == pytest.approx(sum(r["fall_rate"] for r in row["suite"].values()))
+    assert data["stress_vs_suite_falls"] == {"pearson": None, "spearman": None}    # one policy: no correlation
+    assert (tmp_path / "stress_selection.png").is_file()
