@@ -16,11 +16,12 @@ replaces one (`.pth`, `.zip`, or an exported `policy.onnx` with its `policy.json
 `--all-seeds` adds that run's other seeds (`finetuned_seed1`, ...): one seed's verdict can turn on one
 episode, and on a different CPU the same command trains a different policy (README, stop 39).
 
-Writes bench/results/robustness.json, `{"conditions": {name: {label: {"speed_mps", "fall_rate", "fall_causes"}}}}`
+Writes bench/results/robustness.json, `{"conditions": {name: {label: {"speed_mps", "fall_rate", "fall_causes", "fall_episodes"}}}}`
 plus `acceptance` (per condition, for `finetuned` and the mean over seeds: falls <= the trot's, falls
 <= BC's + 0.05, speed >= the trot's)
 (`fall_causes`: falls counted by the env's `fall_cause`, `tilt`, `torso_touch` or `head_touch`, or
-`runtime_tilt_stop` when the runtime's tilt stop ended the episode first),
+`runtime_tilt_stop` when the runtime's tilt stop ended the episode first; `fall_episodes`: which
+episodes fell, 0-based, episode i using seed 30,000 + i, the same draws for every policy),
 and bench/results/robustness.png (grouped bars: speed and fall rate per condition).
 """
 
@@ -163,7 +164,8 @@ def run_config(name: str, cfg, policies: dict[str, str | None], episodes: int,
                 causes[cause] = causes.get(cause, 0) + 1
             hw.close()
         out[label] = {"speed_mps": round(float(np.mean(speeds)), 4), "fall_rate": round(float(np.mean(falls)), 3),
-                      "fall_causes": dict(sorted(causes.items()))}
+                      "fall_causes": dict(sorted(causes.items())),
+                      "fall_episodes": [i for i, f in enumerate(falls) if f]}
         why = ", ".join(f"{k} {v}" for k, v in out[label]["fall_causes"].items())
         print(f"{name:<20} {label:<12} speed {out[label]['speed_mps']:.3f} m/s  falls {out[label]['fall_rate']:.0%}"
               + (f" ({why})" if why else ""), flush=True)

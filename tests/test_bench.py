@@ -94,10 +94,11 @@ def test_robustness_runs_policies_through_the_runtime(tmp_path):
     run_script("robustness.py", "--episodes", "1", "--conditions", "nominal", "stale_imu", results=tmp_path)
     data = json.loads((tmp_path / "robustness.json").read_text())
     assert set(data["conditions"]) == {"nominal", "stale_imu"}
-    assert set(data["conditions"]["nominal"]["trot"]) == {"speed_mps", "fall_rate", "fall_causes"}
-    for by_label in data["conditions"].values():      # every fall has one counted cause
+    assert set(data["conditions"]["nominal"]["trot"]) == {"speed_mps", "fall_rate", "fall_causes", "fall_episodes"}
+    for by_label in data["conditions"].values():      # every fall has one counted cause and its episode
         for figures in by_label.values():
             assert sum(figures["fall_causes"].values()) == round(figures["fall_rate"] * data["episodes"])
+            assert len(figures["fall_episodes"]) == sum(figures["fall_causes"].values())
     assert data["conditions"]["nominal"]["trot"]["speed_mps"] > 0.05 and (tmp_path / "robustness.png").is_file()
 
 
