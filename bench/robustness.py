@@ -80,7 +80,8 @@ def default_policies(all_seeds: bool = False) -> dict[str, Path]:
     if (path := shipped_model(DEFAULT_RUNS / "bc_init_seed0")) is not None:
         out["finetuned"] = path
     if all_seeds:
-        runs = sorted(DEFAULT_RUNS.glob("bc_init_seed*"), key=lambda r: int(r.name.removeprefix("bc_init_seed")))
+        runs = sorted((r for r in DEFAULT_RUNS.glob("bc_init_seed*") if r.name.removeprefix("bc_init_seed").isdigit()),
+                      key=lambda r: int(r.name.removeprefix("bc_init_seed")))
         for run in runs:
             if run.name != "bc_init_seed0" and (path := shipped_model(run)) is not None:
                 out[f"finetuned_{run.name.removeprefix('bc_init_')}"] = path

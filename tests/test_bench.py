@@ -251,7 +251,8 @@ def test_robustness_acceptance_compares_seed_0_and_the_mean_over_seeds():
 def test_robustness_finds_every_seed_of_the_last_sample_efficiency_run(tmp_path, monkeypatch):
     import bench.robustness as rb
     for run, name in (("bc_init_seed0", "best_model.zip"), ("bc_init_seed1", "final_model.zip"),
-                      ("bc_init_seed10", "best_model.zip"), ("bc_init_seed2", None), ("bc", None)):
+                      ("bc_init_seed10", "best_model.zip"), ("bc_init_seed2", None), ("bc", None),
+                      ("bc_init_seed0_old", "best_model.zip")):
         (tmp_path / run).mkdir()
         if name:
             (tmp_path / run / name).write_bytes(b"")
