@@ -345,7 +345,9 @@ class PiDogEnv(gym.Env):
             still,                                  # stand_still
             (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
             sum(max(0.0, abs(f) / rated - soft) for f in self._leg_force.tolist()),    # torque_limit
-            (100.0 * max(0.0, rc.min_torso_clearance - self._torso_low())) ** 2,       # torso_clearance
+            # torso_clearance (off by default: the box's lowest corner is only computed when the term counts)
+            ((100.0 * max(0.0, rc.min_torso_clearance - self._torso_low())) ** 2
+             if self._scales["torso_clearance"] else 0.0),
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
 
