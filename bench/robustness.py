@@ -52,14 +52,19 @@ CONDITIONS: dict[str, dict[str, object]] = {
 DEFAULT_RUNS = RESULTS / "sample_efficiency_runs"
 
 
-def condition_config(name: str):
+def config_with(settings: dict[str, object]):
+    """The default EnvConfig with `settings` (dotted keys) applied, validated."""
     from pidog_env import config_tree
     from pidog_env.config import EnvConfig
     cfg = EnvConfig()
-    for key, value in CONDITIONS[name].items():
+    for key, value in settings.items():
         cfg = config_tree.apply(cfg, key, value)
     config_tree.validate(cfg)
     return cfg
+
+
+def condition_config(name: str):
+    return config_with(CONDITIONS[name])
 
 
 def shipped_model(run: Path) -> Path | None:
@@ -96,7 +101,7 @@ def acceptance(conditions: dict) -> dict[str, dict[str, bool]]:
         seeds = [k for k in row if k == "finetuned" or k.startswith("finetuned_seed")]
         if "trot" not in row or not seeds:
             continue
-        candidates = {"finetuned": row.get("finetuned")} if "finetuned" in row else {}
+        candidates = {"finetuned": row["finetuned"]} if "finetuned" in row else {}
         if len(seeds) > 1:
             candidates["finetuned_seed_mean"] = {k: float(np.mean([row[s][k] for s in seeds]))
                                                  for k in ("speed_mps", "fall_rate")}

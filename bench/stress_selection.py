@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, worker_pool, write_result
-from bench.robustness import CONDITIONS, parse_policy
+from bench.robustness import CONDITIONS, config_with, parse_policy
 
 STRESS_SEED_BASE = 40_000     # disjoint from the suite (30,000+), the final figures (20,000+), evaluations (10,000+)
 # The training randomization with each range that makes a gait fall pushed out, part of the way to the suite's
@@ -41,13 +41,7 @@ HARD_CONDITIONS = ["heavier_body", "weaker_servos", "calibration_errors", "stron
 
 
 def stress_config():
-    from pidog_env import config_tree
-    from pidog_env.config import EnvConfig
-    cfg = EnvConfig()
-    for key, value in STRESS.items():
-        cfg = config_tree.apply(cfg, key, value)
-    config_tree.validate(cfg)
-    return cfg
+    return config_with(STRESS)
 
 
 def evaluate(label: str, path: str, stress_episodes: int, conditions: list[str], episodes: int) -> dict:
