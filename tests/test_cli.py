@@ -143,3 +143,28 @@ def test_a_pretrained_policy_of_another_network_is_a_one_line_error(tmp_path, ca
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1 and "policy.net_arch [128, 128], this run [32, 32]" in err[0]
     assert not (out / "x").exists()
+
+
+def test_evaluate_at_a_randomization_level(tmp_path, capsys):
+    """`pidog evaluate --randomization-level`: level 0 is one nominal robot (every seed the same episode),
+    level 1.5 draws other robots than level 1; out of range or with --no-randomization: one line, exit 2."""
+    def speeds(level: str, name: str) -> list[float]:
+        out = tmp_path / name
+        assert cli.main(["evaluate", "--gait", "trot", "--episodes", "2", "--set", "env.episode_seconds=1",
+                         "--randomization-level", level, "--json", str(out)]) == 0
+        result = json.loads(out.read_text())
+        assert result["randomization_level"] == float(level)
+        return [e["mean_forward_speed"] for e in result["per_episode"]]
+    nominal, configured, wider = speeds("0", "l0.json"), speeds("1", "l1.json"), speeds("1.5", "l15.json")
+    assert nominal[0] == nominal[1] and configured[0] != configured[1]
+    assert wider != configured
+    assert "randomization at level 1.5" in capsys.readouterr().out
+    for bad in (["--randomization-level", "3.5"], ["--randomization-level", "x"],
+                ["--randomization-level", "1", "--no-randomization"]):
+        try:
+            code = cli.main(["evaluate", "--gait", "trot", "--episodes", "1", *bad])
+        except SystemExit as exc:                       # argparse's own exit for a bad value
+            code = exc.code
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "randomization" in err[0] and "Traceback" not in err[0]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -237,6 +237,17 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 positive_int, seed_int = int_in(1), int_in(0, 2**31)
 
 
+def level_float(text: str) -> float:
+    """An argparse type: a randomization level in [0, 3] (pidog_env.curriculum.scaled)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 3:
+        raise argparse.ArgumentTypeError(f"must be in [0, 3], got {value:g}")
+    return value
+
+
 def new_file(text: str) -> Path:
     path = Path(text)
     if path.exists():
@@ -274,16 +285,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if key.startswith("env.obs.") or key in ("env.use_camera", "env.camera_size"):
             raise ConfigError(f"{key} changes what the policy observes; it cannot be evaluated that way")
         env_cfg = config_tree.apply_text(env_cfg, key[len("env."):], text)
+    if args.randomization_level is not None:
+        if args.no_randomization:
+            raise ConfigError("--randomization-level scales the randomization; it cannot be combined with "
+                              "--no-randomization")
+        from pidog_env.curriculum import scaled
+        env_cfg = replace(env_cfg, randomization=scaled(env_cfg.randomization, args.randomization_level))
     config_tree.validate(env_cfg)
     seed = EVAL_SEED_BASE if args.seed is None else args.seed
     result = evaluate_policy(policy, env_cfg, args.episodes, seed, randomize=not args.no_randomization)
     print(format_table(result["per_episode"]))
     print(f"\nmean return {result['mean_return']:.1f} | mean speed {result['mean_forward_speed']:.3f} m/s | "
           f"mean distance {result['mean_distance']:.2f} m | fall rate {result['fall_rate']:.0%} "
-          f"({args.episodes} episodes, randomization {'off' if args.no_randomization else 'on'})"
+          f"({args.episodes} episodes, randomization "
+          f"{'off' if args.no_randomization else 'on' if args.randomization_level is None else f'at level {args.randomization_level:g}'})"
           f"{tracking_text(result)}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps({**result, "randomization_level": args.randomization_level}, indent=2))
 
 
 def cmd_visualize(args: argparse.Namespace) -> None:
@@ -328,6 +346,10 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("evaluate", help="a table of figures for a saved policy")
     add_model_source(p)
+    p.add_argument("--randomization-level", type=level_float, default=None, metavar="L",
+                   help="the randomization ranges scaled about their midpoints as rl.curriculum does "
+                        "(pidog_env/curriculum.py): 1 = the configured ranges, 1.5 = half as wide again, 0 = one "
+                        "nominal robot; applied after --set")
     p.add_argument("--json", type=new_file, help="also write the figures to this (new) JSON file")
     p.add_argument("--set", dest="set_", action=_Assign, metavar="env.KEY=VALUE", default=argparse.SUPPRESS,
                    help="evaluate under changed env settings, e.g. --set env.randomization.friction=[0.3,0.5]")
