@@ -272,6 +272,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from pidog_env.config import EnvConfig
     from pidog_env.gaits import TrotGait
     from training.evaluate import EVAL_SEED_BASE, evaluate_policy, format_table
+    if args.randomization_level is not None and args.no_randomization:
+        raise ConfigError("--randomization-level scales the randomization; it cannot be combined with "
+                          "--no-randomization")
     if args.model:
         from training.policies import load_policy
         policy, meta = load_policy(args.model, allow_pickle=args.allow_pickle)
@@ -286,9 +289,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise ConfigError(f"{key} changes what the policy observes; it cannot be evaluated that way")
         env_cfg = config_tree.apply_text(env_cfg, key[len("env."):], text)
     if args.randomization_level is not None:
-        if args.no_randomization:
-            raise ConfigError("--randomization-level scales the randomization; it cannot be combined with "
-                              "--no-randomization")
         from pidog_env.curriculum import scaled
         env_cfg = replace(env_cfg, randomization=scaled(env_cfg.randomization, args.randomization_level))
     config_tree.validate(env_cfg)
