@@ -7,10 +7,9 @@ an asymmetric critic, and with 0 or 3 past observation frames, at the same budge
     python bench/ablation.py --collect DIR1 DIR2     # summarize runs made by separate invocations
 
 Variants (`VARIANTS`, pipeline settings on top of the `sample_efficiency_budget_quick` preset):
-- `symmetric_h0`: actor and critic both see the robot's observation (PiDog-v0's own default);
+- `symmetric_h0`: today's default: actor and critic both see the robot's observation;
 - `asymmetric_h0`: the critic also sees the privileged simulator state (`env.obs.critic_state`);
-- `symmetric_h3` / `asymmetric_h3`: the same with the last 3 observation frames appended (`env.obs.history`);
-  `asymmetric_h3` is the pipeline's default for BC-initialized PPO (`training.config.BC_PPO_OBS`).
+- `symmetric_h3` / `asymmetric_h3`: the same with the last 3 observation frames appended (`env.obs.history`).
 
 The history changes the actor's input, so every variant trains its own BC policy (the preset's
 demonstrations and epochs, seed 42) and fine-tunes it for each seed. Every run evaluates exactly as
@@ -36,10 +35,10 @@ from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
 from training.cli import build_config
 
 PRESET = "sample_efficiency_budget_quick"
-VARIANTS: dict[str, list[tuple[str, str]]] = {            # both keys named: the pipeline's default is one of them
-    "symmetric_h0": [("env.obs.critic_state", "false"), ("env.obs.history", "0")],
-    "asymmetric_h0": [("env.obs.critic_state", "true"), ("env.obs.history", "0")],
-    "symmetric_h3": [("env.obs.critic_state", "false"), ("env.obs.history", "3")],
+VARIANTS: dict[str, list[tuple[str, str]]] = {
+    "symmetric_h0": [],
+    "asymmetric_h0": [("env.obs.critic_state", "true")],
+    "symmetric_h3": [("env.obs.history", "3")],
     "asymmetric_h3": [("env.obs.critic_state", "true"), ("env.obs.history", "3")],
 }
 

@@ -97,14 +97,6 @@ def main() -> None:
         if value is not None:
             typed.append((key, str(value)))
     typed += [tuple(a.split("=", 1)) for a in args.set]
-    if any("rlpd" in a for a in algos):
-        # SAC fine-tunes the same BC policy as PPO here, and SAC takes PiDog-v0's observation (no privileged
-        # critic state): every run uses it unless --set names the keys.
-        named = {k for k, _ in typed}
-        plain = [(k, v) for k, v in (("env.obs.history", "0"), ("env.obs.critic_state", "false")) if k not in named]
-        if plain:
-            typed += plain
-            print("SAC from BC: every run observes as PiDog-v0 (env.obs.history 0, no critic state)", flush=True)
     cfg = build_config([], [("@preset", preset), *typed])    # the protocol's budgets are data (presets)
     budget, eval_freq, eval_eps = cfg.rl.total_timesteps, cfg.rl.eval_freq, cfg.rl.eval_episodes
     n_demos, bc_epochs = cfg.demo.n_episodes, cfg.bc.epochs

@@ -78,16 +78,16 @@ def test_bc_to_ppo_hand_off_with_the_privileged_critic(tmp_path):
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, str(root / "train_pretrain_finetune.py"), "--preset", "tiny",
-                           "--total-rl-timesteps", "1024", "--output-dir", str(tmp_path),       # the defaults:
-                           "--experiment-name", "asym"], capture_output=True, text=True, timeout=600)  # BC_PPO_OBS
+    proc = subprocess.run([sys.executable, str(root / "train_pretrain_finetune.py"), "--preset", "tiny", "--set",
+                           "env.obs.critic_state=true", "--total-rl-timesteps", "1024", "--output-dir", str(tmp_path),
+                           "--experiment-name", "asym"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "PPO initialized from BC (strict state-dict load)" in proc.stdout
     meta = json.loads(__import__("zipfile").ZipFile(tmp_path / "asym" / "final_model.zip").read("pidog_meta.json"))
     assert meta["policy_type"] == "AsymmetricMlpPolicy"
     from training.policies import load_policy
     policy, _ = load_policy(tmp_path / "asym" / "final_model.zip")
-    assert isinstance(policy, AsymmetricActorCriticPolicy) and policy.actor_dim == 16 * 4     # 3 past frames
+    assert isinstance(policy, AsymmetricActorCriticPolicy) and policy.actor_dim == 16
 
 
 def test_the_robustness_bench_runs_an_asymmetric_policy_on_the_robots_observation(policy, tmp_path):

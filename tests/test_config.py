@@ -245,30 +245,3 @@ def test_every_ppo_setting_reaches_the_model(tmp_path):
                 envs.close()
         else:
             assert getattr(model, key) == value, key
-
-
-def test_bc_initialized_ppo_defaults_to_history_and_the_privileged_critic(tmp_path):
-    """`BC_PPO_OBS` for BC -> PPO (one-shot, BC alone, PPO from a saved BC policy, whose own observation it
-    follows); PiDog-v0's defaults for PPO from scratch, SAC, GAIL and the camera; a named key wins."""
-    from training.config import BC_PPO_OBS, PolicyConfig
-    from training.policies import make_policy, policy_meta, save_policy
-
-    def obs(base, *typed):
-        cfg = cli.build_config(base, list(typed))
-        return cfg.env.obs.history, cfg.env.obs.critic_state
-    bc_ppo = (BC_PPO_OBS["env.obs.history"], BC_PPO_OBS["env.obs.critic_state"])
-    assert bc_ppo == (3, True) and EnvConfig().obs.history == 0 and not EnvConfig().obs.critic_state
-    assert obs([]) == obs([("rl.total_timesteps", 0)]) == bc_ppo                      # train, imitate
-    assert obs([], ("@preset", "sample_efficiency")) == bc_ppo
-    assert obs([("skip_bc", True)]) == (0, False)                                     # PPO from scratch
-    assert obs([("skip_bc", True)], ("rl.algo", "sac")) == (0, False)
-    assert obs([], ("rl.algo", "sac")) == (0, False)                                  # SAC from the BC stage
-    assert obs([], ("imitation", "gail")) == (0, False)
-    assert obs([], ("@preset", "camera")) == (0, False)
-    assert obs([], ("env.obs.history", "0")) == (0, True)                             # a named key wins
-    assert obs([], ("env.obs.critic_state", "false")) == (3, False)
-    env_cfg = config_tree.apply(EnvConfig(), "obs.history", 2)
-    pol_cfg = PolicyConfig()
-    policy = make_policy(observation_space(env_cfg), action_space(env_cfg), pol_cfg, env_cfg=env_cfg)
-    save_policy(tmp_path / "bc.pth", policy, policy_meta(policy, pol_cfg, env_cfg))
-    assert obs([], ("skip_bc", "true"), ("pretrained_model", str(tmp_path / "bc.pth"))) == (2, False)

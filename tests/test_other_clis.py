@@ -27,8 +27,7 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     few = ["--set", "bc.eval_episodes=2", "--set", "rl.final_eval_episodes=2", "--set", "env.episode_seconds=2",
            "--set", "rl.eval_episodes=2", "--set", "rl.confirm_episodes=2"]
     run("training/train_imitation.py", "--n-demo-episodes", "2", "--epochs", "5", "--output-dir", tmp_path,
-        "--experiment-name", "bc", *few, "--set", "env.obs.history=0", "--set", "env.obs.critic_state=false")
-    # (BC for SAC and demonstrations for GAIL: PiDog-v0's observation, not BC -> PPO's default)
+        "--experiment-name", "bc", *few)
     bc = tmp_path / "bc"
     assert (bc / "bc_pretrained_policy.pth").is_file() and (bc / "demonstrations.npz").is_file()
     assert json.loads((bc / "summary.json").read_text())["bc"]["train_seconds"] > 0

@@ -132,11 +132,8 @@ def test_resume_keeps_the_saved_env_and_budget_and_records_what_changes(tmp_path
     from training.policies import read_zip_meta
     from pidog_env import config_tree
     from pidog_env.config import EnvConfig
-    from training.config import BC_PPO_OBS
     saved_env = config_tree.apply(EnvConfig(), "episode_seconds", 2.0)
     saved_env = config_tree.apply(saved_env, "fall_tilt_deg", 55.0)
-    for key, value in BC_PPO_OBS.items():                     # the BC -> PPO run's observation defaults
-        saved_env = config_tree.apply(saved_env, key.removeprefix("env."), value)
     assert read_zip_meta(exp / "final_model.zip")["env_config_hash"] == saved_env.hash()
     cli("--output-dir", tmp_path, "--experiment-name", "r", "--resume", "--total-rl-timesteps", "2048", check=0)
     record = json.loads((exp / "config.json").read_text())

@@ -27,7 +27,7 @@ import pidog_env  # noqa: F401  (defaults MUJOCO_GL before anything imports mujo
 from pidog_env import config_tree
 from pidog_env.config_tree import ConfigError
 from training.common import PipelineError
-from training.config import BC_PPO_OBS, PipelineConfig, takes_bc_ppo_obs
+from training.config import PipelineConfig
 from training.stopping import Interrupted
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -150,42 +150,18 @@ def load_preset(name: str) -> dict[str, Any]:
 
 
 def build_config(base: list[tuple[str, Any]], typed: list[tuple[str, str]]) -> PipelineConfig:
-    """Defaults <- the subcommand's base settings <- presets and typed settings in command-line order.
-    BC-initialized PPO runs default to `BC_PPO_OBS` (training.config), or to the observation settings of their
-    pretrained model, for the keys no preset or setting names."""
-    cfg, named = _assemble(base, typed)
-    if takes_bc_ppo_obs(cfg):
-        defaults = [(k, v) for k, v in obs_defaults(cfg).items() if k not in named]
-        if defaults:
-            cfg, _ = _assemble([*base, *defaults], typed)
-    config_tree.validate(cfg)
-    return cfg
-
-
-def obs_defaults(cfg: PipelineConfig) -> dict[str, Any]:
-    """`BC_PPO_OBS`, or, fine-tuning a saved BC policy, the `BC_PPO_OBS` keys as that policy was trained."""
-    if not cfg.pretrained_model:
-        return BC_PPO_OBS
-    from training.policies import load_policy_file
-    _, meta = load_policy_file(Path(cfg.pretrained_model))
-    obs = meta.get("env_config", {}).get("obs", {})
-    return {"env.obs.history": obs.get("history", 0), "env.obs.critic_state": obs.get("critic_state", False)}
-
-
-def _assemble(base: list[tuple[str, Any]], typed: list[tuple[str, str]]) -> tuple[PipelineConfig, set[str]]:
-    """The config from `base` and `typed`, and the keys the typed settings and presets named."""
-    cfg, named = PipelineConfig(), set()
+    """Defaults <- the subcommand's base settings <- presets and typed settings in command-line order."""
+    cfg = PipelineConfig()
     for key, value in base:
         cfg = config_tree.apply(cfg, key, value)
     for key, text in typed:
         if key == "@preset":
             for pkey, pvalue in load_preset(text).items():
                 cfg = config_tree.apply(cfg, pkey, pvalue)
-                named.add(pkey)
         else:
             cfg = config_tree.apply_text(cfg, key, text)
-            named.add(key)
-    return cfg, named
+    config_tree.validate(cfg)
+    return cfg
 
 
 # ---------------------------------------------------------------- train / imitate / rl

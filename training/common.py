@@ -49,19 +49,6 @@ def check_spaces(what: str, meta: dict, obs_space: gym.Space, act_space: gym.Spa
             raise PipelineError(f"{what} {name} {_short(got)} does not match the env's {_short(want)}")
 
 
-def check_obs_settings(what: str, meta: dict, obs_space: gym.Space, act_space: gym.Space) -> None:
-    """`check_spaces`, naming the observation settings `what` was made with when the spaces differ."""
-    try:
-        check_spaces(what, meta, obs_space, act_space)
-    except PipelineError as exc:
-        obs = meta.get("env_config", {}).get("obs")
-        if not isinstance(obs, dict):
-            raise
-        raise PipelineError(f"{exc}: it was made with env.obs.history={obs.get('history', 0)} and "
-                            f"env.obs.critic_state={str(obs.get('critic_state', False)).lower()}; set the same with "
-                            "--set, or make it again with this run's") from None
-
-
 def _same_space(got: Any, want: dict) -> bool:
     """Type and shape must match; dtype and bounds too where both sides record them (pickles do not)."""
     if not isinstance(got, dict) or got.get("type") != want["type"]:

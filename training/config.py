@@ -18,24 +18,12 @@ from pathlib import Path
 from pidog_env.config import EnvConfig
 from pidog_env.config_tree import ConfigError, setting, validate
 
-__all__ = ["BC_PPO_OBS", "BCConfig", "ConfigError", "DemoConfig", "GAILConfig", "OffPolicyConfig", "PipelineConfig",
-           "PolicyConfig", "PPOConfig", "RLConfig", "takes_bc_ppo_obs", "validate"]
+__all__ = ["BCConfig", "ConfigError", "DemoConfig", "GAILConfig", "OffPolicyConfig", "PipelineConfig",
+           "PolicyConfig", "PPOConfig", "RLConfig", "validate"]
 
 MAX_ROLLOUT = 2_000_000                 # PPO rollout buffer rows (n_steps x n_envs) held in memory
 SELECTION_SEEDS = 10_000               # seeds for evaluations and confirmations before the final evaluation's
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-# The observation of BC-initialized PPO (README, "Issue 10's targets"): the actor also sees the last three
-# frames, the critic the simulator's state (asymmetric actor-critic). PiDog-v0's own defaults, what
-# `gymnasium.make` and every other algorithm get, stay 0 / off; a run that sets either key keeps its value.
-BC_PPO_OBS: dict[str, object] = {"env.obs.history": 3, "env.obs.critic_state": True}
-
-
-def takes_bc_ppo_obs(cfg: "PipelineConfig") -> bool:
-    """Whether BC_PPO_OBS are `cfg`'s defaults: BC (the stage or a pretrained model) with PPO, vector
-    observations without the actor's privileged state. PPO from scratch, SAC/TD3 and GAIL keep PiDog-v0's."""
-    return (cfg.rl.algo == "ppo" and cfg.imitation == "bc" and not cfg.env.use_camera
-            and not cfg.env.obs.privileged and not (cfg.skip_bc and not cfg.pretrained_model))
 
 
 @dataclass

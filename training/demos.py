@@ -28,7 +28,7 @@ from imitation.data import rollout, types
 
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
-from training.common import PipelineError, check_obs_settings, describe_space, make_vec_env, versions, with_randomization
+from training.common import PipelineError, check_spaces, describe_space, make_vec_env, versions, with_randomization
 from training.config import DemoConfig
 
 Expert = Callable[[Any], np.ndarray]
@@ -219,7 +219,7 @@ def load(path: str | Path, obs_space: gym.Space | None = None, act_space: gym.Sp
         except Exception as exc:  # zipfile/OSError on corrupt files
             raise PipelineError(f"{path} is not a readable demonstrations file: {type(exc).__name__}") from None
     if obs_space is not None and act_space is not None:
-        check_obs_settings(f"demonstrations {path.name}", demo.meta, obs_space, act_space)
+        check_spaces(f"demonstrations {path.name}", demo.meta, obs_space, act_space)
     return demo
 
 

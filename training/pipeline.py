@@ -19,7 +19,7 @@ from training import stopping
 from training.bc import split_episodes, train_bc
 from training.callbacks import (CheckpointCallback, CurriculumCallback, EvalCallback, MetricsCallback, StopOnSignal,
                                 VisualizationCallback, pooled_fall_rate)
-from training.common import PipelineError, check_obs_settings, make_vec_env, versions
+from training.common import PipelineError, check_spaces, make_vec_env, versions
 from training.config import PipelineConfig
 from training.evaluate import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment, checkpoint_steps, latest_checkpoint
@@ -166,7 +166,7 @@ def load_pretrained(cfg: PipelineConfig, with_demos: bool = True) -> tuple[Any, 
     path = Path(cfg.pretrained_model)
     state, meta = load_policy_file(path)
     obs_space, act_space = observation_space(cfg.env), action_space(cfg.env)
-    check_obs_settings(f"pretrained model {path.name}", meta, obs_space, act_space)
+    check_spaces(f"pretrained model {path.name}", meta, obs_space, act_space)
     theirs = meta.get("policy", {})
     for key in ("net_arch", "activation") + (("features_dim",) if cfg.env.use_camera else ()):
         mine = getattr(cfg.policy, key)
