@@ -85,11 +85,11 @@ def default_policies(all_seeds: bool = False) -> dict[str, Path]:
     if (path := shipped_model(DEFAULT_RUNS / "bc_init_seed0")) is not None:
         out["finetuned"] = path
     if all_seeds:
-        runs = sorted((r for r in DEFAULT_RUNS.glob("bc_init_seed*") if r.name.removeprefix("bc_init_seed").isdigit()),
-                      key=lambda r: int(r.name.removeprefix("bc_init_seed")))
-        for run in runs:
-            if run.name != "bc_init_seed0" and (path := shipped_model(run)) is not None:
-                out[f"finetuned_{run.name.removeprefix('bc_init_')}"] = path
+        seeds = sorted(int(s) for r in DEFAULT_RUNS.glob("bc_init_seed*")
+                       if (s := r.name.removeprefix("bc_init_seed")).isdigit())
+        for seed in seeds:
+            if seed != 0 and (path := shipped_model(DEFAULT_RUNS / f"bc_init_seed{seed}")) is not None:
+                out[f"finetuned_seed{seed}"] = path
     return out
 
 

@@ -18,7 +18,6 @@ scatter plot, bench/results/stress_selection.png.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 
@@ -75,10 +74,8 @@ def correlations(x: list[float], y: list[float]) -> dict[str, float | None]:
 
 def run_policies(run: Path) -> dict[str, Path]:
     """A training run's checkpoints (in step order), then its best and final model."""
-    def steps(p: Path) -> int:
-        m = re.search(r"_(\d+)_steps", p.name)
-        return int(m.group(1)) if m else 0
-    found = {f"{steps(p) // 1000}k": p for p in sorted((run / "checkpoints").glob("*_steps.zip"), key=steps)}
+    from training.experiment import Experiment, checkpoints
+    found = {f"{steps // 1000}k": p for steps, p in checkpoints(run / Experiment.CHECKPOINTS)}
     for name in ("best_model.zip", "final_model.zip"):
         if (run / name).is_file():
             found[name.removesuffix(".zip")] = run / name

@@ -294,12 +294,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     config_tree.validate(env_cfg)
     seed = EVAL_SEED_BASE if args.seed is None else args.seed
     result = evaluate_policy(policy, env_cfg, args.episodes, seed, randomize=not args.no_randomization)
+    randomization = ("off" if args.no_randomization else "on" if args.randomization_level is None
+                     else f"at level {args.randomization_level:g}")
     print(format_table(result["per_episode"]))
     print(f"\nmean return {result['mean_return']:.1f} | mean speed {result['mean_forward_speed']:.3f} m/s | "
           f"mean distance {result['mean_distance']:.2f} m | fall rate {result['fall_rate']:.0%} "
-          f"({args.episodes} episodes, randomization "
-          f"{'off' if args.no_randomization else 'on' if args.randomization_level is None else f'at level {args.randomization_level:g}'})"
-          f"{tracking_text(result)}")
+          f"({args.episodes} episodes, randomization {randomization}){tracking_text(result)}")
     if args.json:
         args.json.write_text(json.dumps({**result, "randomization_level": args.randomization_level}, indent=2))
 

@@ -128,17 +128,23 @@ class Experiment:
         return path
 
 
-def latest_checkpoint(ckpt_dir: Path) -> tuple[Path, int] | None:
-    """(path, steps) of the newest `<algo>_<steps>_steps.zip` in `ckpt_dir`."""
+def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """(steps, path) of every `<algo>_<steps>_steps.zip` in `ckpt_dir`, in step order."""
     found = []
     for p in ckpt_dir.glob("*_*_steps.zip"):
         try:
             found.append((int(p.stem.split("_")[1]), p))
         except (IndexError, ValueError):
             continue
+    return sorted(found)
+
+
+def latest_checkpoint(ckpt_dir: Path) -> tuple[Path, int] | None:
+    """(path, steps) of the newest `<algo>_<steps>_steps.zip` in `ckpt_dir`."""
+    found = checkpoints(ckpt_dir)
     if not found:
         return None
-    steps, path = max(found)
+    steps, path = found[-1]
     return path, steps
 
 
@@ -151,4 +157,4 @@ def _command_line() -> str:
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
-__all__ = ["ConfigError", "Experiment", "checkpoint_steps", "latest_checkpoint"]
+__all__ = ["ConfigError", "Experiment", "checkpoint_steps", "checkpoints", "latest_checkpoint"]
