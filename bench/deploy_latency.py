@@ -99,10 +99,10 @@ def walking(spec: PolicySpec, policy, episodes: int) -> dict:
     from pidog_env import config_tree
     from pidog_env.config import EnvConfig
     from pidog_env.evaluation import run_episode
-    ideal = config_tree.apply(config_tree.apply(EnvConfig(), "imu.delay_substeps", 0), "randomization.imu_delay_substeps", (0, 0))
+    ideal = config_tree.apply(EnvConfig(), "randomization.imu_delay_substeps", (0, 0))
     in_env = {}
     for label, cfg in (("robot_imu", EnvConfig()), ("ideal_imu", ideal)):
-        env = gym.make("PiDog-v0", config=cfg)
+        env = gym.make("PiDog-v1", config=cfg)
         in_env[label] = float(np.mean([run_episode(policy, env, seed)["mean_forward_speed"] for seed in range(episodes)]))
         env.close()
     speeds = []

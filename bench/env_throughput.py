@@ -1,4 +1,4 @@
-"""PiDog-v0 throughput against its own physics ceiling and gymnasium's Ant-v5, measured in one run.
+"""PiDog-v1 throughput against its own physics ceiling and gymnasium's Ant-v5, measured in one run.
 
     python bench/env_throughput.py [--seconds 5]
 
@@ -85,8 +85,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds the time is split into")
     args = parser.parse_args()
     chunk = args.seconds / args.rounds
-    pidog = Stepper(gym.make("PiDog-v0"))
-    recorder = Stepper(gym.make("PiDog-v0"), seed=1, record=True)     # feeds the physics replay
+    pidog = Stepper(gym.make("PiDog-v1"))
+    recorder = Stepper(gym.make("PiDog-v1"), seed=1, record=True)     # feeds the physics replay
     ant = Stepper(gym.make("Ant-v5"))
     ceiling_steps, ceiling_seconds = 0, 0.0
     # Interleave short rounds so the shared machine's load changes hit every figure alike.
@@ -102,7 +102,7 @@ def main() -> None:
         ant.run(chunk)
     # The camera env renders through software GL, whose worker threads would disturb the CPU-only
     # figures above; it is measured on its own afterwards.
-    camera = Stepper(gym.make("PiDog-v0", use_camera=True))
+    camera = Stepper(gym.make("PiDog-v1", use_camera=True))
     camera.run(args.seconds)
     ceiling = ceiling_steps / ceiling_seconds
     write_result("env_throughput", {

@@ -1,4 +1,4 @@
-"""PPO training throughput on PiDog-v0: env steps per second including the PPO updates.
+"""PPO training throughput on PiDog-v1: env steps per second including the PPO updates.
 
     python bench/ppo_throughput.py [--n-envs 4] [--seconds 20] [--rounds 2]
 
@@ -34,7 +34,8 @@ from training.vec_env import default_workers
 
 class _Timer(BaseCallback):
     """Marks the wall time at the start of each rollout (= end of the previous rollout+update) and stops
-    training once `seconds` have passed since the first mark after the warm-up iteration."""
+    training once `seconds` have passed since the first mark after the warm-up iteration, and not before
+    one whole iteration after the warm-up has been timed (a short `seconds` is a minimum, never zero)."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
@@ -45,7 +46,7 @@ class _Timer(BaseCallback):
         self.marks.append((time.perf_counter(), self.num_timesteps))
 
     def _on_step(self) -> bool:
-        return len(self.marks) < 2 or time.perf_counter() - self.marks[1][0] < self.seconds
+        return len(self.marks) < 3 or time.perf_counter() - self.marks[1][0] < self.seconds
 
 
 def measure(n_envs: int, kind: str, seconds: float) -> tuple[int, float]:

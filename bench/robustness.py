@@ -131,12 +131,6 @@ def load(label: str, path: str | None, env_cfg):
     policy, meta = load_policy(path)
     cfg = meta.get("env_config_obj") or env_cfg
     act = policy_callable(policy)
-    if cfg.obs.critic_state:
-        # An asymmetric actor-critic takes the critic's state after the robot's observation, and its actor
-        # reads only the robot's part (as the exported policy does): the runtime has no critic state, so zeros.
-        from pidog_env.observation import CRITIC_STATE_SIZE
-        pad = np.zeros(CRITIC_STATE_SIZE, dtype=np.float32)
-        return spec_for(cfg, str(path)), lambda obs: act(np.concatenate([obs, pad]))
     return spec_for(cfg, str(path)), act
 
 
@@ -196,7 +190,7 @@ def plot(conditions: dict, path: Path) -> None:
     axes[1].set_ylim(0, 1)
     axes[1].set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=8)
     axes[0].legend(fontsize=8)
-    axes[0].set_title("PiDog-v0 through the robot runtime, outside the training ranges")
+    axes[0].set_title("PiDog-v1 through the robot runtime, outside the training ranges")
     for ax in axes:
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

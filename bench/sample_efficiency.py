@@ -23,7 +23,7 @@ Steps:
 4. steps_to_target: the first evaluation whose mean forward speed reaches the target with at most 20 %
    falls (a lunge that falls over is not walking); null when never reached within the budget.
    speedup_ratio = median(scratch) / median(BC-init); when scratch never gets there, budget / median(BC-init)
-   flagged as a lower bound. Scratch runs use the `scratch` preset (tuned by bench/scratch_search.py),
+   flagged as a lower bound. Scratch runs use the `scratch` preset (chosen by a search of 8 settings x 2 seeds, CHANGELOG.md),
    BC-init runs the defaults (tuned for the hand-off); both use the same budget and evaluations.
 Writes bench/results/sample_efficiency.json and bench/results/sample_efficiency.png.
 """
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="PPO runs executed in parallel")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "sample_efficiency_runs")
     ap.add_argument("--scratch-preset", default="scratch",
-                    help="the tuned from-scratch PPO setting (bench/scratch_search.py chose it)")
+                    help="the tuned from-scratch PPO setting (training/presets/scratch.json)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any pipeline setting for every run (e.g. ppo.gamma=0.99), as `pidog --set`; it "
                          "overrides an algorithm's own settings (SAC's demo_ratio 0.5) but not the scratch preset")
@@ -274,7 +274,7 @@ LABELS = {"ppo_handoff": "PPO from BC", "ppo_scratch": "PPO from scratch", "sac_
 
 
 def plot(histories: dict, trot_speed: float, target: float, path: Path) -> None:
-    speed_curves({LABELS[k]: v for k, v in histories.items()}, path, "PiDog-v0: fine-tuning algorithms (evaluated speed)",
+    speed_curves({LABELS[k]: v for k, v in histories.items()}, path, "PiDog-v1: fine-tuning algorithms (evaluated speed)",
                  [(trot_speed, f"trot {trot_speed:.3f} m/s", "gray", "--"),
                   (target, f"target 1.1x trot {target:.3f} m/s", "green", ":")])
 

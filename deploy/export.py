@@ -5,7 +5,7 @@ env config hash, versions), verified against PyTorch on recorded observations.
     pidog export --model outputs/<exp>/final_model.zip [--out outputs/<exp>/export]
     python deploy/export.py ...          (the same command)
 
-Accepts SB3 zips written by this project (PPO, SAC, TD3) and BC `.pth` policies. Camera, privileged-observation and
+Accepts SB3 zips written by this project (PPO, SAC, TD3) and BC `.pth` policies. Camera and
 ultrasonic policies cannot run on the robot and are refused.
 """
 
@@ -21,7 +21,7 @@ import torch
 from deploy.policy_spec import PolicySpec
 from pidog_env import robot
 from pidog_env.config import EnvConfig
-from pidog_env.observation import GYRO_SCALE, frame_layout
+from pidog_env.observation import GRAVITY_ALPHA, GYRO_SCALE, frame_layout
 from pidog_env.evaluation import run_episode
 from training.common import PipelineError, make_env, versions
 from training.evaluate import policy_callable
@@ -68,16 +68,16 @@ class OffPolicyActor(torch.nn.Module):
 
 
 def spec_for(env_cfg: EnvConfig, source: str) -> PolicySpec:
-    layout = frame_layout(env_cfg.obs.ultrasonic, False, env_cfg.command.enabled)
+    layout = frame_layout(env_cfg.obs.ultrasonic, env_cfg.command.enabled)
     frame = max(s.stop for s in layout.values())
     return PolicySpec(
-        control_dt=env_cfg.ctrl_dt, gait_period=env_cfg.gait_period, gravity_alpha=env_cfg.obs.gravity_alpha,
+        control_dt=env_cfg.ctrl_dt, gait_period=env_cfg.gait_period, gravity_alpha=GRAVITY_ALPHA,
         history=env_cfg.obs.history, ultrasonic=env_cfg.obs.ultrasonic, obs_size=frame * (env_cfg.obs.history + 1),
         frame_layout={k: [v.start, v.stop] for k, v in layout.items()}, gyro_scale=GYRO_SCALE,
         leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(), leg_q_limits_rad=robot.LEG_LIMITS_RAD.tolist(),
         action_offset_rad=robot.STAND_Q.tolist(), action_scale_rad=float(np.deg2rad(env_cfg.action_scale_deg)),
         leg_speed_deg_s=robot.LEG_SPEED_DEG_S, leg_servo_limits_deg=robot.LEG_SERVO_LIMITS_DEG.tolist(),
-        imu_accel_range_g=env_cfg.imu.accel_range_g,
+        imu_accel_range_g=robot.IMU_ACCEL_RANGE_G,
         stand_pose_deg=robot.POSES_DEG["stand"].tolist(), lie_pose_deg=robot.POSES_DEG["lie"].tolist(),
         fall_tilt_deg=env_cfg.fall_tilt_deg, env_config_hash=env_cfg.hash(), versions=versions(), source=source,
         command=env_cfg.command.enabled, command_vx_range=list(env_cfg.command.vx_range),
@@ -111,8 +111,6 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     env_cfg: EnvConfig = meta.get("env_config_obj") or EnvConfig()
     if env_cfg.use_camera:
         raise PipelineError("camera policies cannot be exported for the robot runtime (no camera pipeline there)")
-    if env_cfg.obs.privileged:
-        raise PipelineError("this policy observes privileged sim state the robot cannot measure")
     if env_cfg.obs.ultrasonic:
         raise PipelineError("ultrasonic policies cannot be exported yet: the robot runtime has no non-blocking "
                             "ultrasonic reader (the vendor's busy-waits holding the GIL); train without obs.ultrasonic")

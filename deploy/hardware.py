@@ -21,7 +21,7 @@ import numpy as np
 from deploy.vendor import PIDOG_CONF, VendorStack, chip_to_body, read_pidog_conf, write_servo
 from pidog_env import robot
 
-G = 9.81
+from pidog_env.observation import GRAVITY as G  # noqa: E402  (one value for gravity)
 ImuSample = tuple[np.ndarray, np.ndarray]
 
 
@@ -123,7 +123,7 @@ class DryRunHardware:
 
 
 class MujocoHardware:
-    """PiDog-v0's physics behind the hardware interface: same servo model, rate limit and IMU.
+    """PiDog-v1's physics behind the hardware interface: same servo model, rate limit and IMU.
 
     `imu_timing="robot"` (default) keeps the env's model of the runtime's IMU timing (a sample one physics
     step old, randomized over 0-2 steps with `randomize`); `"ideal"` gives a fresh sample at the end of
@@ -143,9 +143,8 @@ class MujocoHardware:
             raise ValueError(f"imu_timing must be 'robot' or 'ideal', got {imu_timing!r}")
         cfg = config or EnvConfig()
         if imu_timing == "ideal":
-            cfg = config_tree.apply(config_tree.apply(cfg, "imu.delay_substeps", 0),
-                                    "randomization.imu_delay_substeps", (0, 0))
-        self.env = gym.make("PiDog-v0", config=cfg, randomize=randomize)
+            cfg = config_tree.apply(cfg, "randomization.imu_delay_substeps", (0, 0))
+        self.env = gym.make("PiDog-v1", config=cfg, randomize=randomize)
         self.seed = seed
         self.last_obs, self.info = self.env.reset(seed=seed)
         self.base = self.env.unwrapped
@@ -181,7 +180,7 @@ class MujocoHardware:
         return None
 
     def describe(self) -> list[str]:
-        return ["simulated robot (MuJoCo PiDog-v0)"]
+        return ["simulated robot (MuJoCo PiDog-v1)"]
 
     def close(self) -> None:
         self.env.close()

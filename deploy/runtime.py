@@ -49,7 +49,7 @@ from pidog_env import robot
 from pidog_env.observation import (CMD_VX_SCALE, CMD_WZ_SCALE, GYRO_SCALE, GravityEstimator, ObservationStack,
                                    build_frame, frame_layout, frame_size)
 
-G = 9.81
+from pidog_env.observation import GRAVITY as G  # noqa: E402  (one value for gravity)
 SETTLE_S = 0.75                     # hold the stand pose this long before the policy runs
 GRAVITY_INIT_SAMPLES = 10           # the gravity filter starts from the mean of this many settled samples
 START_CHECK_SAMPLES = 20            # accelerometer samples (0.4 s) for the start-up offset check
@@ -72,13 +72,13 @@ def check_layout(spec: PolicySpec) -> None:
     if spec.ultrasonic:
         raise ValueError("policy.json uses the ultrasonic sensor, which this runtime does not read "
                          "(the vendor's reader busy-waits holding the GIL); export a policy trained without it")
-    ours = {k: [v.start, v.stop] for k, v in frame_layout(spec.ultrasonic, False, spec.command).items()}
+    ours = {k: [v.start, v.stop] for k, v in frame_layout(spec.ultrasonic, spec.command).items()}
     if spec.frame_layout != ours:
         raise ValueError(f"policy.json frame_layout {spec.frame_layout} differs from this runtime's {ours}; "
                          "export the policy with this version")
     if spec.gyro_scale != GYRO_SCALE:
         raise ValueError(f"policy.json gyro_scale {spec.gyro_scale} differs from this runtime's {GYRO_SCALE}")
-    if spec.obs_size != frame_size(spec.ultrasonic, False, spec.command) * (spec.history + 1):
+    if spec.obs_size != frame_size(spec.ultrasonic, spec.command) * (spec.history + 1):
         raise ValueError(f"policy.json obs_size {spec.obs_size} does not match its layout and history {spec.history}")
     if spec.imu_accel_range_g != robot.IMU_ACCEL_RANGE_G:
         raise ValueError(f"policy.json was trained with a {spec.imu_accel_range_g} g accelerometer; this runtime "
@@ -91,7 +91,7 @@ class ObservationBuilder:
     def __init__(self, spec: PolicySpec) -> None:
         check_layout(spec)
         self.spec = spec
-        self.frame = np.zeros(frame_size(spec.ultrasonic, False, spec.command))
+        self.frame = np.zeros(frame_size(spec.ultrasonic, spec.command))
         self.stack = ObservationStack(self.frame.size, spec.history)
         self.gravity = GravityEstimator(spec.gravity_alpha, spec.control_dt)
         self.ticks = 0

@@ -108,7 +108,7 @@ check "runtime-without-dev-tools" runtime_lean
 gym_step() {
   as_caller "$first" "$out1" run --rm -T pidog_rl python -c '
 import gymnasium as gym, numpy as np, pidog_env
-env = gym.make("PiDog-v0")
+env = gym.make("PiDog-v1")
 obs, info = env.reset(seed=0)
 obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 assert obs.shape == env.observation_space.shape and np.isfinite(obs).all() and np.isfinite(reward)
@@ -119,7 +119,7 @@ check "gym-step" gym_step
 render() {  # render GL: an offscreen frame that is not blank
   as_caller "$first" "$out1" run --rm -T -e MUJOCO_GL="$1" pidog_rl python -c '
 import os, gymnasium as gym, pidog_env
-env = gym.make("PiDog-v0", render_mode="rgb_array")
+env = gym.make("PiDog-v1", render_mode="rgb_array")
 env.reset(seed=0)
 frame = env.render()
 assert frame.ndim == 3 and frame.shape[2] == 3 and frame.std() > 1, (frame.shape, frame.std())

@@ -1,4 +1,4 @@
-"""Configuration of PiDog-v0 as dataclasses: one place for every knob, range and reward scale.
+"""Configuration of PiDog-v1 as dataclasses: one place for every knob, range and reward scale.
 
 Timing is set in seconds (`ctrl_dt`, `sim_dt`, `episode_seconds`); the physics steps per control step
 and the episode's step limit are derived from them. Every field carries its bounds and a help line
@@ -12,18 +12,21 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from pidog_env.config_tree import ConfigError, from_dict, setting, validate
-from pidog_env.robot import ACTION_SCALE_DEG, IMU_ACCEL_RANGE_G, PhysicalParams
+from pidog_env.config_tree import ConfigError, Removed, from_dict, setting, validate
+from pidog_env.robot import ACTION_SCALE_DEG, PhysicalParams
 
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
 REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision",
-                "fall", "track_vx", "track_wz", "stand_still", "body_height",
-                "torque_limit", "torso_clearance")
+                "fall", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit")
 
 
 # Terms added after the first release (absent from old configs, which get them at scale 0).
-ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit",
-               "torso_clearance")
+ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit")
+
+# Terms that were removed: a saved configuration may hold them at scale 0 (what remains); any other scale is refused.
+REMOVED_TERMS = {"torso_clearance": "the torso-corner clearance term cost speed (1.17-1.21x the trot) without "
+                                    "holding the robustness suite at the reference budget "
+                                    "(CHANGELOG.md)"}
 
 
 def _default_scales() -> dict[str, float]:
@@ -44,13 +47,14 @@ def _default_scales() -> dict[str, float]:
         "stand_still": -0.5,  # squared leg-target offset from the stand pose / 8, under the zero command
         "body_height": -3.0,  # (cm of torso height below reward.min_body_height)^2: margin against sagging
         "torque_limit": -2.0, # sum over leg servos of the torque above reward.torque_soft_limit x rated torque
-        "torso_clearance": 0.0,  # (cm of the torso's lowest corner below reward.min_torso_clearance)^2
     }
 
 
 @dataclass
 class RewardConfig:
     """Reward terms and their scales. `target_speed` sits well above the trot's so learning can beat it."""
+
+    REMOVED = {"min_torso_clearance": Removed(0.078, REMOVED_TERMS["torso_clearance"])}
 
     target_speed: float = setting(0.30, ge=0.01, le=10, help="forward speed (m/s) at which the forward term saturates")
     # exp(-err^2 / sigma): sized to PiDog's speeds, a 0.03 m/s or 0.2 rad/s error earns exp(-1) of the term
@@ -63,10 +67,16 @@ class RewardConfig:
     # reserve (the trot spends 14 % of servo-steps above 0.6 x rated, 5 % above 0.8).
     torque_soft_limit: float = setting(0.5, gt=0, le=1, help="fraction of the rated servo torque "
                                                                "(physical.servo_torque) above which torque_limit counts")
-    min_torso_clearance: float = setting(0.078, gt=0, le=0.2, help="height (m) of the torso box's lowest corner "
-                                                                   "below which torso_clearance counts")
     scales: dict[str, float] = setting(default_factory=_default_scales,
                                        help="per-term reward scales (see the env docstring)")
+
+    def __post_init__(self) -> None:
+        # A configuration saved before a term was removed holds it: at scale 0 (what remains) it is dropped.
+        for term, why in REMOVED_TERMS.items():
+            if term in self.scales:
+                if self.scales[term] != 0.0:
+                    raise ConfigError(f"reward.scales.{term} was removed: {why}")
+                self.scales = {k: v for k, v in self.scales.items() if k != term}
 
     def check(self) -> None:
         if set(self.scales) != set(REWARD_TERMS):
@@ -75,19 +85,18 @@ class RewardConfig:
 
 @dataclass
 class ObservationConfig:
-    """What the policy sees. Defaults are what the real robot can measure (IMU + commanded targets)."""
+    """What the policy sees. Everything is what the real robot can measure (IMU + commanded targets)."""
+
+    REMOVED = {"privileged": Removed(False, "an actor that sees simulator state cannot run on the robot; it was "
+                                            "never exported or adopted"),
+               "critic_state": Removed(False, "the privileged (asymmetric) critic made no gain at the quick budget and "
+                                              "fell more outside the training ranges over 3 seeds x 60 episodes "
+                                              "(CHANGELOG.md)"),
+               "gravity_alpha": Removed(0.04, "the gravity filter's weight is one fact shared with the robot runtime "
+                                              "(pidog_env.observation.GRAVITY_ALPHA)")}
 
     ultrasonic: bool = setting(False, help="append forward distance / 2.9 m (1.0 when nothing is in range)")
     history: int = setting(0, ge=0, le=50, help="number of past observation frames appended")
-    privileged: bool = setting(False, help="append joint angles/velocities, body velocity and height (sim only)")
-    critic_state: bool = setting(False, help="append the critic-only privileged state after the actor's observation "
-                                             "(asymmetric actor-critic: the actor and the exported policy never see it)")
-
-    def check(self) -> None:
-        if self.privileged and self.critic_state:
-            raise ConfigError("obs.privileged (the actor sees sim state) and obs.critic_state (only the critic does) "
-                              "exclude each other")
-    gravity_alpha: float = setting(0.04, gt=0, le=1, help="complementary filter: accelerometer weight per step")
 
 
 @dataclass
@@ -107,18 +116,21 @@ class CommandConfig:
 
 @dataclass
 class ImuConfig:
-    """When and how the policy's IMU sample was taken. The robot runtime reads the SH3001 at the start of
-    each tick, so the sample is ~3 ms old (`robot.IMU_SAMPLE_AGE_S`): one physics step by default."""
+    """How often the policy's IMU sample is renewed. Its age (the robot runtime reads the SH3001 at the start
+    of each tick, ~3 ms before the policy acts, `robot.IMU_SAMPLE_AGE_S`) is `randomization.imu_delay_substeps`:
+    drawn from that range per episode, its midpoint without randomization (`EnvConfig.imu_delay_substeps`)."""
 
-    delay_substeps: int = setting(1, ge=0, le=50, help="sample age in physics steps (sim_dt) when the policy sees it")
+    REMOVED = {"accel_range_g": Removed(8.0, "the accelerometer's range is a robot fact (robot.IMU_ACCEL_RANGE_G)"),
+               "delay_substeps": Removed(1, "the IMU sample's age is one range, randomization.imu_delay_substeps; "
+                                            "without randomization its midpoint (1 physics step, about the robot's 3 ms)")}
+
     hold_steps: int = setting(1, ge=1, le=50, help="a new IMU sample every this many control steps (1: every step)")
-    accel_range_g: float = setting(IMU_ACCEL_RANGE_G, gt=0, le=64,
-                                   help="the accelerometer clips at +- this (g), like the SH3001 at the runtime's range")
 
 
 @dataclass
 class RandomizationConfig:
     """Domain randomization ranges (applied at reset unless `enabled` is False)."""
+
 
     enabled: bool = setting(True, help="randomize the episode's physics, sensors and pushes")
     friction: tuple[float, float] = setting((0.5, 1.2), gt=0, ordered=True,
@@ -133,7 +145,7 @@ class RandomizationConfig:
     latency_steps: tuple[int, int] = setting((0, 2), ge=0, le=50, ordered=True,
                                              help="action delay in control steps, inclusive range")
     imu_delay_substeps: tuple[int, int] = setting((0, 2), ge=0, le=50, ordered=True,
-                                                  help="IMU sample age in physics steps, inclusive range (replaces imu.delay_substeps)")
+                                                  help="IMU sample age in physics steps, inclusive range (midpoint without randomization)")
     accel_noise: float = setting(0.3, ge=0, help="accelerometer noise std per sample (m/s^2)")
     accel_bias: float = setting(0.3, ge=0, help="accelerometer bias, +- per episode (m/s^2)")
     gyro_noise: float = setting(0.03, ge=0, help="gyro noise std per sample (rad/s)")
@@ -147,7 +159,7 @@ class RandomizationConfig:
 
 @dataclass
 class EnvConfig:
-    """PiDog-v0 configuration: 50 Hz control (ctrl_dt 20 ms) over 4 ms physics steps, 20 s episodes."""
+    """PiDog-v1 configuration: 50 Hz control (ctrl_dt 20 ms) over 4 ms physics steps, 20 s episodes."""
 
     # (lower bounds: steps counted from these must stay finite integers; 5e-324 s overflowed them)
     ctrl_dt: float = setting(0.02, ge=0.001, le=0.2, help="seconds per control step (policy rate 1/ctrl_dt)")
@@ -174,6 +186,12 @@ class EnvConfig:
         return max(1, round(self.ctrl_dt / self.sim_dt))
 
     @property
+    def imu_delay_substeps(self) -> int:
+        """The IMU sample's age in physics steps without randomization: the randomized range's midpoint."""
+        lo, hi = self.randomization.imu_delay_substeps
+        return (lo + hi) // 2
+
+    @property
     def episode_steps(self) -> int:
         """Control steps per episode (the truncation limit)."""
         return max(1, round(self.episode_seconds / self.ctrl_dt))
@@ -181,9 +199,7 @@ class EnvConfig:
     def check(self) -> None:
         if abs(self.frame_skip * self.sim_dt - self.ctrl_dt) > 1e-9:
             raise ConfigError(f"ctrl_dt {self.ctrl_dt} must be a whole multiple of sim_dt {self.sim_dt}")
-        if self.use_camera and self.obs.critic_state:
-            raise ConfigError("obs.critic_state is not available with use_camera yet")
-        delays = (self.imu.delay_substeps, *self.randomization.imu_delay_substeps)
+        delays = self.randomization.imu_delay_substeps
         if max(delays) >= self.frame_skip:
             raise ConfigError(f"IMU delays {delays} must be shorter than a control step ({self.frame_skip} physics steps)")
 

@@ -6,6 +6,9 @@ tuple), `choices`, and `ordered=True` for (low, high) ranges. This module reads 
 else, so the dataclasses stay plain (`robot.PhysicalParams` uses stdlib `field(metadata=...)`).
 
 * `from_dict(cls, data)`: strict: an unknown key is an error naming it; values are type-checked.
+  A setting that was removed is listed in its dataclass's `REMOVED` (name -> `Removed(old default,
+  why)`): a saved config that holds it at its old default (the behaviour that remains) loads, any
+  other value is the error "removed: <why>" (CHANGELOG.md lists them).
 * `apply(cfg, "ppo.learning_rate", 1e-4)`: one dotted-path override (the CLI's `--set`).
 * `validate(cfg)`: types, finiteness, bounds, choices, then each dataclass's own `check()` for rules
   that span fields. Every problem is a `ConfigError` whose message is one line.
@@ -28,6 +31,26 @@ class ConfigError(ValueError):
     """A setting is unknown or has a bad value; the message is one line naming the setting."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Removed:
+    """A setting that no longer exists: the value that matches today's behaviour, and why it went."""
+
+    default: Any
+    why: str
+
+
+def _removed(cls: type, key: str, value: Any, path: str) -> bool:
+    """True when `key` is a removed setting of `cls` held at its old default (to be dropped); a
+    ConfigError when it is set to anything else; False when `key` was never a setting of `cls`."""
+    gone = getattr(cls, "REMOVED", {}).get(key)
+    if gone is None:
+        return False
+    old = gone.default
+    if value == old or (isinstance(old, tuple) and isinstance(value, list) and list(old) == value):
+        return True
+    raise ConfigError(f"{_join(path, key)} was removed: {gone.why}")
+
+
 def setting(default: Any = dataclasses.MISSING, *, help: str = "", default_factory: Any = dataclasses.MISSING,
             **rules: Any) -> Any:
     """A dataclass field with help text and validation rules (`ge`, `gt`, `le`, `lt`, `choices`, `ordered`)."""
@@ -45,7 +68,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
-        if key not in names:
+        if key not in names and not _removed(cls, key, data[key], path):
             raise ConfigError(f"unknown setting {_join(path, key)!r}{_suggest(key, names)}")
     kwargs = {f.name: _coerce(data[f.name], hints[f.name], _join(path, f.name))
               for f in dataclasses.fields(cls) if f.name in data}
@@ -131,6 +154,9 @@ def apply(cfg: Any, key: str, value: Any) -> Any:
     data = to_dict(cfg)
     node, path = data, ""
     parts = key.split(".")
+    owner = _hint_at(type(cfg), ".".join(parts[:-1])) if len(parts) > 1 else type(cfg)
+    if dataclasses.is_dataclass(owner) and _removed(owner, parts[-1], value, ".".join(parts[:-1])):
+        return cfg
     for part in parts[:-1]:
         if not isinstance(node, dict) or part not in node:
             raise ConfigError(f"unknown setting {_join(path, part)!r}{_suggest(part, set(node))}")

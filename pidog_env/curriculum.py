@@ -1,23 +1,18 @@
-"""Randomization curriculum: the episode randomization of `RandomizationConfig` at a *level*.
+"""Randomization at a *level*: the ranges of `RandomizationConfig` scaled about their midpoints.
 
 Level 1 is the configured ranges. Below 1 every range shrinks towards its midpoint and every +- amount
 (pushes, calibration errors, centre-of-mass shift, sensor noise and bias, start-pose noise) scales by the
 level; above 1 they widen the same way, up to the bounds each setting allows (friction and scales stay
 positive). Level 0 is one nominal robot: no pushes, no noise, the middle of every range. The push
-interval and `enabled` are not scaled.
-
-Training (`rl.curriculum`) starts at `rl.curriculum_start` and raises the level by `rl.curriculum_step`
-after every evaluation whose fall rate is at most `rl.curriculum_max_fall_rate`, up to
-`rl.curriculum_max`; evaluations always use the configured ranges (level 1), so selection compares
-models on the same episodes. `level_after` replays that rule over an evaluation history, which is how
-`--resume` restores the level.
+interval and `enabled` are not scaled. `pidog evaluate --randomization-level L` uses it to see how far
+outside its training ranges a policy holds. (A training curriculum over these levels was measured and
+not adopted; CHANGELOG.md.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable
 
 from pidog_env.config import RandomizationConfig
 
@@ -53,16 +48,3 @@ def _clamp(value: float, rules: dict) -> float:
     if "le" in rules:
         value = min(value, rules["le"])
     return value
-
-
-def next_level(level: float, fall_rate: float, max_fall_rate: float, step: float, top: float) -> float:
-    """The level after an evaluation: one step up when the evaluation's fall rate is low enough."""
-    return min(top, level + step) if fall_rate <= max_fall_rate + 1e-12 else level
-
-
-def level_after(fall_rates: Iterable[float], start: float, max_fall_rate: float, step: float, top: float) -> float:
-    """The level after a history of evaluations (in order)."""
-    level = start
-    for rate in fall_rates:
-        level = next_level(level, rate, max_fall_rate, step, top)
-    return level

@@ -1,4 +1,4 @@
-"""PiDog-v0: the SunFounder PiDog walking forward on flat ground, or following velocity and turn
+"""PiDog-v1: the SunFounder PiDog walking forward on flat ground, or following velocity and turn
 commands (`command.enabled`), at 50 Hz.
 
 This docstring is the environment's spec; the README's environment tables are copies of the tables
@@ -13,7 +13,7 @@ An action of zero holds the stand pose; the trot needs at most 0.81 of the range
 rate-limited to 428 deg/s like the vendor library; head and tail hold neutral.
 
 ## Observation space
-`Box(-10, 10, (16 * (history + 1) [+1 ultrasonic] [+20 privileged],), float32)`; by default only what
+`Box(-10, 10, ((16 [+2 command] [+1 ultrasonic]) * (history + 1),), float32)`: only what
 the real robot measures (`pidog_env.observation` builds it for the env and the robot runtime alike):
 
 | index | observation                                               | scale             |
@@ -24,17 +24,15 @@ the real robot measures (`pidog_env.observation` builds it for the env and the r
 | 14-15 | gait clock sin, cos (period `gait_period`, 0.6148 s)      | [-1, 1]           |
 
 Options: `command.enabled` (+2 after the clock: the command task's forward speed x 8 and yaw rate x 2),
-`obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first),
-`obs.privileged` (+20: joint angles and velocities, body velocity, height; sim only), `obs.critic_state`
-(+32 after the frames, for the critic only: those 20, foot contacts, the last push, and the episode's
-friction, mass, torque and stiffness scales, latency and IMU delay; `observation.CRITIC_STATE`; PPO's
-`AsymmetricActorCriticPolicy` feeds its actor the frames alone, and the export keeps only the actor). `use_camera=True`
+`obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first). `use_camera=True`
 gives `Dict(image=Box(0, 255, (3, S, S), uint8), state=<the vector above>)` (channels first).
 
-The IMU sample behind an observation is `imu.delay_substeps` physics steps old (1 = 4 ms; the robot
-reads its IMU at the start of each tick, ~3 ms before the policy acts), randomized over
-`randomization.imu_delay_substeps` (0-2); `imu.hold_steps` > 1 repeats a sample for that many steps; the
-accelerometer clips at `imu.accel_range_g` (8 g, the range the runtime configures).
+The IMU sample behind an observation is `randomization.imu_delay_substeps` (0-2) physics steps old, drawn
+per episode, the range's midpoint (1 = 4 ms) without randomization (the robot reads its IMU at the start of
+each tick, ~3 ms before the policy acts); `imu.hold_steps` > 1 repeats a sample for that many steps; the
+accelerometer clips at 8 g (`robot.IMU_ACCEL_RANGE_G`, the range the runtime configures). The gravity
+direction is a complementary filter with accelerometer weight `observation.GRAVITY_ALPHA` (0.04 per step),
+the same in the runtime.
 
 ## Rewards
 Per step, the sum of `scale * value` over the terms (`_reward`); scales in `RewardConfig.scales`,
@@ -56,7 +54,6 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
 | body_height | (cm of torso height below `reward.min_body_height`, 0.097 m)^2 | -3.0  |
 | torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.2 N m) - `reward.torque_soft_limit` (0.5)) | -2.0 |
-| torso_clearance | (cm of the torso box's lowest corner below `reward.min_torso_clearance`, 0.078 m)^2 | 0.0 |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -76,11 +73,11 @@ touching the floor, or a physics blow-up (`info["physics_unstable"]`). Truncated
 `episode_seconds` (20 s = 1000 steps at `ctrl_dt` 0.02 s): the env itself returns `truncated=True`.
 
 ## Arguments
-`gymnasium.make("PiDog-v0", config=EnvConfig(...), render_mode=None | "rgb_array" | "human", **shortcuts)`.
+`gymnasium.make("PiDog-v1", config=EnvConfig(...), render_mode=None | "rgb_array" | "human", **shortcuts)`.
 Every setting is a field of `pidog_env.config.EnvConfig` (timing in seconds: `ctrl_dt` 0.02, `sim_dt`
 0.004, `episode_seconds` 20; the physics steps per control step and the step limit derive from them).
 Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultrasonic`, `history`,
-`privileged`, `gravity_alpha`, `use_camera`, `camera_size`, `episode_seconds`, `render_size`.
+`use_camera`, `camera_size`, `episode_seconds`, `render_size`.
 `env.unwrapped.set_randomization(RandomizationConfig)` replaces the randomization ranges from the next
 reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecEnv.env_method`).
 
@@ -93,6 +90,14 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 (mean absolute per-step tracking errors).
 
 ## Version history
+- v1: the research options measured and not adopted are gone: the `torso_clearance` term
+  (`reward.min_torso_clearance`), the critic-only state (`obs.critic_state`) and the simulator state in the
+  actor's observation (`obs.privileged`); facts that were settings are constants (`obs.gravity_alpha`,
+  `imu.accel_range_g`); the IMU
+  sample's nominal age is the midpoint of `randomization.imu_delay_substeps` (`imu.delay_substeps` is gone).
+  Default behaviour is unchanged step for step; the id moves to v1 because the settings that define it
+  changed. `PiDog-v0` is refused, naming v1. Saved configurations that hold a removed setting at its old
+  default load; any other value is refused with the reason (CHANGELOG.md).
 - v0: `torso_clearance` term (scale 0 by default and for configurations saved before it;
   `reward.min_torso_clearance`): like `body_height`, but at the torso's lowest corner, so pitch and roll
   count as well as sag. Defaults unchanged.
@@ -141,8 +146,8 @@ from pidog_env import mjcf_names as names
 from pidog_env import robot
 from pidog_env.config import REWARD_TERMS, EnvConfig, RandomizationConfig
 from pidog_env.model import ModelIndex, load_model, self_collisions
-from pidog_env.observation import (CRITIC_STATE_SIZE, OBS_CLIP, PRIV_HEIGHT_SCALE, PRIV_Q_SCALE, PUSH_SCALE, PRIV_QVEL_SCALE, PRIV_VEL_SCALE,
-                                   GravityEstimator, ObservationStack, build_frame, frame_layout, frame_size)
+from pidog_env.observation import (GRAVITY, GRAVITY_ALPHA, OBS_CLIP, GravityEstimator, ObservationStack, build_frame,
+                                   frame_layout, frame_size)
 
 _UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
 assert _UNSTABLE_WARNINGS.stop - _UNSTABLE_WARNINGS.start == 3      # BADQPOS, BADQVEL, BADQACC
@@ -158,7 +163,7 @@ class PiDogEnv(gym.Env):
         cfg = config or EnvConfig()
         for key, value in overrides.items():
             if key not in KEYWORD_SHORTCUTS:
-                raise TypeError(f"PiDog-v0 got an unknown option {key!r} (known: {', '.join(KEYWORD_SHORTCUTS)})")
+                raise TypeError(f"PiDog-v1 got an unknown option {key!r} (known: {', '.join(KEYWORD_SHORTCUTS)})")
             cfg = config_tree.apply(cfg, KEYWORD_SHORTCUTS[key], value)
         config_tree.validate(cfg)
         if render_mode not in (None, *self.metadata["render_modes"]):
@@ -186,17 +191,17 @@ class PiDogEnv(gym.Env):
         self._leg_ctrl, self._leg_force = d.ctrl[self.idx.leg_act], d.actuator_force[self.idx.leg_act]
         self._rated_torque = cfg.physical.servo_torque   # the robot's, not the episode's randomized force limit
         self._leg_qvel = d.qvel[self.idx.leg_qvel]
-        self._accel_max = cfg.imu.accel_range_g * 9.81
+        self._accel_max = robot.IMU_ACCEL_RANGE_G * GRAVITY
         self._imu_hold = cfg.imu.hold_steps
         self._imu_raw: list[float] | None = None
         self._cmd: tuple[float, float] | None = None      # (vx, wz) in the command task
         self._cmd_next: int | None = None                  # the step of the next sampled command
         self._cmd_sum = [0.0, 0.0, 0.0, 0.0]
 
-        self.obs_layout = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged, cfg.command.enabled)
+        self.obs_layout = frame_layout(cfg.obs.ultrasonic, cfg.command.enabled)
         self._frame = np.zeros(max(s.stop for s in self.obs_layout.values()))
         self._stack = ObservationStack(self._frame.size, cfg.obs.history)
-        self._gravity = GravityEstimator(cfg.obs.gravity_alpha, self.dt)
+        self._gravity = GravityEstimator(GRAVITY_ALPHA, self.dt)
         self.observation_space = observation_space(cfg)
         self.action_space = action_space(cfg)
 
@@ -236,14 +241,14 @@ class PiDogEnv(gym.Env):
         self._heading = (math.cos(self._start_yaw), math.sin(self._start_yaw))
         self._reset_command(options)
         obs = self._stack.reset(self._make_frame(reset=True))
-        return self._wrap_obs(self._with_critic_state(obs)), self._metrics(0.0, 0.0)
+        return self._wrap_obs(obs), self._metrics(0.0, 0.0)
 
     def step(self, action: np.ndarray):
         a = np.array(action, dtype=np.float64)               # a copy: the caller's array is not touched
         if a.shape != (robot.N_LEG,):
-            raise ValueError(f"PiDog-v0 action must have shape ({robot.N_LEG},), got {a.shape}")
+            raise ValueError(f"PiDog-v1 action must have shape ({robot.N_LEG},), got {a.shape}")
         if not math.isfinite(a.sum()):                         # any NaN or inf makes the sum non-finite
-            raise ValueError(f"PiDog-v0 action contains NaN or inf: {a}")
+            raise ValueError(f"PiDog-v1 action contains NaN or inf: {a}")
         m, d, idx = self.model, self.data, self.idx
         # Vendor-style rate limit towards the clipped target, then the (randomized) latency.
         np.minimum(a, 1.0, out=a)
@@ -300,7 +305,7 @@ class PiDogEnv(gym.Env):
         truncated = self._steps >= self._episode_steps and not terminated
 
         info_cmd = self._track_command(v_fwd)          # the command the policy acted on, before a new one
-        obs = self._with_critic_state(self._stack.push(self._make_frame()))
+        obs = self._stack.push(self._make_frame())
         info = self._metrics(v_fwd, v_lat)
         if info_cmd:
             info.update(info_cmd)
@@ -345,17 +350,8 @@ class PiDogEnv(gym.Env):
             still,                                  # stand_still
             (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
             sum(max(0.0, abs(f) / rated - soft) for f in self._leg_force.tolist()),    # torque_limit
-            # torso_clearance (off by default: the box's lowest corner is only computed when the term counts)
-            ((100.0 * max(0.0, rc.min_torso_clearance - self._torso_low())) ** 2
-             if self._scales["torso_clearance"] else 0.0),
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
-
-    def _torso_low(self) -> float:
-        """Height (m) of the torso collision box's lowest corner."""
-        g = self.idx.torso_geom
-        d = self.data
-        return float(d.geom_xpos[g, 2] - np.abs(d.geom_xmat[g, 6:9]) @ self.model.geom_size[g])
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -400,7 +396,7 @@ class PiDogEnv(gym.Env):
         np.add(robot.action_to_leg_rad(action, self.cfg.action_scale_deg), self._calibration, out=self._leg_ctrl)
 
     def _make_frame(self, reset: bool = False) -> np.ndarray:
-        d, cfg, idx = self.data, self.cfg, self.idx
+        cfg, idx = self.cfg, self.idx
         sens = self._sens
         if not reset and self._steps % self._imu_hold:
             imu = self.last_imu                  # no new sample this step: the policy sees the last one again
@@ -410,12 +406,7 @@ class PiDogEnv(gym.Env):
         accel, gyro = imu[:3], imu[3:]
         gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
         ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None
-        priv = None
-        if cfg.obs.privileged:
-            priv = np.concatenate([
-                d.qpos[idx.leg_qpos] * PRIV_Q_SCALE, d.qvel[idx.leg_qvel] * PRIV_QVEL_SCALE,
-                sens[idx.body_vel] * PRIV_VEL_SCALE, [d.qpos[2] * PRIV_HEIGHT_SCALE]])
-        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, priv, self._cmd)
+        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, self._cmd)
 
     def _read_imu(self, reset: bool) -> list[float]:
         """A new IMU sample (accel m/s^2, gyro rad/s), `_imu_delay` physics steps old, with the episode's
@@ -427,7 +418,7 @@ class PiDogEnv(gym.Env):
             # Episodes start from a still, standing robot (as the real one does after its start-up
             # move), whose accelerometer reads +g along world up; the just-reset simulation is in a
             # brief free fall with the feet 0.5 mm above the floor and would read nearly nothing.
-            raw = (9.81 * self._xmat[idx.torso_body, 6:9]).tolist() + raw[3:]
+            raw = (GRAVITY * self._xmat[idx.torso_body, 6:9]).tolist() + raw[3:]
         bias = self._imu_bias
         if self._imu_noise is not None:
             if self._noise_i >= len(self._noise_rows):
@@ -440,20 +431,6 @@ class PiDogEnv(gym.Env):
             ax, ay, az, gx, gy, gz = [r + b for r, b in zip(raw, bias)]
         hi = self._accel_max                      # the accelerometer's range
         return [min(max(ax, -hi), hi), min(max(ay, -hi), hi), min(max(az, -hi), hi), gx, gy, gz]
-
-    def _with_critic_state(self, actor_obs: np.ndarray) -> np.ndarray:
-        """The actor's observation, followed by the critic-only state when `obs.critic_state` is on."""
-        if not self.cfg.obs.critic_state:
-            return actor_obs
-        d, idx, p = self.data, self.idx, self._episode_params
-        state = np.concatenate([
-            d.qpos[idx.leg_qpos] * PRIV_Q_SCALE, d.qvel[idx.leg_qvel] * PRIV_QVEL_SCALE,
-            d.sensordata[idx.body_vel] * PRIV_VEL_SCALE, [d.qpos[2] * PRIV_HEIGHT_SCALE],
-            (d.sensordata[idx.foot_touch] > 0).astype(np.float64), self._last_push * PUSH_SCALE,
-            [p["friction"], p["mass_scale"], p["torque_scale"], p["kp_scale"], self._latency / 2.0,
-             self._imu_delay / 2.0]])
-        np.clip(state, -OBS_CLIP, OBS_CLIP, out=state)
-        return np.concatenate([actor_obs, state.astype(np.float32)])
 
     def _wrap_obs(self, vec: np.ndarray):
         if not self.cfg.use_camera:
@@ -544,7 +521,7 @@ class PiDogEnv(gym.Env):
     def _rng_state_reset(self) -> None:
         self._calibration = np.zeros(robot.N_LEG)
         self._latency = 0
-        self._imu_delay = self.cfg.imu.delay_substeps
+        self._imu_delay = self.cfg.imu_delay_substeps
         self._imu_raw = None
         self._last_push = np.zeros(2)
         self._episode_params = {"friction": float(self._nominal.geom_friction[self._floor_geom, 0]),
@@ -649,17 +626,17 @@ def _yaw(quat: np.ndarray) -> float:
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
-# `gymnasium.make("PiDog-v0", randomize=False, history=3, ...)`: keyword -> setting path in EnvConfig.
+# `gymnasium.make("PiDog-v1", randomize=False, history=3, ...)`: keyword -> setting path in EnvConfig.
 KEYWORD_SHORTCUTS = {
     "randomize": "randomization.enabled", "ultrasonic": "obs.ultrasonic", "history": "obs.history",
-    "privileged": "obs.privileged", "gravity_alpha": "obs.gravity_alpha", "use_camera": "use_camera",
+    "use_camera": "use_camera",
     "camera_size": "camera_size", "episode_seconds": "episode_seconds", "render_size": "render_size",
 }
 
 
 def observation_space(cfg: EnvConfig) -> spaces.Space:
-    """PiDog-v0's observation space for `cfg`, without building the env."""
-    size = actor_obs_size(cfg) + (CRITIC_STATE_SIZE if cfg.obs.critic_state else 0)
+    """PiDog-v1's observation space for `cfg`, without building the env."""
+    size = actor_obs_size(cfg)
     vec = spaces.Box(-OBS_CLIP, OBS_CLIP, (size,), np.float32)
     if not cfg.use_camera:
         return vec
@@ -668,10 +645,10 @@ def observation_space(cfg: EnvConfig) -> spaces.Space:
 
 
 def actor_obs_size(cfg: EnvConfig) -> int:
-    """The part of the observation vector the actor (and the exported policy) sees: the frames."""
-    return frame_size(cfg.obs.ultrasonic, cfg.obs.privileged, cfg.command.enabled) * (cfg.obs.history + 1)
+    """The observation vector's size: the frames."""
+    return frame_size(cfg.obs.ultrasonic, cfg.command.enabled) * (cfg.obs.history + 1)
 
 
 def action_space(cfg: EnvConfig | None = None) -> spaces.Box:
-    """PiDog-v0's action space: normalized leg joint targets."""
+    """PiDog-v1's action space: normalized leg joint targets."""
     return spaces.Box(-1.0, 1.0, (robot.N_LEG,), np.float32)

@@ -1,7 +1,7 @@
 """Hard-coded gaits as functions of the gait phase, usable as experts for demonstrations.
 
 `TrotGait` is the vendor's diagonal trot (LF+RH, then RF+LH) with smooth foot paths, solved with the
-vendor IK (`kinematics.leg_ik`) and emitted as PiDog-v0 actions. It reads the phase from the env's gait
+vendor IK (`kinematics.leg_ik`) and emitted as PiDog-v1 actions. It reads the phase from the env's gait
 clock in the observation, so the same object drives a single env, a vector env or a recorded dataset.
 
 Commands (forward speed vx, yaw rate wz): with `env.command` on, the gait also reads the command from
@@ -173,7 +173,7 @@ class TrotGait:
     @classmethod
     def for_config(cls, cfg: EnvConfig, params: TrotParams = TrotParams()) -> "TrotGait":
         """The trot for observations of an env built from `cfg` (no env needed)."""
-        lay = frame_layout(cfg.obs.ultrasonic, cfg.obs.privileged, cfg.command.enabled)
+        lay = frame_layout(cfg.obs.ultrasonic, cfg.command.enabled)
         return cls(params, lay["clock"], cfg.gait_period, cfg.ctrl_dt, lay["gravity"], lay["gyro"], lay.get("command"))
 
     @classmethod

@@ -10,11 +10,8 @@ Layout of one frame (all entries of order 1):
 | clock         | 2    | sin, cos of 2*pi*gait phase                                     | [-1, 1]        |
 | command       | 2    | (optional) commanded forward speed vx, yaw rate wz               | x 8, x 2       |
 | ultrasonic    | 1    | (optional) forward distance, 1.0 when nothing within 2.9 m      | m / 2.9        |
-| privileged    | 20   | (optional, sim only) joint angles /(pi/2), joint velocities     | see `PRIV_*`   |
-|               |      | * 0.05, body velocity (m/s) * 2, torso height (m) * 10          |                |
 
-With `history = K`, the K previous frames (newest first) follow the current one. With `critic_state`,
-the critic-only privileged state (`CRITIC_STATE`, sim only) follows them once; the actor never sees it.
+With `history = K`, the K previous frames (newest first) follow the current one.
 """
 
 from __future__ import annotations
@@ -28,42 +25,21 @@ from pidog_env.robot import N_LEG, ULTRASONIC_MAX_RANGE
 GYRO_SCALE = 0.25
 CMD_VX_SCALE = 8.0                       # commanded forward speed, m/s x 8 (0.12 m/s -> ~1)
 CMD_WZ_SCALE = 2.0                       # commanded yaw rate, rad/s x 2 (0.5 rad/s -> 1)
-PRIV_Q_SCALE = 2.0 / math.pi             # joint angles / (pi/2)
-PRIV_QVEL_SCALE = 0.05
-PRIV_VEL_SCALE = 2.0
-PRIV_HEIGHT_SCALE = 10.0
 OBS_CLIP = 10.0
-GRAVITY = 9.81
+GRAVITY = 9.81                           # m/s^2: the one value the env, the runtime and the fakes use
+# The gravity filter's accelerometer weight per control step (`GravityEstimator`): the accelerometer
+# path removes the gyro's drift over ~dt/alpha = 0.5 s at 50 Hz. Env and runtime both use this value.
+GRAVITY_ALPHA = 0.04
 
 
-# The critic-only state (asymmetric actor-critic): name, size, scale or meaning. Everything of order 1.
-CRITIC_STATE = (
-    ("joint_angles", 8, "rad x 2/pi"),
-    ("joint_velocities", 8, "rad/s x 0.05"),
-    ("body_velocity", 3, "m/s x 2, body frame"),
-    ("height", 1, "m x 10"),
-    ("foot_contacts", 4, "1 while the foot touches the floor"),
-    ("push", 2, "the last push's velocity kick, m/s x 5 (zero before the first)"),
-    ("friction", 1, "floor friction"),
-    ("mass_scale", 1, "the episode's mean body mass multiplier"),
-    ("torque_scale", 1, "the episode's mean servo force-limit multiplier"),
-    ("kp_scale", 1, "the episode's mean servo stiffness multiplier"),
-    ("latency", 1, "action latency in control steps / 2"),
-    ("imu_delay", 1, "IMU sample age in physics steps / 2"),
-)
-CRITIC_STATE_SIZE = sum(size for _, size, _ in CRITIC_STATE)
-PUSH_SCALE = 5.0
 
-
-def frame_layout(ultrasonic: bool, privileged: bool, command: bool = False) -> dict[str, slice]:
+def frame_layout(ultrasonic: bool, command: bool = False) -> dict[str, slice]:
     """Name -> slice of one observation frame."""
     sizes = [("gravity", 3), ("gyro", 3), ("last_action", N_LEG), ("clock", 2)]
     if command:
         sizes.append(("command", 2))
     if ultrasonic:
         sizes.append(("ultrasonic", 1))
-    if privileged:
-        sizes.append(("privileged", 2 * N_LEG + 4))
     layout, start = {}, 0
     for name, size in sizes:
         layout[name] = slice(start, start + size)
@@ -71,8 +47,8 @@ def frame_layout(ultrasonic: bool, privileged: bool, command: bool = False) -> d
     return layout
 
 
-def frame_size(ultrasonic: bool, privileged: bool, command: bool = False) -> int:
-    return max(s.stop for s in frame_layout(ultrasonic, privileged, command).values())
+def frame_size(ultrasonic: bool, command: bool = False) -> int:
+    return max(s.stop for s in frame_layout(ultrasonic, command).values())
 
 
 class GravityEstimator:
@@ -133,7 +109,7 @@ def ultrasonic_feature(distance_m: float) -> float:
 
 def build_frame(out: np.ndarray, gravity, gyro, last_action: np.ndarray,
                 phase: float, ultrasonic: float | None = None,
-                privileged: np.ndarray | None = None, command: tuple[float, float] | None = None) -> np.ndarray:
+                command: tuple[float, float] | None = None) -> np.ndarray:
     """Fill `out` (one frame) in the layout of `frame_layout`; returns `out`.
 
     `gravity` and `gyro` are 3 floats each (rad/s for the gyro; scaled here); `command` is (vx m/s,
@@ -155,10 +131,6 @@ def build_frame(out: np.ndarray, gravity, gyro, last_action: np.ndarray,
         i += 2
     if ultrasonic is not None:
         out[i] = ultrasonic_feature(ultrasonic)
-        i += 1
-    if privileged is not None:
-        seg = out[i:i + privileged.size]
-        np.clip(privileged, -OBS_CLIP, OBS_CLIP, out=seg)
     return out
 
 

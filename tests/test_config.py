@@ -49,75 +49,12 @@ def test_every_setting_has_help_and_the_defaults_validate():
     ("env.ctrl_dt", "0.021", "whole multiple of sim_dt"),
     ("experiment_name", "../escape", "plain folder name"),
     ("experiment_name", "/etc", "plain folder name"),
-    ("rl.video_fps", "30", "rl.video_fps must be one of 5, 10, 25, 50"),
+    ("rl.algo", "ppo2", "rl.algo must be one of ppo, sac, td3"),
 ])
 def test_bad_values_are_one_line_config_errors(key, text, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")) as exc:
         config_tree.validate(config_tree.apply_text(PipelineConfig(), key, text))
     assert "\n" not in str(exc.value)
-
-
-@pytest.mark.parametrize("entropy", [("off_policy.center_entropy", "true"), ("off_policy.ent_coef_tuning", "false"),
-                                     ("off_policy.bc_target_mse", "0.005"),
-                                     ("off_policy.bc_coef_final", "1"), ("off_policy.actor_delay", "2"),
-                                     ("off_policy.q_scale_at_release", "true"), ("off_policy.act_by_q", "true"),
-                                     ("off_policy.bc_by_disagreement", "1"), ("off_policy.actor_q", "mean"),
-                                     ("off_policy.target_q_subset", "2"), ("off_policy.actor_learning_rate", "3e-4"),
-                                     ("off_policy.cql_alpha", "1")])
-@pytest.mark.parametrize("settings", [{"rl.algo": "td3"}, {"rl.algo": "sac", "skip_bc": "true"}])
-def test_the_sac_from_bc_settings_are_refused_where_an_off_policy_run_could_not_use_them(settings, entropy):
-    cfg = config_tree.apply_text(PipelineConfig(), *entropy)
-    for key, text in settings.items():
-        cfg = config_tree.apply_text(cfg, key, text)
-    with pytest.raises(ConfigError, match=f"{entropy[0]} applies to SAC from a BC policy"):
-        config_tree.validate(cfg)
-    cfg = config_tree.apply_text(config_tree.apply_text(cfg, "rl.algo", "sac"), "skip_bc", "true")
-    config_tree.validate(config_tree.apply_text(cfg, "pretrained_model", "bc.pth"))      # SAC from a BC policy
-
-
-@pytest.mark.parametrize("settings,message", [
-    ({"off_policy.bc_coef_final": "4"}, "off_policy.bc_coef_final 4 is above off_policy.bc_coef 3"),
-    ({"off_policy.bc_coef": "0", "off_policy.bc_target_mse": "0.005"}, "off_policy.bc_target_mse tunes the prior's"),
-    ({"off_policy.bc_coef": "0", "off_policy.act_by_q": "true"}, "off_policy.act_by_q compares the actor's actions"),
-    ({"off_policy.bc_target_ramp_steps": "1000"}, "off_policy.bc_target_ramp_steps ramps up off_policy.bc_target_mse"),
-    ({"off_policy.bc_coef": "0", "off_policy.bc_by_disagreement": "0.5"}, "off_policy.bc_by_disagreement shares out"),
-    ({"off_policy.bc_by_disagreement": "1.5"}, "off_policy.bc_by_disagreement"),
-    ({"off_policy.target_q_subset": "3"}, "off_policy.target_q_subset 3 is more than off_policy.n_critics 2"),
-    ({"off_policy.actor_q": "max"}, "off_policy.actor_q")])
-def test_the_prior_settings_must_agree_with_its_weight(settings, message):
-    cfg = PipelineConfig()
-    for key, text in settings.items():
-        cfg = config_tree.apply_text(cfg, key, text)
-    with pytest.raises(ConfigError, match=message):
-        config_tree.validate(cfg)
-
-
-@pytest.mark.parametrize("settings", [{"rl.algo": "sac", "skip_bc": "true"}, {"rl.algo": "td3", "skip_bc": "true"},
-                                      {"rl.algo": "sac", "off_policy.critic_warmup_steps": "0"}])
-def test_warm_up_noise_is_refused_without_a_critic_warm_up_from_bc(settings):
-    cfg = config_tree.apply_text(PipelineConfig(), "off_policy.warmup_noise", "0.15")
-    config_tree.validate(config_tree.apply_text(cfg, "rl.algo", "td3"))                 # TD3 from BC: fine
-    for key, text in settings.items():
-        cfg = config_tree.apply_text(cfg, key, text)
-    with pytest.raises(ConfigError, match="off_policy.warmup_noise applies to the critic warm-up"):
-        config_tree.validate(cfg)
-
-
-def test_offline_critic_pretraining_needs_sac_from_bc_with_demonstrations_in_the_buffer():
-    cfg = config_tree.apply_text(PipelineConfig(), "off_policy.critic_pretrain_updates", "100")
-    config_tree.validate(cfg)                           # inert for PPO (a bench's base config)
-    cfg = config_tree.apply_text(cfg, "rl.algo", "sac")
-    with pytest.raises(ConfigError, match="it needs off_policy.demo_ratio > 0"):
-        config_tree.validate(cfg)
-    cfg = config_tree.apply_text(cfg, "off_policy.demo_ratio", "0.5")
-    config_tree.validate(cfg)
-    with pytest.raises(ConfigError, match="critic_pretrain_updates applies to SAC from a BC policy"):
-        config_tree.validate(config_tree.apply_text(cfg, "rl.algo", "td3"))
-
-
-def test_the_centred_entropy_term_is_inert_for_ppo_like_every_off_policy_setting():
-    # the benches validate one base config (rl.algo ppo) with the settings they give every run
-    config_tree.validate(config_tree.apply_text(PipelineConfig(), "off_policy.center_entropy", "true"))
 
 
 def test_string_settings_take_command_line_text_as_is():
@@ -133,7 +70,7 @@ def test_timing_is_set_in_seconds_and_the_time_limit_derives_from_it():
     cfg = config_tree.apply(EnvConfig(), "episode_seconds", 0.5)
     cfg = config_tree.apply(cfg, "randomization.enabled", False)
     assert (cfg.frame_skip, cfg.episode_steps) == (5, 25)
-    env = gym.make("PiDog-v0", config=cfg)
+    env = gym.make("PiDog-v1", config=cfg)
     env.reset(seed=0)
     steps, truncated = 0, False
     while not truncated:
@@ -142,32 +79,32 @@ def test_timing_is_set_in_seconds_and_the_time_limit_derives_from_it():
         assert not terminated
     assert steps == 25 and env.unwrapped.model.opt.timestep == cfg.sim_dt
     env.close()
-    fast = gym.make("PiDog-v0", config=config_tree.apply(EnvConfig(), "ctrl_dt", 0.04))
+    fast = gym.make("PiDog-v1", config=config_tree.apply(EnvConfig(), "ctrl_dt", 0.04))
     assert fast.unwrapped.dt == 0.04 and fast.unwrapped.cfg.frame_skip == 10 and fast.metadata["render_fps"] == 25
     fast.close()
 
 
-@pytest.mark.parametrize("settings", [{}, {"obs.history": 2}, {"obs.ultrasonic": True, "obs.privileged": True},
+@pytest.mark.parametrize("settings", [{}, {"obs.history": 2}, {"obs.ultrasonic": True},
                                       {"use_camera": True, "camera_size": 32}])
 def test_spaces_are_computed_from_the_config_without_an_env(settings):
     cfg = EnvConfig()
     for key, value in settings.items():
         cfg = config_tree.apply(cfg, key, value)
-    env = gym.make("PiDog-v0", config=cfg)
+    env = gym.make("PiDog-v1", config=cfg)
     assert observation_space(cfg) == env.observation_space and action_space(cfg) == env.action_space
     env.close()
 
 
 def test_env_keyword_shortcuts_go_through_the_same_override_path():
-    env = gym.make("PiDog-v0", randomize=False, history=2, episode_seconds=1.0)
+    env = gym.make("PiDog-v1", randomize=False, history=2, episode_seconds=1.0)
     cfg = env.unwrapped.cfg
     assert not cfg.randomization.enabled and cfg.obs.history == 2 and cfg.episode_steps == 50
     env.close()
     assert set(KEYWORD_SHORTCUTS.values()) <= {k for k, _, _ in config_tree.describe(EnvConfig())}
     with pytest.raises(TypeError, match="unknown option 'histroy'"):
-        gym.make("PiDog-v0", histroy=2)
+        gym.make("PiDog-v1", histroy=2)
     with pytest.raises(ConfigError, match="obs.history must be >= 0"):
-        gym.make("PiDog-v0", history=-1)
+        gym.make("PiDog-v1", history=-1)
 
 
 def test_presets_are_data_and_every_preset_key_is_a_setting():
@@ -218,11 +155,10 @@ def test_every_ppo_setting_reaches_the_model(tmp_path):
     from training.pipeline import build_model, make_training_envs
     cfg = config_tree.apply(config_tree.apply(PipelineConfig(), "rl.vec_env", "dummy"), "rl.n_envs", 1)
     odd = {"learning_rate": 1.23e-4, "n_steps": 96, "batch_size": 48, "n_epochs": 3, "gamma": 0.97,
-           "gae_lambda": 0.9, "clip_range": 0.3, "clip_range_vf": 0.4, "target_kl": 0.05, "ent_coef": 0.01,
-           "vf_coef": 0.7, "max_grad_norm": 0.8, "normalize_advantage": False, "init_log_std": -1.5,
+           "gae_lambda": 0.9, "clip_range": 0.3, "ent_coef": 0.01,
+           "vf_coef": 0.7, "max_grad_norm": 0.8, "init_log_std": -1.5,
            "value_warmup_steps": 11, "actor_ramp_steps": 12, "bc_coef": 3.0, "bc_decay_steps": 13,
-           "bc_batch_size": 14, "freeze_encoder": True, "normalize_reward": False, "sde_sample_freq": 7,
-           "ent_coef_decay_steps": 15}
+           "normalize_reward": False}
     assert set(odd) == {f.name for f in dataclasses.fields(cfg.ppo)}, "give the new setting an odd value here"
     for key, value in odd.items():
         cfg = config_tree.apply(cfg, f"ppo.{key}", value)
@@ -245,3 +181,69 @@ def test_every_ppo_setting_reaches_the_model(tmp_path):
                 envs.close()
         else:
             assert getattr(model, key) == value, key
+
+
+# ---------------------------------------------------------------- removed settings
+def _removed_settings():
+    """(dotted key, Removed) for every removed setting in the config tree."""
+    import dataclasses
+
+    def walk(cls, path):
+        for name, gone in getattr(cls, "REMOVED", {}).items():
+            yield (f"{path}{name}", gone)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from walk(hints[f.name], f"{path}{f.name}.")
+    import typing
+    return list(walk(PipelineConfig, ""))
+
+
+def test_a_removed_setting_names_why_and_its_old_default_still_loads():
+    from pidog_env.config_tree import apply_text
+    removed = dict(_removed_settings())
+    assert len(removed) >= 44          # the four gail.* settings went as one group
+    with pytest.raises(ConfigError) as exc:
+        apply_text(PipelineConfig(), "off_policy.cql_alpha", "1.0")
+    assert str(exc.value).startswith("off_policy.cql_alpha was removed: ") and "\n" not in str(exc.value)
+    # a config.json written before the removal holds every removed setting at its old default: it loads
+    old = PipelineConfig().to_dict()
+    for key, gone in removed.items():
+        node = old
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = list(gone.default) if isinstance(gone.default, tuple) else gone.default
+    old["env"]["reward"]["scales"]["torso_clearance"] = 0.0
+    assert config_tree.from_dict(PipelineConfig, old) == PipelineConfig(experiment_name=old["experiment_name"])
+    old["env"]["reward"]["scales"]["torso_clearance"] = -1.0
+    from pidog_env.config import EnvConfig
+    with pytest.raises(ConfigError, match="reward.scales.torso_clearance was removed"):
+        EnvConfig.from_dict(old["env"])
+
+
+def test_every_removed_setting_is_in_the_changelog_with_its_reason():
+    text = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text()
+    for key, gone in _removed_settings():
+        assert f"`{key}`" in text, key
+
+
+def test_every_setting_has_help_and_numbers_have_bounds():
+    import dataclasses
+    import typing
+
+    def walk(cls, path=""):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from walk(hints[f.name], f"{path}{f.name}.")
+            else:
+                yield f"{path}{f.name}", hints[f.name], f.metadata
+    leaves = list(walk(PipelineConfig))
+    assert len(leaves) <= 109
+    for key, hint, meta in leaves:
+        assert meta.get("help"), f"{key} has no help"
+        numeric = hint in (int, float) or (typing.get_origin(hint) is not dict
+                                           and any(a in (int, float) for a in typing.get_args(hint)))
+        if numeric:
+            assert any(r in meta for r in ("ge", "gt", "le", "lt", "choices")), f"{key} has no bounds"

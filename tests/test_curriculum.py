@@ -1,13 +1,11 @@
-"""The randomization curriculum: levels scale the ranges as documented, the level follows the evaluation
-history, and the training envs receive it."""
+"""Randomization levels (`pidog evaluate --randomization-level`) scale the ranges as documented."""
 
 import dataclasses
-from types import SimpleNamespace
 
 import pytest
 
 from pidog_env.config import RandomizationConfig
-from pidog_env.curriculum import level_after, next_level, scaled
+from pidog_env.curriculum import scaled
 
 
 def test_level_one_is_the_configured_ranges():
@@ -39,38 +37,3 @@ def test_levels_above_one_widen_within_each_settings_bounds():
         scaled(base, -0.1)
 
 
-def test_the_level_steps_up_after_safe_evaluations_only():
-    assert next_level(0.5, 0.0, 0.05, 0.1, 1.5) == pytest.approx(0.6)
-    assert next_level(0.5, 0.1, 0.05, 0.1, 1.5) == 0.5
-    assert next_level(1.45, 0.0, 0.05, 0.1, 1.5) == 1.5
-    assert level_after([0.0, 0.2, 0.0, 0.05], 0.5, 0.05, 0.1, 1.5) == pytest.approx(0.8)
-    assert level_after([], 0.5, 0.05, 0.1, 1.5) == 0.5
-
-
-def test_the_callback_sets_the_training_envs_randomization():
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from pidog_env.config import EnvConfig
-    from training.callbacks import CurriculumCallback
-    from training.common import make_env
-
-    venv = DummyVecEnv([lambda: make_env(EnvConfig()) for _ in range(2)])
-    history: list[dict] = []
-    cb = CurriculumCallback(RandomizationConfig(), lambda: history, start=0.5, step=0.25, top=1.0, max_fall_rate=0.05)
-
-    class Logger:
-        def record(self, *a):
-            pass
-
-    cb.model = SimpleNamespace(get_env=lambda: venv, logger=Logger())   # what SB3's init_callback would set
-    cb._on_training_start()
-    levels = [e.unwrapped.cfg.randomization.push_velocity for e in venv.envs]
-    assert levels == [pytest.approx(0.075)] * 2 and cb.level == 0.5
-    history += [{"fall_rate": 0.0}, {"fall_rate": 0.5}]
-    cb._on_step()
-    assert cb.level == 0.75
-    assert venv.envs[1].unwrapped.cfg.randomization.push_velocity == pytest.approx(0.1125)
-    history += [{"fall_rate": 0.0}, {"fall_rate": 0.0}]
-    cb._on_step()
-    assert cb.level == 1.0 and venv.envs[0].unwrapped.cfg.randomization == RandomizationConfig()
-    venv.close()

@@ -1,4 +1,4 @@
-"""PiDog-v0 against the gymnasium contract and its own documented behaviour."""
+"""PiDog-v1 against the gymnasium contract and its own documented behaviour."""
 
 import warnings
 
@@ -16,14 +16,13 @@ from pidog_env.evaluation import run_episode
 from pidog_env.gaits import TrotGait
 
 REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision", "fall",
-                "track_vx", "track_wz", "stand_still", "body_height", "torque_limit",
-                "torso_clearance"}
+                "track_vx", "track_wz", "stand_still", "body_height", "torque_limit"}
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3, "privileged": True},
+@pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3},
                                     {"use_camera": True}])
 def test_gymnasium_and_sb3_checkers_pass(kwargs):
-    env = gym.make("PiDog-v0", **kwargs)
+    env = gym.make("PiDog-v1", **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                      # any checker warning fails the test
         gym_check_env(env.unwrapped, skip_render_check=True)
@@ -32,7 +31,7 @@ def test_gymnasium_and_sb3_checkers_pass(kwargs):
 
 
 def test_checker_with_render_modes_passes_headless():
-    env = gym.make("PiDog-v0", render_mode="rgb_array", render_size=(96, 128))
+    env = gym.make("PiDog-v1", render_mode="rgb_array", render_size=(96, 128))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)        # 'human' mode without a display warns once
         gym_check_env(env.unwrapped)
@@ -43,7 +42,7 @@ def test_checker_with_render_modes_passes_headless():
 
 
 def test_default_observation_is_what_the_robot_measures():
-    env = gym.make("PiDog-v0", randomize=False)
+    env = gym.make("PiDog-v1", randomize=False)
     obs, _ = env.reset(seed=0)
     layout = env.unwrapped.obs_layout
     assert obs.shape == (16,) and list(layout) == ["gravity", "gyro", "last_action", "clock"]
@@ -54,7 +53,7 @@ def test_default_observation_is_what_the_robot_measures():
 
 
 def test_camera_observation_is_a_dict_with_a_real_image():
-    env = gym.make("PiDog-v0", use_camera=True, randomize=False)
+    env = gym.make("PiDog-v1", use_camera=True, randomize=False)
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"image", "state"} and obs["image"].dtype == np.uint8
     assert obs["image"].shape == (3, 48, 48) and obs["image"].std() > 3           # channels first
@@ -62,7 +61,7 @@ def test_camera_observation_is_a_dict_with_a_real_image():
 
 
 def rollout(seed, steps=150, **kwargs):
-    env = gym.make("PiDog-v0", **kwargs)
+    env = gym.make("PiDog-v1", **kwargs)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(123)
     trajectory = [obs]
@@ -98,14 +97,14 @@ def test_randomization_changes_the_physics_per_episode_and_can_be_turned_off():
 
 @pytest.mark.parametrize("bad", [np.full(8, np.nan), np.array([0, 0, 0, np.inf, 0, 0, 0, 0.0]), np.zeros(7), np.zeros((2, 8))])
 def test_invalid_actions_raise_a_clear_error(bad):
-    env = gym.make("PiDog-v0")
+    env = gym.make("PiDog-v1")
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="PiDog-v0 action"):
+    with pytest.raises(ValueError, match="PiDog-v1 action"):
         env.unwrapped.step(bad)
 
 
 def test_physics_blow_up_ends_the_episode_with_a_flag_and_finite_observation():
-    env = gym.make("PiDog-v0", randomize=False)
+    env = gym.make("PiDog-v1", randomize=False)
     env.reset(seed=0)
     env.unwrapped.data.qvel[:] = 1e12
     obs, reward, terminated, truncated, info = env.step(STAND_ACTION.astype(np.float32))
@@ -114,7 +113,7 @@ def test_physics_blow_up_ends_the_episode_with_a_flag_and_finite_observation():
 
 
 def test_reward_is_the_sum_of_named_terms_reported_in_info():
-    env = gym.make("PiDog-v0")
+    env = gym.make("PiDog-v1")
     env.reset(seed=0)
     _, reward, _, _, info = env.step(env.action_space.sample())
     assert set(info["reward_terms"]) == REWARD_TERMS
@@ -128,7 +127,7 @@ def test_body_height_term_counts_only_the_torso_below_its_minimum():
     heights = {}
     for minimum in (0.05, 0.15):          # far below and far above the stand pose's torso (0.099 m)
         cfg = config_tree.apply(EnvConfig(), "reward.scales.body_height", -2.0)
-        env = gym.make("PiDog-v0", config=config_tree.apply(cfg, "reward.min_body_height", minimum), randomize=False)
+        env = gym.make("PiDog-v1", config=config_tree.apply(cfg, "reward.min_body_height", minimum), randomize=False)
         env.reset(seed=0)
         _, _, _, _, info = env.step(STAND_ACTION.astype(np.float32))
         heights[minimum] = (info["reward_terms"]["body_height"], float(env.unwrapped.data.qpos[2]))
@@ -137,32 +136,12 @@ def test_body_height_term_counts_only_the_torso_below_its_minimum():
     assert 0.08 < z < 0.11 and value == pytest.approx(-2.0 * (100 * (0.15 - z)) ** 2)
 
 
-def test_torso_clearance_term_counts_only_the_lowest_corner_below_its_minimum():
-    from pidog_env import config_tree
-    values = {}
-    for minimum in (0.03, 0.15):          # far below and far above the standing torso's lowest corner
-        cfg = config_tree.apply(EnvConfig(), "reward.scales.torso_clearance", -2.0)
-        env = gym.make("PiDog-v0", config=config_tree.apply(cfg, "reward.min_torso_clearance", minimum),
-                       randomize=False)
-        env.reset(seed=0)
-        u = env.unwrapped
-        _, _, _, _, info = env.step(STAND_ACTION.astype(np.float32))
-        g = u.idx.torso_geom
-        corners = [u.data.geom_xpos[g] + u.data.geom_xmat[g].reshape(3, 3) @ (np.array(s) * u.model.geom_size[g])
-                   for s in np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).T.reshape(-1, 3)]
-        values[minimum] = (info["reward_terms"]["torso_clearance"], min(c[2] for c in corners), float(u.data.qpos[2]))
-    assert values[0.03][0] == 0.0
-    value, low, z = values[0.15]
-    # The lowest corner lies below the torso's origin (the box's half-height minus its offset), and the term uses it.
-    assert 0.06 < low < z and value == pytest.approx(-2.0 * (100 * (0.15 - low)) ** 2)
-
-
 def test_torque_limit_term_counts_only_torque_above_its_soft_limit():
     from pidog_env import config_tree
     cfg = config_tree.apply(EnvConfig(), "reward.scales.torque_limit", -1.5)
     values = {}
     for soft in (1.0, 0.05):              # no servo exceeds its rated torque standing; most exceed 5 % of it
-        env = gym.make("PiDog-v0", config=config_tree.apply(cfg, "reward.torque_soft_limit", soft), randomize=False)
+        env = gym.make("PiDog-v1", config=config_tree.apply(cfg, "reward.torque_soft_limit", soft), randomize=False)
         env.reset(seed=0)
         for _ in range(25):               # settle on the floor: the legs then carry the body
             _, _, _, _, info = env.step(STAND_ACTION.astype(np.float32))
@@ -175,7 +154,7 @@ def test_torque_limit_term_counts_only_torque_above_its_soft_limit():
 
 
 def test_episode_is_truncated_after_20_seconds():
-    env = gym.make("PiDog-v0", randomize=False)
+    env = gym.make("PiDog-v1", randomize=False)
     env.reset(seed=0)
     gait = TrotGait.for_env(env)
     obs, n = env.reset(seed=0)[0], 0
@@ -188,7 +167,7 @@ def test_episode_is_truncated_after_20_seconds():
 
 
 def test_falling_terminates_with_the_fall_penalty():
-    env = gym.make("PiDog-v0", randomize=False)
+    env = gym.make("PiDog-v1", randomize=False)
     env.reset(seed=0)
     base = env.unwrapped
     lean = -np.ones(8, dtype=np.float32)                 # every joint 45 deg below stand: it kneels ...
@@ -209,7 +188,7 @@ def test_falling_terminates_with_the_fall_penalty():
 
 
 def test_standing_still_earns_clearly_less_than_trotting():
-    env = gym.make("PiDog-v0", randomize=False)
+    env = gym.make("PiDog-v1", randomize=False)
     stand = run_episode(lambda obs: STAND_ACTION.astype(np.float32), env, seed=0)
     trot = run_episode(TrotGait.for_env(env), env, seed=0)
     assert not stand["fell"] and not trot["fell"]
@@ -217,7 +196,7 @@ def test_standing_still_earns_clearly_less_than_trotting():
 
 
 def test_an_action_of_zero_holds_the_stand_pose():
-    env = gym.make("PiDog-v0", randomize=False)
+    env = gym.make("PiDog-v1", randomize=False)
     env.reset(seed=0)
     base = env.unwrapped
     for _ in range(250):                                       # 5 s

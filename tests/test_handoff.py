@@ -68,17 +68,6 @@ def test_warmup_ramp_and_bc_decay_schedules():
     venv.close()
 
 
-def test_entropy_schedule_decays_to_zero_and_constant_without_it():
-    venv = DummyVecEnv([lambda: make_env(SHORT)])
-    decaying = HandoffPPO("MlpPolicy", venv, n_steps=64, batch_size=32, ent_coef=0.01, ent_coef_decay_steps=1000,
-                          device="cpu")
-    constant = HandoffPPO("MlpPolicy", venv, n_steps=64, batch_size=32, ent_coef=0.01, device="cpu")
-    for steps, weight in {0: 0.01, 250: 0.0075, 1000: 0.0, 5000: 0.0}.items():
-        decaying.num_timesteps = constant.num_timesteps = steps
-        assert decaying.ent_weight() == pytest.approx(weight) and constant.ent_weight() == pytest.approx(0.01)
-    venv.close()
-
-
 def test_reward_normalizer_statistics_round_trip_through_json(tmp_path):
     venv = RewardNormalizer.wrap(DummyVecEnv([lambda: make_env(SHORT)]), gamma=0.99)
     venv.reset()
@@ -111,20 +100,3 @@ def test_batch_iterator_covers_every_row_each_epoch_in_full_batches(n, batch):
         assert not np.array_equal(seen_epochs[0], seen_epochs[1])  # reshuffled each epoch
 
 
-def test_a_gaussian_bc_policy_starts_a_gsde_ppo(tmp_path):
-    from pidog_env import config_tree
-    from training.common import make_env as make
-    from training.config import PipelineConfig
-    from training.experiment import Experiment
-    from training.pipeline import build_model, init_ppo
-    cfg = config_tree.apply(PipelineConfig(), "rl.vec_env", "dummy")
-    venv = DummyVecEnv([lambda: make(cfg.env)])
-    bc_state = build_model(cfg, venv, from_bc=True).policy.state_dict()         # BC trains a Gaussian policy
-    sde = config_tree.apply(config_tree.apply(cfg, "policy.use_sde", True), "ppo.init_log_std", -4.5)
-    model = init_ppo(sde, venv, Experiment(tmp_path), bc_state, None, None)
-    mine = model.policy.state_dict()
-    for key, value in bc_state.items():
-        if key != "log_std":                                               # every network weight is BC's
-            assert torch.equal(mine[key], value), key
-    assert mine["log_std"].shape != bc_state["log_std"].shape and float(mine["log_std"].mean()) == -4.5
-    venv.close()

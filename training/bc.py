@@ -67,7 +67,7 @@ def train_bc(train: Demonstrations, val: Demonstrations | None, env_cfg: EnvConf
     batch_size = min(cfg.batch_size, len(train))          # tiny datasets (e.g. --quick) still train
     bc = BC(observation_space=obs_space, action_space=act_space, rng=np.random.default_rng(seed), policy=policy,
             demonstrations=train.batches(batch_size, seed), batch_size=batch_size,
-            optimizer_kwargs={"lr": cfg.learning_rate}, ent_weight=cfg.ent_weight, l2_weight=cfg.l2_weight,
+            optimizer_kwargs={"lr": cfg.learning_rate},
             custom_logger=logger, device="cpu")
     batches_per_epoch = max(1, len(train) // batch_size)
     curve: list[dict[str, float]] = []

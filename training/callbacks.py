@@ -155,40 +155,6 @@ class EvalCallback(BaseCallback):
                   f"{tracking_text(summary)}{confirmed}{mark}")
 
 
-class CurriculumCallback(BaseCallback):
-    """`rl.curriculum`: after every evaluation, the training envs' randomization level
-    (`pidog_env.curriculum`) follows the evaluation history: one step up per evaluation whose fall rate is
-    low enough. The level is a function of the history alone, so --resume restores it."""
-
-    def __init__(self, randomization: Any, evaluations: Callable[[], list[dict]], start: float, step: float,
-                 top: float, max_fall_rate: float) -> None:
-        super().__init__()
-        self.randomization, self.evaluations = randomization, evaluations
-        self.start, self.step, self.top, self.max_fall_rate = start, step, top, max_fall_rate
-        self.level: float | None = None
-        self._seen = -1
-
-    def _on_training_start(self) -> None:
-        self._update()
-
-    def _on_step(self) -> bool:
-        if len(self.evaluations()) != self._seen:
-            self._update()
-        return True
-
-    def _update(self) -> None:
-        from pidog_env.curriculum import level_after, scaled
-        history = self.evaluations()
-        self._seen = len(history)
-        level = level_after((h["fall_rate"] for h in history), self.start, self.max_fall_rate, self.step, self.top)
-        if level != self.level:
-            self.training_env.env_method("set_randomization", scaled(self.randomization, level))
-            if self.verbose:
-                print(f"curriculum: training randomization at level {level:.2f} (1 = the configured ranges)")
-            self.level = level
-        self.logger.record("curriculum/level", level)
-
-
 class CheckpointCallback(BaseCallback):
     """`checkpoints/ppo_<steps>_steps.zip` every `save_freq` env steps, with metadata for safe loading."""
 

@@ -1,7 +1,7 @@
 """`pidog`: the project's one command line.
 
-    pidog train     demonstrations -> BC (or GAIL) -> RL          (= python train_pretrain_finetune.py)
-    pidog imitate   demonstrations -> BC or GAIL only             (= python training/train_imitation.py)
+    pidog train     demonstrations -> BC -> RL                     (= python train_pretrain_finetune.py)
+    pidog imitate   demonstrations -> BC only                      (= python training/train_imitation.py)
     pidog rl        RL from scratch or from a saved BC policy      (= python training/train_rl.py)
     pidog evaluate  a table of figures for a saved policy          (= python training/evaluate.py)
     pidog visualize watch or record a policy                       (= python training/visualize.py)
@@ -178,30 +178,30 @@ RL = [alias("--total-rl-timesteps", "rl.total_timesteps"), alias("--n-envs", "rl
       alias("--vec-env", "rl.vec_env"), alias("--learning-rate", "ppo.learning_rate"), alias("--gamma", "ppo.gamma"),
       alias("--init-log-std", "ppo.init_log_std"), alias("--value-warmup-steps", "ppo.value_warmup_steps"),
       alias("--actor-ramp-steps", "ppo.actor_ramp_steps"), alias("--bc-coef", "ppo.bc_coef"),
-      alias("--bc-decay-steps", "ppo.bc_decay_steps"), alias("--freeze-encoder", "ppo.freeze_encoder", const="true"),
+      alias("--bc-decay-steps", "ppo.bc_decay_steps"),
       alias("--eval-freq", "rl.eval_freq"), alias("--eval-episodes", "rl.eval_episodes"),
       alias("--final-eval-episodes", "rl.final_eval_episodes"), alias("--checkpoint-freq", "rl.checkpoint_freq"),
-      alias("--visualize-freq", "rl.visualize_freq"), alias("--video-fps", "rl.video_fps")]
-IMITATE = [alias("--algo", "imitation"), alias("--demos", "demo.path"), alias("--n-demo-episodes", "demo.n_episodes"),
+      alias("--visualize-freq", "rl.visualize_freq")]
+IMITATE = [alias("--demos", "demo.path"), alias("--n-demo-episodes", "demo.n_episodes"),
            alias("--demo-noise", "demo.noise"), alias("--epochs", "bc.epochs"),
-           alias("--gail-timesteps", "gail.timesteps"), alias("--allow-pickle", "demo.allow_pickle", const="true")]
+           alias("--allow-pickle", "demo.allow_pickle", const="true")]
 RL_ONLY = [alias("--algo", "rl.algo"), alias("--timesteps", "rl.total_timesteps"),
            alias("--pretrained-model", "pretrained_model"),
            alias("--learning-rate", "ppo.learning_rate", "off_policy.learning_rate"),
            alias("--critic-warmup-steps", "off_policy.critic_warmup_steps"), alias("--n-envs", "rl.n_envs"),
            alias("--vec-env", "rl.vec_env"), alias("--demo-ratio", "off_policy.demo_ratio"),
-           alias("--demo-ratio-decay-steps", "off_policy.demo_ratio_decay_steps"), alias("--utd", "off_policy.utd"),
+           alias("--demo-ratio-decay-steps", "off_policy.demo_ratio_decay_steps"),
            alias("--intervention", "off_policy.intervention"),
            alias("--intervention-penalty", "off_policy.intervention_penalty"), alias("--n-step", "off_policy.n_step"),
            alias("--bc-coef", "ppo.bc_coef", "off_policy.bc_coef"),
            alias("--bc-decay-steps", "ppo.bc_decay_steps", "off_policy.bc_decay_steps")]
 
 PIPELINES: dict[str, tuple[str, list[tuple[str, Any]], list[tuple[str, list[Alias]]]]] = {
-    "train": ("demonstrations -> BC (or GAIL) -> RL, in one command",
+    "train": ("demonstrations -> BC -> RL, in one command",
               [], [("run", RUN), ("demonstrations", DEMOS), ("behavior cloning", BC), ("RL fine-tuning", RL)]),
-    "imitate": ("demonstrations -> behavior cloning (default) or GAIL, without RL",
+    "imitate": ("demonstrations -> behavior cloning, without RL",
                 [("rl.total_timesteps", 0)], [("run", RUN), ("imitation", IMITATE)]),
-    "rl": ("RL on PiDog-v0 alone (PPO, SAC or TD3), from scratch or from a BC policy",
+    "rl": ("RL on PiDog-v1 alone (PPO, SAC or TD3), from scratch or from a BC policy",
            [("skip_bc", True)], [("run", RUN), ("RL", RL_ONLY)]),
 }
 
@@ -347,7 +347,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("evaluate", help="a table of figures for a saved policy")
     add_model_source(p)
     p.add_argument("--randomization-level", type=level_float, default=None, metavar="L",
-                   help="the randomization ranges scaled about their midpoints as rl.curriculum does "
+                   help="the randomization ranges scaled about their midpoints "
                         "(pidog_env/curriculum.py): 1 = the configured ranges, 1.5 = half as wide again, 0 = one "
                         "nominal robot; applied after --set")
     p.add_argument("--json", type=new_file, help="also write the figures to this (new) JSON file")

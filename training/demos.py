@@ -98,7 +98,7 @@ class Demonstrations:
 def make_expert(source: str, env_cfg: EnvConfig, allow_pickle: bool = False) -> tuple[Expert, dict]:
     """`"trot"` -> the hard-coded TrotGait; a path -> a saved policy (deterministic actions)."""
     if source == "trot":
-        env = gym.make("PiDog-v0", config=env_cfg)
+        env = gym.make("PiDog-v1", config=env_cfg)
         try:
             return TrotGait.for_env(env), {"source": "trot"}
         finally:
@@ -114,7 +114,7 @@ def make_expert(source: str, env_cfg: EnvConfig, allow_pickle: bool = False) -> 
 def generate(cfg: DemoConfig, env_cfg: EnvConfig, seed: int, expert: Expert | None = None,
              progress: bool = True) -> Demonstrations:
     """Record `cfg.n_episodes` episodes of `expert` (DART noise on execution, clean labels)."""
-    env_cfg = with_randomization(env_cfg, cfg.randomize)
+    env_cfg = with_randomization(env_cfg, True)
     extra = {}
     if expert is None:
         expert, extra = make_expert(cfg.source, env_cfg, cfg.allow_pickle)
@@ -142,7 +142,7 @@ def generate(cfg: DemoConfig, env_cfg: EnvConfig, seed: int, expert: Expert | No
     demo = _from_trajectories(trajs, expert)
     demo.meta = {"format": "pidog-demos-v1", "env_config": env_cfg.to_dict(), "env_config_hash": env_cfg.hash(),
                  "observation_space": describe_space(obs_space), "action_space": describe_space(act_space),
-                 "source": cfg.source, "noise": cfg.noise, "randomize": cfg.randomize, "seed": seed,
+                 "source": cfg.source, "noise": cfg.noise, "randomize": True, "seed": seed,
                  "seconds": time.perf_counter() - start, "versions": versions(), **extra}
     return demo
 

@@ -33,7 +33,7 @@ from training.config import PipelineConfig
 # On --resume these groups may change (how to keep training); everything else defines what was
 # trained and stays as saved.
 RESUMABLE = ("rl.total_timesteps", "rl.n_envs", "rl.vec_env", "rl.eval_freq", "rl.eval_episodes",
-             "rl.final_eval_episodes", "rl.checkpoint_freq", "rl.visualize_freq", "rl.video_fps", "ppo.",
+             "rl.final_eval_episodes", "rl.checkpoint_freq", "rl.visualize_freq", "ppo.",
              "off_policy.", "live")
 
 

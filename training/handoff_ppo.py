@@ -9,8 +9,6 @@
    action on a demo minibatch), weighted `bc_coef` at the start and decaying linearly to zero over
    `bc_decay_steps` env steps (DAPG-style).
 
-Also an optional entropy schedule: the bonus `ent_coef` decays linearly to 0 over `ent_coef_decay_steps`
-env steps (0: constant, as SB3's).
 """
 
 from __future__ import annotations
@@ -25,19 +23,19 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 
+BC_BATCH_SIZE = 256            # demonstration rows per auxiliary BC batch
+
+
 class HandoffPPO(PPO):
     def __init__(self, *args: Any, value_warmup_steps: int = 0, actor_ramp_steps: int = 0, bc_coef: float = 0.0,
                  bc_decay_steps: int = 1, bc_demos: tuple[Any, np.ndarray] | None = None,
-                 bc_batch_size: int = 256, freeze_encoder: bool = False, ent_coef_decay_steps: int = 0,
-                 **kwargs: Any) -> None:
-        self.ent_coef_decay_steps = ent_coef_decay_steps
+                 bc_batch_size: int = BC_BATCH_SIZE, **kwargs: Any) -> None:
         self.value_warmup_steps = value_warmup_steps
         self.actor_ramp_steps = actor_ramp_steps
         self.bc_coef = bc_coef if bc_demos is not None else 0.0
         self.bc_decay_steps = max(1, bc_decay_steps)
         self.bc_demos = bc_demos
         self.bc_batch_size = bc_batch_size
-        self.freeze_encoder = freeze_encoder
         super().__init__(*args, **kwargs)
 
     # ---------------------------------------------------------------- schedules
@@ -49,11 +47,6 @@ class HandoffPPO(PPO):
             return 1.0
         return min(1.0, t / self.actor_ramp_steps)
 
-    def ent_weight(self) -> float:
-        if self.ent_coef_decay_steps <= 0:
-            return float(self.ent_coef)
-        return float(self.ent_coef) * max(0.0, 1.0 - self.num_timesteps / self.ent_coef_decay_steps)
-
     def bc_weight(self) -> float:
         return self.bc_coef * max(0.0, 1.0 - self.num_timesteps / self.bc_decay_steps)
 
@@ -64,10 +57,6 @@ class HandoffPPO(PPO):
         encoder = list(p.features_extractor.parameters())
         if not p.share_features_extractor:
             encoder += list(p.pi_features_extractor.parameters())
-        if self.freeze_encoder:
-            for param in encoder:
-                param.requires_grad_(False)
-            encoder = []
         actor = list(p.mlp_extractor.policy_net.parameters()) + list(p.action_net.parameters())
         if isinstance(getattr(p, "log_std", None), th.nn.Parameter):
             actor.append(p.log_std)
@@ -104,7 +93,7 @@ class HandoffPPO(PPO):
         clip_vf = self.clip_range_vf(self._current_progress_remaining) if self.clip_range_vf is not None else None
         critic_only = self.actor_lr_scale() == 0.0
         bc_w = self.bc_weight()
-        ent_w = self.ent_weight()
+        ent_w = float(self.ent_coef)
         logs: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clip", "bc")}
         continue_training = True
         for _ in range(self.n_epochs):

@@ -7,7 +7,7 @@ From BC, the actor is first regressed onto the BC policy's actions on the demons
 (`off_policy.warm_start_updates` Adam steps), then stays fixed for `off_policy.critic_warmup_steps`
 env steps while the critic learns, then both learn off-policy. SAC from BC also keeps its entropy at the
 warm-started actor's (`actor_entropy`), and its actor loss keeps a decaying pull towards the BC policy
-(`training.sac_prior`); `off_policy.critic_layer_norm` puts LayerNorm in the critics.
+(`training.sac_prior`). The critics have LayerNorm after every hidden layer (RLPD).
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     mixed = o.demo_ratio > 0 or o.intervention != "none"      # demonstrations or takeovers in the batches
     venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention,
                         intervention_penalty=penalty)
-    common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch), "n_critics": o.n_critics},
+    common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)},
                   tensorboard_log=str(exp / Experiment.TENSORBOARD),
                   seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
                   learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000),
-                  gamma=o.gamma, gradient_steps=o.utd,
+                  gamma=o.gamma,
                   n_steps=1 if mixed else o.n_step)   # a mixing buffer computes them (SB3 only sets up its own)
     if mixed:
         if o.demo_ratio > 0 and demo is None:
@@ -59,23 +59,16 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                                           "n_steps": o.n_step, "gamma": o.gamma}
     if algo == "sac" and bc_policy is not None:
         # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
-        common["ent_coef"] = f"auto_{o.ent_coef_init}" if o.ent_coef_tuning else o.ent_coef_init
+        common["ent_coef"] = f"auto_{o.ent_coef_init}"
         model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
                              bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
-                             release_step=o.critic_warmup_steps, center_entropy=o.center_entropy,
-                             bc_target_mse=o.bc_target_mse, bc_coef_final=o.bc_coef_final,
-                             actor_delay=o.actor_delay, q_scale_at_release=o.q_scale_at_release,
-                             act_by_q=o.act_by_q, bc_target_ramp_steps=o.bc_target_ramp_steps,
-                             bc_by_disagreement=o.bc_by_disagreement, actor_q=o.actor_q,
-                             target_q_subset=o.target_q_subset, actor_learning_rate=o.actor_learning_rate,
-                             cql_alpha=o.cql_alpha, **common)
+                             release_step=o.critic_warmup_steps, **common)
     elif algo == "sac":
         model = SAC("MlpPolicy", venv, **common)
     else:
         noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
         model = TD3("MlpPolicy", venv, action_noise=noise, **common)
-    if o.critic_layer_norm:
-        layer_norm_critics(model.policy)
+    layer_norm_critics(model.policy)
     callbacks = []
     interventions = None
     if o.intervention != "none":
@@ -88,9 +81,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     if o.demo_ratio > 0:
         model.replay_buffer.set_demos(demo.transitions())
         log(f"{algo.upper()}: {o.demo_ratio:.0%} of every batch from {len(demo):,} demonstration transitions"
-            + (f", decaying to 0 over {o.demo_ratio_decay_steps:,} steps" if o.demo_ratio_decay_steps else "")
-            + f"; {o.utd} gradient step(s) per env step"
-            + (f", the actor on every {o.actor_delay}th" if o.actor_delay > 1 else ""))
+            + (f", decaying to 0 over {o.demo_ratio_decay_steps:,} steps" if o.demo_ratio_decay_steps else ""))
     if bc_policy is not None:
         loss = warm_start_actor(model, algo, demo.obs, bc_policy.predict(demo.obs, deterministic=True)[0],
                                 o.warm_start_updates, o.init_log_std)
@@ -99,44 +90,11 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         if algo == "sac":
             model.target_entropy = actor_entropy(model.actor, demo.obs)
             log(f"SAC: target entropy {model.target_entropy:.2f} (the warm-started actor's; SB3's default "
-                f"{-venv.action_space.shape[0]})" + ("; the critics count the entropy term from it"
-                                                     if o.center_entropy else "")
-                + ("" if o.ent_coef_tuning else f"; entropy coefficient fixed at {o.ent_coef_init:g}"))
-        if algo == "sac" and o.critic_pretrain_updates:
-            t = time.perf_counter()
-            loss = model.pretrain_critics(o.critic_pretrain_updates)
-            log(f"SAC: critics pre-trained offline on the demonstrations ({o.critic_pretrain_updates:,} updates, "
-                f"{time.perf_counter() - t:.0f} s, last loss {loss:.3g})")
-        callbacks.append(FreezeActor(o.critic_warmup_steps, o.warmup_noise))
-        if o.warmup_noise > 0:
-            log(f"{algo.upper()}: Gaussian noise of std {o.warmup_noise:g} on the executed actions for the "
-                f"{o.critic_warmup_steps:,}-step critic warm-up")
+                f"{-venv.action_space.shape[0]})")
+        callbacks.append(FreezeActor(o.critic_warmup_steps))
         if algo == "sac" and o.bc_coef > 0:
-            if o.bc_target_mse is None:
-                then = f"falling to {o.bc_coef_final:g} over {o.bc_decay_steps:,} steps after the critic warm-up"
-            else:
-                then = f"then tuned to hold the actor's squared distance from BC at {o.bc_target_mse:g}"
-                if o.bc_target_ramp_steps:
-                    then += f", reached linearly over {o.bc_target_ramp_steps:,} steps from the release"
-                if o.bc_coef_final:
-                    then += f", not below {o.bc_coef_final:g}"
-            if o.bc_by_disagreement:
-                then += (f"; shared out over the batch's states by the critics' disagreement on the actor's action "
-                         f"(beta {o.bc_by_disagreement:g}, train/q_std)")
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
-                f"SAC loss, {then})")
-        if algo == "sac" and o.cql_alpha:
-            log(f"SAC: conservative critics: each adds {o.cql_alpha:g} x (Q of the actor's sample - Q of the buffer's "
-                "action) to its loss (train/cql_gap)")
-        if algo == "sac" and o.actor_learning_rate is not None:
-            log(f"SAC: the actor learns at {o.actor_learning_rate:g}, the critics at {o.learning_rate:g}")
-        if algo == "sac" and (o.actor_q != "min" or o.target_q_subset):
-            log(f"SAC: the actor climbs the {o.actor_q} of the {o.n_critics} Q networks; the critics' target takes the "
-                f"minimum over " + (f"{o.target_q_subset} drawn at random each update" if o.target_q_subset
-                                    else "all of them"))
-        if algo == "sac" and o.act_by_q:
-            log("SAC: after the warm-up each executed action is the actor's or the BC policy's, whichever the critics "
-                "value higher (rollout/bc_action_share)")
+                f"SAC loss, falling to 0 over {o.bc_decay_steps:,} steps after the critic warm-up)")
     from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
@@ -163,10 +121,9 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     drawn = getattr(model.replay_buffer, "drawn", None)
     from training.pipeline import selected_summary
     result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
-              "utd": o.utd, "actor_delay": o.actor_delay, "n_step": o.n_step, "demo_ratio": o.demo_ratio,
+              "n_step": o.n_step, "demo_ratio": o.demo_ratio,
               "demo_rows_drawn": drawn,
               "ent_coef_final": entropy_coefficient(model),
-              "bc_action_share": model.bc_action_share() if isinstance(model, SACWithPrior) else None,
               "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
               "selected": selected_summary(cfg, exp, evaluator.selected)}
     if interventions is not None:
@@ -287,30 +244,21 @@ def warm_start_actor(model, algo: str, obs: np.ndarray, acts: np.ndarray, update
     return float(loss.item())
 
 
-def FreezeActor(steps: int, noise_std: float = 0.0):  # noqa: N802 (a factory that reads like the class it returns)
-    """Critic warm-up: the warm-started actor stays fixed until the critic has `steps` of data. With `noise_std`,
-    Gaussian noise of that std joins the executed (and stored) actions until then, and the algorithm's own
-    action noise (TD3's; none for SAC) comes back at the release."""
+def FreezeActor(steps: int):  # noqa: N802 (a factory that reads like the class it returns)
+    """Critic warm-up: the warm-started actor stays fixed until the critic has `steps` of data."""
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.noise import NormalActionNoise
 
     class _FreezeActor(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
             self.frozen = False
-            self.own_noise = None
 
         def _set(self, trainable: bool) -> None:
             for p in self.model.actor.parameters():
                 p.requires_grad_(trainable)
             self.frozen = not trainable
-            if noise_std > 0:
-                dims = self.model.action_space.shape[0]
-                self.model.action_noise = (self.own_noise if trainable else
-                                           NormalActionNoise(np.zeros(dims), noise_std * np.ones(dims)))
 
         def _on_training_start(self) -> None:
-            self.own_noise = self.model.action_noise
             if steps > 0:
                 self._set(False)
 

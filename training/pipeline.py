@@ -1,4 +1,4 @@
-"""The stages of a run, in order: experiment folder -> demonstrations -> imitation (BC or GAIL) -> RL.
+"""The stages of a run, in order: experiment folder -> demonstrations -> behavior cloning -> RL.
 
 `pidog train|imitate|rl` (and the documented scripts) build a `PipelineConfig` and call `run(cfg)`.
 Every stage writes into the experiment folder (`training.experiment.Experiment` names each file).
@@ -17,7 +17,7 @@ from pidog_env.evaluation import tracking_text
 from training import demos as demo_io
 from training import stopping
 from training.bc import split_episodes, train_bc
-from training.callbacks import (CheckpointCallback, CurriculumCallback, EvalCallback, MetricsCallback, StopOnSignal,
+from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallback, StopOnSignal,
                                 VisualizationCallback, pooled_fall_rate)
 from training.common import PipelineError, check_spaces, make_vec_env, versions
 from training.config import PipelineConfig
@@ -84,18 +84,14 @@ def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]
                 demo = stage_demos(cfg, exp)
             summary["demonstrations"] = demo.summary()
             exp.write_json(Experiment.SUMMARY, summary)
-        if cfg.imitation == "bc" and cfg.resume and (exp / Experiment.BC_POLICY).is_file():
+        if cfg.resume and (exp / Experiment.BC_POLICY).is_file():
             bc_policy, _ = load_policy(exp / Experiment.BC_POLICY)
-        elif cfg.imitation == "bc":
+        else:
             with stage("behavior cloning", saved=f"{Experiment.DEMOS} is saved; --resume clones from it"):
                 bc_policy, summary["bc"] = stage_bc(cfg, exp, demo)
-        elif not (cfg.resume and (exp / Experiment.FINAL_MODEL).is_file()):
-            from training.gail import stage_gail
-            with stage("GAIL", saved=f"{Experiment.DEMOS} is saved; --resume runs GAIL on it"):
-                summary["gail"] = stage_gail(cfg, exp, demo)
         exp.write_json(Experiment.SUMMARY, summary)
 
-    if cfg.rl.total_timesteps > 0 and not (cfg.imitation == "gail" and not cfg.skip_bc):
+    if cfg.rl.total_timesteps > 0:
         if cfg.rl.algo == "ppo":
             bc_state = bc_policy.state_dict() if bc_policy is not None else None
             summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo)
@@ -119,10 +115,7 @@ def validate_inputs(cfg: PipelineConfig) -> None:
         load_pretrained(cfg, with_demos=False)
     elif not cfg.skip_bc:
         if cfg.demo.path:
-            demo = demo_io.load(cfg.demo.path, observation_space(cfg.env), action_space(cfg.env), cfg.demo.allow_pickle)
-            if cfg.imitation == "gail":
-                from training.gail import check_demo_size
-                check_demo_size(cfg, len(demo))
+            demo_io.load(cfg.demo.path, observation_space(cfg.env), action_space(cfg.env), cfg.demo.allow_pickle)
         elif cfg.demo.source != "trot":
             demo_io.make_expert(cfg.demo.source, cfg.env, cfg.demo.allow_pickle)
 
@@ -168,7 +161,7 @@ def load_pretrained(cfg: PipelineConfig, with_demos: bool = True) -> tuple[Any, 
     obs_space, act_space = observation_space(cfg.env), action_space(cfg.env)
     check_spaces(f"pretrained model {path.name}", meta, obs_space, act_space)
     theirs = meta.get("policy", {})
-    for key in ("net_arch", "activation") + (("features_dim",) if cfg.env.use_camera else ()):
+    for key in ("net_arch", "activation"):
         mine = getattr(cfg.policy, key)
         mine = list(mine) if isinstance(mine, tuple) else mine          # as the metadata's JSON holds it
         if key in theirs and theirs[key] != mine:
@@ -230,15 +223,12 @@ def build_model(cfg: PipelineConfig, venv, from_bc: bool, bc_demos: tuple | None
     return HandoffPPO(
         policy_class(venv.observation_space, cfg.env), venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
         batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda,
-        clip_range=p.clip_range, clip_range_vf=p.clip_range_vf, target_kl=p.target_kl, ent_coef=p.ent_coef,
-        vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-        normalize_advantage=p.normalize_advantage, use_sde=cfg.policy.use_sde, sde_sample_freq=p.sde_sample_freq,
+        clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
         policy_kwargs={**policy_kwargs(cfg.policy, venv.observation_space, cfg.env), "log_std_init": p.init_log_std},
         tensorboard_log=str(tb_dir) if tb_dir else None, seed=cfg.seed, device="cpu", verbose=0,
         value_warmup_steps=p.value_warmup_steps if from_bc else 0,
         actor_ramp_steps=p.actor_ramp_steps if from_bc else 0,
-        bc_coef=p.bc_coef if from_bc else 0.0, bc_decay_steps=p.bc_decay_steps, bc_demos=bc_demos,
-        bc_batch_size=p.bc_batch_size, freeze_encoder=p.freeze_encoder, ent_coef_decay_steps=p.ent_coef_decay_steps)
+        bc_coef=p.bc_coef if from_bc else 0.0, bc_decay_steps=p.bc_decay_steps, bc_demos=bc_demos)
 
 
 def init_ppo(cfg: PipelineConfig, venv, exp: Experiment, bc_state: dict[str, torch.Tensor] | None,
@@ -253,10 +243,6 @@ def init_ppo(cfg: PipelineConfig, venv, exp: Experiment, bc_state: dict[str, tor
         model.num_timesteps = model._num_timesteps_at_start = steps
         log(f"resuming from {path.name} at {steps} steps")
     elif bc_state is not None:
-        own = model.policy.state_dict()
-        if "log_std" in bc_state and bc_state["log_std"].shape != own["log_std"].shape:
-            # a Gaussian BC policy into a gSDE PPO (or back): the exploration std is reset just below
-            bc_state = {**bc_state, "log_std": own["log_std"]}
         model.policy.load_state_dict(bc_state, strict=True)
         reset_log_std(model, cfg.ppo.init_log_std)
         log(f"PPO initialized from BC (strict state-dict load), log_std reset to {cfg.ppo.init_log_std}")
@@ -272,12 +258,9 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
 
     evaluator = EvalCallback.for_config(cfg, exp, meta, earlier(Experiment.EVALUATIONS))
     checkpoints = CheckpointCallback(r.checkpoint_freq, exp, meta)
-    curriculum = CurriculumCallback(cfg.env.randomization, lambda: evaluator.history, r.curriculum_start,
-                                    r.curriculum_step, r.curriculum_max, r.curriculum_max_fall_rate)
-    curriculum.verbose = 1
     metrics = MetricsCallback(exp, earlier(Experiment.TRAIN_EPISODES))
     viz = VisualizationCallback(r.visualize_freq, exp, cfg.env, lambda: evaluator.history, lambda: metrics.history,
-                                seed=cfg.seed, fps=r.video_fps)
+                                seed=cfg.seed)
     live = LiveViewer(exp.root) if (cfg.live if cfg.live is not None else has_display()) else None
     log(f"PPO: {r.total_timesteps - start:,} steps to the budget of {r.total_timesteps:,} over {r.n_envs} envs "
         f"({r.vec_env}) (TensorBoard: tensorboard --logdir {exp / Experiment.TENSORBOARD})")
@@ -285,8 +268,7 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
     with stops.stage("PPO", polled=True):
         try:
             model.learn(total_timesteps=r.total_timesteps - start, progress_bar=True, reset_num_timesteps=False,
-                        callback=[metrics, evaluator, *([curriculum] if r.curriculum else []), checkpoints,
-                                  StopOnSignal(stops), viz], tb_log_name="PPO")
+                        callback=[metrics, evaluator, checkpoints, StopOnSignal(stops), viz], tb_log_name="PPO")
         finally:
             seconds = time.perf_counter() - t0
             if live is not None:
@@ -310,8 +292,7 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
             "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
             "train_fall_rate_first_50k": pooled_fall_rate(metrics.history, 50_000),
             "last": {"model": str(final), "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"}},
-            "selected": selected_summary(cfg, exp, evaluator.selected), "visualization_seconds": viz.seconds,
-            "curriculum_level": curriculum.level}
+            "selected": selected_summary(cfg, exp, evaluator.selected), "visualization_seconds": viz.seconds}
 
 
 def selected_summary(cfg: PipelineConfig, exp: Experiment, chosen: dict | None) -> dict[str, Any]:

@@ -21,74 +21,38 @@ from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActor
 
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
-from pidog_env.env import action_space, actor_obs_size, observation_space
+from pidog_env.env import action_space, observation_space
 from training.common import PipelineError, describe_space, make_env, versions
 from training.config import PolicyConfig
 
 POLICY_FORMAT = "pidog-policy-v1"
 META_NAME = "pidog_meta.json"
-
-
-class ActorSlice(torch.nn.Module):
-    """The first `n` observation entries: what the robot measures (the rest is the critic-only state)."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs[..., :self.n]
-
-
-class AsymmetricActorCriticPolicy(ActorCriticPolicy):
-    """An actor-critic whose actor sees only the first `actor_dim` observation entries (the robot's own
-    observation) while the critic sees all of them (plus the privileged critic state the env appends with
-    `obs.critic_state`). BC trains the actor part; the exported policy is the actor alone."""
-
-    def __init__(self, *args: Any, actor_dim: int, **kwargs: Any) -> None:
-        self.actor_dim = actor_dim
-        super().__init__(*args, **kwargs)
-
-    def _build_mlp_extractor(self) -> None:
-        super()._build_mlp_extractor()
-        layers: list[torch.nn.Module] = [ActorSlice(self.actor_dim)]
-        last = self.actor_dim
-        for size in self.net_arch["pi"]:
-            layers += [torch.nn.Linear(last, size), self.activation_fn()]
-            last = size
-        self.mlp_extractor.policy_net = torch.nn.Sequential(*layers).to(self.device)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "actor_dim": self.actor_dim}
+CNN_FEATURES = 128            # camera mode: the image encoder's output size (SB3's NatureCNN, resized)
 
 
 def policy_class(obs_space: gym.Space, env_cfg: EnvConfig | None = None) -> type[ActorCriticPolicy]:
     """The SB3 policy class for this observation (PPO gets the class itself, BC builds it)."""
     if isinstance(obs_space, gym.spaces.Dict):
         return MultiInputActorCriticPolicy
-    return AsymmetricActorCriticPolicy if env_cfg is not None and env_cfg.obs.critic_state else ActorCriticPolicy
+    return ActorCriticPolicy
 
 
 def policy_class_name(obs_space: gym.Space, env_cfg: EnvConfig | None = None) -> str:
-    return {MultiInputActorCriticPolicy: "MultiInputPolicy", ActorCriticPolicy: "MlpPolicy",
-            AsymmetricActorCriticPolicy: "AsymmetricMlpPolicy"}[policy_class(obs_space, env_cfg)]
+    return {MultiInputActorCriticPolicy: "MultiInputPolicy", ActorCriticPolicy: "MlpPolicy"}[policy_class(obs_space, env_cfg)]
 
 
 def policy_kwargs(cfg: PolicyConfig, obs_space: gym.Space, env_cfg: EnvConfig | None = None) -> dict[str, Any]:
     """The exact kwargs PPO gets and BC's policy is built with."""
     kwargs = cfg.to_kwargs()
     if isinstance(obs_space, gym.spaces.Dict):
-        kwargs["features_extractor_kwargs"] = {"cnn_output_dim": cfg.features_dim}
-    if policy_class(obs_space, env_cfg) is AsymmetricActorCriticPolicy:
-        kwargs["actor_dim"] = actor_obs_size(env_cfg)
+        kwargs["features_extractor_kwargs"] = {"cnn_output_dim": CNN_FEATURES}
     return kwargs
 
 
 def make_policy(obs_space: gym.Space, act_space: gym.Space, cfg: PolicyConfig, lr: float = 3e-4,
                 env_cfg: EnvConfig | None = None) -> ActorCriticPolicy:
     cls = policy_class(obs_space, env_cfg)
-    return cls(obs_space, act_space, lr_schedule=lambda _: lr, use_sde=cfg.use_sde,
-               **policy_kwargs(cfg, obs_space, env_cfg))
+    return cls(obs_space, act_space, lr_schedule=lambda _: lr, **policy_kwargs(cfg, obs_space, env_cfg))
 
 
 def policy_meta(policy: ActorCriticPolicy, policy_cfg: PolicyConfig, env_cfg: EnvConfig,

@@ -1,12 +1,9 @@
-"""Imitation learning on its own (= `pidog imitate`): behavior cloning (default) or GAIL.
+"""Behavior cloning on its own (= `pidog imitate`).
 
     python training/train_imitation.py --experiment-name bc_only                        # trot demos + BC
     python training/train_imitation.py --demos outputs/bc1/demonstrations.npz --experiment-name bc2
-    python training/train_imitation.py --algo gail --demos outputs/bc1/demonstrations.npz \\
-        --gail-timesteps 200000 --experiment-name gail1
 
-BC writes bc_pretrained_policy.pth (usable with `train_pretrain_finetune.py --skip-bc --pretrained-model`);
-GAIL (imitation's GAIL with a PPO generator) writes final_model.zip.
+BC writes bc_pretrained_policy.pth (usable with `train_pretrain_finetune.py --skip-bc --pretrained-model`).
 """
 
 import sys
