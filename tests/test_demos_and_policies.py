@@ -119,7 +119,7 @@ def test_policy_config_kwargs_are_shared(spaces):
 
 
 @pytest.mark.slow
-def test_camera_policy_carries_the_bc_encoder_into_ppo_and_can_freeze_it(tmp_path):
+def test_camera_policy_carries_the_bc_encoder_into_ppo_and_fine_tunes_it(tmp_path):
     from training.bc import train_bc
     from training.config import BCConfig
     env_cfg = EnvConfig()
@@ -128,9 +128,9 @@ def test_camera_policy_carries_the_bc_encoder_into_ppo_and_can_freeze_it(tmp_pat
     assert demo.obs["image"].shape[1:] == (3, 48, 48)
     bc = train_bc(demo, None, env_cfg, PolicyConfig(), BCConfig(epochs=2, batch_size=256), tmp_path, 0, progress=False)
     bc_state = {k: v.clone() for k, v in bc.policy.state_dict().items()}
-    for freeze in (True, False):
+    for freeze in (False,):
         cfg = PipelineConfig(seed=0, env=env_cfg)
-        cfg.ppo.n_steps, cfg.ppo.batch_size, cfg.ppo.freeze_encoder = 256, 128, freeze
+        cfg.ppo.n_steps, cfg.ppo.batch_size = 256, 128
         cfg.ppo.value_warmup_steps = cfg.ppo.actor_ramp_steps = 0          # the actor (and encoder) learn at once
         venv = make_vec_env(env_cfg, 1, seed=0, subprocess=False)
         model = build_model(cfg, venv, from_bc=True)
@@ -139,5 +139,5 @@ def test_camera_policy_carries_the_bc_encoder_into_ppo_and_can_freeze_it(tmp_pat
         enc = {k: v for k, v in model.policy.state_dict().items() if k.startswith("features_extractor.")}
         assert enc and any("cnn" in k for k in enc)
         same = all(torch.equal(v, bc_state[k]) for k, v in enc.items())
-        assert same == freeze, f"freeze_encoder={freeze}"
+        assert not same, "the encoder learns with the actor"
         venv.close()

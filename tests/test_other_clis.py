@@ -1,4 +1,4 @@
-"""training/train_imitation.py (BC, GAIL) and training/train_rl.py (SAC with an actor warm start) run."""
+"""training/train_imitation.py (BC) and training/train_rl.py (SAC with an actor warm start) run."""
 
 import io
 import json
@@ -23,7 +23,7 @@ def run(script, *args):
 
 
 @pytest.mark.slow
-def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
+def test_standalone_bc_then_sac_from_it(tmp_path):
     few = ["--set", "bc.eval_episodes=2", "--set", "rl.final_eval_episodes=2", "--set", "env.episode_seconds=2",
            "--set", "rl.eval_episodes=2", "--set", "rl.confirm_episodes=2"]
     run("training/train_imitation.py", "--n-demo-episodes", "2", "--epochs", "5", "--output-dir", tmp_path,
@@ -31,26 +31,17 @@ def test_standalone_bc_then_gail_and_sac_from_it(tmp_path):
     bc = tmp_path / "bc"
     assert (bc / "bc_pretrained_policy.pth").is_file() and (bc / "demonstrations.npz").is_file()
     assert json.loads((bc / "summary.json").read_text())["bc"]["train_seconds"] > 0
-    too_few = subprocess.run([sys.executable, str(ROOT / "training/train_imitation.py"), "--algo", "gail", "--demos",
-                              str(bc / "demonstrations.npz"), "--output-dir", str(tmp_path), "--experiment-name", "g0",
-                              *few], capture_output=True, text=True, timeout=300)
-    assert too_few.returncode == 2 and "Traceback" not in too_few.stderr            # 200 rows < a 1024-row batch
-    assert too_few.stderr.strip().splitlines()[-1].startswith("error: GAIL needs at least gail.demo_batch_size")
-    assert not (tmp_path / "g0").exists()
-    run("training/train_imitation.py", "--algo", "gail", "--demos", bc / "demonstrations.npz", "--gail-timesteps",
-        "2048", "--output-dir", tmp_path, "--experiment-name", "gail", *few, "--set", "gail.demo_batch_size=128")
-    assert (tmp_path / "gail" / "final_model.zip").is_file()
     out = run("training/train_rl.py", "--algo", "sac", "--timesteps", "1200", "--pretrained-model",
               bc / "bc_pretrained_policy.pth", "--output-dir", tmp_path, "--experiment-name", "sac", *few,
-              "--demo-ratio", "0.5", "--utd", "2", "--intervention", "expert",
-              "--set", "off_policy.ent_coef_tuning=false", "--set", "off_policy.n_critics=3")
+              "--demo-ratio", "0.5", "--intervention", "expert")
     assert "actor warm-started from the BC policy" in out and "50% of every batch from" in out
     summary = json.loads((tmp_path / "sac" / "summary.json").read_text())["off_policy"]
-    assert "entropy coefficient fixed at 0.01" in out and summary["ent_coef_final"] == 0.01     # not tuned
+    assert summary["ent_coef_final"] > 0                                                        # auto-tuned
     with zipfile.ZipFile(tmp_path / "sac" / "final_model.zip") as zf:
         weights = torch.load(io.BytesIO(zf.read("policy.pth")), weights_only=True)
-    assert {k.split(".")[1] for k in weights if k.startswith("critic.qf")} == {"qf0", "qf1", "qf2"}
-    assert summary["algo"] == "sac" and summary["timesteps"] == 1200 and summary["utd"] == 2
+    assert {k.split(".")[1] for k in weights if k.startswith("critic.qf")} == {"qf0", "qf1"}
+    assert any(v.dim() == 1 and k.startswith("critic.qf") and k.endswith(".weight") for k, v in weights.items())
+    assert summary["algo"] == "sac" and summary["timesteps"] == 1200
     drawn = summary["demo_rows_drawn"]                  # RLPD: half of every batch from the demonstrations
     assert drawn["demo"] == drawn["online"] > 0
     assert "expert interventions on" in out
