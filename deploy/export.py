@@ -30,18 +30,12 @@ PARITY_TOL = 1e-5
 
 
 class DeterministicActor(torch.nn.Module):
-    """The policy's mean action, clipped to the action space (what SB3's predict(deterministic) returns).
-
-    For an asymmetric actor-critic the input is the actor's observation alone: the slice that drops the
-    critic-only state is left out, and so is everything of the critic."""
+    """The policy's mean action, clipped to the action space (what SB3's predict(deterministic) returns)."""
 
     def __init__(self, policy) -> None:
         super().__init__()
-        from training.policies import ActorSlice
-        net = policy.mlp_extractor.policy_net
-        asymmetric = len(net) > 0 and isinstance(net[0], ActorSlice)
-        self.features = torch.nn.Identity() if asymmetric else policy.pi_features_extractor
-        self.latent = net[1:] if asymmetric else net
+        self.features = policy.pi_features_extractor
+        self.latent = policy.mlp_extractor.policy_net
         self.action = policy.action_net
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
