@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs what the robot needs into one archive: the runtime (numpy + onnxruntime only), the two
+# Packs what the robot needs into one archive: the runtime (numpy + onnxruntime only), the
 # pidog_env modules it shares with the simulator, and an exported policy.
 #   deploy/bundle.sh outputs/<exp>/export [pidog_deploy.tar.gz]
 set -euo pipefail
@@ -15,7 +15,7 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/pidog_deploy/deploy" "$stage/pidog_deploy/pidog_env" "$stage/pidog_deploy/policy"
 cp "$root"/deploy/{__init__,runtime,safety,hardware,policy_spec,vendor,fake_vendor,commands}.py "$root"/deploy/requirements-pi.txt \
    "$root"/deploy/README.md "$stage/pidog_deploy/deploy/"
-cp "$root"/pidog_env/{__init__,robot,observation}.py "$stage/pidog_deploy/pidog_env/"
+cp "$root"/pidog_env/{__init__,robot,observation,files}.py "$stage/pidog_deploy/pidog_env/"
 cp "$export_dir/policy.onnx" "$export_dir/policy.json" "$stage/pidog_deploy/policy/"
 tar -czf "$out" -C "$stage" pidog_deploy
 echo "wrote $out"

@@ -75,11 +75,12 @@ class ReplaySource(CommandSource):
     """The commands of a runtime log (`commands`, one row per tick); the last one holds after the end."""
 
     def __init__(self, path: str | Path, vx_range=(-1.0, 1.0), wz_range=(-2.0, 2.0)) -> None:
+        from deploy.runtime import read_log
         super().__init__(vx_range, wz_range)
-        with np.load(path, allow_pickle=False) as z:
-            if "commands" not in z.files:
-                raise ValueError(f"{path} has no recorded commands (it was not logged from a command-task policy)")
-            self.rows = np.asarray(z["commands"], dtype=np.float64).reshape(-1, 2)
+        log = read_log(path, {}, {"commands": 2})                  # finite (ticks, 2) rows, when there
+        if "commands" not in log:
+            raise ValueError(f"{path} has no recorded commands (it was not logged from a command-task policy)")
+        self.rows = log["commands"].astype(np.float64)
         self.i = 0
 
     def poll(self) -> tuple[float, float]:

@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+import zipfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -577,12 +578,56 @@ def imu_check(hw, spec: PolicySpec, seconds_per_step: float = 15.0, say=print) -
     return passed
 
 
+def read_log(path: str | Path, widths: dict[str, int | None],
+             optional: dict[str, int | None] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of a runtime log (the .npz `--log` writes): every name in `widths` (and those of `optional`
+    the log has) as a finite numeric (ticks, width) array (width None: any), the same number of ticks in
+    each. Anything else is a ValueError naming the file and the problem, in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file" if not path.exists() else f"{path} is not a file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not an .npz runtime log (written by --log)")
+    optional = optional or {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in widths if k not in z.files]
+            if missing:
+                raise ValueError(f"{path} is not a runtime log of this policy: it has no {', '.join(missing)} array")
+            arrays = {k: z[k] for k in [*widths, *(k for k in optional if k in z.files)]}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ValueError(f"{path} holds pickled objects; refusing to load it") from None
+        raise
+    except Exception as exc:  # a damaged archive: zipfile, zlib and OSError
+        raise ValueError(f"{path} is not a readable runtime log ({type(exc).__name__})") from None
+    ticks: tuple[str, int] | None = None
+    for name, a in arrays.items():
+        width = {**optional, **widths}[name]
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: {name} holds {a.dtype} values, not numbers")
+        if a.size == 0:
+            a = arrays[name] = a.reshape(0, width or 0)
+        if a.ndim != 2 or (width is not None and a.shape[1] != width):
+            raise ValueError(f"{path}: {name} has shape {a.shape}; (ticks, {width if width is not None else 'n'}) "
+                             "expected (was the log recorded with this policy?)")
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(f"{path}: {name} holds {int(bad.sum())} non-finite value(s) (NaN or inf), the first "
+                             f"at tick {int(np.argwhere(bad)[0][0])}")
+        if ticks is None:
+            ticks = (name, len(a))
+        elif len(a) != ticks[1]:
+            raise ValueError(f"{path}: {name} has {len(a)} ticks but {ticks[0]} has {ticks[1]}")
+    return arrays
+
+
 def replay(policy, log_path: Path, spec: PolicySpec | None = None) -> float:
     """Feed a recorded log through the policy offline; max |action difference| against the log. For a
     command-task policy, the commands recorded each tick must also be the ones in its observation."""
-    with np.load(log_path, allow_pickle=False) as z:
-        obs, actions = z["obs"], z["action"]
-        commands = z["commands"] if "commands" in z.files else None
+    log = read_log(log_path, {"obs": spec.obs_size if spec is not None else None,
+                              "action": len(spec.leg_joints) if spec is not None else None}, {"commands": 2})
+    obs, actions, commands = log["obs"], log["action"], log.get("commands")
     if spec is not None and spec.command and commands is not None and len(obs):
         lo, _ = spec.frame_layout["command"]
         seen = obs[:, lo:lo + 2] / np.array([CMD_VX_SCALE, CMD_WZ_SCALE])
@@ -626,7 +671,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deploy.vendor import PIDOG_CONF, version_warnings
+    from deploy.vendor import PIDOG_CONF, read_pidog_conf, version_warnings
+    from pidog_env.files import new_file_problem
     ap = _Parser(prog="python -m deploy.runtime", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", type=Path, required=True, help="policy.onnx (policy.json must sit beside it)")
     ap.add_argument("--hardware", choices=["pidog", "sim", "fake"], default="pidog",
@@ -648,9 +694,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.dry_run and args.imu_check:
         ap.error("--imu-check needs the real IMU; it cannot be combined with --dry-run")
-    if args.log is not None and (args.log.exists() or not args.log.parent.is_dir()):
-        print(f"error: --log {args.log} exists or its folder does not; choose a new file", file=sys.stderr)
+    # np.savez adds .npz to a name without it: check the file it will write
+    written = args.log if args.log is None or args.log.suffix == ".npz" else args.log.with_name(args.log.name + ".npz")
+    if written is not None and (problem := new_file_problem(written)):
+        print(f"error: --log {problem}", file=sys.stderr)
         return 2
+    if not args.replay and (args.dry_run or args.hardware != "sim"):     # the calibration, before anything moves
+        try:
+            read_pidog_conf(args.conf)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         spec = PolicySpec.load(args.policy.with_name("policy.json"))
         check_layout(spec)
@@ -664,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             diff = replay(policy, args.replay, spec)
         except (OSError, ValueError, KeyError) as exc:
-            print(f"error: cannot replay {args.replay}: {exc}", file=sys.stderr)
+            print(f"error: --replay {exc}", file=sys.stderr)      # the message names the file
             return 2
         print(f"replayed {args.replay}: max |action - logged action| = {diff:.2e}")
         return 0 if diff < 1e-4 else 1

@@ -119,19 +119,61 @@ def body_to_chip(v) -> tuple[float, float, float]:
     return -bz, -bx, by
 
 
+OFFSET_COUNTS = {"legs_servo_offset_list": len(robot.LEG_PINS), "head_servo_offset_list": len(robot.HEAD_PINS),
+                 "tail_servo_offset_list": len(robot.TAIL_PINS)}
+
+
+class CalibrationError(ValueError):
+    """pidog.conf holds offsets the runtime must not drive the servos with (one line: file, line, problem)."""
+
+
 def read_pidog_conf(path: Path = PIDOG_CONF) -> dict[str, list[float]]:
-    """Calibration offsets from the robot's pidog.conf (`legs_servo_offset_list = [...]` lines)."""
-    import ast
+    """Calibration offsets from the robot's pidog.conf (`legs_servo_offset_list = [...]` lines), checked:
+    each offset line must be a [..] list of numbers (parsed as the vendor parses it), finite, within the
+    +-20 deg SunFounder's calibration allows, one per servo of legs, head and tail. A missing file is no
+    calibration ({}); anything wrong is a CalibrationError naming the file, the line and the problem."""
     out: dict[str, list[float]] = {}
-    if not path.is_file():
+    if not path.exists():
         return out
-    for line in path.read_text().splitlines():
-        if "=" not in line:
+    if not path.is_file():
+        raise CalibrationError(f"calibration file {path} is not a file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise CalibrationError(f"calibration file {path} is not a text file") from None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise CalibrationError(f"calibration file {path} cannot be read ({why})") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if "=" not in line or line.lstrip().startswith("#"):
             continue
         key, value = (part.strip() for part in line.split("=", 1))
-        if key.endswith("servo_offset_list"):
-            try:
-                out[key] = [float(v) for v in ast.literal_eval(value)]
-            except (ValueError, SyntaxError, TypeError):
-                continue
+        if not key.endswith("servo_offset_list"):
+            continue
+        where = f"{path}:{number}: {key}"
+        if key in out:
+            raise CalibrationError(f"{where} appears twice")
+        out[key] = _offsets(where, value, OFFSET_COUNTS.get(key))
     return out
+
+
+def _offsets(where: str, value: str, count: int | None) -> list[float]:
+    """`[a, b, ...]` -> floats, parsed as robot_hat's Robot does (strip the brackets, split on commas)."""
+    import math
+    if not (value.startswith("[") and value.endswith("]")):
+        raise CalibrationError(f"{where} must be a list of numbers like [0, 1.5, -2], got {value!r}")
+    try:
+        offsets = [float(v) for v in value[1:-1].split(",")] if value[1:-1].strip() else []
+    except ValueError:
+        raise CalibrationError(f"{where} must be a list of numbers like [0, 1.5, -2], got {value!r}") from None
+    bad = next((v for v in offsets if not math.isfinite(v)), None)
+    if bad is not None:
+        raise CalibrationError(f"{where} holds a non-finite offset ({bad})")
+    limit = robot.CALIBRATION_OFFSET_MAX_DEG
+    bad = next((v for v in offsets if abs(v) > limit), None)
+    if bad is not None:
+        raise CalibrationError(f"{where} offset {bad:g} deg is outside +-{limit:g} deg (SunFounder's calibration "
+                               "clamps offsets to that): recalibrate the robot")
+    if count is not None and len(offsets) != count:
+        raise CalibrationError(f"{where} has {len(offsets)} offsets; {count} expected (one per servo)")
+    return offsets

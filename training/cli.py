@@ -26,7 +26,7 @@ from typing import Any, Callable
 import pidog_env  # noqa: F401  (defaults MUJOCO_GL before anything imports mujoco)
 from pidog_env import config_tree
 from pidog_env.config_tree import ConfigError
-from training.common import PipelineError
+from training.common import PipelineError, check_output_dir
 from training.config import PipelineConfig
 from training.stopping import Interrupted
 
@@ -137,6 +137,8 @@ TASKS = {"forward": "false", "command": "true"}       # --task NAME -> env.comma
 
 def load_preset(name: str) -> dict[str, Any]:
     path = Path(name) if name.endswith(".json") else PRESETS / f"{name}.json"
+    if name.endswith(".json") and path.exists() and not path.is_file():
+        raise ConfigError(f"preset {path} is not a file")
     if not path.is_file():
         known = ", ".join(p.stem for p in sorted(PRESETS.glob("*.json")))
         raise ConfigError(f"no preset {name!r} (known: {known}; or give a path to a .json file)")
@@ -144,6 +146,8 @@ def load_preset(name: str) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except ValueError as exc:
         raise ConfigError(f"preset {path} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"preset {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"preset {path} must be a JSON object of key.path: value")
     return {k: v for k, v in data.items() if not k.startswith("_")}
@@ -154,13 +158,25 @@ def build_config(base: list[tuple[str, Any]], typed: list[tuple[str, str]]) -> P
     cfg = PipelineConfig()
     for key, value in base:
         cfg = config_tree.apply(cfg, key, value)
+    preset_of: dict[str, str] = {}                    # setting -> the preset that set it last (for messages)
     for key, text in typed:
         if key == "@preset":
             for pkey, pvalue in load_preset(text).items():
-                cfg = config_tree.apply(cfg, pkey, pvalue)
+                try:
+                    cfg = config_tree.apply(cfg, pkey, pvalue)
+                except ConfigError as exc:
+                    raise ConfigError(f"preset {text}: {exc}") from None
+                preset_of[pkey] = text
         else:
             cfg = config_tree.apply_text(cfg, key, text)
-    config_tree.validate(cfg)
+            preset_of.pop(key, None)
+    try:
+        config_tree.validate(cfg)
+    except ConfigError as exc:
+        named = str(exc).split(" ", 1)[0]
+        if named in preset_of:
+            raise ConfigError(f"preset {preset_of[named]}: {exc}") from None
+        raise
     return cfg
 
 
@@ -216,6 +232,9 @@ def run_pipeline(command: str, args: argparse.Namespace) -> None:
         for key, value, text in config_tree.describe(cfg):
             print(f"{key} = {json.dumps(value, default=str)}" + (f"    # {text}" if text else ""))
         return
+    # Where the run writes, checked before anything is loaded or created.
+    check_output_dir(cfg.experiment_dir if cfg.resume else cfg.output_dir,
+                     "--resume: the experiment folder" if cfg.resume else "--output-dir")
     from training.pipeline import run
     run(cfg, [(k, t) for k, t in typed if k not in RUN_IDENTITY])
 
@@ -249,10 +268,12 @@ def level_float(text: str) -> float:
 
 
 def new_file(text: str) -> Path:
-    path = Path(text)
-    if path.exists():
-        raise argparse.ArgumentTypeError(f"{path} exists; choose another path (earlier results are never replaced)")
-    return path
+    """An argparse type: a file to create, in an existing folder this user can write in."""
+    from pidog_env.files import new_file_problem
+    problem = new_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return Path(text)
 
 
 def add_model_source(parser: argparse.ArgumentParser, compare: bool = False) -> None:
@@ -311,7 +332,10 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     sources = args.compare or [args.model or args.gait]
     seed = 0 if args.seed is None else args.seed
     if args.compare and not args.record:
-        args.record = new_file("compare.mp4")
+        try:
+            args.record = new_file("compare.mp4")
+        except argparse.ArgumentTypeError as exc:
+            raise PipelineError(f"--compare records compare.mp4 unless --record names a file: {exc}") from None
     if args.teleop and (args.record or args.compare):
         raise PipelineError("--teleop drives one policy in the interactive viewer; it cannot record or compare")
     if args.record:
@@ -329,6 +353,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from deploy.export import export
     out = args.out or Path(args.model).parent / "export"
+    check_output_dir(out, "--out" if args.out else "the export folder")
     result = export(args.model, out, args.check_steps, args.force, args.allow_pickle)
     print(f"exported {result['onnx']} and {result['json']}; ONNX vs PyTorch max |diff| "
           f"{result['max_abs_diff']:.1e} over {result['checked']} recorded observations")

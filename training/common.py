@@ -31,6 +31,26 @@ def versions() -> dict[str, str]:
             "stable_baselines3": stable_baselines3.__version__, "imitation": imitation.__version__}
 
 
+def check_finite(what: str, values: Any) -> None:
+    """A one-line PipelineError when `values` (an array) holds NaN or inf; integer arrays always pass."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise PipelineError(f"{what} holds {int(bad.sum())} non-finite value(s) (NaN or inf), the first at index "
+                            f"{where[0] if len(where) == 1 else list(where)}")
+
+
+def check_output_dir(path: str | Path, flag: str) -> None:
+    """A one-line PipelineError unless `path` is (or can be created as) a folder this user can write in."""
+    from pidog_env.files import output_dir_problem
+    problem = output_dir_problem(path)
+    if problem:
+        raise PipelineError(f"{flag} {problem}")
+
+
 def describe_space(space: gym.Space) -> dict[str, Any]:
     """JSON-able description of a Box or Dict space, for metadata and mismatch messages."""
     if isinstance(space, gym.spaces.Dict):

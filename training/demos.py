@@ -18,6 +18,7 @@ import json
 import pickle
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +29,8 @@ from imitation.data import rollout, types
 
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
-from training.common import PipelineError, check_spaces, describe_space, make_vec_env, versions, with_randomization
+from training.common import (PipelineError, check_finite, check_spaces, describe_space, make_vec_env, versions,
+                             with_randomization)
 from training.config import DemoConfig
 
 Expert = Callable[[Any], np.ndarray]
@@ -189,38 +191,116 @@ def save(demo: Demonstrations, path: Path) -> None:
     tmp.replace(path)
 
 
+REQUIRED = ("acts", "episode_lengths", "episode_returns", "episode_speeds", "episode_falls", "meta")
+
+
 def load(path: str | Path, obs_space: gym.Space | None = None, act_space: gym.Space | None = None,
          allow_pickle: bool = False) -> Demonstrations:
-    """Load `.npz` demonstrations (or, with allow_pickle, a pickled imitation dataset) and check spaces."""
+    """Load `.npz` demonstrations (or, with allow_pickle, a pickled imitation dataset), check that their
+    arrays are consistent and finite (`check`) and that they fit the env's spaces."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise PipelineError(f"demonstrations not found: {path}")
-    if path.suffix in (".pkl", ".pickle"):
-        demo = _load_pickle(path, allow_pickle)
-    else:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                files = set(z.files)
-                if "acts" not in files or not ({"obs", "obs_state"} & files):
-                    raise PipelineError(f"{path} is not a demonstrations file (no obs/acts arrays)")
-                if "obs" in files:
-                    obs = z["obs"]
-                else:
-                    obs = {k[4:]: z[k] for k in files if k.startswith("obs_")}
-                demo = Demonstrations(obs, z["acts"], z["episode_lengths"], z["episode_returns"],
-                                      z["episode_speeds"], z["episode_falls"], json.loads(str(z["meta"])),
-                                      *(z[k] if k in files else None for k in ("acts_executed", "rews", "last_obs")))
-        except PipelineError:
-            raise
-        except ValueError as exc:
-            if "pickle" in str(exc).lower():
-                raise PipelineError(f"{path} contains pickled objects; refusing to load it") from None
-            raise PipelineError(f"{path} is not a readable demonstrations file: {exc}") from None
-        except Exception as exc:  # zipfile/OSError on corrupt files
-            raise PipelineError(f"{path} is not a readable demonstrations file: {type(exc).__name__}") from None
+    if not path.is_file():
+        raise PipelineError(f"demonstrations {path} is a folder, not a file")
+    demo = _load_pickle(path, allow_pickle) if path.suffix in (".pkl", ".pickle") else _load_npz(path)
     if obs_space is not None and act_space is not None:
         check_spaces(f"demonstrations {path.name}", demo.meta, obs_space, act_space)
+    check(demo, path, obs_space, act_space)
     return demo
+
+
+def _load_npz(path: Path) -> Demonstrations:
+    if not zipfile.is_zipfile(path):
+        raise PipelineError(f"{path} is not an .npz file (demonstrations are the .npz that pidog train and "
+                            "imitate write)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+            missing = [k for k in REQUIRED if k not in files] + ([] if {"obs", "obs_state"} & files else ["obs"])
+            if missing:
+                raise PipelineError(f"{path} is not a demonstrations file: it has no {', '.join(missing)} "
+                                    f"array{'s' if len(missing) > 1 else ''}")
+            arrays = {k: z[k] for k in files}
+    except PipelineError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise PipelineError(f"{path} contains pickled objects; refusing to load it") from None
+        raise PipelineError(f"{path} is not a readable demonstrations file: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # zipfile/zlib/OSError on damaged files
+        raise PipelineError(f"{path} is not a readable demonstrations file ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise PipelineError(f"{path}: its meta array is not a JSON object (not written by training/demos.py)")
+    obs = arrays["obs"] if "obs" in files else {k[4:]: arrays[k] for k in files if k.startswith("obs_")}
+    return Demonstrations(obs, arrays["acts"], arrays["episode_lengths"], arrays["episode_returns"],
+                          arrays["episode_speeds"], arrays["episode_falls"], meta,
+                          *(arrays.get(k) for k in ("acts_executed", "rews", "last_obs")))
+
+
+def check(demo: Demonstrations, path: str | Path, obs_space: gym.Space | None = None,
+          act_space: gym.Space | None = None) -> None:
+    """One-line PipelineError naming `path` and the problem unless the arrays are numeric, finite and
+    consistent (one row per step in every per-step array, the episode lengths summing to the steps, one
+    entry per episode in every per-episode array) and, given the spaces, the rows fit them."""
+    def fail(problem: str):
+        raise PipelineError(f"demonstrations {path}: {problem}")
+
+    obs = demo.obs if isinstance(demo.obs, dict) else {"obs": demo.obs}
+    steps = {**{k if k == "obs" else f"obs_{k}": v for k, v in obs.items()}, "acts": demo.acts,
+             **{k: getattr(demo, k) for k in ("acts_executed", "rews") if getattr(demo, k) is not None}}
+    episodes = {k: getattr(demo, k) for k in ("episode_lengths", "episode_returns", "episode_speeds",
+                                              "episode_falls", "last_obs") if getattr(demo, k) is not None}
+    for name, a in {**steps, **episodes}.items():
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            fail(f"{name} holds {a.dtype} values, not numbers")
+        if a.ndim == 0:
+            fail(f"{name} is a single value, not an array")
+        check_finite(f"demonstrations {path}: {name}", a)
+    n = len(demo.acts)
+    if n == 0:
+        fail("it holds no steps")
+    if np.ndim(demo.acts) != 2:
+        fail(f"acts has shape {np.shape(demo.acts)}; one row of actions per step expected")
+    for name, a in steps.items():
+        if len(a) != n:
+            fail(f"{name} has {len(a)} rows but acts has {n}: the arrays must have one row per step")
+    if demo.acts_executed is not None and np.shape(demo.acts_executed) != np.shape(demo.acts):
+        fail(f"acts_executed has shape {np.shape(demo.acts_executed)}, acts {np.shape(demo.acts)}")
+    lengths = np.asarray(demo.episode_lengths)
+    if lengths.ndim != 1 or not len(lengths):
+        fail(f"episode_lengths has shape {lengths.shape}; one length per episode expected")
+    wrong = (lengths < 1) | (lengths != np.round(lengths))
+    if wrong.any():
+        fail(f"episode_lengths must be whole numbers >= 1, got {lengths[wrong][0]}")
+    if int(lengths.sum()) != n:
+        fail(f"episode_lengths sum to {int(lengths.sum())} steps but acts has {n} rows")
+    for name, a in episodes.items():
+        if len(a) != len(lengths):
+            fail(f"{name} has {len(a)} entries for {len(lengths)} episodes (episode_lengths)")
+    if demo.last_obs is not None and not isinstance(demo.obs, dict) and \
+            np.shape(demo.last_obs)[1:] != np.shape(demo.obs)[1:]:
+        fail(f"last_obs rows have shape {np.shape(demo.last_obs)[1:]}, obs rows {np.shape(demo.obs)[1:]}")
+    if obs_space is not None:
+        spaces = obs_space.spaces if isinstance(obs_space, gym.spaces.Dict) else {"obs": obs_space}
+        if set(spaces) != set(obs):
+            fail(f"observations {sorted(obs)} do not fit the env's observation space ({sorted(spaces)})")
+        for key, space in spaces.items():
+            if np.shape(obs[key])[1:] != space.shape:
+                fail(f"{key if key == 'obs' else 'obs_' + key} rows have size {_size(np.shape(obs[key])[1:])}; the "
+                     f"env observes {_size(space.shape)}")
+    if act_space is not None and np.shape(demo.acts)[1:] != act_space.shape:
+        fail(f"acts rows have size {_size(np.shape(demo.acts)[1:])}; the env's actions have {_size(act_space.shape)}")
+
+
+def _size(shape: tuple) -> str:
+    return str(shape[0]) if len(shape) == 1 else str(tuple(shape))
 
 
 def _load_pickle(path: Path, allow_pickle: bool) -> Demonstrations:
@@ -228,8 +308,11 @@ def _load_pickle(path: Path, allow_pickle: bool) -> Demonstrations:
         raise PipelineError(f"{path} is a pickle, which can run arbitrary code when loaded; "
                             "pass --allow-pickle if you trust it")
     warnings.warn(f"loading pickled demonstrations from {path} (--allow-pickle)", stacklevel=2)
-    with open(path, "rb") as f:
-        data = pickle.load(f)  # noqa: S301  (explicitly allowed by the user)
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f)  # noqa: S301  (explicitly allowed by the user)
+    except Exception as exc:  # a damaged or foreign pickle raises anything
+        raise PipelineError(f"{path} is not a readable pickle ({type(exc).__name__})") from None
     if isinstance(data, types.TransitionsMinimal):
         obs = data.obs.unwrap() if isinstance(data.obs, types.DictObs) else np.asarray(data.obs)
         acts = np.asarray(data.acts, dtype=np.float32)

@@ -65,9 +65,14 @@ class Experiment:
         if self.root.exists() and any(self.root.iterdir()):
             raise PipelineError(f"experiment directory {self.root} already exists; choose another "
                                 "--experiment-name or pass --resume to continue it")
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_json(self / self.CONFIG, {"config": cfg.to_dict(), "command": _command_line(), "versions": versions(),
-                                        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": []})
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_json(self / self.CONFIG, {"config": cfg.to_dict(), "command": _command_line(),
+                                            "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                            "changes": []})
+        except OSError as exc:      # the CLI checks the output folder up front; this catches what changed since
+            raise PipelineError(f"cannot create the experiment folder {self.root}: "
+                                f"{exc.strerror or type(exc).__name__}") from None
         return self
 
     def load_config(self) -> PipelineConfig:

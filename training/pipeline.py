@@ -167,11 +167,11 @@ def load_pretrained(cfg: PipelineConfig, with_demos: bool = True) -> tuple[Any, 
         if key in theirs and theirs[key] != mine:
             raise PipelineError(f"pretrained model {path.name} has policy.{key} {theirs[key]}, this run {mine}: "
                                 f"set --set policy.{key}=... to match (its weights load only into the same network)")
-    if not with_demos:
-        return None, None
-    policy, _ = rebuild_policy(meta, state)
+    policy, _ = rebuild_policy(meta, state, path)          # weights that fit, checked before anything is written
     sibling = path.parent / Experiment.DEMOS
     demo = demo_io.load(sibling, obs_space, act_space) if sibling.is_file() else None
+    if not with_demos:
+        return None, None
     if demo is None:
         log(f"no {Experiment.DEMOS} next to the pretrained model: auxiliary BC loss and warm starts off")
     return policy, demo

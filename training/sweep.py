@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from pidog_env.config_tree import ConfigError
-from training.common import PipelineError, write_json
+from training.common import PipelineError, check_output_dir, write_json
 
 SWEEP_FILE, RESULTS_FILE, TABLE_FILE, CURVES_FILE = "sweep.json", "results.json", "table.md", "curves.png"
 QUICK_GRID = {"ppo.learning_rate": [3e-4, 1e-4]}           # --quick: 2 configurations ...
@@ -497,8 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.cpus_per_trial <= 1024:
             raise ConfigError(f"--cpus-per-trial must be in (0, 1024], got {args.cpus_per_trial}")
         root = args.output_dir.resolve() / args.name
-        if args.output_dir.exists() and not args.output_dir.is_dir():
-            raise ConfigError(f"--output-dir {args.output_dir} is not a folder")
+        check_output_dir(root if args.resume else args.output_dir, "--output-dir")
         if args.resume:
             spec = resumed_spec(root, args)
         else:

@@ -102,8 +102,8 @@ def interactive(act, cfg: EnvConfig, episodes: int, seed: int, teleop: bool = Fa
 def record(sources: list[str], out: Path, episodes: int, seed: int, randomize: bool, allow_pickle: bool) -> None:
     from training.visualization import record_episode, side_by_side, write_mp4
     clips = []
-    for src in sources:
-        act, cfg, label = load_actor(src, allow_pickle)
+    actors = [load_actor(src, allow_pickle) for src in sources]        # every model checked before any rendering
+    for act, cfg, label in actors:
         frames, fps = [], 25.0
         for ep in range(episodes):
             f, stats = record_episode(act, with_randomization(cfg, randomize), seed=seed + ep, title=label)
