@@ -4,6 +4,8 @@
                                                             # job's default budget with --task command)
     python bench/command_tracking.py --model outputs/<exp>/best_model.zip    # evaluate a given policy
     python bench/command_tracking.py --trot-only            # the scripted gait alone (its feasible range)
+    python bench/command_tracking.py --preset tiny --episodes 1   # a smoke test: the same path, trained
+                                                            # at the tests' budget (--set KEY=VALUE as well)
 
 The grid: forward speed vx in {0, 0.06, 0.12} m/s x yaw rate wz in {-0.4, 0, +0.4} rad/s; per cell
 `--episodes` (10) randomized 20 s episodes with that command held, on seeds from 40,000 (disjoint from
@@ -91,28 +93,46 @@ def summarize(cells: list[dict]) -> dict:
     }
 
 
-def train_command_policy(workdir: Path) -> Path:
-    """The one-shot job with --task command at its default budget; its shipped model."""
+def training_config(workdir: Path, settings: list[tuple[str, str]] = ()):
+    """The one-shot job with --task command (its default budget, then `settings`: presets as ("@preset",
+    name) and KEY=VALUE pairs, as `pidog train` takes them); validated."""
     from training.cli import build_config
+    return build_config([], [("env.command.enabled", "true"), *settings, ("output_dir", str(workdir.parent)),
+                             ("experiment_name", workdir.name), ("live", "false")])
+
+
+def train_command_policy(workdir: Path, cfg) -> Path:
+    """Trains `cfg` (training_config) in `workdir`; its shipped model."""
     from training.pipeline import run
     if workdir.exists():
         shutil.rmtree(workdir)                    # bench scratch space, regenerated each run
-    cfg = build_config([], [("env.command.enabled", "true"), ("output_dir", str(workdir.parent)),
-                            ("experiment_name", workdir.name), ("live", "false")])
     summary = run(cfg)
     selected = summary["ppo"]["selected"]["model"]
     return Path(selected) if selected else workdir / "final_model.zip"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="a command-task policy (.zip or .pth) instead of training one")
     ap.add_argument("--trot-only", action="store_true", help="evaluate the commanded trot alone")
     ap.add_argument("--episodes", type=int, default=10, help="episodes per grid cell")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "command_tracking_run")
-    args = ap.parse_args()
+    ap.add_argument("--preset", action="append", default=[], metavar="NAME",
+                    help="a training preset for the policy trained here (e.g. tiny: a smoke test's budget)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training setting for the policy trained here, as `pidog --set` (after the presets)")
+    args = ap.parse_args(argv)
     if not 1 <= args.episodes <= 1000:
         ap.exit(2, "error: --episodes must be in 1..1000\n")
+    bad = next((a for a in args.set if "=" not in a or not a.split("=", 1)[0]), None)
+    if bad is not None:
+        ap.exit(2, f"error: --set takes KEY=VALUE, got {bad!r}\n")
+    if (args.preset or args.set) and (args.model is not None or args.trot_only):
+        ap.exit(2, "error: --preset and --set configure the policy trained here: not with --model or --trot-only\n")
+    train_cfg = None
+    if args.model is None and not args.trot_only:       # a bad setting fails now, not after the trot's grid
+        train_cfg = training_config(args.workdir, [*(("@preset", p) for p in args.preset),
+                                                   *(tuple(a.split("=", 1)) for a in args.set)])
     policy = None
     if args.model is not None:
         from training.policies import load_policy
@@ -129,7 +149,7 @@ def main() -> None:
     source = "--trot-only"
     if not args.trot_only:
         if policy is None:
-            model = train_command_policy(args.workdir)
+            model = train_command_policy(args.workdir, train_cfg)
             from training.policies import load_policy
             policy, meta = load_policy(model)
             cfg, source = meta["env_config_obj"], str(model)
@@ -146,6 +166,9 @@ def main() -> None:
         }
     write_result("command_tracking", {**results, "policy_source": source, "episodes_per_cell": args.episodes,
                                       "seed_base": SEED_BASE, "grid": {"vx": GRID_VX, "wz": GRID_WZ},
+                                      "training": None if train_cfg is None else
+                                          {"presets": args.preset, "settings": dict(a.split("=", 1) for a in args.set),
+                                           "total_timesteps": train_cfg.rl.total_timesteps},
                                       "tolerances": {"vx": VX_TOLERANCE, "wz": WZ_TOLERANCE},
                                       "wall_seconds": round(time.perf_counter() - t0, 1)})
     plot(results, RESULTS / "command_tracking.png")

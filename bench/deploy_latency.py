@@ -2,8 +2,10 @@
 exported policy still walks through the runtime with the robot's IMU timing.
 
     python bench/deploy_latency.py [--seconds 20] [--vendor-seconds 10] [--export DIR] [--episodes 5]
+        [--bc-demos 6] [--bc-epochs 40]
 
-Without `--export` it trains a small trot-BC policy (a few seconds) and exports it with deploy/export.py.
+Without `--export` it trains a small trot-BC policy (`--bc-demos` demonstrations, `--bc-epochs` epochs)
+and exports it with deploy/export.py.
 Then the real runtime loop (deploy.runtime.ControlLoop, real-time scheduling) runs:
 
 1. against the simulated robot (MujocoHardware) for `--seconds`: inference and jitter, as before;
@@ -48,15 +50,15 @@ from deploy.policy_spec import PolicySpec
 from deploy.runtime import ControlLoop, OnnxPolicy
 
 
-def train_and_export(tmp: Path) -> Path:
+def train_and_export(tmp: Path, demos: int = 6, epochs: int = 40) -> Path:
     from deploy.export import export
     from pidog_env.config import EnvConfig
     from training import demos as demo_io
     from training.bc import train_bc
     from training.config import BCConfig, DemoConfig, PolicyConfig
     from training.policies import policy_meta, save_policy
-    demo = demo_io.generate(DemoConfig(n_episodes=6, n_envs=1, noise=0.02), EnvConfig(), seed=0, progress=False)
-    bc = train_bc(demo, None, EnvConfig(), PolicyConfig(), BCConfig(epochs=40), tmp / "logs", 0, progress=False)
+    demo = demo_io.generate(DemoConfig(n_episodes=demos, n_envs=1, noise=0.02), EnvConfig(), seed=0, progress=False)
+    bc = train_bc(demo, None, EnvConfig(), PolicyConfig(), BCConfig(epochs=epochs), tmp / "logs", 0, progress=False)
     save_policy(tmp / "bc.pth", bc.policy, policy_meta(bc.policy, PolicyConfig(), EnvConfig()))
     export(tmp / "bc.pth", tmp / "export", check_steps=100)
     return tmp / "export"
@@ -118,20 +120,24 @@ def walking(spec: PolicySpec, policy, episodes: int) -> dict:
             "walk_episodes": episodes}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="MuJoCo run length")
     ap.add_argument("--vendor-seconds", type=float, default=10.0, help="length of each fake-vendor run")
     ap.add_argument("--export", type=Path, help="an export folder (policy.onnx + policy.json) instead of a fresh BC policy")
     ap.add_argument("--episodes", type=int, default=5, help="randomized episodes for the walking check")
-    args = ap.parse_args()
+    ap.add_argument("--bc-demos", type=int, default=6, help="demonstrations for the BC policy trained here")
+    ap.add_argument("--bc-epochs", type=int, default=40, help="epochs of the BC policy trained here")
+    args = ap.parse_args(argv)
     if not (0 < args.seconds <= 600 and 0 < args.vendor_seconds <= 600 and 1 <= args.episodes <= 100):
         ap.exit(2, "error: --seconds and --vendor-seconds must be in (0, 600], --episodes in 1..100\n")
+    if not (1 <= args.bc_demos <= 1000 and 1 <= args.bc_epochs <= 10_000):
+        ap.exit(2, "error: --bc-demos must be in 1..1000 and --bc-epochs in 1..10000\n")
     if args.export and not (args.export / "policy.onnx").is_file():
         ap.exit(2, f"error: {args.export / 'policy.onnx'} not found\n")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        folder = args.export or train_and_export(tmp)
+        folder = args.export or train_and_export(tmp, args.bc_demos, args.bc_epochs)
         spec = PolicySpec.load(folder / "policy.json")
         policy = OnnxPolicy(folder / "policy.onnx", spec)
         hw = MujocoHardware(randomize=True, seed=0)
@@ -155,7 +161,7 @@ def main() -> None:
         **{f"vendor_fake_busy_thread_{k}": v for k, v in busy.items()},
         **{f"vendor_fake_pidog_in_process_{k}": v for k, v in old.items()},
         **walk,
-        "policy": str(args.export) if args.export else "trot-BC (6 demos, 40 epochs), trained here",
+        "policy": str(args.export) if args.export else f"trot-BC ({args.bc_demos} demos, {args.bc_epochs} epochs), trained here",
         "targets": {"inference_p99_ms": "< 0.5", "jitter_p99_ms": "< 2", "vendor_fake_tick_duration_p99_ms": "< 10",
                     "vendor_fake_period_p99_ms": "< 22", "sim_runtime_speed_ratio": ">= 0.8"},
     }

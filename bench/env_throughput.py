@@ -79,11 +79,16 @@ def replay_physics(env: gym.Env, record: list) -> tuple[int, float]:
     return len(record), time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="stepping time per figure (>= 5 s)")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="stepping time per figure (>= 5 s for figures to quote; less for a smoke test)")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds the time is split into")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not 0 < args.seconds <= 3600:
+        parser.exit(2, "error: --seconds must be in (0, 3600]\n")
+    if not 1 <= args.rounds <= 1000:
+        parser.exit(2, "error: --rounds must be in 1..1000\n")
     chunk = args.seconds / args.rounds
     pidog = Stepper(gym.make("PiDog-v1"))
     recorder = Stepper(gym.make("PiDog-v1"), seed=1, record=True)     # feeds the physics replay

@@ -3,6 +3,7 @@
     python bench/robustness.py                                   # trot, bc and finetuned (see below)
     python bench/robustness.py --policy mine=outputs/x/export/policy.onnx --policy bc=path/bc.pth
     python bench/robustness.py --episodes 5 --conditions nominal slippery_floor
+    python bench/robustness.py --episodes 1 --episode-seconds 2 --conditions nominal    # a smoke test
 
 Every policy runs through `deploy.runtime.ControlLoop` (the runtime the robot runs: observation
 builder, safety layer, tilt stop) against `deploy.hardware.MujocoHardware` with the robot's IMU timing,
@@ -134,9 +135,14 @@ def load(label: str, path: str | None, env_cfg):
     return spec_for(cfg, str(path)), act
 
 
-def run_condition(name: str, policies: dict[str, str | None], episodes: int) -> dict[str, dict[str, float]]:
-    """All policies on one condition (a worker process)."""
-    return run_config(name, condition_config(name), policies, episodes)
+def run_condition(name: str, policies: dict[str, str | None], episodes: int,
+                  episode_seconds: float | None = None) -> dict[str, dict[str, float]]:
+    """All policies on one condition (a worker process); `episode_seconds` shortens its episodes."""
+    cfg = condition_config(name)
+    if episode_seconds is not None:
+        from pidog_env import config_tree
+        cfg = config_tree.apply(cfg, "episode_seconds", episode_seconds)
+    return run_config(name, cfg, policies, episodes)
 
 
 def run_config(name: str, cfg, policies: dict[str, str | None], episodes: int,
@@ -211,7 +217,7 @@ def parse_policy(text: str) -> tuple[str, Path]:
     return label, p
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", type=parse_policy, action="append", default=[], metavar="LABEL=PATH",
                     help="add or replace a policy (.pth, .zip, or policy.onnx beside its policy.json)")
@@ -220,9 +226,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="conditions evaluated in parallel")
     ap.add_argument("--all-seeds", action="store_true",
                     help="also every other seed's shipped model of that run (finetuned_seedN), and their mean")
-    args = ap.parse_args()
+    ap.add_argument("--episode-seconds", type=float, default=None,
+                    help="episode length (default: the env's, 20 s; shorter only for a smoke test)")
+    args = ap.parse_args(argv)
     if not (1 <= args.episodes <= 1000 and 1 <= args.workers <= 64):
         ap.exit(2, "error: --episodes must be in 1..1000 and --workers in 1..64\n")
+    if args.episode_seconds is not None and not 0 < args.episode_seconds <= 3600:
+        ap.exit(2, "error: --episode-seconds must be in (0, 3600]\n")
     policies: dict[str, str | None] = {"trot": None, **{k: str(v) for k, v in default_policies(args.all_seeds).items()}}
     policies.update({label: str(path) for label, path in args.policy})
     missing = [k for k in ("bc", "finetuned") if k not in policies]
@@ -231,7 +241,8 @@ def main() -> None:
               "evaluating the others (pass --policy LABEL=PATH to add one)")
     t0 = time.perf_counter()
     with worker_pool(args.workers) as pool:
-        futures = {name: pool.submit(run_condition, name, policies, args.episodes) for name in args.conditions}
+        futures = {name: pool.submit(run_condition, name, policies, args.episodes, args.episode_seconds)
+                   for name in args.conditions}
         conditions = {name: f.result() for name, f in futures.items()}
     checks = acceptance(conditions)
     for name, by_label in checks.items():
@@ -241,6 +252,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_result("robustness", {"conditions": conditions, "acceptance": checks, "policies": {k: v or "TrotGait" for k, v in policies.items()},
                                 "episodes": args.episodes, "seed_base": SEED_BASE,
+                                "episode_seconds": args.episode_seconds or condition_config("nominal").episode_seconds,
                                 "condition_settings": {n: {k: v for k, v in CONDITIONS[n].items()} for n in args.conditions},
                                 "wall_seconds": round(time.perf_counter() - t0, 1)})
     plot(conditions, RESULTS / "robustness.png")

@@ -54,7 +54,7 @@ def trot_reference(env_cfg: EnvConfig, episodes: int) -> dict:
     return evaluate_policy(TrotGait.for_config(env_cfg), env_cfg, episodes, randomize=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, nargs="+")
@@ -78,12 +78,19 @@ def main() -> None:
                     help="algorithms to run (default: ppo_handoff ppo_scratch)")
     ap.add_argument("--sac-budget", type=int, default=100_000, help="env steps per SAC run (default 100,000)")
     ap.add_argument("--sac-eval-freq", type=int, default=5_000, help="env steps between SAC evaluations")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     algos = args.algos or (["ppo_handoff"] if args.skip_scratch else ["ppo_handoff", "ppo_scratch"])
     if args.skip_scratch and args.algos:
-        raise SystemExit("error: --skip-scratch and --algos: give --algos alone")
+        ap.exit(2, "error: --skip-scratch and --algos: give --algos alone\n")
     if not 1_000 <= args.sac_budget <= 10**8 or not 100 <= args.sac_eval_freq <= args.sac_budget:
-        raise SystemExit("error: --sac-budget must be 1,000..10^8 and --sac-eval-freq 100..--sac-budget")
+        ap.exit(2, "error: --sac-budget must be 1,000..10^8 and --sac-eval-freq 100..--sac-budget\n")
+    if args.seeds is not None and (len(set(args.seeds)) != len(args.seeds) or not all(0 <= s < 2**31 for s in args.seeds)):
+        ap.exit(2, "error: --seeds must be distinct and in 0..2^31-1\n")
+    if not 1 <= args.workers <= 64:
+        ap.exit(2, "error: --workers must be in 1..64\n")
+    bad = next((a for a in args.set if "=" not in a or not a.split("=", 1)[0]), None)
+    if bad is not None:
+        ap.exit(2, f"error: --set takes KEY=VALUE, got {bad!r}\n")
     q = args.quick
     budget_quick = args.budget == "quick"
     if budget_quick:

@@ -16,10 +16,12 @@ from bench._common import write_result
 from pidog_env.evaluation import run_trot_episode
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="randomized episodes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not 1 <= args.seeds <= 10_000:
+        parser.exit(2, "error: --seeds must be in 1..10000\n")
     nominal = run_trot_episode(seed=0, randomize=False)
     randomized = [run_trot_episode(seed=s, randomize=True) for s in range(args.seeds)]
     falls = sum(ep["fell"] for ep in randomized)

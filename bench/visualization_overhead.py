@@ -1,6 +1,6 @@
 """What one visualization costs training, against the training time between two of them.
 
-    python bench/visualization_overhead.py [--seconds 20] [--episode-seconds 20]
+    python bench/visualization_overhead.py [--seconds 20] [--episode-seconds 20] [--n-steps 512]
 
 In one run:
 1. PPO throughput of the pipeline's default PPO (its default vec env, `rl.vec_env`, and `rl.n_envs`
@@ -17,8 +17,9 @@ In one run:
    while a render runs beside it (niced, as in training) as a check. The old in-process path (render,
    mp4 and TensorBoard GIF inside the callback) is timed too, for the ratio in the same run
    (`inprocess_render_fraction`).
-`--episode-seconds` shortens the visualized episode (a smoke test's budget; the figures then describe
-that shorter clip, `episode_seconds` says which). Writes bench/results/visualization_overhead.json.
+`--episode-seconds` shortens the visualized episode and `--n-steps` PPO's rollout (a smoke test's budget;
+the figures then describe that shorter clip and that PPO: `episode_seconds` and `ppo_n_steps` say which).
+Writes bench/results/visualization_overhead.json.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 from bench._common import write_result
-from bench.ppo_throughput import measure
+from bench.ppo_throughput import measure, ppo_config
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
@@ -81,11 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="timed PPO training (at least one iteration)")
     ap.add_argument("--episode-seconds", type=float, default=EnvConfig().episode_seconds,
                     help="length of the visualized episode (default: the env's)")
+    ap.add_argument("--n-steps", type=int, default=None,
+                    help="PPO rollout length per env (default: the pipeline's ppo.n_steps)")
     args = ap.parse_args(argv)
     if not 0 < args.seconds <= 3600:
         ap.exit(2, "error: --seconds must be in (0, 3600]\n")
     if not 0 < args.episode_seconds <= 3600:
         ap.exit(2, "error: --episode-seconds must be in (0, 3600]\n")
+    if args.n_steps is not None and not 2 <= args.n_steps <= 100_000:
+        ap.exit(2, "error: --n-steps must be in 2..100000\n")
     import torch
     torch.set_num_threads(1)
     env_cfg = config_tree.apply(EnvConfig(), "episode_seconds", args.episode_seconds)
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     freq = rl.visualize_freq
 
     def ppo_rate() -> float:
-        steps, seconds = measure(rl.n_envs, rl.vec_env, args.seconds)     # the pipeline's default PPO
+        steps, seconds = measure(rl.n_envs, rl.vec_env, args.seconds, args.n_steps)   # the pipeline's PPO
         return steps / seconds
 
     rate = ppo_rate()
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds_between_visualizations": round(between, 1),
         "ppo_steps_per_s": round(rate, 1),
         "ppo_vec_env": rl.vec_env, "ppo_n_envs": rl.n_envs,
+        "ppo_n_steps": ppo_config(rl.n_envs, args.n_steps).ppo.n_steps,
         "visualize_freq": freq,
         "target": {"render_fraction": "<= 0.10 at 25 fps"},
     })

@@ -1,5 +1,5 @@
-"""The benchmark scripts run and write the JSON keys the issues ask for (figures are not asserted:
-timings depend on the machine; the scripts print them and the README quotes measured runs)."""
+"""The benchmark scripts' parts and options (every script end to end at a tiny budget, its figures checked
+for plausibility: tests/test_bench_smoke.py)."""
 
 import json
 import os
@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,22 +18,6 @@ def run_script(name, *args, results):
                           timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
-
-
-@pytest.mark.slow
-def test_trot_check_writes_its_figures(tmp_path):
-    out = run_script("trot_check.py", "--seeds", "2", results=tmp_path)
-    data = json.loads((tmp_path / "trot.json").read_text())
-    assert {"forward_speed_mps", "lateral_drift_ratio", "heading_change_deg", "falls_of_10"} <= set(data)
-    assert "forward_speed_mps" in out and data["forward_speed_mps"] > 0
-
-
-@pytest.mark.slow
-def test_env_throughput_writes_its_figures(tmp_path):
-    run_script("env_throughput.py", "--seconds", "0.4", "--rounds", "2", results=tmp_path)
-    data = json.loads((tmp_path / "env_throughput.json").read_text())
-    keys = {"pidog_steps_per_s", "physics_ceiling_steps_per_s", "ant_v5_steps_per_s", "camera_steps_per_s"}
-    assert keys <= set(data) and all(data[k] > 0 for k in keys)
 
 
 @pytest.mark.slow
@@ -62,18 +45,6 @@ def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
     assert (tmp_path / "sample_efficiency.png").is_file()
 
 
-@pytest.mark.slow
-def test_deploy_latency_writes_the_vendor_fake_and_walking_figures(tmp_path):
-    run_script("deploy_latency.py", "--seconds", "1", "--vendor-seconds", "1", "--episodes", "1", results=tmp_path)
-    data = json.loads((tmp_path / "deploy_latency.json").read_text())
-    keys = {"inference_p99_ms", "jitter_p99_ms", "vendor_fake_tick_duration_p99_ms", "vendor_fake_period_p99_ms",
-            "vendor_fake_busy_thread_tick_duration_p99_ms", "vendor_fake_pidog_in_process_tick_duration_p99_ms",
-            "sim_runtime_speed_ratio"}
-    assert keys <= set(data) and all(data[k] > 0 for k in keys)
-    assert data["vendor_fake_threads"] == ["MainThread"]                   # the runtime starts no vendor thread
-    assert "ultrasonic_thread" in data["vendor_fake_busy_thread_threads"]   # the stress case really had one
-
-
 def test_robustness_conditions_are_valid_and_outside_the_training_ranges():
     from bench.robustness import CONDITIONS, condition_config
     from pidog_env import config_tree
@@ -87,20 +58,6 @@ def test_robustness_conditions_are_valid_and_outside_the_training_ranges():
             lo, hi = (trained, trained) if not isinstance(trained, tuple) else trained
             v_lo, v_hi = (value, value) if not isinstance(value, tuple) else value
             assert v_lo > hi or v_hi < lo, (name, key)          # entirely past the training range
-
-
-@pytest.mark.slow
-def test_robustness_runs_policies_through_the_runtime(tmp_path):
-    run_script("robustness.py", "--episodes", "1", "--conditions", "nominal", "stale_imu", results=tmp_path)
-    data = json.loads((tmp_path / "robustness.json").read_text())
-    assert set(data["conditions"]) == {"nominal", "stale_imu"}
-    assert set(data["conditions"]["nominal"]["trot"]) == {"speed_mps", "fall_rate", "fall_causes", "fall_episodes"}
-    for by_label in data["conditions"].values():      # every fall has one counted cause and its episode
-        for figures in by_label.values():
-            assert sum(figures["fall_causes"].values()) == round(figures["fall_rate"] * data["episodes"])
-            assert len(figures["fall_episodes"]) == sum(figures["fall_causes"].values())
-    assert data["conditions"]["nominal"]["trot"]["speed_mps"] > 0.05 and (tmp_path / "robustness.png").is_file()
-
 
 
 def test_the_command_lines_settings_override_an_algorithms_own_but_not_the_protocols():

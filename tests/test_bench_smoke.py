@@ -1,0 +1,302 @@
+"""Every bench script end to end as a user runs it (`python bench/X.py ...`), at a tiny budget: it exits 0,
+prints its figures, writes its JSON (PIDOG_BENCH_RESULTS points bench._common.RESULTS at tmp_path), and the
+figures in it are finite and plausible (rates > 0, fall rates in [0, 1], counts equal to the budget asked,
+derived figures consistent with the ones they come from). Timings themselves are not asserted: they depend on
+the machine. Bad budget flags: a one-line error and exit 2, before any work."""
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ("env_throughput", "ppo_throughput", "visualization_overhead", "deploy_latency", "trot_check",
+           "sample_efficiency", "robustness", "command_tracking")
+
+
+def run_script(name: str, *args: str, results: Path) -> str:
+    env = {**os.environ, "MUJOCO_GL": "egl", "PIDOG_BENCH_RESULTS": str(results)}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), *args], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"-> {results}" in proc.stdout                          # it says where its figures went
+    return proc.stdout
+
+
+def _refuse(constant: str):
+    raise ValueError(f"{constant} in a results file")
+
+
+def load(path: Path) -> dict:
+    """A results file as strict JSON (NaN or Infinity fail), every number in it finite."""
+    data = json.loads(path.read_text(), parse_constant=_refuse)
+    assert_finite(data, path.name)
+    assert {"cpu_count", "platform", "python", "time"} <= set(data["machine"])
+    return data
+
+
+def assert_finite(value, where: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert_finite(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            assert_finite(v, f"{where}[{i}]")
+    elif isinstance(value, float):
+        assert math.isfinite(value), where
+
+
+def printed(out: str, data: dict) -> None:
+    """write_result printed every top-level figure it wrote."""
+    lines = {line.split()[0] for line in out.splitlines() if line.strip()}
+    assert set(data) - {"machine"} <= lines
+
+
+def test_every_bench_script_has_a_smoke_test():
+    scripts = {p.stem for p in (ROOT / "bench").glob("*.py") if not p.stem.startswith("_")}
+    assert scripts <= set(SCRIPTS), sorted(scripts - set(SCRIPTS))
+
+
+# ---------------------------------------------------------------- bad budgets: one line, exit 2, no work
+BAD = [
+    ("trot_check", ["--seeds", "0"], "--seeds"),
+    ("env_throughput", ["--seconds", "0"], "--seconds"),
+    ("env_throughput", ["--rounds", "0"], "--rounds"),
+    ("ppo_throughput", ["--n-envs", "1"], "--n-envs"),
+    ("ppo_throughput", ["--seconds", "-1"], "--seconds"),
+    ("ppo_throughput", ["--rounds", "0"], "--rounds"),
+    ("ppo_throughput", ["--n-steps", "1"], "--n-steps"),
+    ("visualization_overhead", ["--seconds", "0"], "--seconds"),
+    ("visualization_overhead", ["--episode-seconds", "-2"], "--episode-seconds"),
+    ("visualization_overhead", ["--n-steps", "0"], "--n-steps"),
+    ("deploy_latency", ["--episodes", "0"], "--episodes"),
+    ("deploy_latency", ["--seconds", "0"], "--seconds"),
+    ("deploy_latency", ["--bc-demos", "0"], "--bc-demos"),
+    ("deploy_latency", ["--bc-epochs", "0"], "--bc-epochs"),
+    ("sample_efficiency", ["--workers", "0"], "--workers"),
+    ("sample_efficiency", ["--seeds", "1", "1"], "--seeds"),
+    ("sample_efficiency", ["--sac-budget", "10"], "--sac-budget"),
+    ("sample_efficiency", ["--set", "ppo.n_steps"], "--set"),
+    ("sample_efficiency", ["--budget", "1024", "--eval-episodes", "0"], "eval_episodes"),
+    ("robustness", ["--episodes", "0"], "--episodes"),
+    ("robustness", ["--episode-seconds", "0"], "--episode-seconds"),
+    ("command_tracking", ["--episodes", "0"], "--episodes"),
+    ("command_tracking", ["--set", "rl.total_timesteps"], "--set"),
+    ("command_tracking", ["--trot-only", "--preset", "tiny"], "--preset"),
+    ("command_tracking", ["--preset", "no_such_preset"], "no_such_preset"),
+]
+
+
+@pytest.mark.parametrize("name,argv,says", BAD, ids=[f"{n}{' '.join(a)}" for n, a, _ in BAD])
+def test_a_bad_budget_is_one_line_and_exit_2_before_any_work(name, argv, says, tmp_path, monkeypatch, capsys):
+    import bench._common
+    from training.cli import run_guarded
+    module = importlib.import_module(f"bench.{name}")
+    for mod in (bench._common, module):                      # should it run anyway, it writes here
+        monkeypatch.setattr(mod, "RESULTS", tmp_path / "results", raising=False)
+    if name in ("sample_efficiency", "command_tracking"):
+        argv = [*argv, "--workdir", str(tmp_path / "work")]
+    try:
+        code = run_guarded(lambda: module.main(argv))       # what `python bench/X.py` does with errors
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and says in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "work").exists()
+
+
+# ---------------------------------------------------------------- the scripts, end to end
+@pytest.mark.slow
+def test_trot_check(tmp_path):
+    out = run_script("trot_check", "--seeds", "2", results=tmp_path)
+    data = load(tmp_path / "trot.json")
+    printed(out, data)
+    assert data["seeds"] == 2
+    assert 0.05 < data["forward_speed_mps"] < 0.5 and 0.05 < data["randomized_mean_speed_mps"] < 0.5
+    assert data["falls_of_10"] in (0, 5, 10)                  # 10 x falls / 2 episodes
+    assert data["lateral_drift_ratio"] >= 0 and abs(data["heading_change_deg"]) < 180
+
+
+@pytest.mark.slow
+def test_env_throughput(tmp_path):
+    out = run_script("env_throughput", "--seconds", "0.4", "--rounds", "2", results=tmp_path)
+    data = load(tmp_path / "env_throughput.json")
+    printed(out, data)
+    rates = ("pidog_steps_per_s", "physics_ceiling_steps_per_s", "ant_v5_steps_per_s", "camera_steps_per_s")
+    assert all(data[k] > 10 for k in rates)
+    assert data["pidog_vs_ant_ratio"] == pytest.approx(data["pidog_steps_per_s"] / data["ant_v5_steps_per_s"], rel=0.01)
+    assert data["pidog_vs_ceiling_ratio"] == pytest.approx(
+        data["pidog_steps_per_s"] / data["physics_ceiling_steps_per_s"], rel=0.01)
+    assert data["rounds"] == 2 and data["seconds_per_figure"] >= 0.4 and data["frame_skip"] >= 1
+
+
+@pytest.mark.slow
+def test_ppo_throughput(tmp_path):
+    out = run_script("ppo_throughput", "--n-envs", "2", "--seconds", "0.2", "--rounds", "1", "--n-steps", "64",
+                     results=tmp_path)
+    data = load(tmp_path / "ppo_throughput.json")
+    printed(out, data)
+    assert data["n_envs"] == 2 and data["rounds"] == 1 and data["n_steps_per_env"] == 64
+    assert data["batch_size"] == 128                           # at most one rollout
+    assert set(data["timed_steps"]) == {"batched", "subproc", "dummy"} == set(data["timed_seconds"])
+    for kind, steps in data["timed_steps"].items():            # whole iterations after the warm-up, >= 1
+        assert steps >= 128 and steps % 128 == 0 and data["timed_seconds"][kind] > 0, kind
+    rate = {k: data["timed_steps"][k] / data["timed_seconds"][k] for k in data["timed_steps"]}
+    assert data["ppo_steps_per_s"] == pytest.approx(rate["batched"], rel=0.02)
+    assert data["ppo_steps_per_s_sb3_subproc"] == pytest.approx(rate["subproc"], rel=0.02)
+    assert data["ppo_steps_per_s_dummy_vec_env"] == pytest.approx(rate["dummy"], rel=0.02)
+    assert data["speedup_vs_sb3_subproc"] == pytest.approx(
+        data["ppo_steps_per_s"] / data["ppo_steps_per_s_sb3_subproc"], rel=0.01)
+    assert data["total_seconds"] >= sum(data["timed_seconds"].values())
+
+
+@pytest.mark.slow
+def test_visualization_overhead(tmp_path):
+    from training.config import RLConfig
+    out = run_script("visualization_overhead", "--seconds", "0.2", "--episode-seconds", "1", "--n-steps", "64",
+                     results=tmp_path)
+    data = load(tmp_path / "visualization_overhead.json")
+    printed(out, data)
+    rl = RLConfig()
+    # (1) the pipeline's default PPO: its vec env and envs, at the rollout asked
+    assert data["ppo_vec_env"] == rl.vec_env and data["ppo_n_envs"] == rl.n_envs and data["ppo_n_steps"] == 64
+    assert data["ppo_steps_per_s"] > 0 and data["ppo_steps_per_s_while_rendering"] > 0
+    assert data["visualize_freq"] == rl.visualize_freq
+    between = data["seconds_between_visualizations"]
+    assert between == pytest.approx(rl.visualize_freq / data["ppo_steps_per_s"], abs=0.1)
+    # (2) the clip asked for, and the fractions are (2) / (1)
+    assert data["episode_seconds"] == 1.0 and data["video_fps"] == pytest.approx(25.0)
+    assert data["render_fraction"] == pytest.approx(data["visualization_seconds"] / between, rel=0.05, abs=2e-4)
+    assert data["inprocess_render_fraction"] == pytest.approx(
+        data["inprocess_visualization_seconds"] / between, rel=0.05, abs=2e-4)
+    # (3) the background render took CPU time of its own, counted on top of what training waits for
+    assert data["render_process_cpu_seconds"] > 0 and data["render_process_wall_seconds"] > 0
+    assert data["render_cpu_fraction"] > data["render_fraction"] > 0
+    assert data["inprocess_visualization_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_deploy_latency(tmp_path):
+    out = run_script("deploy_latency", "--seconds", "0.5", "--vendor-seconds", "0.5", "--episodes", "1",
+                     "--bc-demos", "2", "--bc-epochs", "5", results=tmp_path)
+    data = load(tmp_path / "deploy_latency.json")
+    printed(out, data)
+    positive = {"inference_p50_ms", "inference_p99_ms", "jitter_p99_ms", "tick_duration_p99_ms", "period_p99_ms",
+                "vendor_fake_tick_duration_p99_ms", "vendor_fake_period_p99_ms",
+                "vendor_fake_busy_thread_tick_duration_p99_ms", "vendor_fake_pidog_in_process_tick_duration_p99_ms",
+                "sim_runtime_speed_ratio"}
+    assert all(data[k] > 0 for k in positive), {k: data[k] for k in positive}
+    assert data["inference_p50_ms"] <= data["inference_p99_ms"] < 100
+    ticks = round(0.5 * data["control_hz"])                     # the seconds asked, at 50 Hz
+    for prefix in ("", "vendor_fake_", "vendor_fake_busy_thread_", "vendor_fake_pidog_in_process_"):
+        assert abs(data[f"{prefix}ticks"] - ticks) <= 2, prefix
+    assert data["vendor_fake_threads"] == ["MainThread"]                   # the runtime starts no vendor thread
+    assert "ultrasonic_thread" in data["vendor_fake_busy_thread_threads"]   # the stress case really had one
+    assert data["walk_episodes"] == 1 and data["policy"].startswith("trot-BC (2 demos, 5 epochs)")
+    assert data["in_env_speed_mps"] > 0.03 and data["sim_runtime_speed_mps"] > 0.03   # the BC policy walks
+    assert data["sim_runtime_speed_ratio"] == pytest.approx(
+        data["sim_runtime_speed_mps"] / max(data["in_env_speed_mps"], data["in_env_ideal_imu_speed_mps"]), abs=0.01)
+    assert 0.5 < data["sim_runtime_speed_ratio"] < 1.5
+
+
+@pytest.fixture(scope="module")
+def sample_efficiency_run(tmp_path_factory):
+    """bench/sample_efficiency.py's default protocol (PPO from BC and from scratch) at the tests' budget; its
+    runs are the trained policies bench/robustness.py picks up by default, as after a real run. (Its SAC
+    variants: tests/test_bench.py.)"""
+    results = tmp_path_factory.mktemp("results")
+    out = run_script("sample_efficiency", "--quick", "--budget", "1024", "--eval-freq", "512", "--eval-episodes", "1",
+                     "--set", "env.episode_seconds=2", "--set", "demo.n_episodes=2", "--set", "bc.epochs=2",
+                     "--set", "bc.eval_episodes=1", "--set", "ppo.n_steps=256", "--set", "ppo.batch_size=256",
+                     results=results)
+    return results, out
+
+
+@pytest.mark.slow
+def test_sample_efficiency(sample_efficiency_run):
+    results, out = sample_efficiency_run
+    data = load(results / "sample_efficiency.json")
+    printed(out, data)
+    assert data["preset"] == "sample_efficiency_quick" and data["budget_steps"] == 1024 and data["seeds"] == [0]
+    assert set(data["steps_to_target"]) == {"bc_init", "scratch"} and data["settings"]["bc.epochs"] == "2"
+    assert set(data["algorithms"]) == {"ppo_handoff", "ppo_scratch"} and data["sac_budget_steps"] is None
+    for name, a in data["algorithms"].items():
+        assert {"steps_to_target_median", "final_speed_mps", "final_fall_rate", "min_return_ratio_after_10k",
+                "intervention_rate_first20", "intervention_rate_last20"} <= set(a), name
+        assert 0 <= a["final_fall_rate"] <= 1 and a["budget_steps"] == 1024 and abs(a["final_speed_mps"]) < 1
+        assert all(s is None or 0 <= s <= 1024 for s in a["steps_to_target"]), name
+        assert a["intervention_rate_first20"] is None                 # no expert takes over in PPO
+    assert 0.05 < data["trot_speed_mps"] < 0.5
+    assert data["target_speed_mps"] == pytest.approx(1.1 * data["trot_speed_mps"], abs=1e-3)
+    for key in ("bc_fall_rate", "finetuned_fall_rate", "finetuned_last_fall_rate", "scratch_final_fall_rate"):
+        assert 0 <= data[key] <= 1, key
+    assert data["bc_eval_return"] != 0 and data["handoff_first_eval_return_ratio"] is not None
+    histories = json.loads((results / "sample_efficiency_histories.json").read_text())
+    assert set(histories) == {"ppo_handoff", "ppo_scratch"}
+    for name, runs in histories.items():             # one run per seed, evaluated at 0, every eval_freq, the end
+        assert len(runs) == 1 and [e["timesteps"] for e in runs[0]] == [0, 512, 1024], name
+    assert (results / "sample_efficiency.png").is_file()
+
+
+@pytest.mark.slow
+def test_robustness(sample_efficiency_run):
+    results, _ = sample_efficiency_run
+    out = run_script("robustness", "--episodes", "2", "--episode-seconds", "2", "--conditions", "nominal",
+                     "stale_imu", "--workers", "2", results=results)
+    data = load(results / "robustness.json")
+    printed(out, data)
+    runs = results / "sample_efficiency_runs"
+    assert data["policies"]["bc"] == str(runs / "bc" / "bc_pretrained_policy.pth")     # the last run's, found
+    assert Path(data["policies"]["finetuned"]).parent == runs / "bc_init_seed0"
+    assert data["episodes"] == 2 and data["episode_seconds"] == 2.0
+    assert set(data["conditions"]) == {"nominal", "stale_imu"} == set(data["condition_settings"])
+    for name, by_label in data["conditions"].items():
+        assert set(by_label) == {"trot", "bc", "finetuned"}, name
+        for label, f in by_label.items():
+            assert set(f) == {"speed_mps", "fall_rate", "fall_causes", "fall_episodes"}
+            assert 0 <= f["fall_rate"] <= 1 and abs(f["speed_mps"]) < 1
+            falls = round(f["fall_rate"] * data["episodes"])          # every fall has one cause and its episode
+            assert f["fall_rate"] * data["episodes"] == pytest.approx(falls)
+            assert sum(f["fall_causes"].values()) == falls == len(f["fall_episodes"])
+            assert all(0 <= i < data["episodes"] for i in f["fall_episodes"])
+        trot, tuned = by_label["trot"], by_label["finetuned"]
+        checks = data["acceptance"][name]["finetuned"]                  # the verdicts follow the figures
+        assert checks["falls_at_most_trot"] == (tuned["fall_rate"] <= trot["fall_rate"] + 1e-9)
+        assert checks["speed_at_least_trot"] == (tuned["speed_mps"] >= trot["speed_mps"])
+        assert checks["falls_at_most_bc_plus_0.05"] == (tuned["fall_rate"] <= by_label["bc"]["fall_rate"] + 0.05 + 1e-9)
+    assert data["conditions"]["nominal"]["trot"]["speed_mps"] > 0.03
+    assert (results / "robustness.png").is_file()
+
+
+@pytest.mark.slow
+def test_command_tracking(tmp_path):
+    from bench.command_tracking import GRID_VX, GRID_WZ
+    from training.cli import load_preset
+    out = run_script("command_tracking", "--preset", "tiny", "--episodes", "1", results=tmp_path)
+    data = load(tmp_path / "command_tracking.json")
+    printed(out, data)
+    assert data["episodes_per_cell"] == 1
+    assert data["training"]["presets"] == ["tiny"]
+    assert data["training"]["total_timesteps"] == load_preset("tiny")["rl.total_timesteps"]
+    assert Path(data["policy_source"]).is_file() and Path(data["policy_source"]).parent == tmp_path / "command_tracking_run"
+    for who in ("trot", "policy"):
+        grid = data[who]
+        cells = grid["cells"]
+        assert sorted((c["cmd_vx"], c["cmd_wz"]) for c in cells) == sorted((v, w) for v in GRID_VX for w in GRID_WZ)
+        for c in cells:
+            assert 0 <= c["fall_rate"] <= 1
+            assert c["vx_error"] == pytest.approx(abs(c["vx"] - c["cmd_vx"]), abs=2e-4)
+            assert c["wz_error"] == pytest.approx(abs(c["wz"] - c["cmd_wz"]), abs=2e-4)
+        assert 0 <= grid["cells_within_tolerance"] <= 9 and 0 <= grid["fall_rate"] <= 1
+        assert grid["mean_tracking_error"] >= 0
+    straight = next(c for c in data["trot"]["cells"] if c["cmd_vx"] == 0.12 and c["cmd_wz"] == 0.0)
+    assert abs(straight["vx"] - 0.12) < 0.03                 # the commanded trot follows a straight command
+    p, t, verdict = data["policy"], data["trot"], data["acceptance"]   # the verdicts follow the figures
+    assert verdict["every_cell_within_tolerance"] == (p["cells_within_tolerance"] == 9)
+    assert verdict["better_than_the_trot"] == (p["mean_tracking_error"] < t["mean_tracking_error"])
+    assert (tmp_path / "command_tracking.png").is_file()
