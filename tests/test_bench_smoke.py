@@ -146,10 +146,10 @@ def test_ppo_throughput(tmp_path):
     assert set(data["timed_steps"]) == {"batched", "subproc", "dummy"} == set(data["timed_seconds"])
     for kind, steps in data["timed_steps"].items():            # whole iterations after the warm-up, >= 1
         assert steps >= 128 and steps % 128 == 0 and data["timed_seconds"][kind] > 0, kind
-    rate = {k: data["timed_steps"][k] / data["timed_seconds"][k] for k in data["timed_steps"]}
-    assert data["ppo_steps_per_s"] == pytest.approx(rate["batched"], rel=0.02)
-    assert data["ppo_steps_per_s_sb3_subproc"] == pytest.approx(rate["subproc"], rel=0.02)
-    assert data["ppo_steps_per_s_dummy_vec_env"] == pytest.approx(rate["dummy"], rel=0.02)
+    for kind, key in (("batched", "ppo_steps_per_s"), ("subproc", "ppo_steps_per_s_sb3_subproc"),
+                      ("dummy", "ppo_steps_per_s_dummy_vec_env")):      # timed_seconds is rounded to 0.01 s
+        seconds = data["timed_seconds"][kind]
+        assert data[key] == pytest.approx(data["timed_steps"][kind] / seconds, rel=0.006 / seconds + 0.001), kind
     assert data["speedup_vs_sb3_subproc"] == pytest.approx(
         data["ppo_steps_per_s"] / data["ppo_steps_per_s_sb3_subproc"], rel=0.01)
     assert data["total_seconds"] >= sum(data["timed_seconds"].values())
