@@ -21,8 +21,8 @@ import numpy as np
 
 from deploy.vendor import SERVO_FRAME_US, SERVO_MAX_US, SERVO_MIN_US, SERVO_PERIOD, VendorStack, body_to_chip
 from pidog_env import robot
+from pidog_env.observation import GRAVITY as G
 
-from pidog_env.observation import GRAVITY as G  # noqa: E402  (one value for gravity)
 ACC_LSB_PER_G = {0x02: 2048.0, 0x03: 4096.0, 0x04: 8192.0, 0x05: 16384.0}    # SH3001 range code -> LSB/g
 
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from deploy.vendor import PIDOG_CONF, VendorStack, chip_to_body, read_pidog_conf, write_servo
 from pidog_env import robot
+from pidog_env.observation import GRAVITY as G
 
-from pidog_env.observation import GRAVITY as G  # noqa: E402  (one value for gravity)
 ImuSample = tuple[np.ndarray, np.ndarray]
 
 

@@ -49,8 +49,8 @@ from deploy.safety import SafetyLayer
 from pidog_env import robot
 from pidog_env.observation import (CMD_VX_SCALE, CMD_WZ_SCALE, GYRO_SCALE, GravityEstimator, ObservationStack,
                                    build_frame, frame_layout, frame_size)
+from pidog_env.observation import GRAVITY as G
 
-from pidog_env.observation import GRAVITY as G  # noqa: E402  (one value for gravity)
 SETTLE_S = 0.75                     # hold the stand pose this long before the policy runs
 GRAVITY_INIT_SAMPLES = 10           # the gravity filter starts from the mean of this many settled samples
 START_CHECK_SAMPLES = 20            # accelerometer samples (0.4 s) for the start-up offset check
