@@ -523,9 +523,6 @@ class PiDogEnv(gym.Env):
         self._latency = 0
         self._imu_delay = self.cfg.imu_delay_substeps
         self._imu_raw = None
-        self._last_push = np.zeros(2)
-        self._episode_params = {"friction": float(self._nominal.geom_friction[self._floor_geom, 0]),
-                                "mass_scale": 1.0, "torque_scale": 1.0, "kp_scale": 1.0}
         self._imu_bias = [0.0] * 6                 # accel (3) then gyro (3)
         self._imu_noise: np.ndarray | None = None
         self._noise_rows: list[list[float]] = []   # pre-drawn noise samples, 64 at a time
@@ -535,23 +532,19 @@ class PiDogEnv(gym.Env):
     def _randomize(self, rng: np.random.Generator) -> None:
         m, dr, nom = self.model, self.cfg.randomization, self._nominal
         mu = rng.uniform(*dr.friction)
-        p = self._episode_params
         m.geom_friction[self._floor_geom, 0] = mu
         m.geom_friction[self._foot_geoms, 0] = mu
         scale = rng.uniform(*dr.mass_scale, size=m.nbody)
         scale[0] = 1.0
-        p["friction"], p["mass_scale"] = float(mu), float(scale[1:].mean())
         m.body_mass[:] = nom.body_mass * scale
         m.body_inertia[:] = nom.body_inertia * scale[:, None]
         _update_subtree_mass(m)
         m.body_ipos[self.idx.torso_body, :2] += rng.uniform(-dr.com_offset, dr.com_offset, 2)
         kp_scale = rng.uniform(*dr.kp_scale, size=m.nu)
         kp = nom.kp * kp_scale
-        p["kp_scale"] = float(kp_scale.mean())
         m.actuator_gainprm[:, 0] = kp
         m.actuator_biasprm[:, 1] = -kp
         torque_scale = rng.uniform(*dr.torque_scale, size=(m.nu, 1))
-        p["torque_scale"] = float(torque_scale.mean())
         m.actuator_forcerange[:] = nom.forcerange * torque_scale
         self._calibration = np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg)
         self._latency = int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1))
@@ -566,8 +559,7 @@ class PiDogEnv(gym.Env):
 
     def _push(self) -> None:
         v = self.cfg.randomization.push_velocity
-        self._last_push = self.np_random.uniform(-v, v, 2)
-        self.data.qvel[0:2] += self._last_push
+        self.data.qvel[0:2] += self.np_random.uniform(-v, v, 2)
         self._schedule_push(self.np_random)
 
 
