@@ -61,7 +61,7 @@ def run_training(tmp_path, name, extra_env):
 @pytest.mark.slow
 def test_headless_training_writes_videos_dashboard_and_tensorboard_clips(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    proc = subprocess.run([*TRAIN, "--output-dir", str(tmp_path), "--experiment-name", "viz", "--video-fps", "10"],
+    proc = subprocess.run([*TRAIN, "--output-dir", str(tmp_path), "--experiment-name", "viz"],
                           capture_output=True,
                           text=True, timeout=600, env={**env, "MUJOCO_GL": "egl"})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -72,7 +72,7 @@ def test_headless_training_writes_videos_dashboard_and_tensorboard_clips(tmp_pat
         reader = imageio.get_reader(v)
         frames = sum(1 for _ in reader)
         episode = json.loads(v.with_suffix(".json").read_text())
-        assert frames >= 1 and episode["fps"] == 10 and reader.get_meta_data()["fps"] == 10
+        assert frames >= 1 and episode["fps"] == 25 and reader.get_meta_data()["fps"] == 25     # real time
         # The clip lasts as long as the simulated episode (within 10 %, or one frame for short falls).
         assert abs(frames / reader.get_meta_data()["fps"] - episode["seconds"]) <= max(0.1 * episode["seconds"],
                                                                                       1 / episode["fps"])
