@@ -96,7 +96,7 @@ def summarize(cells: list[dict]) -> dict:
 def training_config(workdir: Path, settings: list[tuple[str, str]] = ()):
     """The one-shot job with --task command (its default budget, then `settings`: presets as ("@preset",
     name) and KEY=VALUE pairs, as `pidog train` takes them); validated."""
-    from training.cli import build_config
+    from training.presets import build_config
     return build_config([], [("env.command.enabled", "true"), *settings, ("output_dir", str(workdir.parent)),
                              ("experiment_name", workdir.name), ("live", "false")])
 

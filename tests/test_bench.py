@@ -62,7 +62,7 @@ def test_robustness_conditions_are_valid_and_outside_the_training_ranges():
 
 def test_the_command_lines_settings_override_an_algorithms_own_but_not_the_protocols():
     from bench.sample_efficiency import ALGOS, run_settings
-    from training.cli import build_config
+    from training.presets import build_config
     common = {"workdir": "w", "preset": "sample_efficiency_budget_quick",
               "typed": [("off_policy.demo_ratio", "0.25"), ("rl.total_timesteps", "5")]}
     protocol = [("skip_bc", "true"), ("rl.total_timesteps", "30000"), ("pretrained_model", "bc.pth")]

@@ -276,7 +276,7 @@ def test_robustness(sample_efficiency_run):
 @pytest.mark.slow
 def test_command_tracking(tmp_path):
     from bench.command_tracking import GRID_VX, GRID_WZ
-    from training.cli import load_preset
+    from training.presets import load_preset
     out = run_script("command_tracking", "--preset", "tiny", "--episodes", "1", results=tmp_path)
     data = load(tmp_path / "command_tracking.json")
     printed(out, data)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pidog_env import config_tree
-from training import cli, pipeline
+from training import cli, pipeline, presets
 from training.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ def test_documented_scripts_are_shims_of_one_cli(script, command):
 def test_off_policy_flags_of_pidog_rl_reach_their_settings():
     args = cli.build_parser().parse_args(["rl", "--algo", "sac", "--bc-coef", "2", "--bc-decay-steps", "7000",
                                           "--n-step", "5", "--intervention", "expert", "--intervention-penalty", "10"])
-    cfg = cli.build_config(cli.PIPELINES["rl"][1], args.assignments)
+    cfg = presets.build_config(cli.PIPELINES["rl"][1], args.assignments)
     o = cfg.off_policy
     assert (o.bc_coef, o.bc_decay_steps, o.n_step, o.intervention, o.intervention_penalty) == (2.0, 7000, 5, "expert", 10.0)
     assert (cfg.ppo.bc_coef, cfg.ppo.bc_decay_steps) == (2.0, 7000)       # one flag for either algorithm's prior

@@ -11,7 +11,7 @@ from pidog_env import config_tree
 from pidog_env.config import REWARD_TERMS, EnvConfig
 from pidog_env.config_tree import ConfigError
 from pidog_env.env import KEYWORD_SHORTCUTS, action_space, observation_space
-from training import cli
+from training import cli, presets
 from training.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,12 +108,12 @@ def test_env_keyword_shortcuts_go_through_the_same_override_path():
 
 
 def test_presets_are_data_and_every_preset_key_is_a_setting():
-    presets = sorted((ROOT / "training" / "presets").glob("*.json"))
-    assert {p.stem for p in presets} >= {"quick", "tiny", "camera", "sample_efficiency", "sample_efficiency_quick"}
-    for p in presets:
-        cfg = cli.build_config([], [("@preset", p.stem)])       # raises on an unknown key or bad value
+    preset_files = sorted((ROOT / "training" / "presets").glob("*.json"))
+    assert {p.stem for p in preset_files} >= {"quick", "tiny", "camera", "sample_efficiency", "sample_efficiency_quick"}
+    for p in preset_files:
+        cfg = presets.build_config([], [("@preset", p.stem)])       # raises on an unknown key or bad value
         assert cfg != PipelineConfig(experiment_name=cfg.experiment_name), p.stem
-    quick = cli.build_config([], [("@preset", "quick"), ("rl.total_timesteps", "5000")])
+    quick = presets.build_config([], [("@preset", "quick"), ("rl.total_timesteps", "5000")])
     assert quick.rl.total_timesteps == 5000 and quick.bc.epochs == 30    # typed settings win over presets
 
 
@@ -125,7 +125,7 @@ def test_aliases_name_real_settings_and_later_flags_win():
                 assert set(a.keys) <= keys, a.flag
     args = cli.build_parser().parse_args(["train", "--learning-rate", "1e-4", "--set", "ppo.learning_rate=2e-4",
                                           "--quick", "--no-live"])
-    cfg = cli.build_config([], args.assignments)
+    cfg = presets.build_config([], args.assignments)
     assert cfg.ppo.learning_rate == 2e-4 and cfg.live is False and cfg.rl.total_timesteps == 20_000
 
 

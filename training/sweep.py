@@ -133,7 +133,7 @@ def draw(text: str, rng: np.random.Generator) -> Any:
 def trials_of(spec: SweepSpec, trials_dir: Path) -> list[Trial]:
     """Every (configuration, seed) trial, each validated as the pipeline would (a bad value fails here,
     before anything is created)."""
-    from training.cli import build_config
+    from training.presets import build_config
     out = []
     for i, config in enumerate(spec.configurations()):
         for seed in spec.seeds:
