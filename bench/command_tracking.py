@@ -32,7 +32,7 @@ from bench._common import RESULTS, save_figure, write_result
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
-from training.evaluate import evaluate_policy
+from training.evaluation import evaluate_policy
 from training.selection import VX_TOLERANCE, WZ_TOLERANCE
 
 GRID_VX = (0.0, 0.06, 0.12)

@@ -5,7 +5,7 @@ exported policy still walks through the runtime with the robot's IMU timing.
         [--bc-demos 6] [--bc-epochs 40]
 
 Without `--export` it trains a small trot-BC policy (`--bc-demos` demonstrations, `--bc-epochs` epochs)
-and exports it with deploy/export.py.
+and exports it with training/export.py.
 Then the real runtime loop (deploy.runtime.ControlLoop, real-time scheduling) runs:
 
 1. against the simulated robot (MujocoHardware) for `--seconds`: inference and jitter, as before;
@@ -51,7 +51,7 @@ from deploy.runtime import ControlLoop, OnnxPolicy
 
 
 def train_and_export(tmp: Path, demos: int = 6, epochs: int = 40) -> Path:
-    from deploy.export import export
+    from training.export import export
     from pidog_env.config import EnvConfig
     from training import demos as demo_io
     from training.bc import train_bc

@@ -2,7 +2,7 @@
 
     python bench/ppo_throughput.py [--n-envs 4] [--seconds 20] [--rounds 2] [--n-steps 512]
 
-Builds the pipeline's PPO (training.pipeline.build_model, default hyperparameters, from scratch: its
+Builds the pipeline's PPO (training.ppo_stage.build_model, default hyperparameters, from scratch: its
 random policy falls every few dozen steps, so env resets are included at a pessimistic rate) over
 three vector envs and times whole rollout+update iterations after one warm-up iteration:
 - `batched` (ppo_steps_per_s): training.vec_env.BatchedSubprocVecEnv, the pipeline's default: one
@@ -32,7 +32,7 @@ from bench._common import write_result
 from pidog_env import config_tree
 from training.common import make_vec_env
 from training.config import PipelineConfig
-from training.pipeline import build_model
+from training.ppo_stage import build_model
 from training.vec_env import default_workers
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from bench._common import RESULTS, worker_pool, write_result
 
-SEED_BASE = 30_000           # disjoint from training.evaluate's EVAL_SEED_BASE and FINAL_EVAL_SEED_BASE
+SEED_BASE = 30_000           # disjoint from training.evaluation's EVAL_SEED_BASE and FINAL_EVAL_SEED_BASE
 # Each condition: the training randomization plus these settings, each past its training range.
 CONDITIONS: dict[str, dict[str, object]] = {
     "nominal": {},                                                          # the training ranges themselves
@@ -117,7 +117,7 @@ def acceptance(conditions: dict) -> dict[str, dict[str, bool]]:
 
 def load(label: str, path: str | None, env_cfg):
     """(spec, policy callable) for the runtime; `path` None is the trot."""
-    from deploy.export import spec_for
+    from training.export import spec_for
     if path is None:
         from pidog_env.gaits import TrotGait
         return spec_for(env_cfg, "trot"), TrotGait.for_config(env_cfg)
@@ -127,7 +127,7 @@ def load(label: str, path: str | None, env_cfg):
         from deploy.runtime import OnnxPolicy
         spec = PolicySpec.load(path.with_name("policy.json"))
         return spec, OnnxPolicy(path, spec)
-    from training.evaluate import policy_callable
+    from training.evaluation import policy_callable
     from training.policies import load_policy
     policy, meta = load_policy(path)
     cfg = meta.get("env_config_obj") or env_cfg

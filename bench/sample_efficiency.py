@@ -43,7 +43,7 @@ from bench._common import RESULTS, speed_curves, worker_pool, write_result
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 from training.presets import build_config, load_preset
-from training.evaluate import evaluate_policy
+from training.evaluation import evaluate_policy
 from training.pipeline import run
 from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
 

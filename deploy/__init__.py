@@ -1,1 +1,1 @@
-"""Deployment: ONNX export (deploy/export.py) and the Raspberry Pi runtime (numpy + onnxruntime only)."""
+"""What runs on the Raspberry Pi: the runtime (numpy + onnxruntime only). The ONNX export is host-side (training/export.py)."""

@@ -7,7 +7,7 @@ export_dir=${1:?usage: deploy/bundle.sh EXPORT_DIR [OUT.tar.gz]}
 out=${2:-pidog_deploy.tar.gz}
 root=$(cd "$(dirname "$0")/.." && pwd)
 for f in "$export_dir/policy.onnx" "$export_dir/policy.json"; do
-  [ -f "$f" ] || { echo "error: $f not found (run deploy/export.py first)" >&2; exit 2; }
+  [ -f "$f" ] || { echo "error: $f not found (run pidog export first)" >&2; exit 2; }
 done
 [ -e "$out" ] && { echo "error: $out exists; remove it or pass another name" >&2; exit 2; }
 stage=$(mktemp -d)

@@ -1,5 +1,5 @@
 """`policy.json`: everything the robot needs to rebuild the env's observation and use the policy's
-actions, written by deploy/export.py next to `policy.onnx`. Numpy-free and torch-free to read."""
+actions, written by `pidog export` (training/export.py) next to `policy.onnx`. Numpy-free and torch-free to read."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def light_stages(monkeypatch):
 
     def ppo(cfg, exp, bc_state, demo):
         venv = DummyVecEnv([lambda: make_env(cfg.env)])
-        pipeline.build_model(cfg, venv, from_bc=bc_state is not None)
+        ppo_stage.build_model(cfg, venv, from_bc=bc_state is not None)
         venv.close()
         return {}
 
@@ -99,7 +99,7 @@ def test_nothing_is_written_outside_the_output_dir(tmp_path, capsys):
 @pytest.mark.parametrize("script,command", [("train_pretrain_finetune.py", "train"),
                                             ("training/train_imitation.py", "imitate"),
                                             ("training/train_rl.py", "rl"), ("training/evaluate.py", "evaluate"),
-                                            ("training/visualize.py", "visualize"), ("deploy/export.py", "export")])
+                                            ("training/visualize.py", "visualize")])
 @pytest.mark.slow
 def test_documented_scripts_are_shims_of_one_cli(script, command):
     env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}      # the package defaults it

@@ -110,7 +110,7 @@ def test_the_commanded_trot_follows_speed_commands_and_turns_the_commanded_way()
 
 # ---------------------------------------------------------------- the robot runtime's command sources
 def command_spec():
-    from deploy.export import spec_for
+    from training.export import spec_for
     return spec_for(command_cfg(), "test")
 
 
@@ -254,7 +254,7 @@ def test_runtime_cli_refuses_commands_it_cannot_use(tmp_path):
 @pytest.mark.slow
 def test_a_command_policy_exports_with_parity_and_runs_in_the_runtime(tmp_path):
     from deploy.commands import FixedSource
-    from deploy.export import export
+    from training.export import export
     from deploy.hardware import MujocoHardware
     from deploy.policy_spec import PolicySpec
     from deploy.runtime import ControlLoop, OnnxPolicy
@@ -278,7 +278,7 @@ def test_a_command_policy_exports_with_parity_and_runs_in_the_runtime(tmp_path):
 
 
 def test_viewer_teleop_keys_set_the_command_the_policy_sees_next():
-    from training.visualize import ViewerTeleop
+    from training.viewer import ViewerTeleop
     cfg = command_cfg(randomization__enabled=False)
     keys = ViewerTeleop(cfg)
     for code in (265, 265, 263, 70):                     # up, up, left, and F (not a command key)

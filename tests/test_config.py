@@ -152,7 +152,7 @@ def test_every_ppo_setting_reaches_the_model(tmp_path):
 
     from training.common import make_env
     from training.experiment import Experiment
-    from training.pipeline import build_model, make_training_envs
+    from training.ppo_stage import build_model, make_training_envs
     cfg = config_tree.apply(config_tree.apply(PipelineConfig(), "rl.vec_env", "dummy"), "rl.n_envs", 1)
     odd = {"learning_rate": 1.23e-4, "n_steps": 96, "batch_size": 48, "n_epochs": 3, "gamma": 0.97,
            "gae_lambda": 0.9, "clip_range": 0.3, "ent_coef": 0.01,

@@ -12,7 +12,7 @@ from pidog_env.config import EnvConfig
 from training import demos as demo_io
 from training.common import PipelineError, make_vec_env
 from training.config import DemoConfig, PipelineConfig, PolicyConfig
-from training.pipeline import build_model
+from training.ppo_stage import build_model
 from training.policies import load_policy, make_policy, policy_meta, save_policy
 
 

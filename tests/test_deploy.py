@@ -22,7 +22,7 @@ LIE_DEG = robot.POSES_DEG["lie"]
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A small trot-BC policy exported to ONNX (trained here in a few seconds)."""
-    from deploy.export import export
+    from training.export import export
     from training import demos as demo_io
     from training.bc import train_bc
     from training.config import BCConfig, DemoConfig, PolicyConfig
@@ -59,7 +59,7 @@ def test_runtime_observation_equals_the_envs(exported):
 
 @pytest.mark.slow
 def test_runtime_walks_the_simulated_robot_like_the_env_does(exported):
-    from training.evaluate import evaluate_policy
+    from training.evaluation import evaluate_policy
     in_env = evaluate_policy(exported["torch"], EnvConfig(), 1, seed=0, randomize=False)["mean_forward_speed"]
     hw = MujocoHardware(randomize=False, seed=0)                 # the robot's IMU timing (default)
     loop = ControlLoop(exported["spec"], exported["onnx"], hw, realtime=False)
@@ -105,7 +105,7 @@ def test_runtime_refuses_a_policy_json_whose_layout_or_scales_differ(change, mes
 
 
 def test_action_offset_and_scale_round_trip_between_env_export_and_runtime():
-    from deploy.export import spec_for
+    from training.export import spec_for
     spec = spec_for(EnvConfig(), "test")
     assert np.allclose(spec.action_offset_rad, robot.STAND_Q) and spec.action_scale_rad == pytest.approx(np.pi / 4)
     mapper = ActionMapper(spec)
@@ -224,7 +224,7 @@ def test_bundle_runs_with_numpy_and_onnxruntime_only(exported, tmp_path):
 def test_off_policy_actors_export_with_parity(algo, tmp_path):
     import stable_baselines3 as sb3
 
-    from deploy.export import export
+    from training.export import export
     from training.common import make_vec_env
     from training.config import PolicyConfig
     from training.policies import add_meta_to_zip, policy_meta

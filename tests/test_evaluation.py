@@ -7,7 +7,7 @@ import pytest
 from pidog_env.config import EnvConfig
 from pidog_env.evaluation import run_episode, run_episodes_batched
 from training.common import make_env, with_randomization
-from training.evaluate import evaluate_policy
+from training.evaluation import evaluate_policy
 
 
 class RowwisePolicy:

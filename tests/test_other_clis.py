@@ -16,7 +16,8 @@ ENV = {**os.environ, "MUJOCO_GL": "egl"}
 
 
 def run(script, *args):
-    proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+    target = [script] if script == "-m" else [str(ROOT / script)]        # a script, or -m MODULE ...
+    proc = subprocess.run([sys.executable, *target, *map(str, args)], capture_output=True, text=True,
                           timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -55,7 +56,7 @@ def test_standalone_bc_then_sac_from_it(tmp_path):
     assert "fall rate" in run("training/evaluate.py", "--model", tmp_path / "sac" / "final_model.zip",
                               "--episodes", "1")
     # SAC exports (the tanh-squashed mean action, parity-checked) and runs in the robot runtime.
-    out = run("deploy/export.py", "--model", tmp_path / "sac" / "final_model.zip", "--check-steps", "100")
+    out = run("-m", "training.cli", "export", "--model", tmp_path / "sac" / "final_model.zip", "--check-steps", "100")
     assert "max |diff|" in out and json.loads((tmp_path / "sac" / "export" / "policy.json").read_text())["obs_size"] == 16
     out = run("deploy/runtime.py", "--policy", tmp_path / "sac" / "export" / "policy.onnx", "--hardware", "sim",
               "--seconds", "0.5")

@@ -102,7 +102,7 @@ def test_eval_callback_confirms_only_a_would_be_selection_and_saves_it_only_when
 
 def test_confirmation_seeds_stay_clear_of_the_final_evaluation():
     from training.config import ConfigError, PipelineConfig, validate
-    from training.evaluate import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE
+    from training.evaluation import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE
     cfg = PipelineConfig()
     assert EVAL_SEED_BASE + cfg.rl.eval_episodes + cfg.rl.confirm_episodes <= FINAL_EVAL_SEED_BASE
     cfg.rl.eval_episodes, cfg.rl.confirm_episodes = 2_000, 8_001

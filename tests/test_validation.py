@@ -247,7 +247,7 @@ def runtime_policy(folder: Path, command: bool = False) -> Path:
     """policy.json as `pidog export` writes it and a policy.onnx of that size that always acts 0."""
     import onnx
     from onnx import TensorProto, helper
-    from deploy.export import spec_for
+    from training.export import spec_for
     cfg = config_tree.apply(EnvConfig(), "command.enabled", True) if command else EnvConfig()
     spec = spec_for(cfg, "test")
     folder.mkdir()

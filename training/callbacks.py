@@ -98,7 +98,7 @@ class EvalCallback(BaseCallback):
                    ) -> "EvalCallback":
         """The run's evaluator: `rl.eval_episodes` seeded randomized episodes every `rl.eval_freq` steps, and
         `rl.confirm_episodes` more (the seeds after them) to confirm a new selection."""
-        from training.evaluate import EVAL_SEED_BASE, evaluate_policy
+        from training.evaluation import EVAL_SEED_BASE, evaluate_policy
         r = cfg.rl
         confirm = (lambda pol: evaluate_policy(pol, cfg.env, r.confirm_episodes, EVAL_SEED_BASE + r.eval_episodes,
                                                randomize=True)) if r.confirm_episodes else None

@@ -5,7 +5,7 @@
     pidog rl        RL from scratch or from a saved BC policy      (= python training/train_rl.py)
     pidog evaluate  a table of figures for a saved policy          (= python training/evaluate.py)
     pidog visualize watch or record a policy                       (= python training/visualize.py)
-    pidog export    ONNX + policy.json for the robot               (= python deploy/export.py)
+    pidog export    ONNX + policy.json for the robot               (= python -m training.cli export)
     pidog config    print every setting (with presets and --set applied) and exit
 
 Any setting of the config tree (`training/config.py`, `pidog config` lists them) can be set with
@@ -247,7 +247,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from pidog_env.evaluation import tracking_text
     from pidog_env.config import EnvConfig
     from pidog_env.gaits import TrotGait
-    from training.evaluate import EVAL_SEED_BASE, evaluate_policy, format_table
+    from training.evaluation import EVAL_SEED_BASE, evaluate_policy, format_table
     if args.randomization_level is not None and args.no_randomization:
         raise ConfigError("--randomization-level scales the randomization; it cannot be combined with "
                           "--no-randomization")
@@ -283,7 +283,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_visualize(args: argparse.Namespace) -> None:
     from pidog_env.env import has_display
     from training.common import with_randomization
-    from training.visualize import interactive, load_actor, record
+    from training.viewer import interactive, load_actor, record
     sources = args.compare or [args.model or args.gait]
     seed = 0 if args.seed is None else args.seed
     if args.compare and not args.record:
@@ -306,7 +306,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from deploy.export import export
+    from training.export import export
     out = args.out or Path(args.model).parent / "export"
     check_output_dir(out, "--out" if args.out else "the export folder")
     result = export(args.model, out, args.check_steps, args.force, args.allow_pickle)

@@ -24,10 +24,11 @@ from training.callbacks import StopOnSignal
 from training.common import PipelineError, make_vec_env
 from training.config import PipelineConfig
 from training.demos import Demonstrations
-from training.evaluate import FINAL_EVAL_SEED_BASE, evaluate_policy
+from training.evaluation import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment
 from training.interventions import TAKE_OVER_RATE, TAKE_OVER_TILT_DEG
 from training.policies import policy_meta
+from training.report import figures, log, selected_summary
 from training.sac_prior import SACWithPrior, layer_norm_critics
 
 
@@ -35,7 +36,6 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
-    from training.pipeline import figures, log
     o, algo = cfg.off_policy, cfg.rl.algo
     if bc_policy is not None and demo is None:
         raise PipelineError("the actor warm start needs the demonstrations saved beside the BC policy")
@@ -119,7 +119,6 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
     log(f"{algo.upper()}: {figures(ev)} -> {path}")
     drawn = getattr(model.replay_buffer, "drawn", None)
-    from training.pipeline import selected_summary
     result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
               "n_step": o.n_step, "demo_ratio": o.demo_ratio,
               "demo_rows_drawn": drawn,

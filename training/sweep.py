@@ -210,7 +210,7 @@ def trial_figures(exp: Path) -> dict[str, Any]:
     from pidog_env.config_tree import from_dict
     from pidog_env.gaits import TrotGait
     from training.config import PipelineConfig
-    from training.evaluate import evaluate_policy
+    from training.evaluation import evaluate_policy
     from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
     torch.set_num_threads(1)
     summary = json.loads((exp / "summary.json").read_text())

@@ -3,7 +3,8 @@
 env config hash, versions), verified against PyTorch on recorded observations.
 
     pidog export --model outputs/<exp>/final_model.zip [--out outputs/<exp>/export]
-    python deploy/export.py ...          (the same command)
+
+Host-side code (it needs torch and the training stack); `deploy/` holds what runs on the robot.
 
 Accepts SB3 zips written by this project (PPO, SAC, TD3) and BC `.pth` policies. Camera and
 ultrasonic policies cannot run on the robot and are refused.
@@ -11,7 +12,6 @@ ultrasonic policies cannot run on the robot and are refused.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from pidog_env.config import EnvConfig
 from pidog_env.observation import GRAVITY_ALPHA, GYRO_SCALE, frame_layout
 from pidog_env.evaluation import run_episode
 from training.common import PipelineError, make_env, versions
-from training.evaluate import policy_callable
+from training.evaluation import policy_callable
 
 PARITY_TOL = 1e-5
 
@@ -134,8 +134,3 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     if not max_diff <= PARITY_TOL:
         raise PipelineError(f"ONNX and PyTorch actions differ by {max_diff:.2e} (> {PARITY_TOL})")
     return {"onnx": str(onnx_path), "json": str(json_path), "max_abs_diff": max_diff, "checked": len(obs)}
-
-
-if __name__ == "__main__":
-    from training.cli import main
-    sys.exit(main(["export", *sys.argv[1:]], prog="export.py"))
