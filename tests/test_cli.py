@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pidog_env import config_tree
-from training import cli, pipeline, presets
+from training import cli, pipeline, ppo_stage, presets
 from training.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
