@@ -75,7 +75,7 @@ class ReplaySource(CommandSource):
     """The commands of a runtime log (`commands`, one row per tick); the last one holds after the end."""
 
     def __init__(self, path: str | Path, vx_range=(-1.0, 1.0), wz_range=(-2.0, 2.0)) -> None:
-        from deploy.runtime import read_log
+        from deploy.replay import read_log
         super().__init__(vx_range, wz_range)
         log = read_log(path, {}, {"commands": 2})                  # finite (ticks, 2) rows, when there
         if "commands" not in log:

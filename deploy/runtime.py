@@ -1,16 +1,6 @@
-"""The PiDog runtime: a fixed-rate loop that runs an exported policy on the robot (numpy + onnxruntime).
-
-    python -m deploy.runtime --policy policy/policy.onnx --imu-check      # tilt the robot by hand: IMU signs
-    python -m deploy.runtime --policy policy/policy.onnx --stand-only     # stand, hold, lie down (symmetry)
-    python -m deploy.runtime --policy policy/policy.onnx                  # on the Pi: run the policy
-    python -m deploy.runtime --policy policy/policy.onnx --dry-run        # print commands, move nothing
-    python -m deploy.runtime --policy policy/policy.onnx --hardware sim   # MuJoCo instead of the robot
-    python -m deploy.runtime --policy policy/policy.onnx --log run.npz    # record obs/actions ...
-    python -m deploy.runtime --policy policy/policy.onnx --replay run.npz # ... and check them offline
-    python -m deploy.runtime --policy cmd/policy.onnx                     # a command-task policy: drive it
-                                                    # from the keyboard (arrows/WASD, space stop, q quit)
-    python -m deploy.runtime --policy cmd/policy.onnx --commands gamepad  # ... or a gamepad (evdev)
-    python -m deploy.runtime --policy cmd/policy.onnx --commands run.npz  # ... or a log's recorded commands
+"""The PiDog runtime's control loop: a fixed-rate loop that runs an exported policy on the robot (numpy +
+onnxruntime). Its command line is deploy/cli.py (`python -m deploy.runtime --help`), the IMU sign check
+deploy/imu_check.py, log replay deploy/replay.py.
 
 No vendor thread runs in this process (see deploy/vendor.py). Each tick, in this order: read the IMU
 (one block read), build exactly the observation the env built (same order, scaling, gravity filter,
@@ -29,14 +19,11 @@ and real period, p50/p99) are printed at the end.
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import signal
 import sys
 import threading
 import time
-import zipfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +34,7 @@ import numpy as np
 from deploy.policy_spec import PolicySpec
 from deploy.safety import SafetyLayer
 from pidog_env import robot
-from pidog_env.observation import (CMD_VX_SCALE, CMD_WZ_SCALE, GYRO_SCALE, GravityEstimator, ObservationStack,
+from pidog_env.observation import (GYRO_SCALE, GravityEstimator, ObservationStack,
                                    build_frame, frame_layout, frame_size)
 from pidog_env.observation import GRAVITY as G
 
@@ -207,7 +194,7 @@ class Abort(BaseException):
     past its deadline (BaseException, so no `except Exception` on the way swallows it)."""
 
 
-class _Halt(Exception):
+class Halt(Exception):
     def __init__(self, stop: Stop) -> None:
         super().__init__(stop.message)
         self.stop = stop
@@ -302,7 +289,7 @@ class ControlLoop:
             self._last_sample, self._last_fresh = sample, now
             return sample
         if self._last_sample is None or now - self._last_fresh > robot.IMU_STALE_S:
-            raise _Halt(Stop("safety", f"IMU: no new sample for {1000 * robot.IMU_STALE_S:.0f} ms"))
+            raise Halt(Stop("safety", f"IMU: no new sample for {1000 * robot.IMU_STALE_S:.0f} ms"))
         return self._last_sample
 
     def _sleep_until(self, t: float) -> None:
@@ -323,7 +310,7 @@ class ControlLoop:
         t0 = time.perf_counter()
         for k in range(1, n + 1):
             if time.perf_counter() - t0 > seconds + POSE_DEADLINE_MARGIN_S:
-                raise _Halt(Stop("safety", f"a pose move overran its {seconds:.1f} s by more than {POSE_DEADLINE_MARGIN_S} s"))
+                raise Halt(Stop("safety", f"a pose move overran its {seconds:.1f} s by more than {POSE_DEADLINE_MARGIN_S} s"))
             if not self.hw.write_legs(self.safety.filter(start + (pose - start) * k / n)):
                 self.failed_writes += 1
             self._sleep_until(t0 + k * self.dt)
@@ -335,7 +322,7 @@ class ControlLoop:
         watchdog = _Watchdog(self.lie_s + POSE_DEADLINE_MARGIN_S) if threading.current_thread() is threading.main_thread() else None
         try:
             self.move_to(self.lie, self.lie_s)
-        except _Halt:
+        except Halt:
             pass                                              # a slow lie-down still ends lying (or aborted)
         except Exception as exc:                              # report the original stop, and this too
             self.stopped = Stop(self.stopped.kind if self.stopped else "error",
@@ -353,7 +340,7 @@ class ControlLoop:
         if volts is not None:
             self.say(f"battery: {volts:.2f} V")
             if volts < robot.BATTERY_MIN_START_V:
-                raise _Halt(Stop("refused", f"battery at {volts:.2f} V is below {robot.BATTERY_MIN_START_V} V: "
+                raise Halt(Stop("refused", f"battery at {volts:.2f} V is below {robot.BATTERY_MIN_START_V} V: "
                                             "charge it before standing"))
         if hasattr(self.hw, "teleport_pose"):
             return                           # the simulated robot starts standing, with the env's own IMU model
@@ -366,7 +353,7 @@ class ControlLoop:
         offset = float(np.linalg.norm(mean - [0.0, 0.0, G]) / G)
         self.say(f"IMU at rest: accelerometer {np.round(mean, 2).tolist()} m/s^2 (offset {offset:.3f} g)")
         if offset > robot.IMU_START_OFFSET_MAX_G:
-            raise _Halt(Stop("refused", f"the resting accelerometer is {offset:.2f} g off (limit "
+            raise Halt(Stop("refused", f"the resting accelerometer is {offset:.2f} g off (limit "
                                         f"{robot.IMU_START_OFFSET_MAX_G} g): put the robot level and still, and check "
                                         "the IMU module's mounting with --imu-check"))
 
@@ -394,7 +381,7 @@ class ControlLoop:
             return
         velocity = self.commands.poll()
         if self.commands.quit:
-            raise _Halt(Stop("done", "quit by the operator"))
+            raise Halt(Stop("done", "quit by the operator"))
         self.velocity = velocity
         if hasattr(self.hw, "set_command"):
             self.hw.set_command(velocity)
@@ -406,7 +393,7 @@ class ControlLoop:
         try:
             self._tick()
             return True
-        except _Halt as halt:
+        except Halt as halt:
             self.stopped = halt.stop
             return False
 
@@ -418,7 +405,7 @@ class ControlLoop:
             self._poll_commands()
             obs = self.builder.step(accel, gyro, self.command, self.velocity)
             if self.safety.tilted(self.builder.gravity.state):
-                raise _Halt(Stop("safety", "tilt beyond the fall limit"))
+                raise Halt(Stop("safety", "tilt beyond the fall limit"))
         self.obs, self.last_obs = None, obs
         t1 = time.perf_counter()
         action = self.policy(obs)
@@ -437,10 +424,10 @@ class ControlLoop:
         self.failed_writes += not ok
         self._failed_write_ticks = 0 if ok else self._failed_write_ticks + 1
         if self._failed_write_ticks >= FAILED_WRITE_TICKS:
-            raise _Halt(Stop("safety", f"servo writes failed on {FAILED_WRITE_TICKS} ticks in a row (I2C)"))
+            raise Halt(Stop("safety", f"servo writes failed on {FAILED_WRITE_TICKS} ticks in a row (I2C)"))
         self._long_ticks = self._long_ticks + 1 if duration > LONG_TICK_FACTOR * self.dt else 0
         if self.realtime and self.enforce_timing and self._long_ticks >= LONG_TICKS_IN_A_ROW:
-            raise _Halt(Stop("safety", f"ticks took over {1000 * LONG_TICK_FACTOR * self.dt:.0f} ms "
+            raise Halt(Stop("safety", f"ticks took over {1000 * LONG_TICK_FACTOR * self.dt:.0f} ms "
                                        f"{LONG_TICKS_IN_A_ROW} times in a row (last {1000 * duration:.1f} ms)"))
 
     def _check_battery(self, now: float) -> None:
@@ -450,7 +437,7 @@ class ControlLoop:
             return
         self._battery_low_since = self._battery_low_since or now
         if now - self._battery_low_since >= robot.BATTERY_LOW_SECONDS:
-            raise _Halt(Stop("safety", f"battery below {robot.BATTERY_MIN_RUN_V} V for {robot.BATTERY_LOW_SECONDS} s "
+            raise Halt(Stop("safety", f"battery below {robot.BATTERY_MIN_RUN_V} V for {robot.BATTERY_LOW_SECONDS} s "
                                        f"(last {volts:.2f} V)"))
 
     def _loop(self, seconds: float) -> Stop:
@@ -496,7 +483,7 @@ class ControlLoop:
             try:
                 self.start()
                 self.stopped = self._loop(seconds)
-            except _Halt as halt:
+            except Halt as halt:
                 self.stopped = halt.stop
             except Exception as exc:  # any failure: lie down first, then report
                 self.stopped = Stop("error", f"exception: {type(exc).__name__}: {exc}")
@@ -534,240 +521,8 @@ class ControlLoop:
             np.savez(path, **{k: np.asarray(v) for k, v in self.log.items()})
 
 
-# ---------------------------------------------------------------------- operator tools
-IMU_CHECK_STEPS = (
-    # instruction, expected gravity component (index, sign), expected gyro rate during the motion (index, sign)
-    ("tilt the nose DOWN (about 30 deg) and back", (0, +1), (1, +1)),
-    ("tilt the LEFT side DOWN (about 30 deg) and back", (1, +1), (0, -1)),
-)
-IMU_CHECK_GRAVITY = 0.3             # |gravity component| (unit vector) that counts as tilted
-IMU_CHECK_GYRO = 0.5                # rad/s that counts as turning
-
-
-def imu_check(hw, spec: PolicySpec, seconds_per_step: float = 15.0, say=print) -> bool:
-    """Guide the operator through two tilts and check the body-frame signs (gravity and gyro)."""
-    gravity = GravityEstimator(spec.gravity_alpha, spec.control_dt)
-    loop = ControlLoop(spec, hold_stand_policy(spec), hw, realtime=True, say=say)
-    loop.check_start()                                      # a level, still robot first (also the mounting offsets)
-    gravity.reset(list(map(float, loop.read_imu(time.perf_counter())[0])))
-    passed = True
-    for text, (gi, gsign), (wi, wsign) in IMU_CHECK_STEPS:
-        say(f"IMU check: {text} within {seconds_per_step:.0f} s")
-        seen_gravity = seen_gyro = wrong = False
-        t0 = time.perf_counter()
-        k = 0
-        while time.perf_counter() - t0 < seconds_per_step and not (seen_gravity and seen_gyro):
-            acc, gyro = loop.read_imu(time.perf_counter())
-            g = gravity(list(map(float, acc)), list(map(float, gyro)))
-            seen_gravity |= gsign * g[gi] > IMU_CHECK_GRAVITY
-            seen_gyro |= wsign * gyro[wi] > IMU_CHECK_GYRO
-            wrong |= -gsign * g[gi] > IMU_CHECK_GRAVITY
-            if k % 10 == 0:
-                say(f"  gravity {g[0]:+.2f} {g[1]:+.2f} {g[2]:+.2f}   gyro {gyro[0]:+.2f} {gyro[1]:+.2f} {gyro[2]:+.2f} rad/s")
-            k += 1
-            time.sleep(max(0.0, t0 + k * spec.control_dt - time.perf_counter()))
-        axis = "xyz"
-        if seen_gravity and seen_gyro:
-            say(f"  PASS: gravity_{axis[gi]} {'>' if gsign > 0 else '<'} 0 and gyro_{axis[wi]} {'>' if wsign > 0 else '<'} 0")
-        else:
-            passed = False
-            why = ("the opposite sign was seen: is the IMU module rotated 180 deg?" if wrong else
-                   "the expected tilt was not seen")
-            say(f"  FAIL: gravity_{axis[gi]} {'>' if gsign > 0 else '<'} {gsign * IMU_CHECK_GRAVITY:+.1f} "
-                f"{'seen' if seen_gravity else 'not seen'}, gyro_{axis[wi]} {'seen' if seen_gyro else 'not seen'}; {why}")
-    return passed
-
-
-def read_log(path: str | Path, widths: dict[str, int | None],
-             optional: dict[str, int | None] | None = None) -> dict[str, np.ndarray]:
-    """Arrays of a runtime log (the .npz `--log` writes): every name in `widths` (and those of `optional`
-    the log has) as a finite numeric (ticks, width) array (width None: any), the same number of ticks in
-    each. Anything else is a ValueError naming the file and the problem, in one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file" if not path.exists() else f"{path} is not a file")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not an .npz runtime log (written by --log)")
-    optional = optional or {}
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in widths if k not in z.files]
-            if missing:
-                raise ValueError(f"{path} is not a runtime log of this policy: it has no {', '.join(missing)} array")
-            arrays = {k: z[k] for k in [*widths, *(k for k in optional if k in z.files)]}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ValueError(f"{path} holds pickled objects; refusing to load it") from None
-        raise
-    except Exception as exc:  # a damaged archive: zipfile, zlib and OSError
-        raise ValueError(f"{path} is not a readable runtime log ({type(exc).__name__})") from None
-    ticks: tuple[str, int] | None = None
-    for name, a in arrays.items():
-        width = {**optional, **widths}[name]
-        if a.dtype.kind not in "biuf":
-            raise ValueError(f"{path}: {name} holds {a.dtype} values, not numbers")
-        if a.size == 0:
-            a = arrays[name] = a.reshape(0, width or 0)
-        if a.ndim != 2 or (width is not None and a.shape[1] != width):
-            raise ValueError(f"{path}: {name} has shape {a.shape}; (ticks, {width if width is not None else 'n'}) "
-                             "expected (was the log recorded with this policy?)")
-        bad = ~np.isfinite(a)
-        if bad.any():
-            raise ValueError(f"{path}: {name} holds {int(bad.sum())} non-finite value(s) (NaN or inf), the first "
-                             f"at tick {int(np.argwhere(bad)[0][0])}")
-        if ticks is None:
-            ticks = (name, len(a))
-        elif len(a) != ticks[1]:
-            raise ValueError(f"{path}: {name} has {len(a)} ticks but {ticks[0]} has {ticks[1]}")
-    return arrays
-
-
-def replay(policy, log_path: Path, spec: PolicySpec | None = None) -> float:
-    """Feed a recorded log through the policy offline; max |action difference| against the log. For a
-    command-task policy, the commands recorded each tick must also be the ones in its observation."""
-    log = read_log(log_path, {"obs": spec.obs_size if spec is not None else None,
-                              "action": len(spec.leg_joints) if spec is not None else None}, {"commands": 2})
-    obs, actions, commands = log["obs"], log["action"], log.get("commands")
-    if spec is not None and spec.command and commands is not None and len(obs):
-        lo, _ = spec.frame_layout["command"]
-        seen = obs[:, lo:lo + 2] / np.array([CMD_VX_SCALE, CMD_WZ_SCALE])
-        if not np.allclose(seen, commands, atol=1e-5):
-            raise ValueError(f"{log_path}: the recorded commands are not the ones in the recorded observations")
-    out = np.stack([policy(o) for o in obs]) if len(obs) else np.zeros((0, 8))
-    return float(np.abs(out - actions).max()) if len(obs) else 0.0
-
-
-def make_hardware(args, spec: PolicySpec | None = None):
-    from deploy.hardware import DryRunHardware, MujocoHardware, RobotHardware
-    if args.dry_run:
-        return DryRunHardware(args.conf, print_every=25)
-    if args.hardware == "sim":
-        config = None
-        if spec is not None and spec.command:                 # the simulated robot reports command tracking
-            from pidog_env import config_tree
-            from pidog_env.config import EnvConfig
-            config = config_tree.apply(EnvConfig(), "command.enabled", True)
-        return MujocoHardware(randomize=True, seed=args.seed, imu_timing=args.sim_imu, config=config)
-    if args.hardware == "fake":
-        from deploy.fake_vendor import FakeVendor
-        return RobotHardware(FakeVendor(seed=args.seed).stack(), args.conf)
-    from deploy.vendor import load_vendor
-    return RobotHardware(load_vendor(), args.conf)
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 3600):
-        raise argparse.ArgumentTypeError(f"must be in (0, 3600] seconds, got {text}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):                    # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from deploy.vendor import PIDOG_CONF, read_pidog_conf, version_warnings
-    from pidog_env.files import new_file_problem
-    ap = _Parser(prog="python -m deploy.runtime", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--policy", type=Path, required=True, help="policy.onnx (policy.json must sit beside it)")
-    ap.add_argument("--hardware", choices=["pidog", "sim", "fake"], default="pidog",
-                    help="the robot; MuJoCo; or the recording fake vendor stack (moves nothing, for rehearsal)")
-    ap.add_argument("--seconds", type=_positive_seconds, default=20.0, help="policy (or --stand-only hold) time")
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--stand-only", action="store_true", help="stand, hold the stand pose, lie down (no policy)")
-    mode.add_argument("--imu-check", action="store_true", help="check the IMU's signs while you tilt the robot by hand")
-    mode.add_argument("--replay", type=Path, help="run a recorded log through the policy and exit")
-    ap.add_argument("--dry-run", action="store_true", help="load no vendor library, move nothing, print the commands")
-    ap.add_argument("--log", type=Path, help="save observations and actions (npz) for --replay")
-    ap.add_argument("--conf", type=Path, default=PIDOG_CONF, help="the vendor's calibration file (servo offsets)")
-    ap.add_argument("--sim-imu", choices=["robot", "ideal"], default="robot",
-                    help="--hardware sim: the robot's IMU timing (sample age as on the robot) or an ideal IMU")
-    ap.add_argument("--commands", metavar="SOURCE",
-                    help="command-task policies: keyboard (default), gamepad[:/dev/input/eventN], VX,WZ (fixed), "
-                         "or a runtime log .npz (its recorded commands)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    if args.dry_run and args.imu_check:
-        ap.error("--imu-check needs the real IMU; it cannot be combined with --dry-run")
-    # np.savez adds .npz to a name without it: check the file it will write
-    written = args.log if args.log is None or args.log.suffix == ".npz" else args.log.with_name(args.log.name + ".npz")
-    if written is not None and (problem := new_file_problem(written)):
-        print(f"error: --log {problem}", file=sys.stderr)
-        return 2
-    if not args.replay and (args.dry_run or args.hardware != "sim"):     # the calibration, before anything moves
-        try:
-            read_pidog_conf(args.conf)
-        except (OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    try:
-        spec = PolicySpec.load(args.policy.with_name("policy.json"))
-        check_layout(spec)
-        policy = hold_stand_policy(spec) if args.stand_only or args.imu_check else OnnxPolicy(args.policy, spec)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"error: cannot load the policy: {exc}", file=sys.stderr)
-        return 2
-    if args.commands is not None and not spec.command:
-        ap.error("--commands is for command-task policies; this policy walks forward only")
-    if args.replay:
-        try:
-            diff = replay(policy, args.replay, spec)
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"error: --replay {exc}", file=sys.stderr)      # the message names the file
-            return 2
-        print(f"replayed {args.replay}: max |action - logged action| = {diff:.2e}")
-        return 0 if diff < 1e-4 else 1
-    commands = None
-    if spec.command and not args.imu_check:
-        from deploy.commands import HELP, make_source
-        source = args.commands or ("0,0" if args.stand_only else "keyboard")
-        if source == "keyboard" and not sys.stdin.isatty():
-            ap.error("a command-task policy reads the keyboard from a terminal; without one pass --commands "
-                     "(gamepad, VX,WZ or a log .npz)")
-        try:
-            commands = make_source(source, spec.command_vx_range, spec.command_wz_range)
-        except (ImportError, OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if source == "keyboard":
-            print(HELP)
-    try:
-        hw = make_hardware(args, spec)
-    except ImportError as exc:
-        if commands is not None:
-            commands.close()
-        print(f"error: {exc} (install the SunFounder pidog library on the robot, or use --hardware sim)", file=sys.stderr)
-        return 2
-    try:
-        for line in [*hw.describe(), *version_warnings(getattr(getattr(hw, "vendor", None), "versions", robot.TESTED_VENDOR_VERSIONS))]:
-            print(line)
-        if args.imu_check:
-            ok = imu_check(hw, spec)
-            print("IMU check passed" if ok else "IMU check FAILED: do not run a policy until it passes")
-            return 0 if ok else 1
-        loop = ControlLoop(spec, policy, hw, realtime=True, log=args.log is not None, commands=commands)
-        stop = loop.run(args.seconds)
-    except _Halt as halt:                                    # --imu-check's start-up checks
-        print(f"error: {halt.stop.message}", file=sys.stderr)
-        return halt.stop.exit_code
-    finally:
-        if commands is not None:
-            commands.close()                                 # the terminal back to normal
-        hw.close()
-    if args.log:
-        loop.save_log(args.log)
-    print(f"stopped: {stop.message}; {loop.stats.line()}")
-    if stop.kind == "refused":
-        print(f"error: {stop.message}", file=sys.stderr)
-    if stop.kind == "aborted" and loop._signal is not None:
-        return 128 + loop._signal
-    return stop.exit_code
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m deploy.runtime` is the documented command: run deploy/cli.py as the program. (It imports this
+    # module as deploy.runtime; executing it by name, not importing it, keeps this module free of a loop back.)
+    import runpy
+    runpy.run_module("deploy.cli", run_name="__main__", alter_sys=True)

@@ -172,7 +172,8 @@ def test_keys_are_clipped_to_the_policys_command_ranges():
 def test_log_and_replay_round_trip_the_commands(tmp_path):
     from deploy.commands import FixedSource, ReplaySource
     from deploy.hardware import MujocoHardware
-    from deploy.runtime import ControlLoop, replay
+    from deploy.replay import replay
+    from deploy.runtime import ControlLoop
     spec = command_spec()
     seen: list = []
     policy = recording_policy(seen)

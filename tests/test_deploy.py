@@ -10,7 +10,8 @@ import pytest
 from deploy.hardware import MujocoHardware
 from deploy.vendor import chip_to_body, read_pidog_conf
 from deploy.policy_spec import PolicySpec
-from deploy.runtime import ActionMapper, ControlLoop, OnnxPolicy, Stop, replay
+from deploy.replay import replay
+from deploy.runtime import ActionMapper, ControlLoop, OnnxPolicy, Stop
 from deploy.safety import SafetyLayer
 from pidog_env import robot
 from pidog_env.config import EnvConfig
@@ -95,7 +96,8 @@ def spec_stub(**kw):
     ({"obs_size": 17}, "obs_size"),
 ])
 def test_runtime_refuses_a_policy_json_whose_layout_or_scales_differ(change, message, tmp_path):
-    from deploy.runtime import ObservationBuilder, check_layout, main
+    from deploy.cli import main
+    from deploy.runtime import ObservationBuilder, check_layout
     check_layout(spec_stub())                                     # the stub is what the env builds
     with pytest.raises(ValueError, match=message):
         ObservationBuilder(spec_stub(**change))
@@ -242,3 +244,13 @@ def test_off_policy_actors_export_with_parity(algo, tmp_path):
     onnx = OnnxPolicy(tmp_path / "export" / "policy.onnx", spec)
     obs = np.random.default_rng(0).uniform(-1, 1, (5, 16)).astype(np.float32)
     np.testing.assert_allclose(np.stack([onnx(o) for o in obs]), model.predict(obs, deterministic=True)[0], atol=1e-5)
+
+
+def test_the_documented_runtime_commands_start_the_command_line():
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    for how in (["-m", "deploy.runtime"], [str(root / "deploy" / "runtime.py")]):
+        proc = subprocess.run([sys.executable, *how, "--help"], capture_output=True, text=True, cwd=root, timeout=60)
+        assert proc.returncode == 0 and "usage: python -m deploy.runtime" in proc.stdout, proc.stderr
+        assert "--imu-check" in proc.stdout and "--stand-only" in proc.stdout

@@ -13,7 +13,9 @@ import pytest
 
 from deploy.fake_vendor import FakeVendor, still_level
 from deploy.hardware import DryRunHardware, RobotHardware
-from deploy.runtime import ControlLoop, Stop, hold_stand_policy, imu_check, main
+from deploy.cli import main
+from deploy.imu_check import imu_check
+from deploy.runtime import ControlLoop, Stop, hold_stand_policy
 from deploy.vendor import servo_register_value, version_warnings
 from pidog_env import robot
 from test_deploy import LIE_DEG, STAND_DEG, spec_stub

@@ -2,7 +2,7 @@
 stderr and exit code 2, never a traceback, and leaves no file or folder behind.
 
 Each test runs the real command line in-process (`pidog ...` through `training.cli.main`, the robot
-runtime through `deploy.runtime.main`) on bad files made in tmp_path.
+runtime through `deploy.cli.main`) on bad files made in tmp_path.
 """
 
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import runtime
+from deploy import cli as runtime      # the robot runtime's command line
 from deploy.vendor import read_pidog_conf
 from pidog_env import config_tree, files
 from pidog_env.config import EnvConfig
