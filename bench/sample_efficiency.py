@@ -39,13 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, speed_curves, worker_pool, write_result
+from bench._common import RESULTS, speed_curves, write_result
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 from training.presets import build_config, load_preset
 from training.evaluation import evaluate_policy
 from training.pipeline import run
 from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
+from training.workers import worker_pool
 
 HANDOFF_WINDOW = 100_000
 

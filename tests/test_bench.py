@@ -45,21 +45,6 @@ def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
     assert (tmp_path / "sample_efficiency.png").is_file()
 
 
-def test_robustness_conditions_are_valid_and_outside_the_training_ranges():
-    from bench.robustness import CONDITIONS, condition_config
-    from pidog_env import config_tree
-    from pidog_env.config import EnvConfig
-    base = EnvConfig()
-    for name, settings in CONDITIONS.items():
-        cfg = condition_config(name)                            # validates
-        for key, value in settings.items():
-            trained = config_tree.get(base, key)
-            assert config_tree.get(cfg, key) == (tuple(value) if isinstance(value, tuple) else value)
-            lo, hi = (trained, trained) if not isinstance(trained, tuple) else trained
-            v_lo, v_hi = (value, value) if not isinstance(value, tuple) else value
-            assert v_lo > hi or v_hi < lo, (name, key)          # entirely past the training range
-
-
 def test_the_command_lines_settings_override_an_algorithms_own_but_not_the_protocols():
     from bench.sample_efficiency import ALGOS, run_settings
     from training.presets import build_config
@@ -72,27 +57,6 @@ def test_the_command_lines_settings_override_an_algorithms_own_but_not_the_proto
     assert cfg.rl.total_timesteps == 30000 and cfg.seed == 3 and cfg.output_dir == "w"  # the protocol wins
     assert build_config([], run_settings({**common, "typed": []}, "x", 0, protocol,
                                          ALGOS["sac_rlpd"])).off_policy.demo_ratio == 0.5
-
-
-@pytest.mark.slow
-def test_command_tracking_writes_the_grid_for_the_trot(tmp_path):
-    run_script("command_tracking.py", "--trot-only", "--episodes", "1", results=tmp_path)
-    data = json.loads((tmp_path / "command_tracking.json").read_text())
-    cells = data["trot"]["cells"]
-    assert len(cells) == 9 and {"cmd_vx", "cmd_wz", "vx", "wz", "fall_rate"} <= set(cells[0])
-    straight = next(c for c in cells if c["cmd_vx"] == 0.12 and c["cmd_wz"] == 0.0)
-    assert abs(straight["vx"] - 0.12) < 0.03                 # the commanded trot follows a straight command
-    assert (tmp_path / "command_tracking.png").is_file() and "policy" not in data
-
-
-
-def test_command_tracking_summary():
-    from bench.command_tracking import GRID_VX, GRID_WZ, summarize
-    cells = [{"cmd_vx": v, "cmd_wz": w, "vx": v + 0.01, "wz": w - 0.05 * (w != 0), "fall_rate": 0.0,
-              "vx_error": 0.01, "wz_error": 0.05 * (w != 0)} for v in GRID_VX for w in GRID_WZ]
-    s = summarize(cells)
-    assert s["cells_within_tolerance"] == 9 and s["zero_command_drift_mps"] == 0.01
-    assert s["mean_tracking_error"] == pytest.approx((0.01 / 0.03 + (6 * 0.05 / 9) / 0.10) / 2, abs=1e-3)
 
 
 def _alive(pid: int) -> bool:
@@ -127,7 +91,7 @@ def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path, task):
     bench = ("import os, sys, time\n"
              f"sys.path.append({str(tmp_path)!r})\n"
              "import graceful\n"
-             "from bench._common import worker_pool\n"
+             "from training.workers import worker_pool\n"
              "pool = worker_pool(1, grace_s=1.0)\n"
              "pid = pool.submit(os.getpid).result()\n"
              f"pool.submit(graceful.{task}, {str(started)!r})\n"
@@ -147,42 +111,3 @@ def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path, task):
         assert not _alive(worker)
     finally:
         proc.kill()
-
-
-def test_robustness_acceptance_compares_seed_0_and_the_mean_over_seeds():
-    from bench.robustness import acceptance
-    fig = lambda speed, falls: {"speed_mps": speed, "fall_rate": falls}   # noqa: E731
-    conditions = {
-        "calm": {"trot": fig(0.10, 0.05), "bc": fig(0.10, 0.00), "finetuned": fig(0.15, 0.05),
-                 "finetuned_seed1": fig(0.13, 0.05), "finetuned_seed2": fig(0.14, 0.05)},
-        "hard": {"trot": fig(0.10, 0.10), "bc": fig(0.09, 0.00), "finetuned": fig(0.15, 0.15),
-                 "finetuned_seed1": fig(0.08, 0.00), "finetuned_seed2": fig(0.12, 0.00)},
-    }
-    checks = acceptance(conditions)
-    assert all(checks["calm"]["finetuned"].values()) and all(checks["calm"]["finetuned_seed_mean"].values())
-    # Seed 0 falls more than the trot and than BC + 0.05; the mean over seeds (5 %) does not, but is slower.
-    assert checks["hard"]["finetuned"] == {"falls_at_most_trot": False, "speed_at_least_trot": True,
-                                           "falls_at_most_bc_plus_0.05": False}
-    assert checks["hard"]["finetuned_seed_mean"] == {"falls_at_most_trot": True, "speed_at_least_trot": True,
-                                                     "falls_at_most_bc_plus_0.05": True}
-    conditions["hard"]["finetuned_seed1"] = fig(0.02, 0.0)     # mean speed 0.097 < the trot's 0.10
-    assert acceptance(conditions)["hard"]["finetuned_seed_mean"]["speed_at_least_trot"] is False
-
-
-def test_robustness_finds_every_seed_of_the_last_sample_efficiency_run(tmp_path, monkeypatch):
-    import bench.robustness as rb
-    for run, name in (("bc_init_seed0", "best_model.zip"), ("bc_init_seed1", "final_model.zip"),
-                      ("bc_init_seed10", "best_model.zip"), ("bc_init_seed2", None), ("bc", None),
-                      ("bc_init_seed0_old", "best_model.zip")):
-        (tmp_path / run).mkdir()
-        if name:
-            (tmp_path / run / name).write_bytes(b"")
-    (tmp_path / "bc" / "bc_pretrained_policy.pth").write_bytes(b"")
-    monkeypatch.setattr(rb, "DEFAULT_RUNS", tmp_path)
-    assert list(rb.default_policies()) == ["bc", "finetuned"]
-    found = rb.default_policies(all_seeds=True)
-    assert list(found) == ["bc", "finetuned", "finetuned_seed1", "finetuned_seed10"]   # seed 2 shipped nothing
-    assert found["finetuned_seed1"].name == "final_model.zip" and found["finetuned"].name == "best_model.zip"
-
-
-

@@ -237,27 +237,36 @@ def add_model_source(parser: argparse.ArgumentParser, compare: bool = False) -> 
     src.add_argument("--gait", choices=["trot"], help="the hard-coded gait instead")
     if compare:
         src.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two models (or 'trot') side by side")
-    parser.add_argument("--episodes", type=positive_int, default=10 if not compare else 1)
+    parser.add_argument("--episodes", type=positive_int, default=None if not compare else 1,
+                        help="episodes (default 10; a suite: 20 per condition, 10 per command cell)" if not compare
+                        else "episodes per model")
     parser.add_argument("--seed", type=seed_int, default=None)
     parser.add_argument("--no-randomization", action="store_true")
     parser.add_argument("--allow-pickle", action="store_true", help="allow SB3 zips not written by this project")
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from pidog_env.evaluation import tracking_text
+SUITES = ("robustness", "commands")
+
+
+def evaluated_config(args: argparse.Namespace):
+    """(policy or None for the trot, the env config to evaluate on): the policy's own, then --set env.*."""
     from pidog_env.config import EnvConfig
-    from pidog_env.gaits import TrotGait
-    from training.evaluation import EVAL_SEED_BASE, evaluate_policy, format_table
-    if args.randomization_level is not None and args.no_randomization:
-        raise ConfigError("--randomization-level scales the randomization; it cannot be combined with "
-                          "--no-randomization")
-    if args.model:
+    policy, env_cfg = None, EnvConfig()
+    if args.model and not (args.suite and args.model.endswith(".onnx")):
         from training.policies import load_policy
         policy, meta = load_policy(args.model, allow_pickle=args.allow_pickle)
-        env_cfg = meta.get("env_config_obj") or EnvConfig()
-    else:
-        env_cfg = EnvConfig()
-        policy = TrotGait.for_config(env_cfg)
+        env_cfg = meta.get("env_config_obj") or env_cfg
+    elif args.model:
+        from deploy.policy_spec import PolicySpec
+        spec_path = Path(args.model).with_name("policy.json")
+        for path in (Path(args.model), spec_path):
+            if not path.is_file():
+                raise PipelineError(f"{path} not found (an exported policy.onnx needs its policy.json beside it)")
+        try:
+            spec = PolicySpec.load(spec_path)
+        except (ValueError, TypeError, OSError) as exc:
+            raise PipelineError(f"{spec_path} is not a policy.json this runtime reads ({exc})") from None
+        env_cfg = config_tree.apply(env_cfg, "command.enabled", bool(spec.command))
     for key, text in getattr(args, "assignments", []):
         if not key.startswith("env."):
             raise ConfigError(f"evaluate takes env.* settings only (the policy fixes the rest), got {key}")
@@ -268,16 +277,74 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from pidog_env.curriculum import scaled
         env_cfg = replace(env_cfg, randomization=scaled(env_cfg.randomization, args.randomization_level))
     config_tree.validate(env_cfg)
+    return policy, env_cfg
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from pidog_env.evaluation import tracking_text
+    from pidog_env.gaits import TrotGait
+    from training.evaluation import EVAL_SEED_BASE, evaluate_policy, format_table
+    if args.randomization_level is not None and args.no_randomization:
+        raise ConfigError("--randomization-level scales the randomization; it cannot be combined with "
+                          "--no-randomization")
+    if args.suite:
+        return run_suite(args)
+    for flag in ("out", "force", "workers", "conditions"):
+        if getattr(args, flag) not in (None, False):
+            raise ConfigError(f"--{flag} applies to --suite runs")
+    if args.model and args.model.endswith(".onnx"):
+        raise ConfigError("an exported policy.onnx is evaluated through the runtime: --suite robustness")
+    policy, env_cfg = evaluated_config(args)
+    policy = policy or TrotGait.for_config(env_cfg)
     seed = EVAL_SEED_BASE if args.seed is None else args.seed
-    result = evaluate_policy(policy, env_cfg, args.episodes, seed, randomize=not args.no_randomization)
+    episodes = args.episodes or 10
+    result = evaluate_policy(policy, env_cfg, episodes, seed, randomize=not args.no_randomization)
     randomization = ("off" if args.no_randomization else "on" if args.randomization_level is None
                      else f"at level {args.randomization_level:g}")
     print(format_table(result["per_episode"]))
     print(f"\nmean return {result['mean_return']:.1f} | mean speed {result['mean_forward_speed']:.3f} m/s | "
           f"mean distance {result['mean_distance']:.2f} m | fall rate {result['fall_rate']:.0%} "
-          f"({args.episodes} episodes, randomization {randomization}){tracking_text(result)}")
+          f"({episodes} episodes, randomization {randomization}){tracking_text(result)}")
     if args.json:
         args.json.write_text(json.dumps({**result, "randomization_level": args.randomization_level}, indent=2))
+
+
+def run_suite(args: argparse.Namespace) -> None:
+    """`pidog evaluate --suite NAME`: everything checked before the folder is made, then the suite."""
+    import importlib
+    import time
+
+    from training import suites
+    for flag, given in (("--no-randomization", args.no_randomization), ("--json", args.json),
+                        ("--randomization-level", args.randomization_level is not None)):
+        if given:
+            raise ConfigError(f"{flag} does not apply to --suite {args.suite} (it writes {args.suite}.json itself)")
+    if args.conditions and args.suite != "robustness":
+        raise ConfigError("--conditions applies to --suite robustness")
+    suite = importlib.import_module(f"training.suites.{args.suite}")
+    policy, env_cfg = evaluated_config(args)
+    if args.suite == "commands" and policy is not None and not env_cfg.command.enabled:
+        raise PipelineError(f"{args.model} was trained on the forward task; --suite commands needs a command-task "
+                            "policy (pidog train --task command)")
+    if args.conditions:
+        unknown = sorted(set(args.conditions) - set(suite.CONDITIONS))
+        if unknown:
+            raise ConfigError(f"no condition {unknown[0]!r} (known: {', '.join(suite.CONDITIONS)})")
+    source = args.model or suites.TROT
+    folder = suites.output_folder(args.suite, args.model, args.out, args.force)
+    episodes = args.episodes or suite.DEFAULT_EPISODES
+    seed = suite.SEED_BASE if args.seed is None else args.seed
+    extra = {"conditions": args.conditions} if args.suite == "robustness" else {}
+    print(f"{args.suite} suite: {source if source == suites.TROT else source + ' and the trot'}, {episodes} episodes per "
+          f"{'condition' if args.suite == 'robustness' else 'command cell'}, seeds from {seed}", flush=True)
+    t0 = time.perf_counter()
+    result = suite.run(source, env_cfg, episodes, seed, args.workers or 2, args.allow_pickle, **extra)
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    for line in suite.summary_lines(result):
+        print(line)
+    path = suites.write_results(folder, args.suite, result)
+    suite.plot(result, folder / f"{args.suite}.png")
+    print(f"-> {path} and {folder / f'{args.suite}.png'}")
 
 
 def cmd_visualize(args: argparse.Namespace) -> None:
@@ -331,6 +398,16 @@ def build_parser() -> Parser:
                         "(pidog_env/curriculum.py): 1 = the configured ranges, 1.5 = half as wide again, 0 = one "
                         "nominal robot; applied after --set")
     p.add_argument("--json", type=new_file, help="also write the figures to this (new) JSON file")
+    g = p.add_argument_group("suites (training/suites/): a policy against the trot, written to a folder")
+    g.add_argument("--suite", choices=SUITES, default=None,
+                   help="robustness: through the robot runtime under conditions outside the training ranges; "
+                        "commands: tracking over a grid of velocity and turn commands")
+    g.add_argument("--conditions", nargs="+", metavar="NAME", default=None,
+                   help="robustness conditions to run (default: all of training/suites/robustness.py)")
+    g.add_argument("--workers", type=int_in(1, 65), default=None, help="processes in parallel (default 2)")
+    g.add_argument("--out", type=Path, default=None, help="folder for <suite>.json and .png "
+                                                           "(default: <model folder>/<suite>)")
+    g.add_argument("--force", action="store_true", help="replace that folder's earlier results of the suite")
     p.add_argument("--set", dest="set_", action=_Assign, metavar="env.KEY=VALUE", default=argparse.SUPPRESS,
                    help="evaluate under changed env settings, e.g. --set env.randomization.friction=[0.3,0.5]")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# The command task's tolerances (bench/command_tracking.py's acceptance): errors are scored in these units.
+# The command task's tolerances (also the commands suite's, training/suites/commands.py): errors are scored in these units.
 VX_TOLERANCE = 0.03        # m/s
 WZ_TOLERANCE = 0.10        # rad/s
 

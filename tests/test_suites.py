@@ -1,0 +1,169 @@
+"""`pidog evaluate --suite robustness|commands`: the conditions, the figures and verdicts, the output folder
+(checked before any work, never over earlier results), and both suites end to end on a trained policy."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pidog_env import config_tree
+from pidog_env.config import EnvConfig
+from training import cli
+from training.suites import commands, robustness
+
+
+def test_robustness_conditions_are_valid_and_outside_the_training_ranges():
+    base = EnvConfig()
+    for name, settings in robustness.CONDITIONS.items():
+        cfg = robustness.condition_config(base, name)                 # validates
+        assert cfg.randomization.enabled
+        for key, value in settings.items():
+            trained = config_tree.get(base, key)
+            assert config_tree.get(cfg, key) == (tuple(value) if isinstance(value, tuple) else value)
+            lo, hi = (trained, trained) if not isinstance(trained, tuple) else trained
+            v_lo, v_hi = (value, value) if not isinstance(value, tuple) else value
+            assert v_lo > hi or v_hi < lo, (name, key)                  # entirely past the training range
+
+
+def test_robustness_verdicts_follow_the_figures():
+    fig = lambda speed, falls: {"speed_mps": speed, "fall_rate": falls}   # noqa: E731
+    rows = {"calm": {"trot": fig(0.10, 0.05), "policy": fig(0.15, 0.05)},
+            "hard": {"trot": fig(0.10, 0.10), "policy": fig(0.09, 0.15)}}
+    v = robustness.verdicts(rows, "policy")
+    assert v["calm"] == {"falls_at_most_trot": True, "speed_at_least_trot": True}
+    assert v["hard"] == {"falls_at_most_trot": False, "speed_at_least_trot": False}
+    assert "misses: falls_at_most_trot, speed_at_least_trot" in robustness.summary_lines(
+        {"conditions": rows, "verdicts": v})[1]
+
+
+def test_command_grid_summary_and_verdicts():
+    cells = [{"cmd_vx": v, "cmd_wz": w, "vx": v + 0.01, "wz": w - 0.05 * (w != 0), "fall_rate": 0.0,
+              "vx_error": 0.01, "wz_error": 0.05 * (w != 0)} for v in commands.GRID_VX for w in commands.GRID_WZ]
+    s = commands.summarize(cells)
+    assert s["cells_within_tolerance"] == 9 and s["zero_command_drift_mps"] == 0.01
+    assert s["mean_tracking_error"] == pytest.approx((0.01 / 0.03 + (6 * 0.05 / 9) / 0.10) / 2, abs=1e-3)
+    worse = commands.summarize([{**c, "vx_error": 0.05, "fall_rate": 0.1} for c in cells])
+    assert commands.verdicts(s, worse) == {"every_cell_within_tolerance": True, "zero_command_drift_ok": True,
+                                           "falls_ok": True, "better_than_the_trot": True}
+    assert commands.verdicts(worse, s) == {"every_cell_within_tolerance": False, "zero_command_drift_ok": True,
+                                           "falls_ok": False, "better_than_the_trot": False}
+
+
+BAD = [
+    (["--json", "x.json"], "--json does not apply"),
+    (["--no-randomization"], "--no-randomization does not apply"),
+    (["--randomization-level", "1.5"], "--randomization-level does not apply"),
+    (["--conditions", "nominal", "no_such"], "no condition 'no_such'"),
+    (["--set", "ppo.gamma=0.9"], "env.* settings only"),
+    (["--set", "env.obs.history=3"], "changes what the policy observes"),
+    (["--workers", "0"], "--workers"),
+]
+
+
+@pytest.mark.parametrize("argv,says", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_a_bad_suite_option_is_one_line_and_exit_2_before_any_work(argv, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(["evaluate", "--suite", "robustness", "--gait", "trot", "--out", "r", *argv])
+    except SystemExit as exc:                                          # argparse's own (one line: cli.Parser)
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []                               # nothing created
+
+
+def test_options_of_a_suite_are_refused_without_one(capsys):
+    assert cli.main(["evaluate", "--gait", "trot", "--workers", "2"]) == 2
+    assert "--workers applies to --suite runs" in capsys.readouterr().err
+
+
+def test_earlier_results_are_kept_unless_forced(tmp_path, capsys):
+    (tmp_path / "robustness.json").write_text("{}")
+    argv = ["evaluate", "--suite", "robustness", "--gait", "trot", "--out", str(tmp_path), "--conditions", "nominal",
+            "--episodes", "1", "--set", "env.episode_seconds=0.2", "--workers", "1"]
+    assert cli.main(argv) == 2
+    assert "exists: pass --force" in capsys.readouterr().err
+    assert (tmp_path / "robustness.json").read_text() == "{}"
+    assert cli.main([*argv, "--force"]) == 0
+    assert json.loads((tmp_path / "robustness.json").read_text())["conditions"]["nominal"]["trot"]["fall_rate"] == 0
+
+
+def _finite(value) -> bool:
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def command_policy(tmp_path_factory):
+    """A command-task policy at the tests' budget, exported for the robot."""
+    root = tmp_path_factory.mktemp("suites")
+    assert cli.main(["train", "--preset", "tiny", "--task", "command", "--output-dir", str(root),
+                     "--experiment-name", "cmd", "--no-live"]) == 0
+    model = root / "cmd" / "best_model.zip"
+    assert cli.main(["export", "--model", str(model), "--check-steps", "20"]) == 0
+    return model
+
+
+@pytest.mark.slow
+def test_the_commands_suite_writes_the_grid_for_the_policy_and_the_trot(command_policy, capsys):
+    argv = ["evaluate", "--suite", "commands", "--model", str(command_policy), "--episodes", "1",
+            "--set", "env.episode_seconds=1", "--workers", "2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    data = json.loads((command_policy.parent / "commands" / "commands.json").read_text())
+    assert _finite(data) and data["episodes_per_cell"] == 1 and data["episode_seconds"] == 1
+    assert data["command"].startswith("pidog") or data["command"] is None
+    for who in ("trot", "policy"):
+        cells = data[who]["cells"]
+        assert sorted((c["cmd_vx"], c["cmd_wz"]) for c in cells) == sorted(
+            (v, w) for v in commands.GRID_VX for w in commands.GRID_WZ)
+        for c in cells:
+            assert 0 <= c["fall_rate"] <= 1
+            assert c["vx_error"] == pytest.approx(abs(c["vx"] - c["cmd_vx"]), abs=2e-4)
+        assert data[who]["mean_tracking_error"] == pytest.approx(
+            sum(commands.cell_error(c) for c in cells) / 9, abs=2e-3)
+    assert data["verdicts"] == commands.verdicts(data["policy"], data["trot"])
+    assert (command_policy.parent / "commands" / "commands.png").is_file() and "commands.json" in out
+
+
+@pytest.mark.slow
+def test_the_robustness_suite_runs_a_policy_and_its_export_through_the_runtime(command_policy, tmp_path):
+    for model, out in ((command_policy, tmp_path / "zip"), (command_policy.parent / "export" / "policy.onnx",
+                                                               tmp_path / "onnx")):
+        assert cli.main(["evaluate", "--suite", "robustness", "--model", str(model), "--episodes", "2",
+                         "--set", "env.episode_seconds=1", "--conditions", "nominal", "weaker_servos",
+                         "--out", str(out)]) == 0
+        data = json.loads((out / "robustness.json").read_text())
+        assert _finite(data) and data["model"] == str(model) and data["held_command"] == [0.12, 0.0]
+        assert set(data["conditions"]) == {"nominal", "weaker_servos"} == set(data["verdicts"])
+        for name, row in data["conditions"].items():
+            assert set(row) == {"trot", "policy"}
+            for f in row.values():
+                falls = round(f["fall_rate"] * 2)
+                assert sum(f["fall_causes"].values()) == falls == len(f["fall_episodes"])
+        assert data["verdicts"] == robustness.verdicts(data["conditions"], "policy")
+        assert (out / "robustness.png").is_file()
+    # The same robots: the trot's figures do not depend on the policy beside it.
+    zip_rows = json.loads((tmp_path / "zip" / "robustness.json").read_text())["conditions"]
+    onnx_rows = json.loads((tmp_path / "onnx" / "robustness.json").read_text())["conditions"]
+    assert {n: r["trot"] for n, r in zip_rows.items()} == {n: r["trot"] for n, r in onnx_rows.items()}
+    # ONNX and PyTorch act alike (parity-checked at export): the same episodes, the same speed.
+    for n in zip_rows:
+        assert zip_rows[n]["policy"]["speed_mps"] == pytest.approx(onnx_rows[n]["policy"]["speed_mps"], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_the_commands_suite_refuses_a_forward_task_policy(tmp_path, capsys):
+    assert cli.main(["imitate", "--preset", "tiny", "--output-dir", str(tmp_path), "--experiment-name", "fwd",
+                     "--no-live"]) == 0
+    model = tmp_path / "fwd" / "bc_pretrained_policy.pth"
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--suite", "commands", "--model", str(model)]) == 2
+    assert "trained on the forward task" in capsys.readouterr().err
+    assert not (tmp_path / "fwd" / "commands").exists()
+    assert Path(model).is_file()
