@@ -44,6 +44,7 @@ from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 from training.presets import build_config, load_preset
 from training.evaluation import evaluate_policy
+from training.experiment import Experiment
 from training.pipeline import run
 from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
 from training.workers import worker_pool
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
 
     common = dict(workdir=str(args.workdir), preset=preset, typed=typed)
     bc_summary = pipeline(common, "bc", 42, [("rl.total_timesteps", "0")])["bc"]
-    bc_path = args.workdir / "bc" / "bc_pretrained_policy.pth"
+    bc_path = args.workdir / "bc" / Experiment.BC_POLICY
     jobs = [(f"{kind}_seed{seed}", seed, kind) for seed in seeds for kind in starts]
     sac_jobs = [(f"{algo}_seed{seed}", seed, algo) for seed in seeds for algo in algos if algo.startswith("sac")]
     sac_common = [("rl.total_timesteps", str(args.sac_budget)), ("rl.eval_freq", str(args.sac_eval_freq)),
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                         for name, seed, algo in sac_jobs})
         results = {name: f.result() for name, f in futures.items()}
     # Each run's folder and evaluation history, read once: {algorithm: [(folder, history) per seed]}.
-    runs_of = {algo: [(n, json.loads((args.workdir / n / "evaluations.json").read_text()))
+    runs_of = {algo: [(n, json.loads((args.workdir / n / Experiment.EVALUATIONS).read_text()))
                       for n in (f"{START_OF.get(algo, algo)}_seed{seed}" for seed in seeds)] for algo in algos}
     histories_all = {algo: [h for _, h in runs] for algo, runs in runs_of.items()}
     histories = {START_OF[algo]: histories_all[algo] for algo in algos if algo in START_OF}

@@ -37,6 +37,7 @@ from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 from training.config import RLConfig
+from training.experiment import Experiment
 from training.visualization import (ClipRenderer, log_video_to_tensorboard, record_episode, rollout_states,
                                     save_dashboard, save_states, write_mp4)
 
@@ -52,7 +53,7 @@ def background_visualization(out: Path, env_cfg: EnvConfig) -> tuple[float, dict
     states = rollout_states(gait, env_cfg, seed=0)
     renderer.submit(save_states(out / "step_50000.states.npz", states, env_cfg, "bench"),
                     out / "step_50000.mp4", 50_000)
-    save_dashboard(out / "plots" / "training_curves.png", EVALS, EVALS)
+    save_dashboard(out / Experiment.DASHBOARD, EVALS, EVALS)
     return time.perf_counter() - start, states["stats"], renderer
 
 
@@ -71,7 +72,7 @@ def inprocess_visualization(out: Path, env_cfg: EnvConfig) -> float:
     frames, stats = record_episode(TrotGait.for_config(env_cfg), env_cfg, seed=0, title="bench")
     write_mp4(out / "old.mp4", frames, stats["fps"])
     log_video_to_tensorboard(writer, "visualization/episode", frames, 50_000, stats["fps"])
-    save_dashboard(out / "plots" / "old.png", EVALS, EVALS)
+    save_dashboard(out / Experiment.PLOTS / "old.png", EVALS, EVALS)
     seconds = time.perf_counter() - start
     writer.close()
     return seconds

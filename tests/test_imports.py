@@ -127,3 +127,33 @@ def test_the_checks_see_a_function_level_loop_a_main_shim_and_a_lab_import(tmp_p
     graph = import_graph(tmp_path)
     assert cycles(graph) == [["training.a", "training.b"], ["training.c", "training.d"]]
     assert lab_imports(graph) == ["training.e -> lab.sac_variants"]
+
+
+def artifact_literals(root: Path) -> list[str]:
+    """Experiment's file names spelled as literals outside training/experiment.py, and its folder names used
+    in a path join (`x / "checkpoints"`)."""
+    from training.experiment import Experiment
+    names = {v for k, v in vars(Experiment).items() if k.isupper() and isinstance(v, str)}
+    files = {n for n in names if "." in n}
+    folders = names - files
+    found = []
+    for name, path in modules(root).items():
+        if name == "training.experiment":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in files:
+                found.append(f"{name}:{node.lineno} {node.value!r}")
+            elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+                  and isinstance(node.right, ast.Constant) and node.right.value in folders):
+                found.append(f"{name}:{node.lineno} / {node.right.value!r}")
+    return found
+
+
+def test_artifact_names_are_spelled_only_in_experiment():
+    assert not artifact_literals(ROOT)
+
+
+def test_the_artifact_check_sees_a_file_name_and_a_folder_join(tmp_path):
+    _write(tmp_path, {"training/__init__.py": "",
+                      "training/x.py": "A = 'best_model.zip'\nB = root / 'checkpoints'\nC = 'checkpoints'\n"})
+    assert artifact_literals(tmp_path) == ["training.x:1 'best_model.zip'", "training.x:2 / 'checkpoints'"]

@@ -243,7 +243,7 @@ class VisualizationCallback(BaseCallback):
         states = rollout_states(lambda obs: policy.predict(obs, deterministic=True)[0], self.env_cfg,
                                 seed=self.seed, fps=self.fps)
         stats = {k: v for k, v in states["stats"].items() if k != "dt"}
-        clip = self.exp / Experiment.VIDEOS / f"step_{step}.mp4"
+        clip = Experiment.clip(self.exp.root, step)
         clip.parent.mkdir(parents=True, exist_ok=True)
         clip.with_suffix(".json").write_text(json.dumps(stats))          # the episode behind the clip
         self.logger.record("visualization/return", stats["return"])
@@ -274,7 +274,7 @@ class VisualizationCallback(BaseCallback):
 
     def dashboard(self) -> None:
         from training.visualization import save_dashboard
-        save_dashboard(self.exp / Experiment.PLOTS / "training_curves.png", self.evaluations(), self.episodes(),
+        save_dashboard(self.exp / Experiment.DASHBOARD, self.evaluations(), self.episodes(),
                        self.exp.read_json(Experiment.BC_CURVE, None), title=self.exp.root.name)
 
     def _guarded(self, fn: Callable[[], None]) -> None:

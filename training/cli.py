@@ -374,7 +374,8 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from training.export import export
-    out = args.out or Path(args.model).parent / "export"
+    from training.experiment import Experiment
+    out = args.out or Path(args.model).parent / Experiment.EXPORT
     check_output_dir(out, "--out" if args.out else "the export folder")
     result = export(args.model, out, args.check_steps, args.force, args.allow_pickle)
     print(f"exported {result['onnx']} and {result['json']}; ONNX vs PyTorch max |diff| "

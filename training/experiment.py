@@ -50,8 +50,21 @@ class Experiment:
     BEST_MODEL = "best_model.zip"
     FINAL_MODEL = "final_model.zip"
     SUMMARY = "summary.json"
-    VIDEOS = "videos"
+    VIDEOS = "videos"                               # clip_<step>.mp4 files, see clip()
     PLOTS = "plots"
+    DASHBOARD = "plots/training_curves.png"         # evaluations and training episodes against steps
+    INTERVENTIONS = "interventions.json"            # off-policy takeovers per window
+    EXPORT = "export"                               # `pidog export`'s default folder, beside the model
+
+    @classmethod
+    def clip(cls, root: str | Path, step: int) -> Path:
+        """The clip recorded at `step` (its episode's figures beside it, as .json)."""
+        return Path(root) / cls.VIDEOS / f"step_{step}.mp4"
+
+    @classmethod
+    def clips(cls, root: str | Path) -> list[Path]:
+        """Every clip of the run, oldest first."""
+        return sorted((Path(root) / cls.VIDEOS).glob("step_*.mp4"), key=lambda p: p.stat().st_mtime)
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

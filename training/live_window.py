@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.experiment import Experiment
+
 WIDTH, VIDEO_H, DASH_H = 960, 540, 200
 
 
@@ -76,14 +78,14 @@ def main(argv: list[str]) -> int:
             last_scan = now
             if os.getppid() != parent:             # the training process is gone
                 break
-            clips = sorted((exp / "videos").glob("step_*.mp4"), key=lambda p: p.stat().st_mtime)
+            clips = Experiment.clips(exp)
             if clips and clips[-1] != clip:
                 try:
                     frames, fps = _load_video(clips[-1])
                     clip, frame_i, next_frame = clips[-1], 0, now
                 except Exception:
                     pass                            # still being written; try again next scan
-            plot = exp / "plots" / "training_curves.png"
+            plot = exp / Experiment.DASHBOARD
             if plot.is_file() and plot.stat().st_mtime != dash_mtime:
                 dash_mtime = plot.stat().st_mtime
                 dash = _load_image(plot)

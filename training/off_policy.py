@@ -186,7 +186,7 @@ def InterventionCallback(exp: Experiment, window: int = 1_000):  # noqa: N802 (a
             if row is not None:
                 self.logger.record("rollout/intervention_rate", row["intervention_rate"])
                 self.logger.record("rollout/takeovers", row["takeovers"])
-                (exp / "interventions.json").write_text(json.dumps(self.log.history))
+                (exp / Experiment.INTERVENTIONS).write_text(json.dumps(self.log.history))
             return True
 
     return _Callback()
@@ -205,7 +205,7 @@ def Dashboard(exp: Experiment, every: int, evaluations, interventions, title: st
             self.last = 0
 
         def save(self) -> None:
-            save_dashboard(exp / Experiment.PLOTS / "training_curves.png", evaluations(),
+            save_dashboard(exp / Experiment.DASHBOARD, evaluations(),
                            title=f"{title} ({exp.root.name})", interventions=interventions())
 
         def _on_step(self) -> bool:
