@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.sac_prior import SACWithPrior, has_layer_norm, layer_norm_critics
+from training.policies import has_layer_norm, layer_norm_critics
+from training.sac_prior import SACWithPrior
 
 TARGET = 0.5       # the synthetic prior's action, whatever the state
 

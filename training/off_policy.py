@@ -27,9 +27,9 @@ from training.demos import Demonstrations
 from training.evaluation import FINAL_EVAL_SEED_BASE, evaluate_policy
 from training.experiment import Experiment
 from training.interventions import TAKE_OVER_RATE, TAKE_OVER_TILT_DEG
-from training.policies import policy_meta
+from training.policies import layer_norm_critics, policy_meta
 from training.report import figures, log, selected_summary
-from training.sac_prior import SACWithPrior, layer_norm_critics
+from training.sac_prior import SACWithPrior
 
 
 def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None) -> dict[str, Any]:

@@ -158,12 +158,36 @@ def rebuild_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor],
     return policy, env_cfg
 
 
+# ---------------------------------------------------------------- SAC/TD3 critics (RLPD)
+def layer_norm_critics(policy) -> None:
+    """Rebuild the Q networks of an SB3 SAC/TD3 policy (and their targets) with a LayerNorm after every
+    hidden Linear layer; fresh weights, a fresh critic optimizer. Same architecture otherwise."""
+    for critic in (policy.critic, policy.critic_target):
+        for i, old in enumerate(critic.q_networks):
+            layers: list[torch.nn.Module] = []
+            linears = [m for m in old if isinstance(m, torch.nn.Linear)]
+            act = next((type(m) for m in old if not isinstance(m, torch.nn.Linear)), torch.nn.ReLU)
+            for lin in linears[:-1]:
+                layers += [torch.nn.Linear(lin.in_features, lin.out_features), torch.nn.LayerNorm(lin.out_features),
+                           act()]
+            layers.append(torch.nn.Linear(linears[-1].in_features, linears[-1].out_features))
+            new = torch.nn.Sequential(*layers)
+            critic.add_module(f"qf{i}", new)
+            critic.q_networks[i] = new
+    policy.critic_target.load_state_dict(policy.critic.state_dict())
+    lr = policy.critic.optimizer.param_groups[0]["lr"]
+    policy.critic.optimizer = policy.optimizer_class(policy.critic.parameters(), lr=lr, **policy.optimizer_kwargs)
+
+
+def has_layer_norm(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether saved SAC/TD3 weights come from LayerNorm critics (their q networks have 1-D weights)."""
+    return any(k.startswith("critic.qf") and k.endswith(".weight") and v.dim() == 1 for k, v in state_dict.items())
+
+
 def rebuild_off_policy(meta: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str | Path = "policy"):
     """SAC/TD3 policy from metadata + weights (train_rl.py builds them with net_arch = PolicyConfig's)."""
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from training.sac_prior import has_layer_norm, layer_norm_critics
     env_cfg = env_config_of(meta)
     try:
         arch = [int(n) for n in meta["policy"]["net_arch"]]

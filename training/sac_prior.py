@@ -14,7 +14,8 @@ actions it has never tried. Two standard remedies:
   the squared distance of the actor's mean action from the BC policy's action. `bc_coef` falls linearly
   to 0 over `bc_decay_steps` env steps from the actor's release, so the teacher guides the start and
   lets go later (as `ppo.bc_coef` does in the PPO hand-off).
-* **LayerNorm critics** (RLPD): a LayerNorm after every hidden layer of the Q networks bounds how far
+* **LayerNorm critics** (RLPD, `training.policies.layer_norm_critics`): a LayerNorm after every hidden
+  layer of the Q networks bounds how far
   Q can extrapolate to actions outside the data.
 
 `SACWithPrior.train` is SB3's `SAC.train` with that actor loss; the critic and entropy updates are
@@ -32,31 +33,6 @@ import torch
 import torch.nn.functional as F
 from stable_baselines3 import SAC
 from stable_baselines3.common.utils import polyak_update
-
-
-def layer_norm_critics(policy) -> None:
-    """Rebuild the Q networks of an SB3 SAC/TD3 policy (and their targets) with a LayerNorm after every
-    hidden Linear layer; fresh weights, a fresh critic optimizer. Same architecture otherwise."""
-    for critic in (policy.critic, policy.critic_target):
-        for i, old in enumerate(critic.q_networks):
-            layers: list[torch.nn.Module] = []
-            linears = [m for m in old if isinstance(m, torch.nn.Linear)]
-            act = next((type(m) for m in old if not isinstance(m, torch.nn.Linear)), torch.nn.ReLU)
-            for lin in linears[:-1]:
-                layers += [torch.nn.Linear(lin.in_features, lin.out_features), torch.nn.LayerNorm(lin.out_features),
-                           act()]
-            layers.append(torch.nn.Linear(linears[-1].in_features, linears[-1].out_features))
-            new = torch.nn.Sequential(*layers)
-            critic.add_module(f"qf{i}", new)
-            critic.q_networks[i] = new
-    policy.critic_target.load_state_dict(policy.critic.state_dict())
-    lr = policy.critic.optimizer.param_groups[0]["lr"]
-    policy.critic.optimizer = policy.optimizer_class(policy.critic.parameters(), lr=lr, **policy.optimizer_kwargs)
-
-
-def has_layer_norm(state_dict: dict[str, torch.Tensor]) -> bool:
-    """Whether saved SAC/TD3 weights come from LayerNorm critics (their q networks have 1-D weights)."""
-    return any(k.startswith("critic.qf") and k.endswith(".weight") and v.dim() == 1 for k, v in state_dict.items())
 
 
 class SACWithPrior(SAC):
