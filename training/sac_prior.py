@@ -15,8 +15,7 @@ actions it has never tried. Two standard remedies:
   to 0 over `bc_decay_steps` env steps from the actor's release, so the teacher guides the start and
   lets go later (as `ppo.bc_coef` does in the PPO hand-off).
 * **LayerNorm critics** (RLPD, `training.policies.layer_norm_critics`): a LayerNorm after every hidden
-  layer of the Q networks bounds how far
-  Q can extrapolate to actions outside the data.
+  layer of the Q networks bounds how far Q can extrapolate to actions outside the data.
 
 `SACWithPrior.train` is SB3's `SAC.train` with that actor loss; the critic and entropy updates are
 SB3's. Variants measured and not adopted (a constraint instead of the decay, acting by Q, REDQ's
