@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from training import stopping
-from training.callbacks import StopOnSignal
+from training.callbacks import EvalCallback, StopOnSignal
 from training.common import PipelineError, make_vec_env
 from training.config import PipelineConfig
 from training.demos import Demonstrations
@@ -33,42 +33,18 @@ from training.sac_prior import SACWithPrior
 
 
 def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None) -> dict[str, Any]:
-    from stable_baselines3 import SAC, TD3
-    from stable_baselines3.common.noise import NormalActionNoise
-
+    """SAC or TD3 to the budget: the model, interventions and demonstration mixing, the actor warm start,
+    periodic evaluation and selection, then the final figures."""
     o, algo = cfg.off_policy, cfg.rl.algo
     if bc_policy is not None and demo is None:
         raise PipelineError("the actor warm start needs the demonstrations saved beside the BC policy")
+    if o.demo_ratio > 0 and demo is None:
+        raise PipelineError("off_policy.demo_ratio needs demonstrations (from the BC stage, beside "
+                            "--pretrained-model, or --demos)")
     penalty = intervention_penalty(cfg)
-    mixed = o.demo_ratio > 0 or o.intervention != "none"      # demonstrations or takeovers in the batches
     venv = make_vec_env(cfg.env, 1, cfg.seed, subprocess=False, intervention=o.intervention,
                         intervention_penalty=penalty)
-    common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)},
-                  tensorboard_log=str(exp / Experiment.TENSORBOARD),
-                  seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
-                  learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000),
-                  gamma=o.gamma,
-                  n_steps=1 if mixed else o.n_step)   # a mixing buffer computes them (SB3 only sets up its own)
-    if mixed:
-        if o.demo_ratio > 0 and demo is None:
-            raise PipelineError("off_policy.demo_ratio needs demonstrations (from the BC stage, beside "
-                                "--pretrained-model, or --demos)")
-        from training.replay import DemoMixReplayBuffer
-        common["replay_buffer_class"] = DemoMixReplayBuffer
-        common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps,
-                                          "n_steps": o.n_step, "gamma": o.gamma}
-    if algo == "sac" and bc_policy is not None:
-        # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
-        common["ent_coef"] = f"auto_{o.ent_coef_init}"
-        model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
-                             bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
-                             release_step=o.critic_warmup_steps, **common)
-    elif algo == "sac":
-        model = SAC("MlpPolicy", venv, **common)
-    else:
-        noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
-        model = TD3("MlpPolicy", venv, action_noise=noise, **common)
-    layer_norm_critics(model.policy)
+    model = build_model(cfg, exp, venv, bc_policy)
     callbacks = []
     interventions = None
     if o.intervention != "none":
@@ -95,7 +71,6 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         if algo == "sac" and o.bc_coef > 0:
             log(f"SAC: the actor's loss keeps a pull towards the BC policy (weight {o.bc_coef:g} beside the |Q|-scaled "
                 f"SAC loss, falling to 0 over {o.bc_decay_steps:,} steps after the critic warm-up)")
-    from training.callbacks import EvalCallback
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
     evaluator = EvalCallback.for_config(cfg, exp, meta)
@@ -132,6 +107,40 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
         log(f"{algo.upper()}: intervention rate {result['intervention_rate_first20']} in the first 20 % of training, "
             f"{result['intervention_rate_last20']} in the last 20 % (final figures above are without interventions)")
     return result
+
+
+def build_model(cfg: PipelineConfig, exp: Experiment, venv, bc_policy):
+    """The SB3 SAC / TD3 (SACWithPrior from a BC policy) with LayerNorm critics and, when demonstrations or
+    takeovers join the batches, the mixing replay buffer."""
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    o, algo = cfg.off_policy, cfg.rl.algo
+    mixed = o.demo_ratio > 0 or o.intervention != "none"      # demonstrations or takeovers in the batches
+    common = dict(policy_kwargs={"net_arch": list(cfg.policy.net_arch)},
+                  tensorboard_log=str(exp / Experiment.TENSORBOARD),
+                  seed=cfg.seed, device="cpu", buffer_size=o.buffer_size, learning_rate=o.learning_rate,
+                  learning_starts=o.learning_starts if bc_policy is None else min(o.learning_starts, 1_000),
+                  gamma=o.gamma,
+                  n_steps=1 if mixed else o.n_step)   # a mixing buffer computes them (SB3 only sets up its own)
+    if mixed:
+        from training.replay import DemoMixReplayBuffer
+        common["replay_buffer_class"] = DemoMixReplayBuffer
+        common["replay_buffer_kwargs"] = {"demo_ratio": o.demo_ratio, "decay_steps": o.demo_ratio_decay_steps,
+                                          "n_steps": o.n_step, "gamma": o.gamma}
+    if algo == "sac" and bc_policy is not None:
+        # a near-deterministic BC actor: a small entropy bonus to start with, and a decaying pull towards it
+        common["ent_coef"] = f"auto_{o.ent_coef_init}"
+        model = SACWithPrior("MlpPolicy", venv, prior=bc_prior(bc_policy) if o.bc_coef > 0 else None,
+                             bc_coef=o.bc_coef, bc_decay_steps=o.bc_decay_steps,
+                             release_step=o.critic_warmup_steps, **common)
+    elif algo == "sac":
+        model = SAC("MlpPolicy", venv, **common)
+    else:
+        noise = NormalActionNoise(np.zeros(8), o.td3_action_noise * np.ones(8))
+        model = TD3("MlpPolicy", venv, action_noise=noise, **common)
+    layer_norm_critics(model.policy)
+    return model
 
 
 def entropy_coefficient(model) -> float | None:
