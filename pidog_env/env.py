@@ -126,13 +126,9 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import operator
-import os
-import sys
-import warnings
 from collections import deque
 from typing import Any
 
@@ -144,10 +140,17 @@ from gymnasium import spaces
 from pidog_env import config_tree
 from pidog_env import mjcf_names as names
 from pidog_env import robot
+from pidog_env.commands import Commands
 from pidog_env.config import REWARD_TERMS, EnvConfig, RandomizationConfig
 from pidog_env.model import ModelIndex, load_model, self_collisions
 from pidog_env.observation import (GRAVITY, GRAVITY_ALPHA, OBS_CLIP, GravityEstimator, ObservationStack, build_frame,
                                    frame_layout, frame_size)
+from pidog_env.randomization import EpisodeDraw, Randomizer, next_push_step, push
+from pidog_env.rendering import Renderers, coarse_visual_copy, has_display
+
+# The rendering helpers stay importable from here (the training tools import them from this module).
+__all__ = ["PiDogEnv", "STAND_ACTION", "KEYWORD_SHORTCUTS", "observation_space", "actor_obs_size", "action_space",
+           "has_display", "coarse_visual_copy"]
 
 _UNSTABLE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
 assert _UNSTABLE_WARNINGS.stop - _UNSTABLE_WARNINGS.start == 3      # BADQPOS, BADQVEL, BADQACC
@@ -156,7 +159,7 @@ STAND_ACTION = np.zeros(robot.N_LEG)            # actions are offsets from the s
 
 class PiDogEnv(gym.Env):
     __doc__ = __doc__
-    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": int(round(1.0 / EnvConfig().ctrl_dt))}
 
     def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None,
                  **overrides: Any) -> None:
@@ -178,13 +181,11 @@ class PiDogEnv(gym.Env):
         self._episode_steps = cfg.episode_steps
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
         self._stand_key = self.model.key(names.STAND_KEY).id
-        self._nominal = _Nominal(self.model)
-        self._floor_geom = self.model.geom(names.FLOOR).id
-        self._foot_geoms = np.array([self.model.geom(g).id for g in names.FOOT_GEOMS])
+        self._randomizer = Randomizer(self.model, self.idx)
+        self._commands = Commands(cfg.command, self.dt)
         self._max_step = robot.LEG_SPEED_DEG_S * self.dt / cfg.action_scale_deg         # in action units
         self._cos_fall = np.cos(np.deg2rad(cfg.fall_tilt_deg))
-        self._scales = dict(cfg.reward.scales)
-        self._scale_values = tuple(self._scales[k] for k in REWARD_TERMS)
+        self._scale_values = tuple(cfg.reward.scales[k] for k in REWARD_TERMS)
         # Views into MjData, taken once (the arrays never move): attribute look-ups cost every step.
         d = self.data
         self._qpos, self._sens, self._xmat, self._warnings = d.qpos, d.sensordata, d.xmat, d.warning.number
@@ -193,10 +194,6 @@ class PiDogEnv(gym.Env):
         self._leg_qvel = d.qvel[self.idx.leg_qvel]
         self._accel_max = robot.IMU_ACCEL_RANGE_G * GRAVITY
         self._imu_hold = cfg.imu.hold_steps
-        self._imu_raw: list[float] | None = None
-        self._cmd: tuple[float, float] | None = None      # (vx, wz) in the command task
-        self._cmd_next: int | None = None                  # the step of the next sampled command
-        self._cmd_sum = [0.0, 0.0, 0.0, 0.0]
 
         self.obs_layout = frame_layout(cfg.obs.ultrasonic, cfg.command.enabled)
         self._frame = np.zeros(max(s.stop for s in self.obs_layout.values()))
@@ -205,12 +202,9 @@ class PiDogEnv(gym.Env):
         self.observation_space = observation_space(cfg)
         self.action_space = action_space(cfg)
 
-        self._camera_renderer: mujoco.Renderer | None = None
-        self._renderer: mujoco.Renderer | None = None
-        self._viewer = None
+        self._renderers = Renderers(self.model, self.data, cfg.render_size, cfg.camera_size, self.idx.torso_body)
         self.key_callback = None          # keys pressed in the human-mode viewer (GLFW codes), e.g. interventions
-        self._warned_no_display = False
-        self._rng_state_reset()
+        self._nominal_episode()
 
     def set_randomization(self, randomization: RandomizationConfig) -> None:
         """New randomization ranges from the next reset on (the training curriculum widens them)."""
@@ -220,26 +214,24 @@ class PiDogEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         m, d, rng, dr = self.model, self.data, self.np_random, self.cfg.randomization
-        self._nominal.restore(m)
+        self._randomizer.restore()
         mujoco.mj_resetDataKeyframe(m, d, self._stand_key)
-        self._rng_state_reset()
+        self._nominal_episode()
         self._steps = 0
         if dr.enabled:
-            self._randomize(rng)
-            d.qpos[self.idx.leg_qpos] += np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.init_joint_noise_deg)
-            yaw = rng.uniform(-dr.init_yaw, dr.init_yaw)
-            q = np.zeros(4)
-            mujoco.mju_axisAngle2Quat(q, np.array([0.0, 0.0, 1.0]), yaw)
-            mujoco.mju_mulQuat(d.qpos[3:7], q, d.qpos[3:7].copy())
+            self._episode = self._randomizer.draw(dr, rng)
+            self._push_at = next_push_step(self._steps, dr, self.dt, rng)
+            self._randomizer.perturb_start(d, dr, rng)
         mujoco.mj_forward(m, d)
+        latency = self._episode.latency
         self._command = STAND_ACTION.copy()
         self._prev_action = STAND_ACTION.copy()
-        self._queue = deque([STAND_ACTION.copy()] * (self._latency + 1), maxlen=self._latency + 1)
+        self._queue = deque([STAND_ACTION.copy()] * (latency + 1), maxlen=latency + 1)
         self._set_ctrl(STAND_ACTION)
         self._start_pos = tuple(d.qpos[0:2].tolist())
         self._start_yaw = _yaw(d.qpos[3:7])
         self._heading = (math.cos(self._start_yaw), math.sin(self._start_yaw))
-        self._reset_command(options)
+        self._commands.reset(options, self._steps, rng)
         obs = self._stack.reset(self._make_frame(reset=True))
         return self._wrap_obs(obs), self._metrics(0.0, 0.0)
 
@@ -264,9 +256,11 @@ class PiDogEnv(gym.Env):
         qpos, sens = self._qpos, self._sens
         x0, y0 = qpos[0:2].tolist()
         if self._push_at is not None and self._steps >= self._push_at:
-            self._push()
-        # The IMU sample the policy sees is `_imu_delay` physics steps old (the robot reads it at the tick's start).
-        delay = self._imu_delay
+            dr = self.cfg.randomization                 # the current ranges (set_randomization applies at once)
+            push(d.qvel, dr, self.np_random)
+            self._push_at = next_push_step(self._steps, dr, self.dt, self.np_random)
+        # The IMU sample the policy sees is `imu_delay` physics steps old (the robot reads it at the tick's start).
+        delay = self._episode.imu_delay
         if delay:
             mujoco.mj_step(m, d, nstep=self._frame_skip - delay)
             self._imu_raw = sens[idx.accel.start:idx.gyro.stop].tolist()
@@ -284,7 +278,8 @@ class PiDogEnv(gym.Env):
             mujoco.mj_forward(m, d)
             x0, y0 = qpos[0:2].tolist()
         # Forward task: speeds along the start heading; command task: along the body's current heading.
-        if self._cmd is None:
+        cmd = self._commands.current
+        if cmd is None:
             hx, hy = self._heading
         else:
             yaw = _yaw(qpos[3:7])
@@ -293,6 +288,7 @@ class PiDogEnv(gym.Env):
         vx, vy = (x1 - x0) / self.dt, (y1 - y0) / self.dt
         v_fwd = vx * hx + vy * hy
         v_lat = vy * hx - vx * hy
+        yaw_rate = sens[idx.gyro.start + 2].item()
         up_z = self._xmat[idx.torso_body, 8].item()          # body z axis . world z
         fall_cause = ("tilt" if up_z < self._cos_fall else "torso_touch" if sens[idx.torso_touch] > 0
                       else "head_touch" if sens[idx.head_touch] > 0 else "")
@@ -300,11 +296,12 @@ class PiDogEnv(gym.Env):
         terminated = fell or unstable
         height = qpos[2].item()
 
-        terms = self._reward(v_fwd, v_lat, up_z, height, terminated)
+        terms = self._reward(cmd, v_fwd, v_lat, yaw_rate, up_z, height, terminated)
         reward = sum(terms.values())
         truncated = self._steps >= self._episode_steps and not terminated
 
-        info_cmd = self._track_command(v_fwd)          # the command the policy acted on, before a new one
+        # The command the policy acted on, before a new one is due.
+        info_cmd = self._commands.track(v_fwd, yaw_rate, self._steps, self.np_random)
         obs = self._stack.push(self._make_frame())
         info = self._metrics(v_fwd, v_lat)
         if info_cmd:
@@ -318,19 +315,20 @@ class PiDogEnv(gym.Env):
             self.render()
         return self._wrap_obs(obs), float(reward), terminated, truncated, info
 
-    def _reward(self, v_fwd: float, v_lat: float, up_z: float, height: float, terminated: bool) -> dict[str, float]:
+    def _reward(self, cmd: tuple[float, float] | None, v_fwd: float, v_lat: float, yaw_rate: float, up_z: float,
+                height: float, terminated: bool) -> dict[str, float]:
         """Each term's `scale * value` (values as in the docstring's reward table), in REWARD_TERMS order;
-        `up_z` is the body z axis . world z, `height` the torso's height (m)."""
-        d, idx, rc = self.data, self.idx, self.cfg.reward
+        `cmd` is the command (None in the forward task), `up_z` the body z axis . world z, `height` the
+        torso's height (m)."""
+        rc = self.cfg.reward
         target = rc.target_speed
-        yaw_rate = self._sens[idx.gyro.start + 2].item()
         da = self._command - self._prev_action
         power = (self._leg_force * self._leg_qvel).tolist()
         rated, soft = self._rated_torque, rc.torque_soft_limit
-        if self._cmd is None:                       # forward task
+        if cmd is None:                             # forward task
             forward, yaw_cost, track_vx, track_wz, still = min(v_fwd, target) / target, yaw_rate * yaw_rate, 0.0, 0.0, 0.0
         else:                                       # command task: tracking replaces forward and yaw_rate
-            cvx, cwz = self._cmd
+            cvx, cwz = cmd
             forward, yaw_cost = 0.0, 0.0
             track_vx = math.exp(-(v_fwd - cvx) ** 2 / rc.tracking_sigma_vx)
             track_wz = math.exp(-(yaw_rate - cwz) ** 2 / rc.tracking_sigma_wz)
@@ -343,7 +341,7 @@ class PiDogEnv(gym.Env):
             yaw_cost,                               # yaw_rate
             float(da @ da),                         # action_rate
             sum(map(abs, power)),                   # energy
-            float(self_collisions(d, idx)),         # self_collision
+            float(self_collisions(self.data, self.idx)),   # self_collision
             1.0 if terminated else 0.0,             # fall
             track_vx,                               # track_vx
             track_wz,                               # track_wz
@@ -355,36 +353,28 @@ class PiDogEnv(gym.Env):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            if self._renderer is None:
-                h, w = self.cfg.render_size
-                self._renderer = mujoco.Renderer(self.model, h, w)
-            self._renderer.update_scene(self.data, camera=names.TRACK_CAMERA)
-            return self._renderer.render()
+            return self._renderers.frame()
         if self.render_mode == "human":
-            if self._viewer is None:
-                if not has_display():
-                    if not self._warned_no_display:
-                        warnings.warn("render_mode='human' needs a display (DISPLAY is unset); no window "
-                                      "is shown. Use render_mode='rgb_array' on headless machines.")
-                        self._warned_no_display = True
-                    return None
-                from mujoco import viewer
-                self._viewer = viewer.launch_passive(self.model, self.data, key_callback=self.key_callback)
-                self._viewer.cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-                self._viewer.cam.trackbodyid = self.idx.torso_body
-                self._viewer.cam.distance = 0.6
-            if self._viewer.is_running():
-                self._viewer.sync()
+            self._renderers.show(self.key_callback)
         return None
 
     def close(self) -> None:
-        for r in (self._renderer, self._camera_renderer):
-            if r is not None:
-                r.close()
-        self._renderer = self._camera_renderer = None
-        if self._viewer is not None:
-            self._viewer.close()
-            self._viewer = None
+        self._renderers.close()
+
+    def camera_image(self) -> np.ndarray:
+        """The head camera's RGB image, channels first (3 x S x S); see `Renderers.head_camera`."""
+        return self._renderers.head_camera()
+
+    # ------------------------------------------------------------------ commands (env.command)
+    @property
+    def command(self) -> tuple[float, float] | None:
+        """The current (vx m/s, wz rad/s) command; None in the forward task."""
+        return self._commands.current
+
+    def set_command(self, vx: float, wz: float) -> None:
+        """Command (vx, wz) from the next step on, held until the next reset (teleoperation, the robot
+        runtime's simulated robot); no new command is sampled meanwhile."""
+        self._commands.set(vx, wz)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -392,8 +382,17 @@ class PiDogEnv(gym.Env):
         """Gait clock phase in cycles, in [0, 1)."""
         return (self._steps * self.dt / self.cfg.gait_period) % 1.0
 
+    def _nominal_episode(self) -> None:
+        """The episode's parameters without randomization, and a fresh IMU and push state."""
+        self._episode = EpisodeDraw.nominal(self.cfg)
+        self._imu_raw: list[float] | None = None
+        self._noise_rows: list[list[float]] = []   # pre-drawn IMU noise samples, 64 at a time
+        self._noise_i = 0
+        self._push_at: int | None = None
+
     def _set_ctrl(self, action: np.ndarray) -> None:
-        np.add(robot.action_to_leg_rad(action, self.cfg.action_scale_deg), self._calibration, out=self._leg_ctrl)
+        np.add(robot.action_to_leg_rad(action, self.cfg.action_scale_deg), self._episode.calibration,
+               out=self._leg_ctrl)
 
     def _make_frame(self, reset: bool = False) -> np.ndarray:
         cfg, idx = self.cfg, self.idx
@@ -406,10 +405,10 @@ class PiDogEnv(gym.Env):
         accel, gyro = imu[:3], imu[3:]
         gravity = self._gravity.reset(accel) if reset else self._gravity(accel, gyro)
         ultra = float(sens[idx.ultrasonic]) if cfg.obs.ultrasonic else None
-        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, self._cmd)
+        return build_frame(self._frame, gravity, gyro, self._command, self.phase, ultra, self._commands.current)
 
     def _read_imu(self, reset: bool) -> list[float]:
-        """A new IMU sample (accel m/s^2, gyro rad/s), `_imu_delay` physics steps old, with the episode's
+        """A new IMU sample (accel m/s^2, gyro rad/s), `imu_delay` physics steps old, with the episode's
         bias and noise, the accelerometer clipped at its range. (Six scalars: Python floats are cheaper
         than numpy's small-array calls, and the arithmetic is the same float64.)"""
         idx = self.idx
@@ -419,10 +418,11 @@ class PiDogEnv(gym.Env):
             # move), whose accelerometer reads +g along world up; the just-reset simulation is in a
             # brief free fall with the feet 0.5 mm above the floor and would read nearly nothing.
             raw = (GRAVITY * self._xmat[idx.torso_body, 6:9]).tolist() + raw[3:]
-        bias = self._imu_bias
-        if self._imu_noise is not None:
+        episode = self._episode
+        bias = episode.imu_bias
+        if episode.imu_noise is not None:
             if self._noise_i >= len(self._noise_rows):
-                self._noise_rows = (self.np_random.standard_normal((64, 6)) * self._imu_noise).tolist()
+                self._noise_rows = (self.np_random.standard_normal((64, 6)) * episode.imu_noise).tolist()
                 self._noise_i = 0
             noise = self._noise_rows[self._noise_i]
             self._noise_i += 1
@@ -437,183 +437,20 @@ class PiDogEnv(gym.Env):
             return vec
         return {"image": self.camera_image(), "state": vec}
 
-    def camera_image(self) -> np.ndarray:
-        """The head camera's RGB image, channels first (3 x S x S, as SB3's CNNs take it), rendered cheaply.
-
-        No shadows, reflections, skybox or haze, and coarse primitive tessellation (a visual-only copy
-        of the model): 48x48 pixels do not show the difference, and software GL renders 1.4x faster.
-        """
-        if self._camera_renderer is None:
-            s = self.cfg.camera_size
-            self._camera_renderer = mujoco.Renderer(coarse_visual_copy(self.model, 8, 4), s, s)
-            flags = self._camera_renderer.scene.flags
-            for f in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                      mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_HAZE):
-                flags[f] = False
-        self._camera_renderer.update_scene(self.data, camera=names.HEAD_CAMERA)
-        return np.ascontiguousarray(self._camera_renderer.render().transpose(2, 0, 1))
-
-    # ------------------------------------------------------------------ commands (env.command)
-    @property
-    def command(self) -> tuple[float, float] | None:
-        """The current (vx m/s, wz rad/s) command; None in the forward task."""
-        return self._cmd
-
-    def set_command(self, vx: float, wz: float) -> None:
-        """Command (vx, wz) from the next step on, held until the next reset (teleoperation, the robot
-        runtime's simulated robot); no new command is sampled meanwhile."""
-        if not self.cfg.command.enabled:
-            raise ValueError("set_command needs the command task (env.command.enabled)")
-        if not (math.isfinite(vx) and math.isfinite(wz)):
-            raise ValueError(f"command must be two finite numbers, got {(vx, wz)!r}")
-        self._cmd, self._cmd_next = (float(vx), float(wz)), None
-
-    def _reset_command(self, options: dict | None) -> None:
-        self._cmd_sum = [0.0, 0.0, 0.0, 0.0]      # sums of vx, wz, |vx error|, |wz error|
-        if not self.cfg.command.enabled:
-            self._cmd = None
-            return
-        fixed = (options or {}).get("command")
-        if fixed is not None:                  # a fixed command for the whole episode (benchmarks, demos)
-            self.set_command(*(float(v) for v in fixed))
-        else:
-            self._cmd = self._sample_command()
-
-    def _sample_command(self) -> tuple[float, float]:
-        """A new command from the configured ranges (a `zero_share` of them zero) and when the next comes."""
-        c, rng = self.cfg.command, self.np_random
-        lo, hi = c.resample_s
-        self._cmd_next = self._steps + max(1, int(rng.uniform(lo, hi) / self.dt))
-        if rng.uniform() < c.zero_share:
-            return (0.0, 0.0)
-        return (float(rng.uniform(*c.vx_range)), float(rng.uniform(*c.wz_range)))
-
-    def _track_command(self, v_fwd: float) -> dict[str, float] | None:
-        """Command metrics for `info` (the command of this step), then a new command when one is due."""
-        if self._cmd is None:
-            return None
-        wz = float(self.data.sensordata[self.idx.gyro.start + 2])
-        sums = self._cmd_sum
-        sums[0] += v_fwd
-        sums[1] += wz
-        sums[2] += abs(v_fwd - self._cmd[0])
-        sums[3] += abs(wz - self._cmd[1])
-        n = max(self._steps, 1)
-        info = {"command_vx": self._cmd[0], "command_wz": self._cmd[1], "vx": v_fwd, "wz": wz,
-                "mean_vx": sums[0] / n, "mean_wz": sums[1] / n,
-                "mean_vx_error": sums[2] / n, "mean_wz_error": sums[3] / n}
-        if self._cmd_next is not None and self._steps >= self._cmd_next:
-            self._cmd = self._sample_command()
-        return info
-
     def _metrics(self, v_fwd: float, v_lat: float) -> dict[str, Any]:
-        x, y, _, w, qx, qy, qz = self._qpos[0:7].tolist()
+        x, y = self._qpos[0:2].tolist()
         dx, dy = x - self._start_pos[0], y - self._start_pos[1]
         hx, hy = self._heading
         dist = dx * hx + dy * hy
-        yaw = math.atan2(2 * (w * qz + qx * qy), 1 - 2 * (qy * qy + qz * qz))
-        dyaw = (yaw - self._start_yaw + math.pi) % (2 * math.pi) - math.pi
+        dyaw = (_yaw(self._qpos[3:7]) - self._start_yaw + math.pi) % (2 * math.pi) - math.pi
         t = self._steps * self.dt
         return {"forward_distance": dist, "forward_speed": v_fwd, "lateral_speed": v_lat,
                 "mean_forward_speed": dist / t if t > 0 else 0.0, "lateral_drift": dy * hx - dx * hy,
                 "heading_change_deg": math.degrees(dyaw), "phase": self.phase}
 
-    def _rng_state_reset(self) -> None:
-        self._calibration = np.zeros(robot.N_LEG)
-        self._latency = 0
-        self._imu_delay = self.cfg.imu_delay_substeps
-        self._imu_raw = None
-        self._imu_bias = [0.0] * 6                 # accel (3) then gyro (3)
-        self._imu_noise: np.ndarray | None = None
-        self._noise_rows: list[list[float]] = []   # pre-drawn noise samples, 64 at a time
-        self._noise_i = 0
-        self._push_at: int | None = None
-
-    def _randomize(self, rng: np.random.Generator) -> None:
-        m, dr, nom = self.model, self.cfg.randomization, self._nominal
-        mu = rng.uniform(*dr.friction)
-        m.geom_friction[self._floor_geom, 0] = mu
-        m.geom_friction[self._foot_geoms, 0] = mu
-        scale = rng.uniform(*dr.mass_scale, size=m.nbody)
-        scale[0] = 1.0
-        m.body_mass[:] = nom.body_mass * scale
-        m.body_inertia[:] = nom.body_inertia * scale[:, None]
-        _update_subtree_mass(m)
-        m.body_ipos[self.idx.torso_body, :2] += rng.uniform(-dr.com_offset, dr.com_offset, 2)
-        kp_scale = rng.uniform(*dr.kp_scale, size=m.nu)
-        kp = nom.kp * kp_scale
-        m.actuator_gainprm[:, 0] = kp
-        m.actuator_biasprm[:, 1] = -kp
-        torque_scale = rng.uniform(*dr.torque_scale, size=(m.nu, 1))
-        m.actuator_forcerange[:] = nom.forcerange * torque_scale
-        self._calibration = np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg)
-        self._latency = int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1))
-        self._imu_delay = int(rng.integers(dr.imu_delay_substeps[0], dr.imu_delay_substeps[1] + 1))
-        self._imu_bias = (rng.uniform(-1, 1, 6) * np.repeat([dr.accel_bias, dr.gyro_bias], 3)).tolist()
-        self._imu_noise = np.repeat([dr.accel_noise, dr.gyro_noise], 3)
-        self._schedule_push(rng)
-
-    def _schedule_push(self, rng: np.random.Generator) -> None:
-        lo, hi = self.cfg.randomization.push_interval_s
-        self._push_at = self._steps + int(rng.uniform(lo, hi) / self.dt)
-
-    def _push(self) -> None:
-        v = self.cfg.randomization.push_velocity
-        self.data.qvel[0:2] += self.np_random.uniform(-v, v, 2)
-        self._schedule_push(self.np_random)
-
-
-class _Nominal:
-    """Copies of the model parameters that domain randomization changes, restored at every reset."""
-
-    def __init__(self, m: mujoco.MjModel) -> None:
-        self.geom_friction = m.geom_friction.copy()
-        self.body_mass = m.body_mass.copy()
-        self.body_inertia = m.body_inertia.copy()
-        self.body_ipos = m.body_ipos.copy()
-        self.kp = m.actuator_gainprm[:, 0].copy()
-        self.biasprm = m.actuator_biasprm.copy()
-        self.forcerange = m.actuator_forcerange.copy()
-        self.subtreemass = m.body_subtreemass.copy()
-
-    def restore(self, m: mujoco.MjModel) -> None:
-        m.geom_friction[:] = self.geom_friction
-        m.body_mass[:] = self.body_mass
-        m.body_inertia[:] = self.body_inertia
-        m.body_ipos[:] = self.body_ipos
-        m.actuator_gainprm[:, 0] = self.kp
-        m.actuator_biasprm[:] = self.biasprm
-        m.actuator_forcerange[:] = self.forcerange
-        m.body_subtreemass[:] = self.subtreemass
-
-
-def _update_subtree_mass(m: mujoco.MjModel) -> None:
-    """Recompute `body_subtreemass` after `body_mass` changed (MuJoCo computes it once, in mj_setConst).
-
-    MuJoCo divides by it to get the subtree centres of mass: stale, they scale with the distance from
-    the origin (the tracking camera, which follows the robot's centre of mass, then lost the robot)."""
-    sub = m.body_mass.copy()
-    for b in range(m.nbody - 1, 0, -1):               # children have higher ids than their parents
-        sub[m.body_parentid[b]] += sub[b]
-    m.body_subtreemass[:] = sub
-
-
-def coarse_visual_copy(model: mujoco.MjModel, slices: int, stacks: int) -> mujoco.MjModel:
-    """A shallow model copy whose primitives are tessellated coarsely (visual settings only), for cheap
-    offscreen rendering under software GL; physics and geometry are untouched."""
-    coarse = copy.copy(model)
-    coarse.vis.quality.numslices, coarse.vis.quality.numstacks, coarse.vis.quality.numquads = slices, stacks, 1
-    return coarse
-
-
-def has_display() -> bool:
-    """True where a window can open (an X11/Wayland display on Linux; assumed elsewhere)."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
 
 def _yaw(quat: np.ndarray) -> float:
+    """Heading (rad) of a (w, x, y, z) quaternion."""
     w, x, y, z = quat.tolist()
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 

@@ -1,0 +1,144 @@
+"""Domain randomization: what each PiDog-v1 episode draws.
+
+The ranges, their defaults and bounds live in `config.RandomizationConfig` (one field per range); each draw
+below names the field it reads. At every reset the env restores the nominal model (`NominalModel`); with
+`randomization.enabled` it then draws the episode (`Randomizer.draw`), the first push (`next_push_step`) and
+the start pose (`Randomizer.perturb_start`), in that order, all from the env's seeded generator. Without
+randomization an episode runs on `EpisodeDraw.nominal`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from pidog_env import mjcf_names as names
+from pidog_env import robot
+from pidog_env.config import EnvConfig, RandomizationConfig
+from pidog_env.model import ModelIndex
+
+
+@dataclass
+class EpisodeDraw:
+    """The episode's draws that live outside the MjModel (the model's own are written into it by `draw`)."""
+
+    calibration: np.ndarray          # rad per leg joint, added to every joint target: servo horn misalignment
+    latency: int                     # control steps between the policy's action and the servos
+    imu_delay: int                   # age of the IMU sample the policy sees, in physics steps
+    imu_bias: list[float]            # accel x, y, z (m/s^2) then gyro x, y, z (rad/s), constant over the episode
+    imu_noise: np.ndarray | None     # noise std per IMU sample, same order; None: noiseless
+
+    @classmethod
+    def nominal(cls, cfg: EnvConfig) -> "EpisodeDraw":
+        """The robot as built: no offsets, no latency, no bias or noise; the IMU sample's nominal age
+        (`EnvConfig.imu_delay_substeps`, the midpoint of its randomized range)."""
+        return cls(np.zeros(robot.N_LEG), 0, cfg.imu_delay_substeps, [0.0] * 6, None)
+
+
+class NominalModel:
+    """Copies of the model parameters that domain randomization changes, restored at every reset."""
+
+    def __init__(self, m: mujoco.MjModel) -> None:
+        self.geom_friction = m.geom_friction.copy()
+        self.body_mass = m.body_mass.copy()
+        self.body_inertia = m.body_inertia.copy()
+        self.body_ipos = m.body_ipos.copy()
+        self.kp = m.actuator_gainprm[:, 0].copy()
+        self.biasprm = m.actuator_biasprm.copy()
+        self.forcerange = m.actuator_forcerange.copy()
+        self.subtreemass = m.body_subtreemass.copy()
+
+    def restore(self, m: mujoco.MjModel) -> None:
+        m.geom_friction[:] = self.geom_friction
+        m.body_mass[:] = self.body_mass
+        m.body_inertia[:] = self.body_inertia
+        m.body_ipos[:] = self.body_ipos
+        m.actuator_gainprm[:, 0] = self.kp
+        m.actuator_biasprm[:] = self.biasprm
+        m.actuator_forcerange[:] = self.forcerange
+        m.body_subtreemass[:] = self.subtreemass
+
+
+class Randomizer:
+    """Draws an episode's physics and sensor parameters into one env's model."""
+
+    def __init__(self, model: mujoco.MjModel, idx: ModelIndex) -> None:
+        self.model, self.idx = model, idx
+        self.nominal = NominalModel(model)
+        self._floor_geom = model.geom(names.FLOOR).id
+        self._foot_geoms = np.array([model.geom(g).id for g in names.FOOT_GEOMS])
+
+    def restore(self) -> None:
+        """The nominal model again (every reset, before any draw)."""
+        self.nominal.restore(self.model)
+
+    def draw(self, dr: RandomizationConfig, rng: np.random.Generator) -> EpisodeDraw:
+        """A new episode: writes the drawn physics into the model and returns the rest."""
+        m, nom = self.model, self.nominal
+        # Sliding friction of the floor and the feet, one value for both (`friction`): floors and foot wear.
+        mu = rng.uniform(*dr.friction)
+        m.geom_friction[self._floor_geom, 0] = mu
+        m.geom_friction[self._foot_geoms, 0] = mu
+        # A mass multiplier per body, inertia scaled alike (`mass_scale`): the unpublished part masses.
+        scale = rng.uniform(*dr.mass_scale, size=m.nbody)
+        scale[0] = 1.0
+        m.body_mass[:] = nom.body_mass * scale
+        m.body_inertia[:] = nom.body_inertia * scale[:, None]
+        update_subtree_mass(m)
+        # The torso's centre of mass shifted in x and y (`com_offset`): battery and board placement.
+        m.body_ipos[self.idx.torso_body, :2] += rng.uniform(-dr.com_offset, dr.com_offset, 2)
+        # Servo stiffness per actuator (`kp_scale`): the servos' unpublished P gain.
+        kp_scale = rng.uniform(*dr.kp_scale, size=m.nu)
+        kp = nom.kp * kp_scale
+        m.actuator_gainprm[:, 0] = kp
+        m.actuator_biasprm[:, 1] = -kp
+        # Servo force limit per actuator (`torque_scale`): stall torque spread, battery sag and wear.
+        torque_scale = rng.uniform(*dr.torque_scale, size=(m.nu, 1))
+        m.actuator_forcerange[:] = nom.forcerange * torque_scale
+        return EpisodeDraw(
+            # Per-joint offset of the commanded angle (`calibration_deg`): the servo calibration's residual.
+            calibration=np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg),
+            # Action delay in control steps, inclusive range (`latency_steps`): policy output to servo motion.
+            latency=int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1)),
+            # IMU sample age in physics steps, inclusive range (`imu_delay_substeps`): the chip's filter and
+            # output period and the read (`robot.IMU_SAMPLE_AGE_S`).
+            imu_delay=int(rng.integers(dr.imu_delay_substeps[0], dr.imu_delay_substeps[1] + 1)),
+            # Constant accelerometer and gyro offsets (`accel_bias`, `gyro_bias`): the IMU's calibration.
+            imu_bias=(rng.uniform(-1, 1, 6) * np.repeat([dr.accel_bias, dr.gyro_bias], 3)).tolist(),
+            # Per-sample noise std (`accel_noise`, `gyro_noise`); the env draws the samples as it reads the IMU.
+            imu_noise=np.repeat([dr.accel_noise, dr.gyro_noise], 3),
+        )
+
+    def perturb_start(self, data: mujoco.MjData, dr: RandomizationConfig, rng: np.random.Generator) -> None:
+        """The start pose off the stand keyframe: each leg joint by up to `init_joint_noise_deg`, and the
+        heading turned by up to `init_yaw` (the robot is never set down exactly)."""
+        data.qpos[self.idx.leg_qpos] += np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.init_joint_noise_deg)
+        yaw = rng.uniform(-dr.init_yaw, dr.init_yaw)
+        q = np.zeros(4)
+        mujoco.mju_axisAngle2Quat(q, np.array([0.0, 0.0, 1.0]), yaw)
+        mujoco.mju_mulQuat(data.qpos[3:7], q, data.qpos[3:7].copy())
+
+
+def next_push_step(step: int, dr: RandomizationConfig, dt: float, rng: np.random.Generator) -> int:
+    """The control step of the next push: `push_interval_s` seconds after `step`."""
+    lo, hi = dr.push_interval_s
+    return step + int(rng.uniform(lo, hi) / dt)
+
+
+def push(qvel: np.ndarray, dr: RandomizationConfig, rng: np.random.Generator) -> None:
+    """A horizontal velocity kick of the torso, up to `push_velocity` per axis: bumps and uneven ground."""
+    v = dr.push_velocity
+    qvel[0:2] += rng.uniform(-v, v, 2)
+
+
+def update_subtree_mass(m: mujoco.MjModel) -> None:
+    """Recompute `body_subtreemass` after `body_mass` changed (MuJoCo computes it once, in mj_setConst).
+
+    MuJoCo divides by it to get the subtree centres of mass: stale, they scale with the distance from
+    the origin (the tracking camera, which follows the robot's centre of mass, then lost the robot)."""
+    sub = m.body_mass.copy()
+    for b in range(m.nbody - 1, 0, -1):               # children have higher ids than their parents
+        sub[m.body_parentid[b]] += sub[b]
+    m.body_subtreemass[:] = sub
