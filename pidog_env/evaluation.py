@@ -8,8 +8,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-import pidog_env  # noqa: F401  (registers PiDog-v1)
-from pidog_env.gaits import TrotGait
+from pidog_env.gaits import TrotGait          # importing the package registers PiDog-v1
 
 # Called before each action with (step, observation, info, return so far); returning False ends the episode.
 OnStep = Callable[[int, Any, dict, float], "bool | None"]

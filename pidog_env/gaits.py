@@ -60,6 +60,9 @@ class TrotParams:
     max_stride: float = 0.07       # |stride| limit per side (longer strides topple the 0.2 N m servos)
 
 
+# The default env's observation frame (no options), whose entries `TrotGait` reads by default.
+_DEFAULT_LAYOUT = frame_layout(ultrasonic=False)
+
 # Lateral distance between the left and right feet (the hips' spacing): the skid-steer lever arm.
 TRACK_WIDTH = robot.HIP_SPACING_Y
 
@@ -132,11 +135,12 @@ class TrotGait:
     slice of the (scaled) command, makes it the commanded trot.
     """
 
-    def __init__(self, params: TrotParams = TrotParams(), clock: slice = slice(14, 16),
-                 gait_period: float | None = None, dt: float = 0.02, gravity: slice = slice(0, 3),
-                 gyro: slice = slice(3, 6), command: slice | None = None) -> None:
+    def __init__(self, params: TrotParams = TrotParams(), clock: slice = _DEFAULT_LAYOUT["clock"],
+                 gait_period: float | None = None, dt: float | None = None, gravity: slice = _DEFAULT_LAYOUT["gravity"],
+                 gyro: slice = _DEFAULT_LAYOUT["gyro"], command: slice | None = None) -> None:
         self.params, self.clock, self.gravity, self.gyro, self.command = params, clock, gravity, gyro, command
         period = EnvConfig().gait_period if gait_period is None else gait_period
+        dt = EnvConfig().ctrl_dt if dt is None else dt
         self.lead = params.lead * dt / period
         self.duty_period = params.duty * period
 

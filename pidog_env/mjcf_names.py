@@ -11,13 +11,13 @@ FOOT_GEOMS = tuple(f"{leg}_foot" for leg in LEGS)        # geoms: foot spheres (
 THIGH_GEOMS = tuple(f"{leg}_thigh" for leg in LEGS)      # geoms: leg capsules (self-collision pairs)
 SHIN_GEOMS = tuple(f"{leg}_shin" for leg in LEGS)
 FOOT_SITES = FOOT_GEOMS                                  # sites at the foot tips share the geom names
+THIGH_BODIES = THIGH_GEOMS                               # leg bodies share their capsules' names
+SHIN_BODIES = SHIN_GEOMS
 
 # Sensors
 ACCEL = "accel"
 GYRO = "gyro"
-BODY_VEL = "body_vel"                                    # torso linear velocity in the body frame
 ULTRASONIC = "ultrasonic"
-FOOT_TOUCH = tuple(f"{leg}_foot_touch" for leg in LEGS)
 TORSO_TOUCH = "torso_touch"
 HEAD_TOUCH = "head_touch"
 # Contact sensors added by model.build_spec: per side, contacts between the front and the hind leg.

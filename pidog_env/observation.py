@@ -51,6 +51,13 @@ def frame_size(ultrasonic: bool, command: bool = False) -> int:
     return max(s.stop for s in frame_layout(ultrasonic, command).values())
 
 
+# Where `build_frame` writes: `frame_layout`'s offsets (the optional command comes before the ultrasonic entry).
+_AT = {name: s.start for name, s in frame_layout(ultrasonic=True, command=True).items()}
+_GRAVITY_AT, _GYRO_AT, _ACTION_AT, _CLOCK_AT, _COMMAND_AT = (
+    _AT[k] for k in ("gravity", "gyro", "last_action", "clock", "command"))
+_COMMAND_SIZE = _AT["ultrasonic"] - _COMMAND_AT
+
+
 class GravityEstimator:
     """Gravity direction in the body frame from the IMU: a complementary filter.
 
@@ -94,12 +101,6 @@ class GravityEstimator:
         return self.g
 
 
-def gait_clock(phase: float) -> tuple[float, float]:
-    """(sin, cos) of the gait phase in cycles."""
-    angle = 2.0 * np.pi * phase
-    return float(np.sin(angle)), float(np.cos(angle))
-
-
 def ultrasonic_feature(distance_m: float) -> float:
     """Scaled ultrasonic reading; a timeout (-1, or nothing in range) reads as the maximum range."""
     if distance_m < 0 or distance_m > ULTRASONIC_MAX_RANGE:
@@ -115,20 +116,21 @@ def build_frame(out: np.ndarray, gravity, gyro, last_action: np.ndarray,
     `gravity` and `gyro` are 3 floats each (rad/s for the gyro; scaled here); `command` is (vx m/s,
     wz rad/s), scaled here."""
     # Gravity is a unit vector and the action and clock lie in [-1, 1]; only the gyro needs clipping.
-    out[0], out[1], out[2] = gravity
+    g, w, c = _GRAVITY_AT, _GYRO_AT, _CLOCK_AT
+    out[g], out[g + 1], out[g + 2] = gravity
     wx, wy, wz = gyro
-    out[3] = min(max(wx * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
-    out[4] = min(max(wy * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
-    out[5] = min(max(wz * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
-    out[6:6 + N_LEG] = last_action
+    out[w] = min(max(wx * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
+    out[w + 1] = min(max(wy * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
+    out[w + 2] = min(max(wz * GYRO_SCALE, -OBS_CLIP), OBS_CLIP)
+    out[_ACTION_AT:_ACTION_AT + N_LEG] = last_action
     angle = 2.0 * math.pi * phase
-    out[6 + N_LEG] = math.sin(angle)
-    out[7 + N_LEG] = math.cos(angle)
-    i = 8 + N_LEG
+    out[c] = math.sin(angle)
+    out[c + 1] = math.cos(angle)
+    i = _COMMAND_AT
     if command is not None:
         out[i] = command[0] * CMD_VX_SCALE
         out[i + 1] = command[1] * CMD_WZ_SCALE
-        i += 2
+        i += _COMMAND_SIZE
     if ultrasonic is not None:
         out[i] = ultrasonic_feature(ultrasonic)
     return out

@@ -38,12 +38,7 @@ TAIL_SIGNS = np.array([+1], dtype=np.float64)
 ALL_SIGNS = np.concatenate([LEG_SIGNS, HEAD_SIGNS, TAIL_SIGNS])
 
 # ---------------------------------------------------------------- servo limits (degrees)
-SERVO_RANGE_DEG = 90.0                      # -90..+90 deg command range (500..2500 us)
-SERVO_RESOLUTION_DEG = 0.44
-SERVO_DEADBAND_DEG = 1.0                    # the library skips moves smaller than this
 LEG_SPEED_DEG_S = 428.0                     # vendor speed cap for legs
-HEAD_SPEED_DEG_S = 300.0
-TAIL_SPEED_DEG_S = 500.0
 HEAD_LIMITS_DEG = np.array([[-90.0, 90.0], [-70.0, 70.0], [-45.0, 30.0]])   # yaw, roll, pitch
 TAIL_LIMITS_DEG = np.array([[-90.0, 90.0]])
 CALIBRATION_OFFSET_MAX_DEG = 20.0           # pidog.conf offsets are clamped to this
@@ -65,7 +60,6 @@ LEG_SERVO_LIMITS_DEG = np.sort(LEG_ENVELOPE_DEG * LEG_SIGNS[:, None], axis=1)
 # 26.3) and stays inside the envelope; stand +- 45 deg reaches past it only at the hind hips' upper end.
 ACTION_SCALE_DEG = 45.0
 ALL_LIMITS_DEG = np.vstack([LEG_SERVO_LIMITS_DEG, HEAD_LIMITS_DEG, TAIL_LIMITS_DEG])    # vendor servo degrees
-SPEED_LIMITS_DEG_S = np.array([LEG_SPEED_DEG_S] * N_LEG + [HEAD_SPEED_DEG_S] * 3 + [TAIL_SPEED_DEG_S])
 
 # ---------------------------------------------------------------- the robot's electronics (runtime facts)
 # Robot HAT PWM channels in leg array order, and the vendor's one-by-one start-up order (0.15 s apart,
@@ -109,9 +103,6 @@ HIP_POSITIONS = {                           # in the body frame, relative to the
     "LH": np.array([-HIP_SPACING_X / 2, +HIP_SPACING_Y / 2, 0.0]),
     "RH": np.array([-HIP_SPACING_X / 2, -HIP_SPACING_Y / 2, 0.0]),
 }
-STAND_HEIGHT_FRONT = 0.095                  # hip above foot in the stand pose
-STAND_HEIGHT_HIND = 0.090
-GAIT_BODY_HEIGHT = 0.080                    # the vendor's walk and trot use 80 mm
 # Vendor stand foot targets (y rearward, z down from hip), mm, from which the stand pose is derived.
 STAND_FOOT_YZ_MM = {"front": (-15.0, 95.0), "hind": (5.0, 90.0)}
 ULTRASONIC_MAX_RANGE = 2.9                  # HC-SR04, metres; the library returns -1 on timeout

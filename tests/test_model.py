@@ -61,7 +61,7 @@ def test_stand_keyframe_holds_ten_seconds_at_vendor_height(model):
     for _ in range(int(round(10.0 / model.opt.timestep))):
         mujoco.mj_step(model, data)
     heights = hip_heights_above_feet(model, data)
-    expected = [robot.STAND_HEIGHT_FRONT] * 2 + [robot.STAND_HEIGHT_HIND] * 2
+    expected = [robot.STAND_FOOT_YZ_MM["front"][1] / 1000] * 2 + [robot.STAND_FOOT_YZ_MM["hind"][1] / 1000] * 2
     np.testing.assert_allclose(heights, expected, atol=0.010)
     assert data.xmat[model.body("torso").id][8] > np.cos(np.deg2rad(5))   # still level
     assert data.sensor("torso_touch").data[0] == 0                            # not lying down
