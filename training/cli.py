@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,6 +185,9 @@ def run_pipeline(command: str, args: argparse.Namespace) -> None:
     if cfg.resume and any(k == "@preset" for k, _ in typed):
         raise ConfigError("presets apply to new runs; --resume continues with the run's saved settings")
     if args.command == "config":
+        if args.markdown:
+            print(settings_markdown(cfg), end="")
+            return
         for key, value, text in config_tree.describe(cfg):
             print(f"{key} = {json.dumps(value, default=str)}" + (f"    # {text}" if text else ""))
         return
@@ -192,6 +196,22 @@ def run_pipeline(command: str, args: argparse.Namespace) -> None:
                      "--resume: the experiment folder" if cfg.resume else "--output-dir")
     from training.pipeline import run
     run(cfg, [(k, t) for k, t in typed if k not in RUN_IDENTITY])
+
+
+def settings_markdown(cfg: PipelineConfig) -> str:
+    """`pidog config --markdown`: one Markdown table per group of settings (docs/configuration.md's reference)."""
+    groups: dict[str, list[str]] = {}
+    for key, value, text in config_tree.describe(cfg):
+        shown = json.dumps(value, default=str)
+        if key == "experiment_name" and re.fullmatch(r'"bc_rl_\d{8}_\d{6}"', shown):
+            shown = '"bc_rl_<date>_<time>"'                   # the default: the run's start time
+        group = key.split(".")[0] if "." in key else "run"
+        row = [f"`{key}`", f"`{shown}`", text]
+        groups.setdefault(group, []).append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    out = []
+    for group, rows in groups.items():
+        out += [f"### {group}", "", "| setting | value | what it does |", "|---|---|---|", *rows, ""]
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- evaluate / visualize / export
@@ -391,6 +411,9 @@ def build_parser() -> Parser:
         for title, aliases in groups:
             add_aliases(p, title, aliases)
         add_settings_options(p)
+
+    sub.choices["config"].add_argument("--markdown", action="store_true",
+                                       help="print the settings as Markdown tables (docs/configuration.md)")
 
     p = sub.add_parser("evaluate", help="a table of figures for a saved policy")
     add_model_source(p)
