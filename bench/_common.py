@@ -1,7 +1,7 @@
 """Shared helpers for the benchmark scripts: where results go and how they are written.
 
 Every run writes one self-describing JSON file (`write_result`): the figures at the top level (as the
-scripts always did), `machine` (CPU model, cores, platform, time) and `run`: which bench, its protocol,
+scripts always did), `machine` (CPU model, cores, load average, platform, time) and `run`: which bench, its protocol,
 the command line, the commit and whether the working tree had uncommitted changes, a hash of the
 defaults it ran with (`defaults`: the env's `EnvConfig().hash()` and the same over the pipeline's
 `PipelineConfig()`), the flags it was given, seeds, episodes, package versions and wall time. The file is
@@ -65,8 +65,12 @@ def machine() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:                      # not Linux
         usable = os.cpu_count()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]   # busy cores over 1, 5, 15 min: was the machine shared?
+    except (AttributeError, OSError):
+        load = None
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "usable_cores": usable,
-            "platform": platform.platform(), "python": platform.python_version(),
+            "load_average": load, "platform": platform.platform(), "python": platform.python_version(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

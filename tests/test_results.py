@@ -1,0 +1,145 @@
+"""Results that cannot go stale: every bench run is a self-describing JSON (bench/_common.write_result), kept;
+`python -m bench.publish` copies chosen runs into docs/results/data/; `python -m bench.report` renders the docs
+from them, marking results measured with earlier defaults."""
+
+import json
+import re
+import sys
+
+import pytest
+
+import bench._common as common
+from bench import publish, report
+
+FIGURES = {"forward_speed_mps": 0.14, "lateral_drift_ratio": 0.01, "heading_change_deg": 1.3, "falls_of_10": 0.25,
+           "randomized_mean_speed_mps": 0.12, "nominal_return": 438.0, "seeds": 40}
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    return tmp_path / "results"
+
+
+def written(results, name="trot", figures=FIGURES) -> dict:
+    path = common.write_result(name, figures)
+    return json.loads(path.read_text())
+
+
+def test_every_run_is_kept_and_describes_itself(results, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench/trot_check.py", "--seeds", "40"])
+    first = written(results)
+    second = written(results, figures={**FIGURES, "forward_speed_mps": 0.15})
+    kept = sorted((results / common.RUNS).glob("trot_*.json"))
+    assert len(kept) == 2                                           # nothing overwritten
+    assert json.loads((results / "trot.json").read_text()) == second != first
+    run, host = second["run"], second["machine"]
+    assert run["bench"] == "trot" and run["schema"] == common.SCHEMA and "randomized" in run["protocol"]
+    assert run["command"] == "python bench/trot_check.py --seeds 40" and run["settings"] == {"--seeds": "40"}
+    assert re.fullmatch(r"[0-9a-f]{40}", run["commit"]) and isinstance(run["dirty"], bool)
+    assert run["defaults"] == common.defaults_hashes() and set(run["defaults"]) == {"env", "pipeline"}
+    assert run["seeds"] == "0-39" and run["episodes"] == 40
+    assert run["versions"]["torch"] and run["versions"]["mujoco"] and run["wall_seconds"] >= 0
+    assert host["cpu_model"] and host["usable_cores"] >= 1 and re.match(r"\d{4}-\d\d-\d\dT", host["time"])
+    assert second["forward_speed_mps"] == 0.15                      # the figures stay at the top level
+
+
+def test_flags_are_recorded_as_typed(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/x/bench/sample_efficiency.py", "--skip-scratch", "--seeds", "0", "1",
+                                      "--set", "a=1", "--set=b=2"])
+    command, flags = common.command_line()
+    assert command.startswith("python bench/sample_efficiency.py --skip-scratch")
+    assert flags == {"--skip-scratch": True, "--seeds": ["0", "1"], "--set": ["a=1", "b=2"]}
+    monkeypatch.setattr(sys, "argv", ["pytest"])                    # main() called from Python
+    assert common.command_line() == (None, {})
+
+
+def test_the_defaults_hash_ignores_run_names_but_not_settings(monkeypatch):
+    import time
+
+    from training.config import PipelineConfig
+    before = common.defaults_hashes()
+    monkeypatch.setattr(time, "strftime", lambda *a: "bc_rl_20000101_000000")   # another default run name
+    assert PipelineConfig().experiment_name == "bc_rl_20000101_000000"
+    assert common.defaults_hashes() == before
+    to_dict = PipelineConfig.to_dict
+    monkeypatch.setattr(PipelineConfig, "to_dict", lambda self: {**to_dict(self), "ppo": {**to_dict(self)["ppo"],
+                                                                                          "gamma": 0.9}})
+    after = common.defaults_hashes()
+    assert after["pipeline"] != before["pipeline"] and after["env"] == before["env"]
+
+
+def test_publish_copies_checked_runs_only(results, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    path = common.write_result("trot", FIGURES)
+    run = json.loads(path.read_text())
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps({**run, "run": {**run["run"], "dirty": False}}))
+    [out] = publish.publish([clean], data_dir=data_dir)
+    assert out.parent == data_dir and re.fullmatch(r"trot_\d{8}-\d{6}_[0-9a-f]{7}\.json", out.name)
+    assert publish.publish([clean], data_dir=data_dir) == [out]     # the same run again: no change
+    dirty = tmp_path / "dirty.json"
+    dirty.write_text(json.dumps({**run, "run": {**run["run"], "dirty": True, "dirty_paths": ["x.py"]}}))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(FIGURES))                             # written before runs described themselves
+    nan = tmp_path / "nan.json"
+    nan.write_text(json.dumps({**run, "forward_speed_mps": float("nan")}))
+    for bad, says in ((dirty, "uncommitted"), (old, "no `run` block"), (nan, "finite"),
+                      (tmp_path / "none.json", "no such file")):
+        assert publish.main([str(bad), "--data", str(tmp_path / "other")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "other").exists()                         # nothing written on a refusal
+    assert publish.publish([dirty], allow_dirty=True, data_dir=tmp_path / "other")
+
+
+def test_fall_rates_are_counts_with_an_interval():
+    lo, hi = report.wilson(1, 40)
+    assert lo == pytest.approx(0.0044, abs=1e-4) and hi == pytest.approx(0.1288, abs=1e-4)
+    assert report.wilson(0, 60)[0] == 0 and report.wilson(60, 60)[1] == pytest.approx(1)
+    assert report.falls(3, 60) == "3/60 (1.7-14 %)" and report.falls(0, 20) == "0/20 (0-16 %)"
+
+
+def published(results, tmp_path, figures=FIGURES, name="trot", **run_changes) -> dict:
+    data = json.loads(common.write_result(name, figures).read_text())
+    data["run"].update(run_changes)
+    data["_file"] = f"{name}_x.json"
+    return data
+
+
+def test_a_result_with_other_defaults_is_marked_automatically(results, tmp_path):
+    today = common.defaults_hashes()
+    current = published(results, tmp_path)
+    older = published(results, tmp_path, defaults={**today, "env": "0" * 12})
+    assert "earlier defaults" not in report.results_page([current], today)
+    page = report.results_page([older], today)
+    assert "**Measured with earlier defaults**" in page and "1/40 (0.4-13 %)" in page
+    assert "earlier defaults" in report.headline([older], today)
+    # A PPO default does not make the trot's figures stale: the trot depends on the env only.
+    assert "earlier defaults" not in report.results_page(
+        [published(results, tmp_path, defaults={**today, "pipeline": "0" * 12})], today)
+
+
+def test_every_table_says_where_and_how(results, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench/trot_check.py", "--seeds", "40"])
+    today = common.defaults_hashes()
+    page = report.results_page([published(results, tmp_path)], today)
+    section = page[page.index("## The trot"):page.index("## Environment throughput")]
+    assert "Measured on " in section and "Reproduce with: `python bench/trot_check.py --seeds 40` at that commit" in section
+    assert "Not yet measured" in page[page.index("## Environment throughput"):]
+
+
+def test_the_main_job_block_waits_for_data(results, tmp_path, monkeypatch):
+    today = common.defaults_hashes()
+    assert report.main_job_block([], today).count("not yet measured") == 2
+    monkeypatch.setattr(sys, "argv", ["bench/main_job.py", "--quick"])
+    quick = published(results, tmp_path, {"total_s": 150.0}, name="main_job")
+    block = report.main_job_block([quick], today)
+    assert "The default job: wall time not yet measured" in block and "`--quick`: 2.5 min (" in block
+
+
+def test_generated_blocks_are_replaced_between_their_markers():
+    text = ("a\n<!-- generated: x (python -m bench.report) -->\nold\n<!-- end generated: x -->\nb\n")
+    assert report.replace_blocks(text, {"x": "new\n"}, "t") == text.replace("old", "new")
+    with pytest.raises(publish.PublishError, match="no generated block 'y'"):
+        report.replace_blocks(text, {"y": "new\n"}, "t")
