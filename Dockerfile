@@ -37,7 +37,7 @@ RUN apt-get update \
 RUN useradd --create-home --uid 1000 pidog && chmod 1777 /home/pidog
 WORKDIR /app
 
-# Dependencies first: editing the code does not reinstall them. No test or lint tools here.
+# Dependencies first: editing the code does not reinstall them. No test or lint tools and no Ray here.
 COPY install.sh requirements.txt requirements-nodeps.txt ./
 RUN TORCH_VARIANT=${TORCH_VARIANT} WITH_DEV=0 PYTHON=python3.11 ./install.sh --deps-only
 
@@ -64,7 +64,12 @@ VOLUME ["/app/outputs"]
 CMD ["python", "-m", "pytest"]
 
 # runtime (default target): training, evaluation, export and TensorBoard.
+#   --build-arg WITH_RAY=1: plus Ray Tune (requirements-sweep.txt), for sweeps on a Ray cluster (the
+#   compose service ray_head, profile "ray", image pidog-sim2real:ray); the default image has no Ray.
 FROM base AS runtime
+ARG WITH_RAY=0
+COPY requirements-sweep.txt ./
+RUN if [ "$WITH_RAY" = 1 ]; then PYTHON=python3.11 ./install.sh --ray-only; fi
 COPY --from=source /src ./
 RUN PYTHON=python3.11 ./install.sh --project-only && install -d -m 1777 /app/outputs
 USER 1000:1000

@@ -3,11 +3,13 @@
 # Dockerfile, so there is one source of truth for the environment.
 #
 #   ./install.sh                   # fresh virtual environment in .venv (CPU build of torch) + project
+#   ./install.sh --with-ray        # the same plus Ray Tune (requirements-sweep.txt), for sweeps on a cluster
 #   TORCH_VARIANT=cu126 ./install.sh   # a CUDA build of torch instead of the CPU wheel
 #   VENV=/opt/venv ./install.sh --deps-only      # Docker: dependencies (a cached layer) ...
 #   VENV=/opt/venv ./install.sh --project-only   # ... then the project, after the code is copied
 #   WITH_DEV=0 ./install.sh --deps-only          # Docker runtime image: without requirements-dev.txt
 #   VENV=/opt/venv ./install.sh --dev-only       # Docker dev image: add requirements-dev.txt later
+#   VENV=/opt/venv ./install.sh --ray-only       # add Ray Tune to an installed environment
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,10 +18,23 @@ PYTHON=${PYTHON:-python3.11}
 TORCH_VERSION=2.13.0
 TORCH_VARIANT=${TORCH_VARIANT:-cpu}
 WITH_DEV=${WITH_DEV:-1}            # 0: leave out the test and lint tools (requirements-dev.txt)
-stage=${1:-all}
-case "$stage" in all|--deps-only|--dev-only|--project-only) ;;
-  *) echo "usage: $0 [--deps-only|--dev-only|--project-only]" >&2; exit 2;; esac
+WITH_RAY=${WITH_RAY:-0}            # 1 (or --with-ray): add Ray Tune (requirements-sweep.txt)
+usage="usage: $0 [--with-ray] [--deps-only|--dev-only|--ray-only|--project-only]"
+stage=all
+for arg in "$@"; do
+  case "$arg" in
+    --with-ray) WITH_RAY=1;;
+    --deps-only|--dev-only|--ray-only|--project-only)
+      [ "$stage" = all ] || { echo "$usage" >&2; exit 2; }
+      stage=$arg;;
+    *) echo "$usage" >&2; exit 2;;
+  esac
+done
 case "$WITH_DEV" in 0|1) ;; *) echo "WITH_DEV must be 0 or 1" >&2; exit 2;; esac
+case "$WITH_RAY" in 0|1) ;; *) echo "WITH_RAY must be 0 or 1" >&2; exit 2;; esac
+if [ "$WITH_RAY" = 1 ] && [ "$stage" != all ] && [ "$stage" != --deps-only ]; then
+  echo "--with-ray goes with a full install or --deps-only (--ray-only adds Ray to an installed one)" >&2; exit 2
+fi
 
 if [ "$stage" = all ] || [ "$stage" = --deps-only ]; then
   rm -rf "$VENV"
@@ -28,6 +43,7 @@ fi
 pip=("$VENV/bin/python" -m pip --no-input --quiet)
 requirements=(-r requirements.txt)
 if [ "$WITH_DEV" = 1 ]; then requirements+=(-r requirements-dev.txt); fi
+if [ "$WITH_RAY" = 1 ]; then requirements+=(-r requirements-sweep.txt); fi
 
 if [ "$stage" = all ] || [ "$stage" = --deps-only ]; then
   # 1. torch first, pinned exactly: a loose `torch` pulls a multi-GB CUDA build. A local wheel cache
@@ -43,6 +59,10 @@ fi
 if [ "$stage" = --dev-only ]; then
   # Resolved together with requirements.txt, as in a full install (already installed pins stay).
   "${pip[@]}" install -r requirements.txt -r requirements-dev.txt
+fi
+if [ "$stage" = --ray-only ]; then
+  # As --dev-only: resolved together with requirements.txt, so the installed pins stay.
+  "${pip[@]}" install -r requirements.txt -r requirements-sweep.txt
 fi
 if [ "$stage" = all ] || [ "$stage" = --project-only ]; then
   # 3. This project (editable, so scripts in training/, bench/ and deploy/ import it from anywhere).

@@ -99,7 +99,36 @@ def test_services_exist_with_their_roles():
     assert defaults(gpu["build"]["args"]["TORCH_VARIANT"]).startswith("cu")
     ray = SERVICES["ray_head"]
     assert ray["profiles"] == ["ray"] and ray["command"][:3] == ["ray", "start", "--head"] and "--block" in ray["command"]
-    assert ray["image"] == SERVICES["pidog_rl"]["image"]         # trials run the pipeline of the same image
+    # the runtime image plus Ray (trials run the same pipeline); the default image has no Ray
+    assert ray["build"]["target"] == "runtime" and ray["build"]["args"] == {"TORCH_VARIANT": "cpu", "WITH_RAY": "1"}
+    assert ray["image"] == "pidog-sim2real:ray" and "WITH_RAY" not in SERVICES["pidog_rl"]["build"]["args"]
+    assert re.search(r"^ARG WITH_RAY=0$", stages()["runtime"][1], re.M)
+
+
+def test_compose_builds_each_image_once():
+    # Two services with `build:` for one tag build it twice (and leave the first build dangling).
+    builders = {}
+    for name, svc in SERVICES.items():
+        if "build" in svc:
+            assert svc["image"] not in builders, f"{name} and {builders.get(svc['image'])} both build {svc['image']}"
+            builders[svc["image"]] = name
+    for name, svc in SERVICES.items():
+        if "build" not in svc:
+            assert svc["image"] in builders and svc.get("pull_policy") == "never", name   # run what compose built
+    override = yaml.safe_load((ROOT / "docker" / "compose.host-network.yml").read_text())["services"]
+    assert set(override) == set(builders.values())          # a `build:` there would add a build
+
+
+def test_ray_is_an_optional_extra_with_an_exact_pin():
+    runtime = (ROOT / "requirements.txt").read_text()
+    assert not re.search(r"^ray\b", runtime, re.M)
+    pins = [ln for ln in (ROOT / "requirements-sweep.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert len(pins) == 1 and re.fullmatch(r"ray\[tune\]==\d+\.\d+\.\d+", pins[0])
+    install = (ROOT / "install.sh").read_text()
+    assert "WITH_RAY=${WITH_RAY:-0}" in install and "--with-ray" in install
+    for args in (["--with-ray", "--project-only"], ["--dev-only", "--ray-only"]):   # refused before installing
+        proc = subprocess.run(["bash", str(ROOT / "install.sh"), *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
 
 
 def test_services_run_as_the_caller_with_a_1000_default():
@@ -169,7 +198,7 @@ def test_dockerfile_installs_with_the_same_script_and_files_as_ci():
     assert "./install.sh" in ci and "./install.sh --deps-only" in DOCKERFILE
     assert "./install.sh --project-only" in DOCKERFILE and "./install.sh --dev-only" in DOCKERFILE
     used = set(re.findall(r"requirements[\w-]*\.txt", install))
-    assert used == {"requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt"}
+    assert used == {"requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt", "requirements-sweep.txt"}
     copied = set()
     for m in re.finditer(r"^COPY (?!--from)(.+) \./$", DOCKERFILE, re.M):
         copied |= set(m.group(1).split()) - {"install.sh", "."}
