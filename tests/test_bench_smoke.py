@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("env_throughput", "ppo_throughput", "visualization_overhead", "deploy_latency", "trot_check",
-           "sample_efficiency")
+           "sample_efficiency", "main_job")
 
 
 def run_script(name: str, *args: str, results: Path) -> str:
@@ -81,6 +81,10 @@ BAD = [
     ("deploy_latency", ["--seconds", "0"], "--seconds"),
     ("deploy_latency", ["--bc-demos", "0"], "--bc-demos"),
     ("deploy_latency", ["--bc-epochs", "0"], "--bc-epochs"),
+    ("main_job", ["--seed", "-1"], "--seed"),
+    ("main_job", ["--set", "rl.total_timesteps"], "--set"),
+    ("main_job", ["--preset", "no_such_preset"], "no_such_preset"),
+    ("main_job", ["--baseline-code", "/nonexistent"], "--baseline-code"),
     ("sample_efficiency", ["--workers", "0"], "--workers"),
     ("sample_efficiency", ["--seeds", "1", "1"], "--seeds"),
     ("sample_efficiency", ["--sac-budget", "10"], "--sac-budget"),
@@ -237,3 +241,25 @@ def test_sample_efficiency(sample_efficiency_run):
     for name, runs in histories.items():             # one run per seed, evaluated at 0, every eval_freq, the end
         assert len(runs) == 1 and [e["timesteps"] for e in runs[0]] == [0, 512, 1024], name
     assert (results / "sample_efficiency.png").is_file()
+
+
+@pytest.mark.slow
+def test_main_job(tmp_path):
+    """The --quick job at the tests' budget, with this very code as its own baseline."""
+    out = run_script("main_job", "--quick", "--preset", "tiny", "--baseline-code", str(ROOT), results=tmp_path)
+    data = load(tmp_path / "main_job.json")
+    printed(out, data)
+    assert data["job"] == "quick" and data["presets"] == ["tiny"]
+    for fig in (data, data["baseline"]):
+        stages = fig["stages"]
+        assert {"demonstrations", "bc", "bc_evaluation", "learning", "evaluations", "confirmations", "clips",
+                "checkpoints", "final_figures", "other"} == set(stages)
+        assert all(v >= 0 for v in stages.values()) and sum(stages.values()) == pytest.approx(fig["total_s"], abs=0.5)
+        evaluating = stages["evaluations"] + stages["confirmations"] + stages["final_figures"]
+        assert fig["evaluation_fraction"] == pytest.approx(evaluating / fig["total_s"], abs=2e-3)
+        assert fig["evaluations"] == 3 and 0 <= fig["shipped"]["fall_rate"] <= 1     # 0, 512 and 1024 steps
+        assert fig["ppo_learning_steps_per_s"] > 0
+    # the same code and seed: the same training, evaluations and shipped model
+    assert data["baseline"]["shipped"]["speed_mps"] == data["shipped"]["speed_mps"]
+    assert data["total_ratio_to_baseline"] == pytest.approx(data["total_s"] / data["baseline"]["total_s"], abs=2e-3)
+    assert not list(tmp_path.glob("pidog_main_job_*"))          # the runs' folders are gone

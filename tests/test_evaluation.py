@@ -51,9 +51,61 @@ def test_batched_episodes_equal_one_by_one_in_seed_order():
     assert len({round(e["return"], 6) for e in one_by_one}) == len(seeds)     # the seeds differ
 
 
-@pytest.mark.parametrize("batch", [1, 4])
-def test_evaluate_policy_reports_every_episode(batch):
+def test_evaluate_policy_reports_every_episode():
     cfg = short_cfg()
-    ev = evaluate_policy(RowwisePolicy(make_env(cfg).observation_space.shape[0]), cfg, 6, batch=batch)
+    ev = evaluate_policy(RowwisePolicy(make_env(cfg).observation_space.shape[0]), cfg, 6)
     assert ev["episodes"] == 6 and len(ev["per_episode"]) == 6
     assert ev["mean_return"] == pytest.approx(np.mean([e["return"] for e in ev["per_episode"]]))
+
+
+def _network_policy():
+    import torch
+
+    from pidog_env.env import action_space, observation_space
+    from training.config import PipelineConfig
+    from training.policies import make_policy
+    torch.manual_seed(0)
+    cfg = PipelineConfig()
+    return make_policy(observation_space(cfg.env), action_space(cfg.env), cfg.policy)
+
+
+def test_a_rows_action_does_not_depend_on_the_rows_beside_it():
+    """What makes an episode a function of the policy and its seed alone (checked on this machine's BLAS)."""
+    from training.evaluation import EVAL_BATCH, batch_actions
+    policy = _network_policy()
+    act = batch_actions(policy)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(EVAL_BATCH + 5, policy.observation_space.shape[0])).astype(np.float32)
+    whole = act(obs)
+    assert whole.shape == (EVAL_BATCH + 5, 8)
+    for k in (1, 2, 7, EVAL_BATCH):
+        for start in (0, 3, 5):
+            assert np.array_equal(act(obs[start:start + k]), whole[start:start + k]), (k, start)
+    # (a plain SB3 predict on a different number of rows would not promise this)
+
+
+def test_an_episode_is_the_same_in_any_evaluation_that_runs_its_seed():
+    cfg = short_cfg()
+    policy = _network_policy()
+    whole = evaluate_policy(policy, cfg, 6, seed=500)["per_episode"]
+    assert evaluate_policy(policy, cfg, 3, seed=502)["per_episode"] == whole[2:5]
+    assert evaluate_policy(policy, cfg, 1, seed=505)["per_episode"] == whole[5:]
+    from training.evaluation import policy_callable
+    env = make_env(cfg)
+    single = run_episode(policy_callable(policy), env, 501)                  # the viewer's / export's loop
+    env.close()
+    assert single["return"] == whole[1]["return"] and single["length"] == whole[1]["length"]
+
+
+@pytest.mark.slow
+def test_an_eval_pool_gives_the_episodes_of_one_process():
+    from training.evaluation import PARALLEL_FROM, EvalPool
+    cfg = short_cfg()
+    policy = _network_policy()
+    alone = evaluate_policy(policy, cfg, PARALLEL_FROM + 3, seed=700)
+    with EvalPool(2) as pool:
+        split = evaluate_policy(policy, cfg, PARALLEL_FROM + 3, seed=700, pool=pool)
+        assert pool._procs and all(p.is_alive() for p in pool._procs)        # it did run in a worker
+        again = evaluate_policy(policy, cfg, PARALLEL_FROM + 3, seed=700, pool=pool)   # kept envs, same figures
+    assert split == alone == again
+    assert not pool._procs

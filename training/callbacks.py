@@ -13,7 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from pidog_env.evaluation import TRACKING_KEYS, tracking_text
 from training.experiment import Experiment
-from training.selection import pooled, select, selection_figures
+from training.selection import CONFIRM_CHUNK, curtail, episode_score, pooled, score, select, selection_figures
 
 EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "heading_change_deg")
 
@@ -76,34 +76,44 @@ def pooled_fall_rate(history: list[dict], until_steps: int) -> float | None:
 class EvalCallback(BaseCallback):
     """Deterministic evaluation every `eval_freq` env steps (and before training starts).
 
-    Writes `evaluations.json` (a history that survives --resume) and saves `best_model.zip` whenever the
-    new evaluation becomes the selection (`training.selection`: the fastest evaluated model whose fall
-    rate is at most `max_fall_rate`). `evaluate` maps a policy to a summary dict with mean_return,
-    mean_forward_speed and fall_rate. With `confirm` (the same on more, disjoint episodes), an evaluation
-    that would become the selection is confirmed first: its pooled figures decide.
+    `evaluate(policy, seed, n)` runs the episodes of seeds seed .. seed + n - 1 and returns their
+    per-episode figures (`training.evaluation.run_seeds` / `EvalPool.run`). Each evaluation runs
+    `eval_episodes` from `seed`. Writes `evaluations.json` (a history that survives --resume, with each
+    evaluation's per-episode scores and falls) and saves `best_model.zip` whenever the new evaluation
+    becomes the selection (`training.selection`: the fastest evaluated model whose fall rate is at most
+    `max_fall_rate`). With `confirm_episodes`, an evaluation that would become the selection is first run
+    on that many more episodes (the seeds after its own), in chunks that stop once the outcome is decided
+    (`training.selection.curtail`); the pooled figures decide. `seconds` holds the time spent evaluating
+    and confirming.
     """
 
-    def __init__(self, evaluate: Callable[[Any], dict[str, float]], eval_freq: int, exp: Experiment,
+    def __init__(self, evaluate: Callable[[Any, int, int], list[dict]], eval_freq: int, exp: Experiment,
                  meta: dict[str, Any], history: list[dict] | None = None, max_fall_rate: float = 0.02,
-                 confirm: Callable[[Any], dict[str, float]] | None = None) -> None:
+                 eval_episodes: int = 30, confirm_episodes: int = 0, seed: int = 10_000) -> None:
         super().__init__()
         self.evaluate, self.eval_freq, self.exp, self.meta = evaluate, eval_freq, exp, meta
-        self.confirm = confirm
+        self.eval_episodes, self.confirm_episodes, self.seed = eval_episodes, confirm_episodes, seed
         self.max_fall_rate = max_fall_rate
         self.history = history or []
         self._last = self.history[-1]["timesteps"] if self.history else -np.inf
+        self.seconds = {"evaluations": 0.0, "confirmations": 0.0}
+        self.confirmation_episodes = {"run": 0, "skipped": 0}       # by curtailment
 
     @classmethod
-    def for_config(cls, cfg: Any, exp: Experiment, meta: dict[str, Any], history: list[dict] | None = None
-                   ) -> "EvalCallback":
+    def for_config(cls, cfg: Any, exp: Experiment, meta: dict[str, Any], history: list[dict] | None = None,
+                   pool: Any = None) -> "EvalCallback":
         """The run's evaluator: `rl.eval_episodes` seeded randomized episodes every `rl.eval_freq` steps, and
-        `rl.confirm_episodes` more (the seeds after them) to confirm a new selection."""
-        from training.evaluation import EVAL_SEED_BASE, evaluate_policy
-        r = cfg.rl
-        confirm = (lambda pol: evaluate_policy(pol, cfg.env, r.confirm_episodes, EVAL_SEED_BASE + r.eval_episodes,
-                                               randomize=True)) if r.confirm_episodes else None
-        evaluator = cls(lambda pol: evaluate_policy(pol, cfg.env, r.eval_episodes, randomize=True), r.eval_freq,
-                        exp, meta, history, r.select_max_fall_rate, confirm)
+        `rl.confirm_episodes` more (the seeds after them) to confirm a new selection; over `pool`'s
+        processes when given."""
+        from training.common import with_randomization
+        from training.evaluation import EVAL_SEED_BASE, run_seeds
+        r, env_cfg = cfg.rl, with_randomization(cfg.env, True)
+
+        def evaluate(policy, seed: int, n: int) -> list[dict]:
+            seeds = list(range(seed, seed + n))
+            return pool.run(policy, env_cfg, seeds) if pool is not None else run_seeds(policy, env_cfg, seeds)
+        evaluator = cls(evaluate, r.eval_freq, exp, meta, history, r.select_max_fall_rate, r.eval_episodes,
+                        r.confirm_episodes, EVAL_SEED_BASE)
         evaluator.verbose = 1
         return evaluator
 
@@ -122,9 +132,12 @@ class EvalCallback(BaseCallback):
         return True
 
     def _run(self) -> None:
-        summary = self.evaluate(self.model.policy)
+        import time
+        t0 = time.perf_counter()
+        eps = self.evaluate(self.model.policy, self.seed, self.eval_episodes)
+        self.seconds["evaluations"] += time.perf_counter() - t0
+        summary = _summary(eps)
         summary["timesteps"] = int(self.num_timesteps)
-        summary.pop("per_episode", None)
         self.history.append(summary)
         self._last = self.num_timesteps
         for key in ("mean_return", "mean_forward_speed", "fall_rate", "mean_length", *TRACKING_KEYS):
@@ -132,14 +145,16 @@ class EvalCallback(BaseCallback):
                 self.logger.record(f"eval/{key}", summary[key])
         chosen = select(self.history, self.max_fall_rate)
         confirmed = ""
-        if chosen == len(self.history) - 1 and self.confirm is not None:
-            more = self.confirm(self.model.policy)
-            more.pop("per_episode", None)
-            both = summary["confirmation"] = pooled(summary, more)
+        if chosen == len(self.history) - 1 and self.confirm_episodes:
+            t0 = time.perf_counter()
+            both = summary["confirmation"] = self._confirm(eps)
+            self.seconds["confirmations"] += time.perf_counter() - t0
             chosen = select(self.history, self.max_fall_rate)
             self.logger.record("eval/confirmed_fall_rate", both["fall_rate"])
+            stopped = (f", stopped early: {'too many falls' if both['curtailed'] == 'falls' else 'cannot beat the selection'}"
+                       if both.get("curtailed") else "")
             confirmed = (f"; confirmed on {both['episodes']} episodes: speed {both['mean_forward_speed']:.3f} m/s  "
-                         f"falls {both['fall_rate']:.0%}{tracking_text(both)}"
+                         f"falls {both['fall_rate']:.0%}{tracking_text(both)}{stopped}"
                          f"{'' if chosen == len(self.history) - 1 else ' (not selected)'}")
         if chosen == len(self.history) - 1:
             self.exp.save_model(self.model, self.exp / Experiment.BEST_MODEL,
@@ -154,6 +169,38 @@ class EvalCallback(BaseCallback):
                   f"speed {summary['mean_forward_speed']:.3f} m/s  falls {summary['fall_rate']:.0%}"
                   f"{tracking_text(summary)}{confirmed}{mark}")
 
+    def _confirm(self, eps: list[dict]) -> dict[str, Any]:
+        """The confirmation of the newest evaluation (episodes `eps`): its pooled figures, with `curtailed`
+        set when it stopped early."""
+        before = select(self.history[:-1], self.max_fall_rate)
+        best = None if before is None else score(selection_figures(self.history[before]))
+        total = self.eval_episodes + self.confirm_episodes
+        more: list[dict] = []
+        reason = None
+        while len(more) < self.confirm_episodes and reason is None:
+            n = min(CONFIRM_CHUNK, self.confirm_episodes - len(more))
+            more += self.evaluate(self.model.policy, self.seed + self.eval_episodes + len(more), n)
+            seen = eps + more
+            if len(more) < self.confirm_episodes:
+                reason = curtail([episode_score(e) for e in seen], sum(bool(e["fell"]) for e in seen), total,
+                                 best, self.max_fall_rate)
+        self.confirmation_episodes["run"] += len(more)
+        self.confirmation_episodes["skipped"] += self.confirm_episodes - len(more)
+        both = pooled(_summary(eps), _summary(more))
+        both.update(scores=[round(episode_score(e), 5) for e in more], fell=[bool(e["fell"]) for e in more])
+        if reason is not None:
+            both["curtailed"] = reason
+        return both
+
+
+def _summary(eps: list[dict]) -> dict[str, Any]:
+    """An evaluation's figures, with its episodes' scores and falls (what a confirmation's test reads)."""
+    from training.evaluation import summary_of
+    out = summary_of(eps)
+    out.pop("per_episode")
+    out.update(scores=[round(episode_score(e), 5) for e in eps], fell=[bool(e["fell"]) for e in eps])
+    return out
+
 
 class CheckpointCallback(BaseCallback):
     """`checkpoints/ppo_<steps>_steps.zip` every `save_freq` env steps, with metadata for safe loading."""
@@ -163,6 +210,7 @@ class CheckpointCallback(BaseCallback):
         self.save_freq, self.exp, self.meta = save_freq, exp, meta
         self.ckpt_dir = exp / Experiment.CHECKPOINTS
         self._last = 0
+        self.seconds = 0.0
 
     def _on_training_start(self) -> None:
         self._last = self.num_timesteps
@@ -173,10 +221,13 @@ class CheckpointCallback(BaseCallback):
         return True
 
     def save(self) -> Path:
+        import time
         from training.handoff_ppo import RewardNormalizer
+        t0 = time.perf_counter()
         path = self.exp.save_model(self.model, self.ckpt_dir / f"ppo_{self.num_timesteps}_steps.zip", self.meta)
         RewardNormalizer.save(self.model.get_env(), self.ckpt_dir)
         self._last = self.num_timesteps
+        self.seconds += time.perf_counter() - t0
         return path
 
 

@@ -98,7 +98,8 @@ class RLConfig:
     vec_env: str = setting("batched", choices=("batched", "subproc", "dummy"),
                            help="batched: one block of envs per core, the first stepped by the training process, "
                                 "shared-memory observations (training/vec_env.py); subproc: SB3's SubprocVecEnv, "
-                                "one process per env; dummy: all in the training process")
+                                "one process per env; dummy: all in the training process, evaluations too (otherwise they "
+                                "run on every core: training.evaluation.EvalPool)")
     eval_freq: int = setting(25_000, ge=0, help="env steps between deterministic evaluations (0: start and end)")
     eval_episodes: int = setting(30, ge=1, le=10_000, help="randomized episodes per evaluation (fixed seeds; "
                                  "best_model.zip's fall-rate limit needs >= 30 to mean anything)")

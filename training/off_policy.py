@@ -32,7 +32,8 @@ from training.report import figures, log, selected_summary
 from training.sac_prior import SACWithPrior
 
 
-def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None) -> dict[str, Any]:
+def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demonstrations | None,
+                     pool: Any = None) -> dict[str, Any]:
     """SAC or TD3 to the budget: the model, interventions and demonstration mixing, the actor warm start,
     periodic evaluation and selection, then the final figures."""
     o, algo = cfg.off_policy, cfg.rl.algo
@@ -61,7 +62,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
     if bc_policy is not None:
         loss = warm_start_actor(model, algo, demo.obs, bc_policy.predict(demo.obs, deterministic=True)[0],
                                 o.warm_start_updates, o.init_log_std)
-        ev = evaluate_policy(model.policy, cfg.env, 3, randomize=True)
+        ev = evaluate_policy(model.policy, cfg.env, 3, randomize=True, pool=pool)
         log(f"{algo.upper()} actor warm-started from the BC policy (action MSE {loss:.2e}): {figures(ev)}")
         if algo == "sac":
             model.target_entropy = actor_entropy(model.actor, demo.obs)
@@ -73,7 +74,7 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
                 f"SAC loss, falling to 0 over {o.bc_decay_steps:,} steps after the critic warm-up)")
     r = cfg.rl
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="rl", algo=algo.upper())
-    evaluator = EvalCallback.for_config(cfg, exp, meta)
+    evaluator = EvalCallback.for_config(cfg, exp, meta, pool=pool)
     callbacks.append(evaluator)
     dashboard = Dashboard(exp, r.eval_freq, lambda: evaluator.history,
                           lambda: interventions.log.history if interventions is not None else None, algo.upper())
@@ -89,17 +90,23 @@ def stage_off_policy(cfg: PipelineConfig, exp: Experiment, bc_policy, demo: Demo
             raise stopping.Interrupted(stops.received, f"{algo.upper()} training",
                                        f"nothing is saved ({algo.upper()} runs keep no checkpoints yet)",
                                        "the same command with a new --experiment-name")
+    seconds = time.perf_counter() - t0
     path = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
     dashboard.save()
-    ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True)
+    t_final = time.perf_counter()
+    ev = evaluate_policy(model.policy, cfg.env, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True,
+                         pool=pool)
+    ev.pop("per_episode")
+    selected = selected_summary(cfg, exp, evaluator.selected, pool, (int(model.num_timesteps), ev))
+    timings = {"learning": max(0.0, seconds - sum(evaluator.seconds.values())), **evaluator.seconds,
+               "final_figures": time.perf_counter() - t_final}
     log(f"{algo.upper()}: {figures(ev)} -> {path}")
     drawn = getattr(model.replay_buffer, "drawn", None)
-    result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
+    result = {"algo": algo, "timesteps": int(model.num_timesteps), "seconds": seconds, "timings": timings,
               "n_step": o.n_step, "demo_ratio": o.demo_ratio,
               "demo_rows_drawn": drawn,
               "ent_coef_final": entropy_coefficient(model),
-              "final_eval": {k: v for k, v in ev.items() if k != "per_episode"},
-              "selected": selected_summary(cfg, exp, evaluator.selected)}
+              "final_eval": ev, "selected": selected}
     if interventions is not None:
         result.update(intervention_rate_first20=interventions.log.rate_between(0.0, 0.2),
                       intervention_rate_last20=interventions.log.rate_between(0.8, 1.0),

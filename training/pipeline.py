@@ -7,6 +7,7 @@ Every stage writes into the experiment folder (`training.experiment.Experiment` 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from training import stopping
 from training.bc import split_episodes, train_bc
 from training.common import PipelineError, check_spaces, versions
 from training.config import PipelineConfig
-from training.evaluation import evaluate_policy
+from training.evaluation import EvalPool, evaluate_policy
 from training.experiment import Experiment, checkpoint_steps
 from training.off_policy import stage_off_policy
 from training.policies import load_policy, load_policy_file, policy_meta, rebuild_policy, save_policy
@@ -36,7 +37,8 @@ def run(cfg: PipelineConfig, assignments: list[tuple[str, Any]] | None = None) -
     stops = stopping.CURRENT.install()
     exp = Experiment(cfg.experiment_dir)
     try:
-        return _run(cfg, exp, assignments or [])
+        with EvalPool(1 if cfg.rl.vec_env == "dummy" else None) as pool:     # evaluations on every core
+            return _run(cfg, exp, assignments or [], pool)
     except stopping.Interrupted as exc:
         exc.continue_with = exc.continue_with or \
             f"the same command with --resume (--experiment-name {exp.root.name} --output-dir {exp.root.parent})"
@@ -45,8 +47,9 @@ def run(cfg: PipelineConfig, assignments: list[tuple[str, Any]] | None = None) -
         stops.uninstall()
 
 
-def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]]) -> dict[str, Any]:
+def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]], pool: EvalPool) -> dict[str, Any]:
     stage = stopping.CURRENT.stage
+    timings: dict[str, float] = {}
     if cfg.resume:
         at = checkpoint_steps(exp)
         cfg = exp.resume_config(assignments, at)
@@ -66,23 +69,29 @@ def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]
         if cfg.resume and (exp / Experiment.DEMOS).is_file():
             demo = demo_io.load(exp / Experiment.DEMOS, *spaces)
         else:
+            t0 = time.perf_counter()
             with stage("recording demonstrations", saved="nothing is saved before the recording ends"):
                 demo = stage_demos(cfg, exp)
+            timings["demonstrations"] = time.perf_counter() - t0
             summary["demonstrations"] = demo.summary()
             exp.write_json(Experiment.SUMMARY, summary)
         if cfg.resume and (exp / Experiment.BC_POLICY).is_file():
             bc_policy, _ = load_policy(exp / Experiment.BC_POLICY)
         else:
             with stage("behavior cloning", saved=f"{Experiment.DEMOS} is saved; --resume clones from it"):
-                bc_policy, summary["bc"] = stage_bc(cfg, exp, demo)
+                bc_policy, summary["bc"] = stage_bc(cfg, exp, demo, pool)
+            timings["bc"], timings["bc_evaluation"] = summary["bc"]["train_seconds"], summary["bc"]["eval_seconds"]
         exp.write_json(Experiment.SUMMARY, summary)
 
     if cfg.rl.total_timesteps > 0:
         if cfg.rl.algo == "ppo":
             bc_state = bc_policy.state_dict() if bc_policy is not None else None
-            summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo)
+            summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo, pool)
+            timings.update(summary["ppo"]["timings"])
         else:
-            summary["off_policy"] = stage_off_policy(cfg, exp, bc_policy, demo)
+            summary["off_policy"] = stage_off_policy(cfg, exp, bc_policy, demo, pool)
+            timings.update(summary["off_policy"]["timings"])
+    summary["timings"] = {k: round(v, 2) for k, v in timings.items()}     # seconds per stage, this session
     exp.write_json(Experiment.SUMMARY, summary)
     log(f"summary -> {exp / Experiment.SUMMARY}")
     return summary
@@ -121,7 +130,8 @@ def stage_demos(cfg: PipelineConfig, exp: Experiment) -> demo_io.Demonstrations:
     return demo
 
 
-def stage_bc(cfg: PipelineConfig, exp: Experiment, demo: demo_io.Demonstrations) -> tuple[Any, dict[str, Any]]:
+def stage_bc(cfg: PipelineConfig, exp: Experiment, demo: demo_io.Demonstrations,
+             pool: EvalPool | None = None) -> tuple[Any, dict[str, Any]]:
     train, val = split_episodes(demo, cfg.bc.val_fraction, cfg.seed)
     log(f"behavior cloning: {cfg.bc.epochs} epochs on {len(train)} steps"
         + (f" ({len(val)} held out)" if val is not None else ""))
@@ -131,8 +141,9 @@ def stage_bc(cfg: PipelineConfig, exp: Experiment, demo: demo_io.Demonstrations)
     exp.write_json(Experiment.BC_CURVE, result.curve)
     log(f"BC trained in {result.seconds:.0f} s -> {exp / Experiment.BC_POLICY}; evaluating "
         f"{cfg.bc.eval_episodes} randomized episodes")
-    ev = evaluate_policy(result.policy, cfg.env, cfg.bc.eval_episodes, randomize=True)
-    stats = {"train_seconds": result.seconds, "mean_return": ev["mean_return"],
+    t0 = time.perf_counter()
+    ev = evaluate_policy(result.policy, cfg.env, cfg.bc.eval_episodes, randomize=True, pool=pool)
+    stats = {"train_seconds": result.seconds, "eval_seconds": time.perf_counter() - t0, "mean_return": ev["mean_return"],
              "mean_forward_speed": ev["mean_forward_speed"], "fall_rate": ev["fall_rate"],
              "final_val_mse": next((r["val_mse"] for r in reversed(result.curve) if "val_mse" in r), None)}
     log(f"BC policy: {figures(ev)}")

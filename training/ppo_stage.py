@@ -16,7 +16,7 @@ from training.callbacks import (CheckpointCallback, EvalCallback, MetricsCallbac
                                 VisualizationCallback, pooled_fall_rate)
 from training.common import PipelineError, make_vec_env
 from training.config import PipelineConfig
-from training.evaluation import FINAL_EVAL_SEED_BASE, evaluate_policy
+from training.evaluation import FINAL_EVAL_SEED_BASE, EvalPool, evaluate_policy
 from training.experiment import Experiment, latest_checkpoint
 from training.handoff_ppo import HandoffPPO, RewardNormalizer, reset_log_std
 from training.policies import policy_class, policy_kwargs, policy_meta
@@ -25,13 +25,13 @@ from training.visualization import LiveViewer
 
 
 def stage_ppo(cfg: PipelineConfig, exp: Experiment, bc_state: dict[str, torch.Tensor] | None,
-              demo: demo_io.Demonstrations | None) -> dict[str, Any]:
+              demo: demo_io.Demonstrations | None, pool: EvalPool | None = None) -> dict[str, Any]:
     resume_from = resume_point(cfg, exp)
     start = resume_from[1] if resume_from else 0
     with stopping.CURRENT.stage("PPO set-up", saved="no new PPO checkpoint (--resume starts PPO from where it was)"):
         venv = make_training_envs(cfg, exp, start, restore=resume_from is not None)
         model = init_ppo(cfg, venv, exp, bc_state, demo, resume_from)
-    return learn(cfg, exp, model, venv, start)
+    return learn(cfg, exp, model, venv, start, pool)
 
 
 def resume_point(cfg: PipelineConfig, exp: Experiment) -> tuple[Path, int] | None:
@@ -95,14 +95,15 @@ def init_ppo(cfg: PipelineConfig, venv, exp: Experiment, bc_state: dict[str, tor
     return model
 
 
-def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: int) -> dict[str, Any]:
+def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: int,
+          pool: EvalPool | None = None) -> dict[str, Any]:
     """Train to the budget with evaluation, checkpoints and videos; a stop signal saves a checkpoint."""
     r, stops = cfg.rl, stopping.CURRENT
     meta = policy_meta(model.policy, cfg.policy, cfg.env, stage="ppo", algo="PPO")
     def earlier(name: str) -> list[dict]:     # what the stopped run had recorded up to its checkpoint
         return [h for h in exp.read_json(name, []) if h["timesteps"] <= start] if cfg.resume else []
 
-    evaluator = EvalCallback.for_config(cfg, exp, meta, earlier(Experiment.EVALUATIONS))
+    evaluator = EvalCallback.for_config(cfg, exp, meta, earlier(Experiment.EVALUATIONS), pool=pool)
     checkpoints = CheckpointCallback(r.checkpoint_freq, exp, meta)
     metrics = MetricsCallback(exp, earlier(Experiment.TRAIN_EPISODES))
     viz = VisualizationCallback(r.visualize_freq, exp, cfg.env, lambda: evaluator.history, lambda: metrics.history,
@@ -126,16 +127,32 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
         if stops.received is not None:
             raise stopping.Interrupted(stops.received, "PPO", f"checkpoint {path} at {model.num_timesteps:,} steps")
     final = exp.save_model(model, exp / Experiment.FINAL_MODEL, meta)
+    t_final = time.perf_counter()
     with stops.stage("the final evaluation", saved=f"{final} is saved",
                      continue_with=f"pidog evaluate --model {final}"):
         final_eval = evaluate_policy(model.policy, cfg.env, r.final_eval_episodes, FINAL_EVAL_SEED_BASE,
-                                     randomize=True)
+                                     randomize=True, pool=pool)
+        final_eval.pop("per_episode")
+        selected = selected_summary(cfg, exp, evaluator.selected, pool, (int(model.num_timesteps), final_eval))
+    timings = stage_timings(seconds, evaluator, checkpoints, viz, time.perf_counter() - t_final)
     steps_per_s = (model.num_timesteps - start) / max(seconds, 1e-9)
-    log(f"PPO done: {model.num_timesteps} steps at {steps_per_s:.0f} steps/s -> {final}; final policy: "
-        f"{figures(final_eval)}")
+    learning_steps_per_s = (model.num_timesteps - start) / max(timings["learning"], 1e-9)
+    log(f"PPO done: {model.num_timesteps} steps at {steps_per_s:.0f} steps/s ({learning_steps_per_s:.0f} without "
+        f"evaluations, checkpoints and clips) -> {final}; final policy: {figures(final_eval)}")
+    log("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     first = evaluator.history[0] if evaluator.history else None
     return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
-            "first_eval": first, "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"},
+            "learning_steps_per_s": learning_steps_per_s, "timings": timings,
+            "confirmation_episodes": evaluator.confirmation_episodes,
+            "first_eval": first, "final_eval": final_eval,
             "train_fall_rate_first_50k": pooled_fall_rate(metrics.history, 50_000),
-            "last": {"model": str(final), "final_eval": {k: v for k, v in final_eval.items() if k != "per_episode"}},
-            "selected": selected_summary(cfg, exp, evaluator.selected), "visualization_seconds": viz.seconds}
+            "last": {"model": str(final), "final_eval": final_eval},
+            "selected": selected, "visualization_seconds": viz.seconds}
+
+
+def stage_timings(seconds: float, evaluator: EvalCallback, checkpoints: CheckpointCallback,
+                  viz: VisualizationCallback, final_s: float) -> dict[str, float]:
+    """Where the PPO stage's wall time went: learning (rollouts and updates) is what the others leave."""
+    out = {"evaluations": evaluator.seconds["evaluations"], "confirmations": evaluator.seconds["confirmations"],
+           "clips": sum(viz.seconds), "checkpoints": checkpoints.seconds}
+    return {"learning": max(0.0, seconds - sum(out.values())), **out, "final_figures": final_s}

@@ -11,10 +11,19 @@ episodes is often a lucky one (a model that falls 5 % of the time passes 30 epis
 time in five). So an evaluation that would become the selection is first run on that many more seeded
 episodes; its entry gets a `confirmation` (the figures pooled over all its episodes), and from then on
 the pooled figures decide whether it qualifies and how it ranks.
+
+The confirmation stops early once its outcome is decided (`curtail`), a sequential test rather than a
+smaller sample: its episodes run in chunks of `CONFIRM_CHUNK`, and after each chunk it ends, rejected,
+when the falls so far already exceed the limit over all its episodes (certain), or when the remaining
+episodes could beat the current selection only with a chance below 0.1 % (stochastic curtailment: the
+per-episode scores seen so far predict the rest, with the uncertainty of their mean). An episode's
+figures depend only on the policy and its seed (`training.evaluation.batch_actions`), so a
+confirmation that runs to the end gives exactly the figures it gave before it ran in chunks.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # The command task's tolerances (also the commands suite's, training/suites/commands.py): errors are scored in these units.
@@ -39,14 +48,47 @@ def selection_figures(h: dict[str, Any]) -> dict[str, Any]:
 
 def select(history: list[dict[str, Any]], max_fall_rate: float) -> int | None:
     """Index of the selected evaluation in `history` (the earliest of equals), or None. An evaluation
-    qualifies when its own fall rate and, once confirmed, its pooled fall rate are within the limit."""
+    qualifies when its own fall rate and, once confirmed, its pooled fall rate are within the limit,
+    and its confirmation was not stopped early (`curtailed`)."""
     best: int | None = None
     for i, h in enumerate(history):
         seen = selection_figures(h)
         if (h["fall_rate"] <= max_fall_rate + 1e-12 and seen["fall_rate"] <= max_fall_rate + 1e-12
+                and not seen.get("curtailed")
                 and (best is None or score(seen) > score(selection_figures(history[best])))):
             best = i
     return best
+
+
+CONFIRM_CHUNK = 16         # confirmation episodes between two looks at the outcome
+CURTAIL_Z = 3.09           # one-sided 0.1 %: the chance left to beat the selection that ends a confirmation
+
+
+def episode_score(e: dict[str, Any]) -> float:
+    """One episode's `score`: its forward speed, or minus its tracking error in the command task."""
+    return -tracking_error(e) if "mean_vx_error" in e else e["mean_forward_speed"]
+
+
+def curtail(scores: list[float], falls: int, total: int, best: float | None, max_fall_rate: float) -> str | None:
+    """Whether a confirmation can stop now, rejected: "falls" when `falls` among the episodes seen (the
+    evaluation's and the confirmation's so far, whose per-episode `scores` are given) already exceed the
+    limit over all `total` episodes; "score" when the pooled score over `total` episodes beats `best` (the
+    selection's score; None: no selection yet) with a predicted chance below 0.1 %; else None (go on).
+
+    The prediction: the remaining m episodes' score sum ~ Normal(m * mean, m * var * (1 + m / n)), the
+    mean and variance of the n scores seen (the second term is the uncertainty of their mean)."""
+    n, m = len(scores), total - len(scores)
+    if falls > max_fall_rate * total + 1e-9:
+        return "falls"
+    if best is None or m <= 0 or n < 2:
+        return None
+    mean = sum(scores) / n
+    var = sum((x - mean) ** 2 for x in scores) / (n - 1)
+    needed = best * total - sum(scores)              # the remaining scores' sum must exceed this
+    spread = math.sqrt(m * var * (1 + m / n))
+    if spread == 0:
+        return "score" if m * mean <= needed else None
+    return "score" if (needed - m * mean) / spread > CURTAIL_Z else None
 
 
 def pooled(first: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
