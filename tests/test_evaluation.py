@@ -109,3 +109,26 @@ def test_an_eval_pool_gives_the_episodes_of_one_process():
         again = evaluate_policy(policy, cfg, PARALLEL_FROM + 3, seed=700, pool=pool)   # kept envs, same figures
     assert split == alone == again
     assert not pool._procs
+
+
+def test_a_pool_runs_an_episode_once_per_weights_and_env():
+    from training.evaluation import EvalPool
+    cfg = short_cfg()
+    policy = _network_policy()
+    twin = _network_policy()                                  # the same weights, another object
+    with EvalPool(1) as pool:
+        first = evaluate_policy(policy, cfg, 3, seed=900, pool=pool)["per_episode"]
+        assert pool.reused == 0
+        again = evaluate_policy(twin, cfg, 4, seed=900, pool=pool)["per_episode"]
+        assert pool.reused == 3 and again[:3] == first
+        import torch
+        with torch.no_grad():
+            twin.log_std.fill_(-1.0)                           # exploration only: the same deterministic actions
+        evaluate_policy(twin, cfg, 1, seed=900, pool=pool)
+        assert pool.reused == 4
+        with torch.no_grad():
+            twin.action_net.bias.add_(0.01)                    # other actions: run again
+        evaluate_policy(twin, cfg, 1, seed=900, pool=pool)
+        assert pool.reused == 4
+        evaluate_policy(policy, with_randomization(cfg, False), 1, seed=900, pool=pool)   # another env
+        assert pool.reused == 4

@@ -111,6 +111,8 @@ class EvalPool:
         self._conns: list = []
         self._procs: list = []
         self._envs: dict[str, list] = {}
+        self._seen: dict[tuple, dict[int, dict[str, Any]]] = {}     # (weights, env config) -> seed -> episode
+        self.reused = 0                                              # episodes answered from _seen
 
     def __enter__(self) -> "EvalPool":
         return self
@@ -125,6 +127,19 @@ class EvalPool:
         return have[:n]
 
     def run(self, policy, cfg: EnvConfig, seeds: list[int]) -> list[dict[str, Any]]:
+        """The episodes `seeds`; an episode this pool has already run for the same weights (say the BC
+        policy, which PPO starts from) is not run again."""
+        key = _fingerprint(policy), json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+        if key[0] is None:
+            return self._run(policy, cfg, seeds)
+        known = self._seen.setdefault(key, {})
+        new = [s for s in seeds if s not in known]
+        if new:
+            known.update(zip(new, self._run(policy, cfg, new)))
+        self.reused += len(seeds) - len(new)
+        return [known[s] for s in seeds]
+
+    def _run(self, policy, cfg: EnvConfig, seeds: list[int]) -> list[dict[str, Any]]:
         if self.workers <= 1 or len(seeds) < PARALLEL_FROM or not _vector_policy(policy, cfg):
             return run_seeds(policy, cfg, seeds, self.envs(cfg, min(EVAL_BATCH, len(seeds))))
         self._start()
@@ -171,6 +186,20 @@ class EvalPool:
         self._envs = {}
 
 
+def _fingerprint(policy) -> str | None:
+    """A hash of what a policy's deterministic actions depend on: its class and its parameters, less
+    PPO's exploration `log_std` (None for a policy without a state dict, e.g. the trot)."""
+    if not hasattr(policy, "state_dict") or not hasattr(policy, "predict"):
+        return None
+    import hashlib
+    digest = hashlib.sha1(type(policy).__qualname__.encode())
+    for name, tensor in policy.state_dict().items():
+        if name != "log_std":
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _eval_worker(conn) -> None:
     """An EvalPool worker: (env config, pickled policy, seeds) -> the episodes, until None or EOF (the
     training process gone: its end of the pipe closes with it)."""
@@ -192,7 +221,7 @@ def _eval_worker(conn) -> None:
         try:
             if last is None or last[0] != blob:
                 last = (blob, pickle.loads(blob))   # noqa: S301 (written by this pool's own parent process)
-            conn.send(pool.run(last[1], cfg, seeds))
+            conn.send(pool._run(last[1], cfg, seeds))
         except Exception as exc:               # noqa: BLE001 (re-raised in the training process)
             conn.send(RuntimeError(f"evaluation worker: {type(exc).__name__}: {exc}"))
     pool.close()

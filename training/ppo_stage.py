@@ -144,6 +144,7 @@ def learn(cfg: PipelineConfig, exp: Experiment, model: HandoffPPO, venv, start: 
     return {"timesteps": int(model.num_timesteps), "steps_per_s": steps_per_s, "seconds": seconds,
             "learning_steps_per_s": learning_steps_per_s, "timings": timings,
             "confirmation_episodes": evaluator.confirmation_episodes,
+            "episodes_reused": pool.reused if pool is not None else 0,     # already run, e.g. the BC policy's
             "first_eval": first, "final_eval": final_eval,
             "train_fall_rate_first_50k": pooled_fall_rate(metrics.history, 50_000),
             "last": {"model": str(final), "final_eval": final_eval},
