@@ -87,7 +87,7 @@ def latest(runs: list[dict], bench: str, kind: str = "") -> dict | None:
 
 
 def earlier_defaults(data: dict, today: dict) -> bool:
-    scope = BENCHES[data["run"]["bench"]].scope if data["run"]["bench"] in BENCHES else "pipeline"
+    scope = bench_of(data["run"]["bench"]).scope
     return data["run"]["defaults"].get(scope) != today[scope]
 
 
@@ -107,6 +107,10 @@ def measured_on(data: dict, today: dict) -> str:
 
 
 # ---------------------------------------------------------------- one table per bench
+Row = tuple[str, Callable[[dict], str], str]          # (figure, its value in a run, target)
+MAX_COLUMNS = 4                                       # runs side by side in one table
+
+
 def row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -115,70 +119,71 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [row(header), row(["---"] * len(header)), *[row(r) for r in rows]]
 
 
-def trot_table(d: dict) -> list[str]:
+def trot_falls(d: dict) -> tuple[int, int]:
     n = d["seeds"]
-    k = round(d["falls_of_10"] * n / 10)
-    return table(["figure", "measured", "target"], [
-        ["forward speed, randomization off (seed 0)", f"{d['forward_speed_mps']:.3f} m/s", ">= 0.12 m/s"],
-        ["lateral drift / forward distance", f"{100 * d['lateral_drift_ratio']:.1f} %", "< 15 %"],
-        ["heading change over 20 s", f"{abs(d['heading_change_deg']):.1f} deg", "< 15 deg"],
-        [f"falls in {n} randomized 20 s episodes", falls(k, n), "<= 1 in 10"],
-        ["mean speed over those episodes", f"{d['randomized_mean_speed_mps']:.3f} m/s", ""],
-        ["return of the nominal episode", f"{d['nominal_return']:.0f}", ""]])
+    return round(d["falls_of_10"] * n / 10), n
 
 
-def env_table(d: dict) -> list[str]:
-    return table(["figure", "measured", "target"], [
-        ["PiDog-v1 env steps per second (random actions, one core)", number(d["pidog_steps_per_s"]), ""],
-        ["its physics ceiling (the same controls through bare `mj_step`)", number(d["physics_ceiling_steps_per_s"]), ""],
-        ["gymnasium's Ant-v5, same protocol", number(d["ant_v5_steps_per_s"]), ""],
-        ["PiDog-v1 / Ant-v5", f"{d['pidog_vs_ant_ratio']:.2f}x", ">= 1.5x"],
-        ["PiDog-v1 / its physics ceiling", f"{d['pidog_vs_ceiling_ratio']:.2f}", ">= 0.6"],
-        ["camera mode (48x48 head camera) steps per second", number(d["camera_steps_per_s"]), ">= 150"]])
+def trot_rows(d: dict) -> list[Row]:
+    return [
+        ("forward speed, randomization off (seed 0)", lambda d: f"{d['forward_speed_mps']:.3f} m/s", ">= 0.12 m/s"),
+        ("lateral drift / forward distance", lambda d: f"{100 * d['lateral_drift_ratio']:.1f} %", "< 15 %"),
+        ("heading change over 20 s", lambda d: f"{abs(d['heading_change_deg']):.1f} deg", "< 15 deg"),
+        ("falls in the randomized 20 s episodes", lambda d: falls(*trot_falls(d)), "<= 1 in 10"),
+        ("mean speed over those episodes", lambda d: f"{d['randomized_mean_speed_mps']:.3f} m/s", ""),
+        ("return of the nominal episode", lambda d: f"{d['nominal_return']:.0f}", "")]
 
 
-def deploy_table(d: dict) -> list[str]:
-    rows = [
-        ["ONNX inference per tick, p50 / p99", f"{d['inference_p50_ms']:.2f} / {d['inference_p99_ms']:.2f} ms", "p99 < 0.5 ms"],
-        ["loop jitter p99 at 50 Hz on the simulated robot / overruns", f"{d['jitter_p99_ms']:.2f} ms / {d['overruns']}",
-         "< 2 ms"],
-        ["fake vendor stack, as the runtime drives it: tick p99 / period p99",
-         f"{d['vendor_fake_tick_duration_p99_ms']:.1f} / {d['vendor_fake_period_p99_ms']:.1f} ms", "< 10 / < 22 ms"],
-    ]
+def env_rows(d: dict) -> list[Row]:
+    return [
+        ("PiDog-v1 env steps per second (random actions, one core)", lambda d: number(d["pidog_steps_per_s"]), ""),
+        ("its physics ceiling (the same controls through bare `mj_step`)",
+         lambda d: number(d["physics_ceiling_steps_per_s"]), ""),
+        ("gymnasium's Ant-v5, same protocol", lambda d: number(d["ant_v5_steps_per_s"]), ""),
+        ("PiDog-v1 / Ant-v5", lambda d: f"{d['pidog_vs_ant_ratio']:.2f}x", ">= 1.5x"),
+        ("PiDog-v1 / its physics ceiling", lambda d: f"{d['pidog_vs_ceiling_ratio']:.2f}", ">= 0.6"),
+        ("camera mode (48x48 head camera) steps per second", lambda d: number(d["camera_steps_per_s"]), ">= 150")]
+
+
+def deploy_rows(d: dict) -> list[Row]:
+    rows: list[Row] = [
+        ("ONNX inference per tick, p50 / p99", lambda d: f"{d['inference_p50_ms']:.2f} / {d['inference_p99_ms']:.2f} ms",
+         "p99 < 0.5 ms"),
+        ("loop jitter p99 at 50 Hz on the simulated robot / overruns",
+         lambda d: f"{d['jitter_p99_ms']:.2f} ms / {d['overruns']}", "< 2 ms"),
+        ("fake vendor stack, as the runtime drives it: tick p99 / period p99",
+         lambda d: f"{d['vendor_fake_tick_duration_p99_ms']:.1f} / {d['vendor_fake_period_p99_ms']:.1f} ms",
+         "< 10 / < 22 ms")]
     if "vendor_fake_busy_thread_tick_duration_p99_ms" in d:
-        rows.append(["stress: a GIL-holding vendor thread in the process: tick p99",
-                     f"{d['vendor_fake_busy_thread_tick_duration_p99_ms']:.1f} ms", ""])
+        rows.append(("stress: a GIL-holding vendor thread in the process: tick p99",
+                     lambda d: f"{d['vendor_fake_busy_thread_tick_duration_p99_ms']:.1f} ms", ""))
     if "vendor_fake_pidog_in_process_tick_duration_p99_ms" in d:
-        rows.append(["the previous runtime (`Pidog()` in the process): tick p99",
-                     f"{d['vendor_fake_pidog_in_process_tick_duration_p99_ms']:.1f} ms", ""])
-    rows.append([f"exported policy ({d.get('policy', 'trot-BC')}), {d['walk_episodes']} randomized episodes: speed "
+        rows.append(("the previous runtime (`Pidog()` in the process): tick p99",
+                     lambda d: f"{d['vendor_fake_pidog_in_process_tick_duration_p99_ms']:.1f} ms", ""))
+    rows.append((f"exported policy ({d.get('policy', 'trot-BC')}), {d['walk_episodes']} randomized episodes: speed "
                  "through the runtime on the simulated robot / in the env",
-                 f"{d['sim_runtime_speed_mps']:.3f} / {d['in_env_speed_mps']:.3f} m/s (ratio "
-                 f"{d['sim_runtime_speed_ratio']:.2f})", ">= 0.8"])
-    return table(["figure", "measured", "target"], rows)
+                 lambda d: f"{d['sim_runtime_speed_mps']:.3f} / {d['in_env_speed_mps']:.3f} m/s (ratio "
+                           f"{d['sim_runtime_speed_ratio']:.2f})", ">= 0.8"))
+    return rows
 
 
-def generic_table(d: dict) -> list[str]:
+def generic_rows(d: dict) -> list[Row]:
     """Any other bench: its top-level numbers, with the target it states where it states one."""
     targets = d.get("targets") or {}
-    rows = []
-    for key, value in d.items():
-        if key.startswith("_") or key in ("machine", "run", "targets"):
-            continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            rows.append([f"`{key}`", number(value, 4), str(targets.get(key, ""))])
-    return table(["figure", "measured", "target"], rows)
+    return [(f"`{key}`", lambda d, key=key: number(d[key], 4) if key in d else "", str(targets.get(key, "")))
+            for key, value in d.items()
+            if not key.startswith("_") and key not in ("machine", "run", "targets")
+            and isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
-def main_job_table(d: dict) -> list[str]:
-    total = d.get("total_s", d["run"]["wall_seconds"])
-    rows = [["wall time, whole job", f"{total / 60:.1f} min"]]
-    for stage, seconds in (d.get("stages") or {}).items():
-        rows.append([f"stage: {stage}", f"{seconds:.0f} s"])
-    shipped = d.get("shipped") or {}
-    if "speed_mps" in shipped:
-        rows.append(["shipped model: speed", f"{shipped['speed_mps']:.3f} m/s"])
-    return table(["figure", "measured"], rows)
+def main_job_rows(d: dict) -> list[Row]:
+    rows: list[Row] = [("wall time, whole job", lambda d: f"{d.get('total_s', d['run']['wall_seconds']) / 60:.1f} min", "")]
+    for stage in d.get("stages") or {}:
+        rows.append((f"stage: {stage}", lambda d, stage=stage: f"{d['stages'][stage]:.0f} s" if stage in
+                     (d.get("stages") or {}) else "", ""))
+    if "speed_mps" in (d.get("shipped") or {}):
+        rows.append(("shipped model: speed", lambda d: f"{d['shipped']['speed_mps']:.3f} m/s", ""))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -186,44 +191,88 @@ class Bench:
     title: str
     script: str
     scope: str                                   # which defaults hash decides "earlier defaults": env or pipeline
-    render: Callable[[dict], list[str]]
+    rows: Callable[[dict], list[Row]]
 
 
 BENCHES = {
-    "trot": Bench("The trot", "bench/trot_check.py", "env", trot_table),
-    "env_throughput": Bench("Environment throughput", "bench/env_throughput.py", "env", env_table),
-    "deploy_latency": Bench("Robot runtime timing", "bench/deploy_latency.py", "pipeline", deploy_table),
-    "ppo_throughput": Bench("PPO training throughput", "bench/ppo_throughput.py", "pipeline", generic_table),
+    "trot": Bench("The trot", "bench/trot_check.py", "env", trot_rows),
+    "env_throughput": Bench("Environment throughput", "bench/env_throughput.py", "env", env_rows),
+    "deploy_latency": Bench("Robot runtime timing", "bench/deploy_latency.py", "pipeline", deploy_rows),
+    "ppo_throughput": Bench("PPO training throughput", "bench/ppo_throughput.py", "pipeline", generic_rows),
     "visualization_overhead": Bench("What training clips cost", "bench/visualization_overhead.py", "pipeline",
-                                    generic_table),
+                                    generic_rows),
     "sample_efficiency": Bench("Sample efficiency of the fine-tuning", "bench/sample_efficiency.py", "pipeline",
-                               generic_table),
-    "main_job": Bench("The default job", "bench/main_job.py", "pipeline", main_job_table),
+                               generic_rows),
+    "main_job": Bench("The default job", "bench/main_job.py", "pipeline", main_job_rows),
 }
 
 
+def bench_of(name: str) -> Bench:
+    return BENCHES.get(name, Bench(name, f"bench/{name}.py", "pipeline", generic_rows))
+
+
+def comparable(runs: list[dict], newest: dict) -> list[dict]:
+    """The published runs shown beside `newest`: the same bench (and variant), command, defaults and CPU
+    model, newest first."""
+    scope = bench_of(newest["run"]["bench"]).scope
+    same = [d for d in runs if d["run"]["bench"] == newest["run"]["bench"] and variant(d) == variant(newest)
+            and d["run"]["command"] == newest["run"]["command"]
+            and d["run"]["defaults"].get(scope) == newest["run"]["defaults"].get(scope)
+            and d["machine"]["cpu_model"] == newest["machine"]["cpu_model"]]
+    return list(reversed(same))[:MAX_COLUMNS]
+
+
+def column(d: dict) -> str:
+    return f"{d['machine']['time'][:10]} {d['machine']['time'][11:16]}"
+
+
+def bench_table(group: list[dict]) -> list[str]:
+    rows = bench_of(group[0]["run"]["bench"]).rows(group[0])
+    header = ["figure", *(column(d) if len(group) > 1 else "measured" for d in group), "target"]
+    body = []
+    for label, value, target in rows:
+        cells = []
+        for d in group:
+            try:
+                cells.append(value(d))
+            except (KeyError, TypeError, ZeroDivisionError):
+                cells.append("")
+        body.append([label, *cells, target])
+    return table(header, body)
+
+
 # ---------------------------------------------------------------- pages and blocks
+def busy_note(data: dict) -> str:
+    host = data["machine"]
+    load, cores = host.get("load_average"), host.get("usable_cores") or host.get("cpu_count")
+    if load and cores and load[0] > cores:
+        return " The machine was shared with other work (load average above its cores): timings are pessimistic."
+    return ""
+
+
 def results_page(runs: list[dict], today: dict) -> str:
     out = ["# Results", "",
            "Generated by `python -m bench.report` from the published runs in [results/data/](results/data/); "
-           "edit the data, not this page. Each table is one bench run, the latest published; its line below "
-           "says where and when it was measured and how to reproduce it. Fall rates are counts over episodes "
-           "with a 95 % Wilson interval. A run measured with defaults other than today's is marked so "
-           "automatically. How a run gets here: [CONTRIBUTING.md](../CONTRIBUTING.md#publishing-a-result). "
-           "Dated figures from earlier research are in [experiments/](experiments/README.md); they are not "
-           "re-measured here.", ""]
+           "edit the data, not this page. Each table shows the latest published run of a bench, beside up to "
+           f"{MAX_COLUMNS - 1} earlier ones of the same command, defaults and CPU; the lines below it say where and "
+           "when each was measured and how to reproduce it. Fall rates are counts over episodes with a 95 % "
+           "Wilson interval. A run measured with defaults other than today's is marked so automatically. How a "
+           "run gets here: [CONTRIBUTING.md](../CONTRIBUTING.md#publishing-a-result). Dated figures from "
+           "earlier research are in [experiments/](experiments/README.md); they are not re-measured here.", ""]
     known = [b for b in BENCHES if b != "main_job"] + sorted({d["run"]["bench"] for d in runs} - set(BENCHES))
     for name in ["main_job", *known]:
-        bench = BENCHES.get(name, Bench(name, f"bench/{name}.py", "pipeline", generic_table))
-        kinds = ["", "quick"] if name == "main_job" else [""]
-        for kind in kinds:
-            data = latest(runs, name, kind)
-            title = bench.title + (" with `--quick`" if kind else "")
-            out += [f"## {title} (`{bench.script}`)", ""]
-            if data is None:
+        bench = bench_of(name)
+        for kind in (["", "quick"] if name == "main_job" else [""]):
+            newest = latest(runs, name, kind)
+            out += [f"## {bench.title}{' with `--quick`' if kind else ''} (`{bench.script}`)", ""]
+            if newest is None:
                 out += ["Not yet measured: no published run.", ""]
                 continue
-            out += [*bench.render(data), "", measured_on(data, today), ""]
+            group = comparable(runs, newest)
+            out += [*bench_table(group), ""]
+            for d in group:
+                prefix = f"{column(d)}: " if len(group) > 1 else ""
+                out += [prefix + measured_on(d, today) + busy_note(d), ""]
     out += ["## Published runs", ""]
     if runs:
         out += table(["file", "bench", "date", "commit", "CPU (cores)", "wall time"], [
@@ -236,37 +285,50 @@ def results_page(runs: list[dict], today: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def source(data: dict, today: dict) -> str:
-    host, run = data["machine"], data["run"]
-    stale = "; measured with earlier defaults" if earlier_defaults(data, today) else ""
-    return (f"{host['cpu_model']}, {host.get('usable_cores') or host['cpu_count']} cores, {host['time'][:10]}, "
-            f"commit `{run['commit'][:7]}`{stale}")
+def source(group: list[dict], today: dict) -> str:
+    """Where the figures of `group` (newest first) were measured, in a few words."""
+    host = group[0]["machine"]
+    stale = "; measured with earlier defaults" if earlier_defaults(group[0], today) else ""
+    when = host["time"][:10] if len(group) == 1 else f"{len(group)} runs to {host['time'][:10]}"
+    commits = ", ".join(f"`{c}`" for c in dict.fromkeys(d["run"]["commit"][:7] for d in group))
+    return (f"{host['cpu_model']}, {host.get('usable_cores') or host['cpu_count']} cores, {when}, "
+            f"commit{'s' if ',' in commits else ''} {commits}{stale}")
+
+
+def span(group: list[dict], key: str, fmt: Callable[[float], str]) -> str:
+    values = sorted(d[key] for d in group if isinstance(d.get(key), (int, float)))
+    if values[0] == values[-1]:
+        return fmt(values[0])
+    return f"{fmt(values[0])}-{fmt(values[-1])}"
 
 
 def headline(runs: list[dict], today: dict) -> str:
     lines = []
     trot = latest(runs, "trot")
     if trot:
-        n = trot["seeds"]
-        k = round(trot["falls_of_10"] * n / 10)
+        k, n = trot_falls(trot)
         lines.append(f"- The hand-written trot walks {trot['forward_speed_mps']:.3f} m/s with randomization off "
-                     f"and fell in {falls(k, n)} randomized 20 s episodes ({source(trot, today)}).")
+                     f"and fell in {falls(k, n)} randomized 20 s episodes ({source([trot], today)}).")
     env = latest(runs, "env_throughput")
     if env:
-        lines.append(f"- PiDog-v1 steps {number(env['pidog_steps_per_s'])} times a second on one core, "
-                     f"{env['pidog_vs_ant_ratio']:.2f}x gymnasium's Ant-v5 in the same run; with the head camera "
-                     f"{number(env['camera_steps_per_s'])} ({source(env, today)}).")
+        g = comparable(runs, env)
+        lines.append(f"- PiDog-v1 steps {span(g, 'pidog_steps_per_s', number)} times a second on one core, "
+                     f"{span(g, 'pidog_vs_ant_ratio', lambda x: f'{x:.2f}')}x gymnasium's Ant-v5 in the same run; "
+                     f"with the head camera {span(g, 'camera_steps_per_s', number)} ({source(g, today)}).")
     dep = latest(runs, "deploy_latency")
     if dep:
-        lines.append(f"- The robot runtime's ONNX inference takes {dep['inference_p99_ms']:.2f} ms at the 99th "
-                     f"percentile; against a fake of the vendor stack a 50 Hz tick takes "
-                     f"{dep['vendor_fake_tick_duration_p99_ms']:.1f} ms (p99) ({source(dep, today)}).")
+        g = comparable(runs, dep)
+        lines.append(f"- The robot runtime's ONNX inference takes {span(g, 'inference_p99_ms', lambda x: f'{x:.2f}')} "
+                     f"ms at the 99th percentile; against a fake of the vendor stack a 50 Hz tick takes "
+                     f"{span(g, 'vendor_fake_tick_duration_p99_ms', lambda x: f'{x:.1f}')} ms (p99) "
+                     f"({source(g, today)}).")
     if not lines:
         lines.append("- No published results yet.")
     lines.append("- Fine-tuned policies against the trot: not yet published as data; the dated research "
                  "figures are in [docs/experiments/](docs/experiments/README.md).")
     lines.append("")
-    lines.append("Every figure: [docs/results.md](docs/results.md), with the command that reproduces it.")
+    lines.append("Ranges are over the published runs of one command on one CPU; the machines were shared with "
+                 "other work. Every figure, with the command that reproduces it: [docs/results.md](docs/results.md).")
     return "\n".join(lines) + "\n"
 
 
@@ -278,7 +340,7 @@ def main_job_block(runs: list[dict], today: dict) -> str:
             out.append(f"{what}: wall time not yet measured (no published run of `bench/main_job.py`).")
         else:
             total = data.get("total_s", data["run"]["wall_seconds"])
-            out.append(f"{what}: {total / 60:.1f} min ({source(data, today)}).")
+            out.append(f"{what}: {total / 60:.1f} min ({source([data], today)}).")
     return "  \n".join(out) + "\n"
 
 

@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-README = (ROOT / "README.md").read_text()
-DOCS = [ROOT / "README.md", *sorted(ROOT.glob("*GUIDE*.md")), *sorted((ROOT / "deploy").glob("*.md"))]
+# The README's first screen and docs/docker.md, in that order: what a Docker user reads.
+README = (ROOT / "README.md").read_text() + "\n" + (ROOT / "docs" / "docker.md").read_text()
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "deploy").glob("*.md"))]
 CALLER = "${HOST_UID:-1000}:${HOST_GID:-1000}"
 # CUDA builds PyTorch publishes for torch 2.13.0 on Linux x86_64, from the release's build matrix
 # (.github/scripts/generate_binary_build_matrix.py at v2.13.0: CUDA_ARCHES 12.6, 12.9, 13.0, 13.2;
