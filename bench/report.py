@@ -76,9 +76,13 @@ def load_runs(folder: Path = DATA) -> list[dict]:
 
 
 def variant(data: dict) -> str:
-    """main_job runs come as the default job and as --quick."""
+    """main_job runs come as the default job (""), as --quick ("quick"), or with other presets (a smoke
+    test's budget: named after them, and never shown as the job's time)."""
     settings = data["run"].get("settings") or {}
-    return "quick" if settings.get("--quick") or data.get("preset") == "quick" else ""
+    quick = (data["job"] == "quick" if "job" in data
+             else settings.get("--quick") is True or data.get("preset") == "quick")
+    presets = [p for p in data.get("presets") or [] if p != "quick"]
+    return "+".join(["quick"] * quick + presets)
 
 
 def latest(runs: list[dict], bench: str, kind: str = "") -> dict | None:
@@ -181,8 +185,14 @@ def main_job_rows(d: dict) -> list[Row]:
     for stage in d.get("stages") or {}:
         rows.append((f"stage: {stage}", lambda d, stage=stage: f"{d['stages'][stage]:.0f} s" if stage in
                      (d.get("stages") or {}) else "", ""))
+    if d.get("evaluation_fraction") is not None:
+        rows.append(("share of the time spent evaluating", lambda d: f"{100 * d['evaluation_fraction']:.0f} %", ""))
+    if d.get("ppo_learning_steps_per_s") is not None:
+        rows.append(("PPO learning steps per second", lambda d: number(d["ppo_learning_steps_per_s"]), ""))
     if "speed_mps" in (d.get("shipped") or {}):
-        rows.append(("shipped model: speed", lambda d: f"{d['shipped']['speed_mps']:.3f} m/s", ""))
+        rows.append(("shipped model: speed / falls", lambda d: f"{d['shipped']['speed_mps']:.3f} m/s / " + (
+            falls(round(d["shipped"]["fall_rate"] * d["shipped"]["episodes"]), d["shipped"]["episodes"])
+            if d["shipped"].get("episodes") else f"{100 * d['shipped']['fall_rate']:.0f} %"), ""))
     return rows
 
 

@@ -136,6 +136,13 @@ def test_the_main_job_block_waits_for_data(results, tmp_path, monkeypatch):
     quick = published(results, tmp_path, {"total_s": 150.0}, name="main_job")
     block = report.main_job_block([quick], today)
     assert "The default job: wall time not yet measured" in block and "`--quick`: 2.5 min (" in block
+    smoke = published(results, tmp_path, {"total_s": 20.0, "job": "default", "presets": ["tiny"]}, name="main_job")
+    assert report.main_job_block([smoke], today).count("not yet measured") == 2    # a smoke budget is no job time
+    full = published(results, tmp_path, {"total_s": 600.0, "job": "default", "presets": [],
+                                         "shipped": {"speed_mps": 0.15, "fall_rate": 0.02, "episodes": 50}},
+                     name="main_job")
+    assert "The default job: 10.0 min (" in report.main_job_block([full, quick], today)
+    assert "0.150 m/s / 1/50 (0.4-10 %)" in report.results_page([full], today)
 
 
 def test_generated_blocks_are_replaced_between_their_markers():
