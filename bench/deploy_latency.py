@@ -51,6 +51,7 @@ from deploy.runtime import ControlLoop, OnnxPolicy
 
 
 def train_and_export(tmp: Path, demos: int = 6, epochs: int = 40) -> Path:
+    from training.experiment import Experiment
     from training.export import export
     from pidog_env.config import EnvConfig
     from training import demos as demo_io
@@ -60,8 +61,8 @@ def train_and_export(tmp: Path, demos: int = 6, epochs: int = 40) -> Path:
     demo = demo_io.generate(DemoConfig(n_episodes=demos, n_envs=1, noise=0.02), EnvConfig(), seed=0, progress=False)
     bc = train_bc(demo, None, EnvConfig(), PolicyConfig(), BCConfig(epochs=epochs), tmp / "logs", 0, progress=False)
     save_policy(tmp / "bc.pth", bc.policy, policy_meta(bc.policy, PolicyConfig(), EnvConfig()))
-    export(tmp / "bc.pth", tmp / "export", check_steps=100)
-    return tmp / "export"
+    export(tmp / "bc.pth", tmp / Experiment.EXPORT, check_steps=100)
+    return tmp / Experiment.EXPORT
 
 
 def vendor_run(spec: PolicySpec, policy, seconds: float, busy_thread: bool, switch_interval: float,

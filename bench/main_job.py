@@ -50,8 +50,10 @@ def run_job(code: Path, quick: bool, seed: int, workdir: Path, name: str, extra:
     if proc.returncode != 0:
         raise SystemExit(f"error: the job failed (exit {proc.returncode}); its output is in {workdir / name}.log:\n"
                          + proc.stdout[-2000:])
-    return {"total_s": total, "summary": json.loads((workdir / name / "summary.json").read_text()),
-            "history": json.loads((workdir / name / "evaluations.json").read_text())}
+    from training.experiment import Experiment
+    run = Experiment(workdir / name)
+    return {"total_s": total, "summary": run.read_json(Experiment.SUMMARY, None),
+            "history": run.read_json(Experiment.EVALUATIONS, [])}
 
 
 def figures(job: dict, trot_speed: float) -> dict:
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.baseline_code is not None:
             jobs["baseline"] = run_job(args.baseline_code.resolve(), args.quick, args.seed, workdir, "baseline", extra)
         jobs["current"] = run_job(ROOT, args.quick, args.seed, workdir, "current", extra)
-        trot = trot_speed(workdir / "current" / "config.json")
+        from training.experiment import Experiment
+        trot = trot_speed(workdir / "current" / Experiment.CONFIG)
         result = figures(jobs["current"], trot)
         base = figures(jobs["baseline"], trot) if "baseline" in jobs else None
         write_result("main_job", {

@@ -66,6 +66,7 @@ import numpy as np
 
 from pidog_env.config_tree import ConfigError
 from training.common import PipelineError, check_output_dir, write_json
+from training.experiment import Experiment
 
 SWEEP_FILE, RESULTS_FILE, TABLE_FILE, CURVES_FILE = "sweep.json", "results.json", "table.md", "curves.png"
 QUICK_GRID = {"ppo.learning_rate": [3e-4, 1e-4]}           # --quick: 2 configurations ...
@@ -201,7 +202,7 @@ def execute_trial(t: dict[str, Any], stop: Any = None, kill: Any = None) -> dict
     if stop is not None and stop.is_set():
         raise NotStarted(name)
     command = [sys.executable, *t["command"]]
-    if (exp / "config.json").is_file():       # a stopped attempt's folder continues with its saved settings
+    if (exp / Experiment.CONFIG).is_file():    # a stopped attempt's folder continues with its saved settings
         command = [sys.executable, *t["command"][:t["command"].index("--experiment-name") + 2], "--resume"]
     (root / "logs").mkdir(parents=True, exist_ok=True)
     log_path = root / "logs" / f"{name}.log"
@@ -297,9 +298,10 @@ def trial_figures(exp: Path) -> dict[str, Any]:
     from training.evaluation import evaluate_policy
     from training.selection import TARGET_OVER_TROT, shipped_eval, steps_to_target
     torch.set_num_threads(1)
-    summary = json.loads((exp / "summary.json").read_text())
-    cfg = from_dict(PipelineConfig, json.loads((exp / "config.json").read_text())["config"])
-    history = json.loads((exp / "evaluations.json").read_text()) if (exp / "evaluations.json").is_file() else []
+    run = Experiment(exp)
+    summary = run.read_json(Experiment.SUMMARY, None)
+    cfg = from_dict(PipelineConfig, run.read_json(Experiment.CONFIG, None)["config"])
+    history = run.read_json(Experiment.EVALUATIONS, [])
     rl = summary.get("ppo") or summary.get("off_policy")
     final = shipped_eval(rl) if rl else summary["bc"]
     trot = evaluate_policy(TrotGait.for_config(cfg.env), cfg.env, cfg.rl.eval_episodes, randomize=True)
