@@ -9,7 +9,7 @@ Resume:     python train_pretrain_finetune.py --resume --experiment-name rl_stag
 Quick look: python train_pretrain_finetune.py --quick      (a few minutes end to end)
 Any setting: --set key.path=value (see `pidog config`)
 
-Everything a run produces goes to <output-dir>/<experiment-name>/ (see README).
+Everything a run produces goes to <output-dir>/<experiment-name>/ (docs/training.md).
 """
 
 import sys

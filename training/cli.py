@@ -99,12 +99,15 @@ class _Assign(argparse.Action):
         namespace.assignments = pairs
 
 
+GENERATED_DEFAULTS = {"experiment_name": "bc_rl_<date>_<time>"}     # made when the run starts
+
+
 def _help_for(keys: tuple[str, ...]) -> str:
-    defaults = PipelineConfig(experiment_name="x")
-    fields = dict((k, (v, h)) for k, v, h in config_tree.describe(defaults))
+    fields = dict((k, (v, h)) for k, v, h in config_tree.describe(PipelineConfig()))
     key = keys[0]
     value, text = fields.get(key, (None, ""))
-    return f"{text} [{key}, default {json.dumps(value, default=str)}]" if key in fields else key
+    shown = GENERATED_DEFAULTS.get(key) or json.dumps(value, default=str)
+    return f"{text} [{key}, default {shown}]" if key in fields else key
 
 
 def add_aliases(parser: argparse.ArgumentParser, title: str, aliases: list[Alias]) -> None:

@@ -138,7 +138,7 @@ class PPOConfig:
     vf_coef: float = setting(0.5, ge=0, le=100, help="value loss weight")
     max_grad_norm: float = setting(0.5, gt=0, le=1e6, help="gradient norm clip")
     normalize_reward: bool = setting(True, help="scale rewards by a running std of the return")
-    # BC -> PPO hand-off (see README "BC -> PPO hand-off")
+    # BC -> PPO hand-off (docs/training.md)
     init_log_std: float = setting(-3.6, ge=-20, le=2, help="log std set before PPO starts (BC collapses it); "
                                   "std 0.027: at 1M steps std 0.08 (-2.5) learns faster at first, then falls more")
     value_warmup_steps: int = setting(20_000, ge=0, help="env steps that train only the critic (from BC)")

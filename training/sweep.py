@@ -12,7 +12,7 @@
     python training/sweep.py --quick --output-dir DIR  # 2 configurations x 2 seeds, tiny budgets (CI)
     python training/sweep.py ... --workers 4           # trials at once (default: one per CPU)
     python training/sweep.py ... --backend ray         # on Ray Tune (./install.sh --with-ray)
-    python training/sweep.py ... --address auto        # on an existing Ray cluster (see README "Scaling out")
+    python training/sweep.py ... --address auto        # on an existing Ray cluster (docs/sweeps.md)
 
 A configuration is one point of the grid (`--grid KEY=[v1, v2, ...]`, every combination) or one draw of the
 search space (`--sample KEY=uniform(a, b) | loguniform(a, b) | randint(a, b) | choice([..])`, `--num-samples`
