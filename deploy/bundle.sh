@@ -13,9 +13,9 @@ done
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/pidog_deploy/deploy" "$stage/pidog_deploy/pidog_env" "$stage/pidog_deploy/policy"
-cp "$root"/deploy/{__init__,runtime,cli,imu_check,replay,safety,hardware,policy_spec,vendor,fake_vendor,commands}.py "$root"/deploy/requirements-pi.txt \
+cp "$root"/deploy/{__init__,runtime,cli,imu_check,replay,safety,hardware,policy_spec,vendor,fake_vendor,commands,sysid}.py "$root"/deploy/requirements-pi.txt \
    "$root"/deploy/README.md "$stage/pidog_deploy/deploy/"
-cp "$root"/pidog_env/{__init__,robot,observation,files}.py "$stage/pidog_deploy/pidog_env/"
+cp "$root"/pidog_env/{__init__,robot,observation,files,kinematics,gaits,config,config_tree}.py "$stage/pidog_deploy/pidog_env/"
 cp "$export_dir/policy.onnx" "$export_dir/policy.json" "$stage/pidog_deploy/policy/"
 tar -czf "$out" -C "$stage" pidog_deploy
 echo "wrote $out"
