@@ -61,6 +61,13 @@ LEG_SERVO_LIMITS_DEG = np.sort(LEG_ENVELOPE_DEG * LEG_SIGNS[:, None], axis=1)
 ACTION_SCALE_DEG = 45.0
 ALL_LIMITS_DEG = np.vstack([LEG_SERVO_LIMITS_DEG, HEAD_LIMITS_DEG, TAIL_LIMITS_DEG])    # vendor servo degrees
 
+# Servo command encoding (robot-hat 2.5.x servo.py/pwm.py): the angle -90..90 deg maps linearly to a
+# 500..2500 us pulse in a 20 ms (50 Hz) frame, written as int(pulse / 20000 x 4095) timer counts: 4.88 us,
+# 0.44 deg per count, rounded down.
+SERVO_PULSE_US = (500.0, 2500.0)
+SERVO_PWM_PERIOD_US = 20000.0
+SERVO_PWM_COUNTS = 4095
+
 # ---------------------------------------------------------------- the robot's electronics (runtime facts)
 # Robot HAT PWM channels in leg array order, and the vendor's one-by-one start-up order (0.15 s apart,
 # so the servos do not all draw current at once); head (yaw, roll, pitch) and tail channels.
@@ -88,6 +95,9 @@ IMU_START_OFFSET_MAX_G = 0.1                 # refuse to start when the still, l
 BATTERY_MIN_START_V = 7.0
 BATTERY_MIN_RUN_V = 6.4
 BATTERY_LOW_SECONDS = 1.5
+# One 5 V DC-DC converter (5.17-5.33 V) feeds all 12 servos and the Raspberry Pi: its current limit (A) per
+# Robot HAT version. When the servos together pull more, the rail sags (users report Pi brown-outs).
+HAT_CURRENT_LIMIT_A = {"V4": 3.0, "V5": 5.0}
 # The vendor stack this runtime was written against (pidog 1.3.13 needs robot-hat 2.5.x: 2.6.x removes
 # robot_hat/robot.py, which pidog imports).
 TESTED_VENDOR_VERSIONS = {"pidog": "1.3.13", "robot_hat": "2.5.5"}
