@@ -450,6 +450,9 @@ def build_parser() -> Parser:
     p.add_argument("--check-steps", type=positive_int, default=500, help="recorded observations for the parity check")
     p.add_argument("--force", action="store_true", help="replace an existing export")
     p.add_argument("--allow-pickle", action="store_true")
+
+    from training.sysid.cli import add_parser as add_sysid_parser      # pidog sysid protocol|track|fit
+    add_sysid_parser(sub)
     return ap
 
 
@@ -464,7 +467,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in PIPELINES or args.command == "config":
         return run_guarded(lambda: run_pipeline("train" if args.command == "config" else args.command, args))
-    handler = {"evaluate": cmd_evaluate, "visualize": cmd_visualize, "export": cmd_export}[args.command]
+    handler = {"evaluate": cmd_evaluate, "visualize": cmd_visualize, "export": cmd_export,
+               "sysid": lambda a: a.sysid(a)}[args.command]
     return run_guarded(lambda: handler(args))
 
 
