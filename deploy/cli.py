@@ -25,7 +25,7 @@ from deploy.imu_check import imu_check
 from deploy.policy_spec import PolicySpec
 from deploy.replay import replay
 from deploy.runtime import ControlLoop, Halt, OnnxPolicy, check_layout, hold_stand_policy
-from deploy.vendor import PIDOG_CONF, read_pidog_conf, version_warnings
+from deploy.vendor import calibration_problem, hat_users, read_pidog_conf, vendor_conf_path, version_warnings
 from pidog_env import robot
 from pidog_env.files import new_file_problem
 
@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--replay", type=Path, help="run a recorded log through the policy and exit")
     ap.add_argument("--dry-run", action="store_true", help="load no vendor library, move nothing, print the commands")
     ap.add_argument("--log", type=Path, help="save observations and actions (npz) for --replay")
-    ap.add_argument("--conf", type=Path, default=PIDOG_CONF, help="the vendor's calibration file (servo offsets)")
+    ap.add_argument("--conf", type=Path, help="the vendor's calibration file (servo offsets; default: "
+                    "~/.config/pidog/pidog.conf of the user who ran sudo, else of this user, as the vendor finds it)")
+    ap.add_argument("--uncalibrated", action="store_true",
+                    help="run the robot although its calibration file is missing or every leg offset is zero")
     ap.add_argument("--sim-imu", choices=["robot", "ideal"], default="robot",
                     help="--hardware sim: the robot's IMU timing (sample age as on the robot) or an ideal IMU")
     ap.add_argument("--commands", metavar="SOURCE",
@@ -90,12 +93,32 @@ def main(argv: list[str] | None = None) -> int:
     if written is not None and (problem := new_file_problem(written)):
         print(f"error: --log {problem}", file=sys.stderr)
         return 2
+    robot_run = args.hardware == "pidog" and not args.dry_run and not args.replay
     if not args.replay and (args.dry_run or args.hardware != "sim"):     # the calibration, before anything moves
+        if args.conf is None:
+            args.conf = vendor_conf_path()
+        if args.conf is None:
+            print("error: no home directory to find the calibration file in; pass --conf PATH", file=sys.stderr)
+            return 2
         try:
-            read_pidog_conf(args.conf)
+            offsets = read_pidog_conf(args.conf)
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        problem = calibration_problem(offsets, args.conf)
+        if problem and robot_run and not args.imu_check and not args.uncalibrated:
+            print(f"error: {problem}: the servos would run without their calibration offsets. Calibrate the "
+                  "robot with SunFounder's calibration first (the offsets land in ~/.config/pidog/pidog.conf; "
+                  "under sudo the runtime reads the invoking user's), point --conf at the file, or pass "
+                  "--uncalibrated to run anyway", file=sys.stderr)
+            return 2
+        if problem and args.dry_run:
+            print(f"note: {problem}: on the robot this run is refused without --uncalibrated")
+    if robot_run and (users := hat_users()):
+        print(f"error: another process drives the robot HAT: {'; '.join(users)}. Stop it first (SunFounder's "
+              "apps and examples, or an auto-start service running one), or the two fight over the servos",
+              file=sys.stderr)
+        return 2
     try:
         spec = PolicySpec.load(args.policy.with_name("policy.json"))
         check_layout(spec)
@@ -128,14 +151,20 @@ def main(argv: list[str] | None = None) -> int:
             print(HELP)
     try:
         hw = make_hardware(args, spec)
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:
         if commands is not None:
             commands.close()
-        print(f"error: {exc} (install the SunFounder pidog library on the robot, or use --hardware sim)", file=sys.stderr)
+        fix = ("install the SunFounder pidog library on the robot, or use --hardware sim" if isinstance(exc, ImportError)
+               else "is the Robot HAT seated and powered? `i2cdetect -y 1` should list 0x14 and 0x36")
+        print(f"error: {exc} ({fix})", file=sys.stderr)
         return 2
     try:
         for line in [*hw.describe(), *version_warnings(getattr(getattr(hw, "vendor", None), "versions", robot.TESTED_VENDOR_VERSIONS))]:
             print(line)
+        mismatch = getattr(hw, "offset_problem", lambda: None)()
+        if mismatch:
+            print(f"error: {mismatch}", file=sys.stderr)
+            return 2
         if args.imu_check:
             ok = imu_check(hw, spec)
             print("IMU check passed" if ok else "IMU check FAILED: do not run a policy until it passes")
@@ -145,15 +174,22 @@ def main(argv: list[str] | None = None) -> int:
     except Halt as halt:                                    # --imu-check's start-up checks
         print(f"error: {halt.stop.message}", file=sys.stderr)
         return halt.stop.exit_code
+    except KeyboardInterrupt:                               # Ctrl-C during --imu-check (nothing moves there)
+        print("error: interrupted", file=sys.stderr)
+        return 130
     finally:
         if commands is not None:
             commands.close()                                 # the terminal back to normal
         hw.close()
     if args.log:
         loop.save_log(args.log)
-    print(f"stopped: {stop.message}; {loop.stats.line()}")
-    if stop.kind == "refused":
-        print(f"error: {stop.message}", file=sys.stderr)
+    try:
+        print(f"stopped: {stop.message}; {loop.stats.line()}; leg-clearance guard: {loop.safety.interventions} "
+              "interventions")
+        if stop.kind == "refused":
+            print(f"error: {stop.message}", file=sys.stderr)
+    except OSError:
+        pass                                                 # the terminal is gone (SIGHUP): the exit code remains
     if stop.kind == "aborted" and loop._signal is not None:
         return 128 + loop._signal
     return stop.exit_code

@@ -1,7 +1,9 @@
 """Velocity commands for command-task policies: where (vx, wz) comes from while the robot runs.
 
 Every source is polled once per control tick (50 Hz, non-blocking), so a key press or a stick move reaches
-the policy's observation in the same tick that reads it.
+the policy's observation in the same tick that reads it. A source whose input goes away (the terminal
+reaches end of input or hangs up, the gamepad disconnects) says so in `lost`; the runtime then sends a
+zero command for half a second and lies down, instead of keeping the last command.
 
 - `KeyboardSource`: a terminal (also over SSH): up/w faster, down/s slower (or backwards where the policy
   allows), left/a turn left, right/d turn right, space stop, q lie down and quit. Each press steps the
@@ -35,9 +37,11 @@ HELP = "commands: up/w faster, down/s slower, left/a turn left, right/d turn rig
 
 
 class CommandSource:
-    """(vx m/s, wz rad/s) for the next tick; `quit` becomes True when the operator asks to stop."""
+    """(vx m/s, wz rad/s) for the next tick; `quit` becomes True when the operator asks to stop, `lost` says
+    why the input went away (None while it is there)."""
 
     quit = False
+    lost: str | None = None
     vx_step, wz_step = 0.02, 0.1                  # what one key press changes (m/s, rad/s)
 
     def __init__(self, vx_range: tuple[float, float], wz_range: tuple[float, float]) -> None:
@@ -108,9 +112,14 @@ class KeyboardSource(CommandSource):
             tty.setcbreak(self.fd)
 
     def poll(self) -> tuple[float, float]:
-        while select.select([self.fd], [], [], 0)[0]:
-            chunk = os.read(self.fd, 64)
+        while not self.lost and select.select([self.fd], [], [], 0)[0]:
+            try:
+                chunk = os.read(self.fd, 64)
+            except OSError as exc:                        # EIO once the terminal has hung up
+                self.lost = f"the terminal is gone ({exc.strerror or type(exc).__name__})"
+                break
             if not chunk:
+                self.lost = "end of input on the terminal"
                 break
             self.pending += chunk
         while self.pending:
@@ -127,7 +136,10 @@ class KeyboardSource(CommandSource):
     def close(self) -> None:
         if self._saved is not None:
             import termios
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            try:
+                termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            except (termios.error, OSError):
+                pass                                      # the terminal is gone
             self._saved = None
 
 
@@ -163,10 +175,13 @@ class GamepadSource(CommandSource):
 
     def poll(self) -> tuple[float, float]:
         e = self.ecodes
-        while True:
+        while not self.lost:
             try:
                 event = self.dev.read_one()
-            except OSError:
+            except BlockingIOError:
+                break
+            except OSError as exc:                        # ENODEV: unplugged, or out of radio range
+                self.lost = f"the gamepad is gone ({exc.strerror or type(exc).__name__})"
                 break
             if event is None:
                 break
@@ -186,7 +201,10 @@ class GamepadSource(CommandSource):
         return self.command
 
     def close(self) -> None:
-        self.dev.close()
+        try:
+            self.dev.close()
+        except OSError:
+            pass
 
 
 def parse_fixed(text: str) -> tuple[float, float] | None:

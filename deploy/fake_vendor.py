@@ -13,6 +13,7 @@ Nothing here touches hardware.
 from __future__ import annotations
 
 import functools
+import struct
 import threading
 import time
 from typing import Callable
@@ -150,8 +151,9 @@ class FakeRobot:
 
 
 class FakeSh3001:
-    """pidog.sh3001.Sh3001 without a thread: configuration and the 12-byte block read."""
+    """pidog.sh3001.Sh3001 without a thread: configuration and the 12-byte block read (`mem_read`)."""
 
+    SH3001_ACC_XL = 0x00
     SH3001_ODR_500HZ = 0x01
     SH3001_ACC_RANGE_16G, SH3001_ACC_RANGE_8G, SH3001_ACC_RANGE_4G, SH3001_ACC_RANGE_2G = 0x02, 0x03, 0x04, 0x05
     SH3001_ACC_ODRX025 = 0x20
@@ -166,7 +168,15 @@ class FakeSh3001:
         self.range_code = acc_range
         self.vendor.record("imu_config", acc_range)
 
-    def _sh3001_getimudata(self):
+    def mem_read(self, length: int, reg: int):
+        """robot_hat's I2C.mem_read: the register bytes, or False when the read failed (after its retries)."""
+        data = self._sample() if reg == self.SH3001_ACC_XL and length == 12 else False
+        if data is False:
+            return False
+        acc, gyro = data
+        return list(struct.pack("<6h", *acc, *gyro))
+
+    def _sample(self):
         v = self.vendor
         time.sleep(v.imu_read_s)
         v.record("imu")

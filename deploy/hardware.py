@@ -6,7 +6,8 @@ All speak vendor units: `write_legs` takes the 8 leg servo angles in degrees (ve
 signs) and returns False when a servo write failed; `read_imu` returns a new (accelerometer m/s^2,
 gyro rad/s) sample in the env's body frame (x forward, y left, z up; at rest the accelerometer reads
 +9.81 on z), or None when the read failed or the chip returned the previous sample again (stalled);
-`battery_voltage` returns volts or None when there is no battery to read.
+`battery_voltage` returns volts or None when there is no battery to read; `release` lets the servos go
+limp where the hardware can (the HAT MCU's reset pin: the fallback when the I2C bus is dead).
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from typing import Protocol
 
 import numpy as np
 
-from deploy.vendor import PIDOG_CONF, VendorStack, chip_to_body, read_pidog_conf, write_servo
+from deploy.vendor import VendorStack, chip_to_body, decode_imu_block, read_pidog_conf, write_servo
 from pidog_env import robot
 from pidog_env.observation import GRAVITY as G
 
 ImuSample = tuple[np.ndarray, np.ndarray]
+ENV_ID = "PiDog-v1"                       # the simulated robot: the id `import pidog_env` registers with gymnasium
 
 
 class Hardware(Protocol):
     def read_imu(self) -> ImuSample | None: ...
     def write_legs(self, servo_deg: np.ndarray) -> bool: ...
     def battery_voltage(self) -> float | None: ...
+    def release(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -36,7 +39,7 @@ class RobotHardware:
     """The physical robot: the vendor's Robot/Sh3001 classes, built the way `Pidog()` builds them, minus
     its threads (see `deploy.vendor`). Constructing it resets the HAT and moves the legs to the lie pose."""
 
-    def __init__(self, vendor: VendorStack, conf: Path = PIDOG_CONF) -> None:
+    def __init__(self, vendor: VendorStack, conf: Path) -> None:
         self.vendor, self.conf = vendor, conf
         self.offsets = read_pidog_conf(conf)
         sleep = vendor.sleep or time.sleep
@@ -56,8 +59,9 @@ class RobotHardware:
         self._last_raw: tuple | None = None
 
     def read_imu(self) -> ImuSample | None:
-        data = self.imu._sh3001_getimudata()             # one 12-byte block read; False on an I2C error
-        if data is False or data is None:
+        # One 12-byte block read through robot_hat's I2C (5 retries; False on an I2C error), decoded here.
+        data = decode_imu_block(self.imu.mem_read(12, self.imu.SH3001_ACC_XL))
+        if data is None:
             return None
         acc, gyro = data
         raw = (*acc, *gyro)
@@ -76,20 +80,38 @@ class RobotHardware:
     def battery_voltage(self) -> float | None:
         return self.vendor.battery_voltage()
 
+    def applied_offsets(self) -> dict[str, list[float]]:
+        """The offsets the vendor's Robot objects hold, i.e. the ones added to every command."""
+        return {f"{name}_servo_offset_list": [float(v) for v in part.offset]
+                for name, part in (("legs", self.legs), ("head", self.head), ("tail", self.tail))}
+
+    def offset_problem(self) -> str | None:
+        """None when the vendor applies the offsets the calibration file holds; else why not, in one line."""
+        applied = self.applied_offsets()
+        for key, offsets in self.offsets.items():
+            if key in applied and applied[key] != [float(v) for v in offsets]:
+                return (f"the vendor library applies {key} {applied[key]} but {self.conf} holds {offsets}: its "
+                        "reader skips the file's last line; end the file with an empty line")
+        return None
+
     def describe(self) -> list[str]:
         lines = [f"vendor: pidog {self.vendor.versions.get('pidog', '?')}, robot_hat {self.vendor.versions.get('robot_hat', '?')}"]
-        return lines + describe_offsets(self.offsets, self.conf)
+        return lines + describe_offsets(self.applied_offsets(), self.conf, "applied by the vendor library, from")
+
+    def release(self) -> None:
+        """Reset the HAT's MCU through its reset pin (a GPIO, not the I2C bus): the servos get no pulse and go limp."""
+        self.vendor.reset_mcu()
 
     def close(self) -> None:
         signal.alarm(0)                                   # nothing of the vendor's may leave an alarm armed
 
 
-def describe_offsets(offsets: dict[str, list[float]], conf: Path) -> list[str]:
+def describe_offsets(offsets: dict[str, list[float]], conf: Path, source: str = "from") -> list[str]:
     legs = offsets.get("legs_servo_offset_list")
     if legs is None:
         return [f"warning: {conf} has no legs_servo_offset_list: the servos are uncalibrated (run SunFounder's "
                 "calibration first)"]
-    lines = [f"servo offsets (deg, {conf}): legs {legs}, head {offsets.get('head_servo_offset_list')}, "
+    lines = [f"servo offsets (deg, {source} {conf}): legs {legs}, head {offsets.get('head_servo_offset_list')}, "
              f"tail {offsets.get('tail_servo_offset_list')}"]
     if not any(legs):
         lines.append("warning: every leg servo offset is zero: has this robot been calibrated?")
@@ -99,7 +121,7 @@ def describe_offsets(offsets: dict[str, list[float]], conf: Path) -> list[str]:
 class DryRunHardware:
     """Moves nothing and constructs no vendor object: prints the commands, feeds a still, level IMU."""
 
-    def __init__(self, conf: Path = PIDOG_CONF, print_every: int = 1) -> None:
+    def __init__(self, conf: Path, print_every: int = 1) -> None:
         self.conf, self.print_every, self.writes = conf, print_every, 0
         self._rng = np.random.default_rng(0)
 
@@ -115,6 +137,9 @@ class DryRunHardware:
     def battery_voltage(self) -> float | None:
         return None
 
+    def release(self) -> None:
+        print("[dry-run] release the servos (HAT MCU reset)")
+
     def describe(self) -> list[str]:
         return ["dry run: no vendor library is loaded and nothing moves"] + describe_offsets(read_pidog_conf(self.conf), self.conf)
 
@@ -123,7 +148,7 @@ class DryRunHardware:
 
 
 class MujocoHardware:
-    """PiDog-v1's physics behind the hardware interface: same servo model, rate limit and IMU.
+    """The PiDog env's physics behind the hardware interface: same servo model, rate limit and IMU.
 
     `imu_timing="robot"` (default) keeps the env's model of the runtime's IMU timing (a sample one physics
     step old, randomized over 0-2 steps with `randomize`); `"ideal"` gives a fresh sample at the end of
@@ -144,7 +169,7 @@ class MujocoHardware:
         cfg = config or EnvConfig()
         if imu_timing == "ideal":
             cfg = config_tree.apply(cfg, "randomization.imu_delay_substeps", (0, 0))
-        self.env = gym.make("PiDog-v1", config=cfg, randomize=randomize)
+        self.env = gym.make(ENV_ID, config=cfg, randomize=randomize)
         self.seed = seed
         self.last_obs, self.info = self.env.reset(seed=seed)
         self.base = self.env.unwrapped
@@ -179,8 +204,11 @@ class MujocoHardware:
     def battery_voltage(self) -> float | None:
         return None
 
+    def release(self) -> None:
+        pass
+
     def describe(self) -> list[str]:
-        return ["simulated robot (MuJoCo PiDog-v1)"]
+        return [f"simulated robot (MuJoCo {ENV_ID})"]
 
     def close(self) -> None:
         self.env.close()

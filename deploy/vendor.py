@@ -9,15 +9,25 @@ runtime therefore never constructs `Pidog`; it builds the parts itself, as `Pido
 * `robot_hat.utils.reset_mcu()`, then `robot_hat.Robot` for legs, head and tail (same pins, start-up
   order and `pidog.conf` offsets; constructing them moves the servos to the lie pose one by one);
 * `pidog.sh3001.Sh3001` (no thread), switched to +-8 g and read with one 12-byte block read at the
-  start of each tick;
-* `robot_hat.utils.get_battery_voltage()` (one ADC read).
+  start of each tick, decoded here (`decode_imu_block`: the vendor's `bytes_toint` gets 64 of the
+  65,536 raw values wrong by 256);
+* `robot_hat.utils.get_battery_voltage()` (one ADC read);
+* `robot_hat.utils.reset_mcu()` again to release the servos (`RobotHardware.release`) when the bus is dead.
 
 Servo writes go through each servo's own I2C word write (the register value `Servo.angle` computes),
 so a write that failed after the vendor's 5 retries (it returns False) is counted, not lost.
+
+The calibration file is found as the vendor finds it (`vendor_conf_path`): in the home directory of
+$SUDO_USER (the user who ran sudo), else of $LOGNAME, from the password database. Nothing here looks
+up a home directory at import time.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -26,7 +36,11 @@ from typing import Any, Callable
 
 from pidog_env import robot
 
-PIDOG_CONF = Path.home() / ".config" / "pidog" / "pidog.conf"
+CONF_RELATIVE = Path(".config") / "pidog" / "pidog.conf"      # under the user's home, as pidog.pidog.config_file
+HAT_I2C_DEVICE = "/dev/i2c-1"      # the bus robot_hat opens (smbus2.SMBus(1)) and keeps open in every I2C object
+PROC = Path("/proc")
+# Command lines of programs that drive the HAT through the vendor's libraries (SunFounder's apps and examples).
+VENDOR_PROGRAM = re.compile(r"pidog|robot[_-]hat|sunfounder|ezblock", re.IGNORECASE)
 # robot_hat.Servo: -90..90 deg -> 500..2500 us pulses in a 20 ms (50 Hz) frame of 4095 timer counts.
 SERVO_MIN_US, SERVO_MAX_US, SERVO_FRAME_US, SERVO_PERIOD = 500.0, 2500.0, 20000.0, 4095
 
@@ -127,7 +141,116 @@ class CalibrationError(ValueError):
     """pidog.conf holds offsets the runtime must not drive the servos with (one line: file, line, problem)."""
 
 
-def read_pidog_conf(path: Path = PIDOG_CONF) -> dict[str, list[float]]:
+def vendor_home(environ: dict[str, str] | None = None) -> Path | None:
+    """The home directory the vendor's libraries use: that of $SUDO_USER, else of $LOGNAME, from the
+    password database (pidog and robot_hat run `echo ${SUDO_USER:-$LOGNAME}` and `getent passwd`), so
+    that `sudo` finds the invoking user's calibration, not root's. Where that user has no entry, $HOME,
+    then the entry of this process's uid; None when there is none of these."""
+    env = os.environ if environ is None else environ
+    user = env.get("SUDO_USER") or env.get("LOGNAME")
+    if user:
+        try:
+            return Path(pwd.getpwnam(user).pw_dir)
+        except KeyError:
+            pass
+    if env.get("HOME"):
+        return Path(env["HOME"])
+    try:
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        return None
+
+
+def vendor_conf_path(environ: dict[str, str] | None = None) -> Path | None:
+    """~/.config/pidog/pidog.conf of the user the vendor's libraries run for (`vendor_home`)."""
+    home = vendor_home(environ)
+    return None if home is None else home / CONF_RELATIVE
+
+
+def calibration_problem(offsets: dict[str, list[float]], conf: Path) -> str | None:
+    """Why these leg offsets must not drive the robot without the operator saying so (no file, no leg
+    list, every leg offset zero), or None."""
+    legs = offsets.get("legs_servo_offset_list")
+    if not conf.exists():
+        return f"there is no calibration file {conf}"
+    if legs is None:
+        return f"{conf} has no legs_servo_offset_list"
+    if not any(legs):
+        return f"every leg servo offset in {conf} is zero"
+    return None
+
+
+def decode_imu_block(data) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+    """The SH3001's 12 data bytes (accelerometer x, y, z then gyro x, y, z; each low byte first) -> two
+    raw signed triples; None unless exactly 12 bytes came back (robot_hat returns False on a failed read)."""
+    if not data or len(data) != 12:
+        return None
+    values = struct.unpack("<6h", bytes(data))
+    return values[:3], values[3:]
+
+
+def hat_users(proc: Path | None = None, device: str = HAT_I2C_DEVICE) -> list[str]:
+    """Other processes that drive the Robot HAT: those holding its I2C bus open, and, where a process's
+    open files cannot be read (another user's, without sudo), Python programs whose command line names
+    the vendor's libraries or apps. One line each; this process and its parents are left out."""
+    proc = PROC if proc is None else proc
+    ours = _ancestors(proc)
+    found = []
+    try:
+        entries = sorted((e for e in proc.iterdir() if e.name.isdigit()), key=lambda e: int(e.name))
+    except OSError:
+        return []
+    for entry in entries:
+        if int(entry.name) in ours:
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue                                   # gone meanwhile
+        if not argv:
+            continue                                   # a kernel thread
+        command = " ".join(argv)
+        links = _open_files(entry / "fd")
+        if links is None:
+            if "python" in Path(argv[0]).name and VENDOR_PROGRAM.search(command):
+                found.append(f"pid {entry.name} ({command}) looks like a vendor program (its open files are "
+                             "readable only with sudo)")
+        elif device in links:
+            found.append(f"pid {entry.name} ({command}) has {device} open")
+    return found
+
+
+def _open_files(fd_dir: Path) -> list[str] | None:
+    """Where a process's file descriptors point, or None when they cannot be read."""
+    try:
+        fds = list(fd_dir.iterdir())
+    except PermissionError:
+        return None
+    except OSError:
+        return []
+    links = []
+    for fd in fds:
+        try:
+            links.append(os.readlink(fd))
+        except OSError:
+            continue
+    return links
+
+
+def _ancestors(proc: Path) -> set[int]:
+    """This process and its parents (sudo, a shell): they are us, not another driver of the HAT."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = (proc / str(pid) / "stat").read_text()
+            pid = int(stat.rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def read_pidog_conf(path: Path) -> dict[str, list[float]]:
     """Calibration offsets from the robot's pidog.conf (`legs_servo_offset_list = [...]` lines), checked:
     each offset line must be a [..] list of numbers (parsed as the vendor parses it), finite, within the
     +-20 deg SunFounder's calibration allows, one per servo of legs, head and tail. A missing file is no

@@ -145,14 +145,19 @@ def test_failed_servo_writes_stop_the_policy_after_three_ticks(tmp_path):
     policy = Recorder(fake, hook=lambda n: setattr(fake, "fail_writes", n >= 20))
     t0 = time.perf_counter()
     stop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST).run(10.0)
-    assert stop == Stop("safety", "servo writes failed on 3 ticks in a row (I2C)") and policy.calls == 22
+    assert stop == Stop("safety", "servo writes failed on 3 ticks in a row (I2C); the lie-down's servo writes "
+                                  "failed: servos released (HAT MCU reset)") and policy.calls == 22
     assert time.perf_counter() - t0 < 2.0                                          # the lie-down is attempted, bounded
+    assert [e[0] for e in fake.events].count("reset_mcu") == 2                     # construction, then the release
     fake.fail_writes = False                                                      # a transient fault: lies down
     policy = Recorder(fake, hook=lambda n: setattr(fake, "fail_writes", 20 <= n < 23))
     loop = ControlLoop(spec_stub(), policy, robot_with(fake, tmp_path), **FAST)
     orig = loop.lie_down
     loop.lie_down = lambda: (setattr(fake, "fail_writes", False), orig())
-    assert loop.run(10.0).message.startswith("servo writes failed") and legs_at(fake, LIE_DEG)
+    stop = loop.run(10.0)
+    assert stop.message == "servo writes failed on 3 ticks in a row (I2C)" and legs_at(fake, LIE_DEG)
+    assert [e[0] for e in fake.events].count("reset_mcu") == 3     # the two constructions and the release above:
+                                                                          # lying down, this one is not released
 
 
 @pytest.mark.slow
@@ -184,7 +189,9 @@ def test_a_hung_lie_down_is_abandoned_within_its_deadline(tmp_path):
     loop.lie_down = lambda: (setattr(fake, "hang_writes", True), orig())          # the I2C bus hangs
     t0 = time.perf_counter()
     stop = loop.run(0.3)
-    assert stop == Stop("aborted", "the lie-down did not finish within 1.2 s") and stop.exit_code == 3
+    assert stop == Stop("aborted", "time limit reached; the lie-down did not finish within 1.2 s; the bus hangs: "
+                                   "servos released (HAT MCU reset)") and stop.exit_code == 3
+    assert fake.events[-1][0] == "reset_mcu"
     assert time.perf_counter() - t0 < 0.3 + 1.2 + 1.5
     assert threading.active_count() == 1
 
@@ -207,42 +214,77 @@ def test_a_signal_lies_down_and_a_second_one_during_the_lie_down_exits_at_once(t
 
 
 @pytest.mark.slow
-def test_a_tilted_or_shaken_robot_is_refused_before_it_stands(tmp_path):
-    tilted = FakeVendor(world=lambda t: ((0.15 * 9.81, 0.0, 9.81 * math.sqrt(1 - 0.15 ** 2)), (0.0, 0.0, 0.0)))
-    stop = ControlLoop(spec_stub(), Recorder(tilted), robot_with(tilted, tmp_path), **FAST).run(1.0)
-    assert stop.kind == "refused" and "0.15 g off" in stop.message and legs_at(tilted, LIE_DEG)
+def test_imu_biases_are_measured_at_rest_subtracted_and_refused_beyond_what_training_covers(tmp_path):
+    def world(acc_bias=(0.0, 0.0, 0.0), gyro_bias=(0.0, 0.0, 0.0), shaking=False):
+        def f(t):
+            wobble = 0.4 * math.sin(40 * t) if shaking else 0.0
+            return tuple(np.array([0.0, 0.0, 9.81]) + acc_bias), tuple(np.array([wobble, 0.0, 0.0]) + gyro_bias)
+        return f
+    # Within what the policy was trained with (0.3 m/s^2, 0.03 rad/s per axis): measured, then subtracted.
+    fake = FakeVendor(world=world((0.25, -0.2, 0.1), (0.025, -0.02, 0.01)))
+    loop = ControlLoop(spec_stub(), Recorder(fake), robot_with(fake, tmp_path), **FAST)
+    loop.start()
+    np.testing.assert_allclose(loop.imu_bias[0], [0.25, -0.2, 0.1], atol=0.02)
+    np.testing.assert_allclose(loop.imu_bias[1], [0.025, -0.02, 0.01], atol=0.002)
+    np.testing.assert_allclose(loop.obs[3:6], 0.0, atol=0.002)            # the gyro the policy sees: no bias left
+    np.testing.assert_allclose(loop.obs[0:3], [0.0, 0.0, -1.0], atol=0.003)   # gravity: level
+    # A tilted floor (0.15 g), a gyro bias the policy never saw, a robot moved during the check: refused
+    # before anything moves.
+    for w, words in ((world((0.15 * 9.81, 0.0, 0.0)), "1.47 m/s^2 (0.15 g) off level"),
+                     (world(gyro_bias=(0.0, 0.0, 0.05)), "gyro reads 0.050 rad/s"),
+                     (world(shaking=True), "the robot moved during the start-up check")):
+        fake = FakeVendor(world=w)
+        stop = ControlLoop(spec_stub(), Recorder(fake), robot_with(fake, tmp_path), **FAST).run(1.0)
+        assert stop.kind == "refused" and words in stop.message and stop.exit_code == 2, stop
+        assert legs_at(fake, LIE_DEG) and not any(e[0] == "infer" for e in fake.events)
+        assert sum(e[0] == "write" for e in fake.events) == 12                # the vendor's start-up writes only
 
 
-def tilting_world(flip: bool):
-    """Level; nose down and back during 1-2 s; left side down and back during 3-4 s (0.6 rad bumps)."""
+def tilting_world(flip: str | None = None):
+    """Level through the start-up check (20 IMU reads) and the read after it; then, from the next read on, the
+    nose down and back within 0.2-0.5 s, the left side down and back within 0.7-1.0 s, a left turn and back
+    within 1.2-1.5 s (0.6 rad bumps). flip="tilt": a module turned 180 deg about z; flip="yaw": gyro z
+    inverted. Set `world.fake` to the FakeVendor it serves (its reads are counted)."""
+    start: list[float] = []
+
     def bump(t, t0):
-        if not t0 <= t <= t0 + 1:
+        if not t0 <= t <= t0 + 0.3:
             return 0.0, 0.0
-        x = (t - t0) * math.pi
-        return 0.6 * math.sin(x) ** 2, 0.6 * math.pi * math.sin(2 * x)
+        x = (t - t0) / 0.3 * math.pi
+        return 0.6 * math.sin(x) ** 2, 0.6 * math.pi / 0.3 * math.sin(2 * x)
+
     def world(t):
-        pitch, pitch_rate = bump(t, 1.0)
-        roll_down, roll_rate = bump(t, 3.0)
+        if sum(e[0] == "imu" for e in world.fake.events) <= 21:
+            return (0.0, 0.0, 9.81), (0.0, 0.0, 0.0)
+        start[:] = start or [t]
+        pitch, pitch_rate = bump(t - start[0], 0.2)
+        roll_down, roll_rate = bump(t - start[0], 0.7)
+        _, yaw_rate = bump(t - start[0], 1.2)
         roll = -roll_down
         acc = 9.81 * np.array([-math.sin(pitch), math.sin(roll), math.cos(pitch) * math.cos(roll)])
-        gyro = np.array([-roll_rate, pitch_rate, 0.0])
-        if flip:                                                                  # module turned 180 deg about z
+        gyro = np.array([-roll_rate, pitch_rate, yaw_rate])
+        if flip == "tilt":                                                        # module turned 180 deg about z
             acc[:2], gyro[:2] = -acc[:2], -gyro[:2]
+        if flip == "yaw":
+            gyro[2] = -gyro[2]
         return tuple(acc), tuple(gyro)
     return world
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flip", [False, True])
-def test_imu_check_passes_a_correct_mounting_and_fails_a_turned_module(flip, tmp_path):
-    fake = FakeVendor(world=tilting_world(flip))
+@pytest.mark.parametrize("flip", [None, "tilt", "yaw"])
+def test_imu_check_passes_a_correct_mounting_and_fails_a_turned_module_or_an_inverted_yaw(flip, tmp_path):
+    world = tilting_world(flip)
+    fake = world.fake = FakeVendor(world=world)
     lines = []
-    ok = imu_check(robot_with(fake, tmp_path), spec_stub(), seconds_per_step=2.2, say=lines.append)
-    assert ok is (not flip), lines
-    if flip:
+    ok = imu_check(robot_with(fake, tmp_path), spec_stub(), seconds_per_step=1.0, say=lines.append)
+    assert ok is (flip is None), lines
+    if flip == "tilt":
         assert any("rotated 180 deg" in line for line in lines)
+    elif flip == "yaw":
+        assert sum("PASS" in line for line in lines) == 2 and any("gyro_z has the opposite sign" in line for line in lines)
     else:
-        assert sum("PASS" in line for line in lines) == 2
+        assert sum("PASS" in line for line in lines) == 3
 
 
 def test_vendor_versions_and_offsets_are_reported(tmp_path):
@@ -287,7 +329,8 @@ def test_an_imu_silent_at_first_is_waited_for_and_a_failing_lie_down_is_reported
         return real_write(deg)
     hw.write_legs = write
     stop = loop.run(0.2)
-    assert stop == Stop("done", "time limit reached; the lie-down failed: RuntimeError: bus gone")
+    assert stop == Stop("done", "time limit reached; the lie-down failed: RuntimeError: bus gone; servos released "
+                                "(HAT MCU reset)")
     with pytest.raises(SystemExit) as exit_info:
         main(["--policy", str(tmp_path / "policy.onnx"), "--dry-run", "--imu-check"])
     assert exit_info.value.code == 2 and "cannot be combined" in capsys.readouterr().err
