@@ -31,7 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import ROOT, write_result
+from bench._common import write_result
+
+HERE = Path(__file__).resolve().parent.parent          # the checkout this script belongs to
 
 EVALUATION_STAGES = ("evaluations", "confirmations", "final_figures")
 
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         jobs = {}
         if args.baseline_code is not None:
             jobs["baseline"] = run_job(args.baseline_code.resolve(), args.quick, args.seed, workdir, "baseline", extra)
-        jobs["current"] = run_job(ROOT, args.quick, args.seed, workdir, "current", extra)
+        jobs["current"] = run_job(HERE, args.quick, args.seed, workdir, "current", extra)
         from training.experiment import Experiment
         trot = trot_speed(workdir / "current" / Experiment.CONFIG)
         result = figures(jobs["current"], trot)
