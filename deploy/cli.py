@@ -11,6 +11,8 @@
                                                     # from the keyboard (arrows/WASD, space stop, q quit)
     python -m deploy.runtime --policy cmd/policy.onnx --commands gamepad  # ... or a gamepad (evdev)
     python -m deploy.runtime --policy cmd/policy.onnx --commands run.npz  # ... or a log's recorded commands
+    python -m deploy.runtime --gait trot                                  # the hard-coded trot, no policy file
+    python -m deploy.runtime --gait trot --commands 0.04,0                # ... at a chosen speed (m/s, rad/s)
 """
 
 from __future__ import annotations
@@ -48,6 +50,29 @@ def make_hardware(args, spec: PolicySpec | None = None):
     return RobotHardware(load_vendor(), args.conf)
 
 
+def trot_gait(command: bool = False):
+    """The hard-coded trot as the runtime's policy, and the PolicySpec of the env it was tuned in (with the
+    command input when `command`: its speed then follows --commands)."""
+    from pidog_env import config_tree
+    from pidog_env.config import EnvConfig
+    from pidog_env.gaits import TrotGait
+    from pidog_env.observation import GRAVITY_ALPHA, GYRO_SCALE, frame_layout
+    cfg = config_tree.apply(EnvConfig(), "command.enabled", True) if command else EnvConfig()
+    layout = frame_layout(False, command)
+    spec = PolicySpec(
+        control_dt=cfg.ctrl_dt, gait_period=cfg.gait_period, gravity_alpha=GRAVITY_ALPHA, history=0, ultrasonic=False,
+        obs_size=max(v.stop for v in layout.values()), frame_layout={k: [v.start, v.stop] for k, v in layout.items()},
+        gyro_scale=GYRO_SCALE, leg_joints=list(robot.LEG_JOINTS), leg_signs=robot.LEG_SIGNS.tolist(),
+        leg_q_limits_rad=robot.LEG_LIMITS_RAD.tolist(), action_offset_rad=robot.STAND_Q.tolist(),
+        action_scale_rad=math.radians(cfg.action_scale_deg), leg_speed_deg_s=robot.LEG_SPEED_DEG_S,
+        leg_servo_limits_deg=robot.LEG_SERVO_LIMITS_DEG.tolist(), imu_accel_range_g=robot.IMU_ACCEL_RANGE_G,
+        stand_pose_deg=robot.POSES_DEG["stand"].tolist(), lie_pose_deg=robot.POSES_DEG["lie"].tolist(),
+        fall_tilt_deg=cfg.fall_tilt_deg, env_config_hash=cfg.hash(), source="pidog_env.gaits.TrotGait",
+        command=command, command_vx_range=list(cfg.command.vx_range), command_wz_range=list(cfg.command.wz_range))
+    check_layout(spec)
+    return spec, TrotGait.for_config(cfg)
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -65,7 +90,10 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     ap = _Parser(prog="python -m deploy.runtime", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--policy", type=Path, required=True, help="policy.onnx (policy.json must sit beside it)")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--policy", type=Path, help="policy.onnx (policy.json must sit beside it)")
+    source.add_argument("--gait", choices=["trot"], help="instead of a policy, the hard-coded trot (pidog_env.gaits) "
+                        "through the same runtime: a known gait before a learned one")
     ap.add_argument("--hardware", choices=["pidog", "sim", "fake"], default="pidog",
                     help="the robot; MuJoCo; or the recording fake vendor stack (moves nothing, for rehearsal)")
     ap.add_argument("--seconds", type=_positive_seconds, default=20.0, help="policy (or --stand-only hold) time")
@@ -119,10 +147,16 @@ def main(argv: list[str] | None = None) -> int:
               "apps and examples, or an auto-start service running one), or the two fight over the servos",
               file=sys.stderr)
         return 2
+    if args.gait and args.replay:
+        ap.error("--replay runs a log through a policy file: pass --policy")
     try:
-        spec = PolicySpec.load(args.policy.with_name("policy.json"))
-        check_layout(spec)
-        policy = hold_stand_policy(spec) if args.stand_only or args.imu_check else OnnxPolicy(args.policy, spec)
+        if args.gait:
+            spec, policy = trot_gait(command=args.commands is not None)
+        else:
+            spec = PolicySpec.load(args.policy.with_name("policy.json"))
+            check_layout(spec)
+            policy = None if args.stand_only or args.imu_check else OnnxPolicy(args.policy, spec)
+        policy = hold_stand_policy(spec) if args.stand_only or args.imu_check else policy
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: cannot load the policy: {exc}", file=sys.stderr)
         return 2

@@ -219,6 +219,11 @@ def test_bundle_runs_with_numpy_and_onnxruntime_only(exported, tmp_path):
                            "--stand-only", "--seconds", "0.3", "--conf", str(tmp_path / "pidog.conf")], cwd=bundle,
                           capture_output=True, text=True, env={"PYTHONPATH": str(bundle), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "stopped: time limit reached" in proc.stdout, proc.stdout + proc.stderr
+    # The hard-coded trot through the runtime (the first-run guide's step before a policy), from the bundle too.
+    proc = subprocess.run([sys.executable, "-m", "deploy.runtime", "--gait", "trot", "--hardware", "fake",
+                           "--seconds", "0.3", "--conf", str(tmp_path / "pidog.conf")], cwd=bundle,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(bundle), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and "stopped: time limit reached" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

@@ -266,3 +266,20 @@ def test_the_policy_is_warmed_up_before_the_robot_stands(tmp_path):
     first_write = [i for i, k in enumerate(kinds) if k == "write"][construction]
     assert kinds[:first_write].count("infer") == runtime.WARM_UP_RUNS        # before the stand-up's first write
     assert kinds.count("infer") == runtime.WARM_UP_RUNS + 5 and any("policy warmed up" in s for s in said)
+
+
+def test_the_trot_runs_through_the_runtime_and_slower_when_told(monkeypatch, capsys):
+    made = []
+    make = cli.make_hardware
+    monkeypatch.setattr(cli, "make_hardware", lambda *a: made.append(make(*a)) or made[-1])
+    monkeypatch.setattr(cli, "ControlLoop", lambda *a, **k: ControlLoop(*a, **{**k, "realtime": False}))
+    distance = {}
+    for commands in ([], ["--commands", "0.03,0"]):
+        assert cli.main(["--gait", "trot", "--hardware", "sim", "--seconds", "3", *commands]) == 0
+        assert "stopped: time limit reached" in capsys.readouterr().out
+        distance[bool(commands)] = made[-1].info["forward_distance"]
+        assert not made[-1].terminated
+    assert distance[False] > 0.2 and 0.02 < distance[True] < distance[False] / 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--gait", "trot", "--replay", "run.npz"])
+    assert exit_info.value.code == 2 and "pass --policy" in capsys.readouterr().err
