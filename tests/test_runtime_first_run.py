@@ -23,7 +23,6 @@ from deploy.fake_vendor import FakeVendor
 from deploy.hardware import MujocoHardware, RobotHardware
 from deploy.runtime import ControlLoop, Stop, hold_stand_policy
 from pidog_env.observation import CMD_VX_SCALE
-from test_commands import command_cfg, command_spec
 from test_deploy import LIE_DEG, STAND_DEG, spec_stub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +47,7 @@ def test_the_calibration_file_is_the_one_the_vendor_reads_under_sudo_too(monkeyp
     assert vendor.vendor_conf_path({}) is None
 
 
+@pytest.mark.slow
 def test_the_runtime_imports_and_starts_where_the_uid_has_no_home(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(
         "import pwd\ndef _none(*a):\n    raise KeyError('no passwd entry')\npwd.getpwuid = pwd.getpwnam = _none\n")
@@ -178,9 +178,11 @@ def recording(seen):
 
 @pytest.mark.parametrize("how", ["input lost", "SIGHUP"])
 def test_a_lost_input_or_a_dropped_session_zeroes_the_command_then_lies_down(how):
-    spec, seen = command_spec(), []
+    from pidog_env import config_tree
+    from pidog_env.config import EnvConfig
+    spec, seen = cli.trot_gait(command=True)[0], []                   # a command-task spec (no torch needed)
     lo = spec.frame_layout["command"][0]
-    hw = MujocoHardware(config=command_cfg())
+    hw = MujocoHardware(config=config_tree.apply(EnvConfig(), "command.enabled", True))
     source = Losing(after=10 if how == "input lost" else 10 ** 6)
 
     def act(obs):
@@ -202,6 +204,7 @@ def test_a_lost_input_or_a_dropped_session_zeroes_the_command_then_lies_down(how
     hw.close()
 
 
+@pytest.mark.slow
 def test_a_hang_up_during_the_lie_down_does_not_cut_it_short(tmp_path):
     fake = FakeVendor()
     conf = tmp_path / "pidog.conf"
@@ -218,6 +221,7 @@ def test_a_hang_up_during_the_lie_down_does_not_cut_it_short(tmp_path):
     assert np.abs(fake.leg_deg - (LIE_DEG + [1, -1, 0, 0, 0, 0, 0, 2])).max() < 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["signal", "tilt"])
 def test_the_stand_up_ends_on_a_signal_or_a_tilt_and_lies_down_from_where_it_is(what, tmp_path):
     def world(t):                                   # level; from 0.55 s (during the stand-up) falling onto its side
@@ -241,6 +245,7 @@ def test_the_stand_up_ends_on_a_signal_or_a_tilt_and_lies_down_from_where_it_is(
     assert not any(e[0] == "infer" for e in fake.events)
 
 
+@pytest.mark.slow
 def test_the_policy_is_warmed_up_before_the_robot_stands(tmp_path):
     import onnx
     from onnx import TensorProto, helper

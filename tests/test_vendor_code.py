@@ -99,6 +99,7 @@ class Hooked:
         return self.action
 
 
+@pytest.mark.slow
 def test_stand_ticks_and_lie_down_write_the_model_targets_through_the_vendors_offset_and_clamp(emu, tmp_path):
     hw = RobotHardware(emu.stack, write_conf(tmp_path / "pidog.conf"))
     # The vendor's start-up: MCU reset through its pin, then each leg to the lie pose (plus offset), in its order.
@@ -131,6 +132,7 @@ def test_stand_ticks_and_lie_down_write_the_model_targets_through_the_vendors_of
     assert at_pose(emu, LIE_DEG) and loop.safety.interventions == 0 and not any(loop.log["guard"])
 
 
+@pytest.mark.slow
 def test_under_sudo_the_invoking_users_calibration_is_read_as_the_vendor_reads_it(emu, tmp_path, monkeypatch, capsys):
     user_home, root_home = tmp_path / "home" / "pi", tmp_path / "root"
     root_home.mkdir()
@@ -154,7 +156,8 @@ def test_under_sudo_the_invoking_users_calibration_is_read_as_the_vendor_reads_i
     importlib.reload(sys.modules["pidog.pidog"])
 
 
-@pytest.mark.parametrize("case", ["missing", "all zero", "last line", "uncalibrated"])
+@pytest.mark.parametrize("case", ["missing", "all zero", "last line",
+                                  pytest.param("uncalibrated", marks=pytest.mark.slow)])
 def test_a_calibration_the_servos_would_not_get_is_refused_before_the_robot_stands(case, emu, tmp_path, monkeypatch,
                                                                                     capsys):
     conf = tmp_path / "pidog.conf"
@@ -222,6 +225,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_faults_on_the_bus_end_in_the_documented_safe_state(name, emu, tmp_path):
     fault, message, state = FAULTS[name]
@@ -238,6 +242,7 @@ def test_faults_on_the_bus_end_in_the_documented_safe_state(name, emu, tmp_path)
         assert emu.limp() and emu.pin_log[-2:] == ["set 5 op dl", "set 5 op dh"] and emu.mcu.resets == 2
 
 
+@pytest.mark.slow
 def test_battery_sag_read_through_the_adc_lies_down(emu, tmp_path, monkeypatch):
     monkeypatch.setattr(robot, "BATTERY_LOW_SECONDS", 0.5)                # the rule as on the robot, sooner
     hw = RobotHardware(emu.stack, write_conf(tmp_path / "pidog.conf"))
@@ -248,6 +253,7 @@ def test_battery_sag_read_through_the_adc_lies_down(emu, tmp_path, monkeypatch):
     assert 50 <= loop.stats.summary()["ticks"] <= 75 and at_pose(emu, LIE_DEG)   # read every 25 ticks, low from 25
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_signals_lie_the_robot_down(signum, emu, tmp_path):
     hw = RobotHardware(emu.stack, write_conf(tmp_path / "pidog.conf"))
@@ -284,6 +290,7 @@ def imu_world(emu):
     return world
 
 
+@pytest.mark.slow
 def test_imu_check_through_the_vendor_code(emu, tmp_path, capsys):
     spec_stub().save(tmp_path / "policy.json")
     (tmp_path / "policy.onnx").write_bytes(b"")
@@ -295,6 +302,7 @@ def test_imu_check_through_the_vendor_code(emu, tmp_path, capsys):
     assert "gyro_z > 0 while turning left" in out and len(leg_writes(emu)) == 0       # nothing but the start-up moved
 
 
+@pytest.mark.slow
 def test_a_whole_episode_through_the_vendor_code_walks_and_observes_as_the_env(emu, tmp_path):
     from pidog_env import config_tree
     from pidog_env.config import EnvConfig
