@@ -68,6 +68,11 @@ def add_parser(sub) -> None:
     s.add_argument("--repeats", type=_int_at_least(1), default=3, help="CMA-ES fits from different seeds (default 3)")
     s.add_argument("--max-evals", type=_int_at_least(20), default=600, help="simulations per fit (default 600)")
     s.add_argument("--seed", type=_int_at_least(0), default=0)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--armature", type=_positive_float, default=None, metavar="KG_M2",
+                   help="the servos' armature, held fixed (default: the prior of robot.PhysicalParams): a hanging leg "
+                        "sets the torque scale only through the leg's inertia (docs/sysid.md)")
+    g.add_argument("--fit-armature", action="store_true", help="fit the armature too (weakly determined by a hanging leg)")
     s.set_defaults(sysid=cmd_fit)
 
 
@@ -126,10 +131,13 @@ def cmd_fit(args: argparse.Namespace) -> None:
     holdout = None if args.holdout == "none" else args.holdout
     print(f"fitting {data.leg}: {len(data.t)} tracked frames, {args.repeats} x {args.max_evals} simulations"
           + (f", {holdout} held out" if holdout else ""))
-    result = fit(data, holdout, args.repeats, args.max_evals, args.seed)
+    from training.sysid.fit import PRIOR
+    armature = None if args.fit_armature else (args.armature or PRIOR.armature)
+    result = fit(data, holdout, args.repeats, args.max_evals, args.seed, armature=armature)
     doc = actuator_json(result, data, holdout, {"track": str(args.track), "video": track["meta"].get("video"),
                                                 "log": track["meta"].get("log"), "repeats": args.repeats,
-                                                "max_evals": args.max_evals, "seed": args.seed})
+                                                "max_evals": args.max_evals, "seed": args.seed,
+                                                "armature": "fitted" if armature is None else "fixed"})
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = [p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}") for p in targets]
     try:

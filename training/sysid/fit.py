@@ -1,10 +1,11 @@
 """`pidog sysid fit TRACK`: the servo parameters that make the single-leg model move as the tracked leg did.
 
 CMA-ES (the `cma` package) over stall torque, damping b (= stall torque / no-load speed), kp, friction loss,
-armature (each as a log factor of the prior `robot.PhysicalParams`) and the dead time, minimizing the Huber
+armature (searched as the torque scale and ratios, log factors of the prior `robot.PhysicalParams`; the
+armature held at its prior unless fitted too) and the dead time, minimizing the Huber
 loss of the angle error (degrees, both joints) over the tracked frames of every segment kind but the one
 held out. A constant angle offset per joint (marker placement, servo calibration) is removed in closed form
-for each candidate (the median error over the training frames). The fit is repeated from different seeds;
+for each candidate (the mean error over the training frames). The fit is repeated from different seeds;
 the values are the repeats' medians and their spread the standard deviation. The held-out segments are
 then simulated with the values: their mean absolute error in degrees says how well the model predicts
 motion it was not fitted on.
@@ -24,11 +25,34 @@ from training.common import PipelineError
 from training.sysid.leg import LegParams, LegSimulator, sample
 
 PRIOR = LegParams()
-LOG_PARAMS = ("stall_torque", "damping", "kp", "frictionloss", "armature")
+# The search coordinates: the torque scale and ratios the hanging leg measures directly (no-load speed,
+# kp / stall torque, friction / stall torque), each as a log factor of the prior's, the armature's log
+# factor (when fitted) and the dead time. Along the torque scale the loss is flat (docs/sysid.md), so it
+# gets its own coordinate instead of a ridge across four.
+COORDS = ("scale", "speed", "kp_ratio", "friction_ratio", "armature")
 LOG_BOUND = math.log(4.0)                 # each within 1/4..4 x the prior
 DELAY_MAX_S = 0.15
 DELAY_UNIT_S = 0.05                       # the search coordinate of the dead time, x this many seconds
 HUBER_DEG = 1.5
+
+
+def _ratios(p: LegParams) -> np.ndarray:
+    return np.array([p.stall_torque, p.no_load_speed, p.kp / p.stall_torque, p.frictionloss / p.stall_torque])
+
+
+def decode(x: np.ndarray, armature: float | None = None) -> LegParams:
+    """Search coordinates -> parameters; with `armature` given, x has no armature coordinate."""
+    tau, speed, kp_ratio, friction_ratio = _ratios(PRIOR) * np.exp(np.asarray(x[:4], dtype=np.float64))
+    arm = armature if armature is not None else PRIOR.armature * math.exp(float(x[4]))
+    return LegParams(stall_torque=tau, damping=tau / speed, kp=kp_ratio * tau, frictionloss=friction_ratio * tau,
+                     armature=arm, delay=float(x[-1]) * DELAY_UNIT_S)
+
+
+def encode(p: LegParams, fixed_armature: bool = False) -> np.ndarray:
+    x = list(np.log(_ratios(p) / _ratios(PRIOR)))
+    if not fixed_armature:
+        x.append(math.log(p.armature / PRIOR.armature))
+    return np.array(x + [p.delay / DELAY_UNIT_S])
 
 
 @dataclass
@@ -53,18 +77,9 @@ class FitData:
                    float(np.median(volts)) if volts.size else None)
 
 
-def decode(x: np.ndarray) -> LegParams:
-    values = {name: getattr(PRIOR, name) * math.exp(float(v)) for name, v in zip(LOG_PARAMS, x[:5])}
-    return LegParams(**values, delay=float(x[5]) * DELAY_UNIT_S)
-
-
-def encode(p: LegParams) -> np.ndarray:
-    return np.array([math.log(getattr(p, n) / getattr(PRIOR, n)) for n in LOG_PARAMS] + [p.delay / DELAY_UNIT_S])
-
-
 class Objective:
-    def __init__(self, data: FitData, holdout: str | None, nthread: int = 1) -> None:
-        self.data = data
+    def __init__(self, data: FitData, holdout: str | None, nthread: int = 1, armature: float | None = None) -> None:
+        self.data, self.armature = data, armature
         self.sim = LegSimulator(data.leg, data.t_cmd, data.q_cmd, data.t_cmd[-1] - data.t_cmd[0] + 0.5, nthread=nthread)
         self.t0 = data.t_cmd[0]
         self.train = data.kind != holdout if holdout else np.ones(len(data.t), bool)
@@ -81,24 +96,24 @@ class Objective:
         """(residuals in degrees, the per-joint offsets removed)."""
         err = np.rad2deg(q_sim[..., mask, :] - self.data.q[mask])
         if offsets is None:
-            offsets = np.median(err, axis=-2, keepdims=True)
+            offsets = err.mean(axis=-2, keepdims=True)
         return err - offsets, offsets
 
     def __call__(self, xs: list[np.ndarray]) -> list[float]:
-        q = self.simulate([decode(x) for x in xs])
+        q = self.simulate([decode(x, self.armature) for x in xs])
         err, _ = self.residuals(q, self.train)
         a = np.abs(err)
         huber = np.where(a <= HUBER_DEG, 0.5 * a**2, HUBER_DEG * (a - 0.5 * HUBER_DEG))
         return huber.mean(axis=(-1, -2)).tolist()
 
 
-def fit_once(obj: Objective, seed: int, max_evals: int, x0: np.ndarray | None = None, sigma0: float = 0.35) -> tuple[np.ndarray, float]:
+def fit_once(obj: Objective, seed: int, max_evals: int, sigma0: float = 0.35) -> tuple[np.ndarray, float]:
     import cma
-    lo = [-LOG_BOUND] * 5 + [0.0]
-    hi = [LOG_BOUND] * 5 + [DELAY_MAX_S / DELAY_UNIT_S]
-    start = np.zeros(6) if x0 is None else x0
-    start = start.copy()
-    start[5] = max(start[5], 0.3)                                   # 15 ms: inside the bounds
+    n_log = len(COORDS) - (obj.armature is not None)
+    lo = [-LOG_BOUND] * n_log + [0.0]
+    hi = [LOG_BOUND] * n_log + [DELAY_MAX_S / DELAY_UNIT_S]
+    start = np.zeros(n_log + 1)
+    start[-1] = 0.3                                                  # 15 ms
     es = cma.CMAEvolutionStrategy(start, sigma0, {"seed": seed + 1, "bounds": [lo, hi], "maxfevals": max_evals,
                                                    "verbose": -9, "tolfun": 1e-6, "tolx": 1e-4})
     while not es.stop():
@@ -108,16 +123,17 @@ def fit_once(obj: Objective, seed: int, max_evals: int, x0: np.ndarray | None = 
 
 
 def fit(data: FitData, holdout: str | None = "trot", repeats: int = 3, max_evals: int = 600, seed: int = 0,
-        nthread: int = 1, say=print) -> dict:
-    """Repeated CMA-ES fits; the figures for actuator.json (and the simulated angles for the plot)."""
+        nthread: int = 1, armature: float | None = PRIOR.armature, say=print) -> dict:
+    """Repeated CMA-ES fits; the figures for actuator.json (and the simulated angles for the plot). The
+    armature is held at `armature` (None: fitted too)."""
     if holdout is not None and not (data.kind == holdout).any():
         raise PipelineError(f"the track has no tracked frames of the held-out kind {holdout!r} "
                             f"(kinds: {', '.join(sorted(set(data.kind.tolist())))})")
-    obj = Objective(data, holdout, nthread)
+    obj = Objective(data, holdout, nthread, armature)
     runs = []
     for r in range(repeats):
         x, f = fit_once(obj, seed + r, max_evals)
-        p = decode(x)
+        p = decode(x, armature)
         runs.append((f, p))
         say(f"  fit {r + 1}/{repeats}: loss {f:.4f}, stall {p.stall_torque:.4f} N m, b {p.damping:.5f} N m s/rad, "
             f"kp {p.kp:.3f} N m/rad, friction {p.frictionloss:.4f} N m, armature {p.armature:.2e} kg m^2, "
