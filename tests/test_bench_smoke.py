@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("env_throughput", "ppo_throughput", "visualization_overhead", "deploy_latency", "trot_check",
-           "sample_efficiency", "main_job")
+           "sample_efficiency", "main_job", "sysid_roundtrip")
 
 
 def run_script(name: str, *args: str, results: Path) -> str:
@@ -90,6 +90,8 @@ BAD = [
     ("sample_efficiency", ["--sac-budget", "10"], "--sac-budget"),
     ("sample_efficiency", ["--set", "ppo.n_steps"], "--set"),
     ("sample_efficiency", ["--budget", "1024", "--eval-episodes", "0"], "eval_episodes"),
+    ("sysid_roundtrip", ["--repeats", "0"], "--repeats"),
+    ("sysid_roundtrip", ["--max-evals", "5"], "--max-evals"),
 ]
 
 
@@ -263,3 +265,19 @@ def test_main_job(tmp_path):
     assert data["baseline"]["shipped"]["speed_mps"] == data["shipped"]["speed_mps"]
     assert data["total_ratio_to_baseline"] == pytest.approx(data["total_s"] / data["baseline"]["total_s"], abs=2e-3)
     assert not list(tmp_path.glob("pidog_main_job_*"))          # the runs' folders are gone
+
+
+@pytest.mark.slow
+def test_sysid_roundtrip(tmp_path):
+    out = run_script("sysid_roundtrip", "--quick", "--repeats", "1", "--max-evals", "20", results=tmp_path)
+    data = load(tmp_path / "sysid_roundtrip.json")
+    printed(out, data)
+    assert data["quick"] is True and len(data["cases"]) == 1
+    case = data["cases"][0]
+    assert case["name"] == "nominal" and case["flashes_matched"] == 15 and case["tracked_fraction"] > 0.5
+    assert set(case["relative_error"]) >= {"stall_torque", "damping", "kp"}
+    for key, rel in case["relative_error"].items():
+        assert rel == pytest.approx(case["fitted"][key] / case["true"][key] - 1, abs=1e-3), key
+    assert case["delay_error_ms"] == pytest.approx(1000 * (case["fitted"]["delay"] - case["true"]["delay"]), abs=0.01)
+    assert 0 <= case["holdout_mae_deg"] < 5
+    assert data["worst_holdout_mae_deg"] == case["holdout_mae_deg"]
