@@ -18,12 +18,13 @@ PYTHON=${PYTHON:-python3.11}
 TORCH_VERSION=2.13.0
 TORCH_VARIANT=${TORCH_VARIANT:-cpu}
 WITH_DEV=${WITH_DEV:-1}            # 0: leave out the test and lint tools (requirements-dev.txt)
-WITH_RAY=${WITH_RAY:-0}            # 1 (or --with-ray): add Ray Tune (requirements-sweep.txt)
+WITH_RAY=${WITH_RAY:-0}            # 1 (or --with-ray): add Ray Tune (requirements-sweep.txt) to a full or --deps-only install
 usage="usage: $0 [--with-ray] [--deps-only|--dev-only|--ray-only|--project-only]"
 stage=all
+with_ray_flag=0
 for arg in "$@"; do
   case "$arg" in
-    --with-ray) WITH_RAY=1;;
+    --with-ray) WITH_RAY=1; with_ray_flag=1;;
     --deps-only|--dev-only|--ray-only|--project-only)
       [ "$stage" = all ] || { echo "$usage" >&2; exit 2; }
       stage=$arg;;
@@ -32,7 +33,7 @@ for arg in "$@"; do
 done
 case "$WITH_DEV" in 0|1) ;; *) echo "WITH_DEV must be 0 or 1" >&2; exit 2;; esac
 case "$WITH_RAY" in 0|1) ;; *) echo "WITH_RAY must be 0 or 1" >&2; exit 2;; esac
-if [ "$WITH_RAY" = 1 ] && [ "$stage" != all ] && [ "$stage" != --deps-only ]; then
+if [ "$with_ray_flag" = 1 ] && [ "$stage" != all ] && [ "$stage" != --deps-only ]; then
   echo "--with-ray goes with a full install or --deps-only (--ray-only adds Ray to an installed one)" >&2; exit 2
 fi
 
