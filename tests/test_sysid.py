@@ -98,7 +98,7 @@ def test_tracking_a_synthetic_clip_recovers_the_angles_within_a_degree(clip, tmp
         assert valid.mean() > 0.9
         err = np.rad2deg(np.abs(tr["q"][valid] - truth["q"][valid]))
         assert err.max() < 1.0, err.max(axis=0)
-        assert np.abs(tr["t_log"] - truth["t_frame"]).max() < 0.004           # the flashes put frames on the log's clock
+        assert np.abs(tr["t_log"] - truth["t_frame"]).max() < 0.5 / 60      # within half a frame of the log's clock
         assert json.loads(str(tr["meta"]))["flashes_matched"] == len(log["flash_t"])
 
 
@@ -184,12 +184,12 @@ def test_the_protocol_kit_prints_at_true_scale_and_is_never_overwritten(tmp_path
 
 @pytest.mark.slow
 def test_a_fast_fit_recovers_a_known_single_leg_model():
-    """Angles simulated from known servo parameters (and a few tenths of a degree of tracking noise) on the
-    quick protocol's first steps, reversals and slews: the fit finds the parameters again."""
+    """Angles simulated from known servo parameters (and a tenth of a degree of tracking noise) on the quick
+    protocol: the fit finds the parameters again, and predicts the held-out trot replay."""
     from training.sysid.fit import FitData, fit
     from training.sysid.files import leg_commands
     from training.sysid.synthetic import simulate_truth
-    log = short_log(segments=12, seed=1)
+    log = short_log(segments=15, seed=1)                     # the whole quick protocol
     true = LegParams(stall_torque=0.15, damping=0.0195, kp=2.4, frictionloss=0.012, delay=0.030)
     t_cmd, q_cmd = leg_commands(log)
     t = np.arange(0.0, t_cmd[-1], 1 / 120)
@@ -197,9 +197,9 @@ def test_a_fast_fit_recovers_a_known_single_leg_model():
     q = simulate_truth(log, true, t) + np.deg2rad(rng.normal(0.0, 0.1, (len(t), 2)))
     kind = np.asarray(log["segment_kind"])[log["segment"][np.searchsorted(t_cmd, t, side="right") - 1]]
     data = FitData("LF", t_cmd, q_cmd, t, q, kind)
-    result = fit(data, holdout="step", repeats=1, max_evals=300, seed=0, say=lambda *a: None)
+    result = fit(data, holdout="trot", repeats=1, max_evals=400, seed=0, say=lambda *a: None)
     got = result["params"]
     for name in ("stall_torque", "damping", "kp"):
-        assert getattr(got, name) == pytest.approx(getattr(true, name), rel=0.05), name
+        assert getattr(got, name) == pytest.approx(getattr(true, name), rel=0.10), name      # the acceptance bar
     assert got.delay == pytest.approx(true.delay, abs=0.002)
     assert result["holdout_mae_deg"] < 0.3
