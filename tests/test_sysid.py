@@ -203,3 +203,30 @@ def test_a_fast_fit_recovers_a_known_single_leg_model():
         assert getattr(got, name) == pytest.approx(getattr(true, name), rel=0.10), name      # the acceptance bar
     assert got.delay == pytest.approx(true.delay, abs=0.002)
     assert result["holdout_mae_deg"] < 0.3
+
+
+def test_actuator_json_sets_the_identified_servo_values_and_later_flags_win(tmp_path):
+    from training.cli import build_parser
+    from training.presets import build_config
+    from training.sysid.fit import FitData, actuator_json
+    p = LegParams(stall_torque=0.16, damping=0.018, kp=2.6, frictionloss=0.02, armature=9e-5, delay=0.031)
+    data = FitData("LF", np.zeros(2), np.zeros((2, 2)), np.zeros(2), np.zeros((2, 2)), np.array(["hold", "trot"]))
+    result = {"params": p, "spread": dict.fromkeys(("stall_torque", "damping", "kp", "frictionloss", "armature", "delay"), 0.0),
+              "runs": [(0.0, p)], "offsets_deg": np.zeros(2), "train_mae_deg": 0.1, "holdout_mae_deg": 0.2}
+    (tmp_path / "actuator.json").write_text(json.dumps(actuator_json(result, data, "trot", {})))
+    args = build_parser().parse_args(["train", "--actuator", str(tmp_path / "actuator.json"),
+                                      "--set", "env.physical.servo_kp=3.5"])
+    cfg = build_config([], args.assignments)
+    phys = cfg.env.physical
+    assert (phys.servo_torque, phys.joint_friction, phys.armature, phys.servo_dead_time) == (0.16, 0.02, 9e-5, 0.031)
+    assert phys.servo_speed == pytest.approx(0.16 / 0.018) and phys.servo_kp == 3.5
+
+
+@pytest.mark.parametrize("text,says", [("{", "not an actuator.json"), ('{"settings": {}}', "must name"),
+                                       (None, "not found")])
+def test_a_bad_actuator_json_is_one_line_and_exit_2(text, says, tmp_path, pidog):
+    if text is not None:
+        (tmp_path / "a.json").write_text(text)
+    proc = pidog("train", "--actuator", "a.json", "--output-dir", "out", cwd=tmp_path)
+    one_line_error(proc, says)
+    assert not (tmp_path / "out").exists()
