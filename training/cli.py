@@ -91,6 +91,12 @@ class _Assign(argparse.Action):
             pairs.append((key, values.partition("=")[2].strip()))
         elif self.dest == "preset":
             pairs.append(("@preset", values))
+        elif self.dest == "actuator":                     # pidog sysid fit's actuator.json: its settings
+            from training.sysid.actuator_file import actuator_settings
+            try:
+                pairs.extend(actuator_settings(values))
+            except ValueError as exc:
+                parser.error(f"--actuator {exc}")
         else:
             text = self.const_text if self.const_text is not None else values
             if self.mapping is not None:                  # a named choice for a setting's value
@@ -125,6 +131,9 @@ def add_settings_options(parser: argparse.ArgumentParser, quick: bool = True) ->
                    help="set any setting, e.g. --set ppo.gamma=0.99 --set env.reward.scales.fall=-100 (repeatable)")
     g.add_argument("--preset", dest="preset", action=_Assign, metavar="NAME", default=argparse.SUPPRESS,
                    help=f"apply a preset: {', '.join(p.stem for p in sorted(PRESETS.glob('*.json')))} or a .json path")
+    g.add_argument("--actuator", dest="actuator", action=_Assign, metavar="ACTUATOR_JSON", default=argparse.SUPPRESS,
+                   help="the servo values pidog sysid fit identified on your robot (its actuator.json: "
+                        "env.physical.servo_* settings; docs/sysid.md)")
     if quick:
         g.add_argument("--quick", dest="quick", action=_Assign, keys=("@preset",), const_text="quick",
                        default=argparse.SUPPRESS, help="= --preset quick: tiny budgets for a first look (a few minutes)")
