@@ -40,8 +40,8 @@ STEPS = """\
 7. Copy `{leg}.npz` and the video to this computer, then:
    `pidog sysid track VIDEO --log {leg}.npz --out track.npz` (check `preview.mp4`: the green lines must
    follow the leg) and `pidog sysid fit track.npz --out identified/`.
-8. Train on your robot: `identified/actuator.json` lists under "settings" the `--set` values of
-   `robot.PhysicalParams` it identified (e.g. `pidog train --set env.physical.servo_torque=0.17 ...`).
+8. Train on your robot: `pidog train --actuator identified/actuator.json` (its "settings": the servo
+   values of `robot.PhysicalParams` it identified).
 """
 
 
