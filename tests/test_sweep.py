@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,23 @@ def test_ray_asked_for_but_not_installed_says_how_to_install_it(tmp_path, monkey
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "./install.sh --with-ray" in lines[0], err
     assert "requirements-sweep.txt" in lines[0] and not (tmp_path / "out").exists()
+
+
+def test_a_ray_cluster_that_does_not_answer_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    ray, tune = types.ModuleType("ray"), types.ModuleType("ray.tune")
+    ray.tune = tune
+
+    def init(**kwargs):
+        assert kwargs["address"] == "auto"
+        raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to.")
+    ray.init, ray.shutdown = init, lambda: pytest.fail("shut down a Ray that never started")
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.tune", tune)
+    code, _, err = run_main(capsys, "--quick", "--address", "auto", "--output-dir", tmp_path / "out")
+    lines = err.strip().splitlines()
+    assert code == 2 and lines == ["error: cannot reach the Ray cluster at --address auto: Could not find any "
+                                   "running Ray instance."], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_distributions_are_checked():

@@ -392,16 +392,22 @@ def error_line(trial) -> str:
     return (lines[-1][:400] if lines else "the trial failed (no error text)")
 
 
-def start_ray(address: str | None, cpus: int | None) -> None:
+def start_ray(address: str | None) -> None:
+    """Join the cluster at `address`, or start Ray in this process on this machine (loopback, no
+    dashboard). A cluster that does not answer is a one-line PipelineError."""
     import ray
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")   # our own figures; TensorBoard is per trial
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-    else:            # this machine only: loopback, no dashboard
-        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", _node_ip_address="127.0.0.1")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", _node_ip_address="127.0.0.1")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at --address {address}" if address else "Ray on this machine"
+        raise PipelineError(f"cannot reach {where}: {one_line(exc)}") from None
 
 
 def usable_cpus() -> int:
@@ -420,6 +426,19 @@ def run_sweep(spec: SweepSpec, root: Path, resume: bool, command_line: str, back
         earlier = {e["trial"]: e for e in json.loads((root / RESULTS_FILE).read_text())
                    if e.get("status") == "ok"} if (root / RESULTS_FILE).is_file() else {}
     todo = [t for t in trials if t.name not in earlier]
+    if todo and backend == "ray":
+        start_ray(address)                              # before anything is created: it may not answer
+    try:
+        return _run_sweep(spec, root, resume, command_line, backend, trials, earlier, todo, workers, cpus_per_trial)
+    finally:
+        if todo and backend == "ray":
+            import ray
+            ray.shutdown()
+
+
+def _run_sweep(spec: SweepSpec, root: Path, resume: bool, command_line: str, backend: str, trials: list[Trial],
+               earlier: dict[str, dict], todo: list[Trial], workers: int | None,
+               cpus_per_trial: float | None) -> list[dict[str, Any]]:
     root.mkdir(parents=True, exist_ok=True)
     record = json.loads((root / SWEEP_FILE).read_text()) if resume else {"created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     record.update({"spec": asdict(spec), "configurations": {f"c{i}": c for i, c in enumerate(spec.configurations())}})
@@ -437,7 +456,7 @@ def run_sweep(spec: SweepSpec, root: Path, resume: bool, command_line: str, back
     if todo and backend == "local":
         stopped_by = run_local(todo, root, results, at_once)
     elif todo:
-        run_ray(todo, root, results, address, workers, cpus_per_trial or 1.0)
+        run_ray(todo, root, results, workers, cpus_per_trial or 1.0)
     entries = list(results.entries.values())
     write_table(entries, spec, root)
     plot_bands(entries, spec, root / CURVES_FILE)
@@ -505,29 +524,24 @@ def run_local(todo: list[Trial], root: Path, results: Results, workers: int) -> 
 def one_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = lines[0] if lines else ""
-    if isinstance(exc, cf.process.BrokenProcessPool):
+    if isinstance(exc, cf.BrokenExecutor):             # a worker process died (killed, out of memory)
         text = f"a worker process died ({text or 'no reason given'})"
     return (text or type(exc).__name__)[:400]
 
 
-def run_ray(todo: list[Trial], root: Path, results: Results, address: str | None, max_concurrent: int | None,
-            cpus_per_trial: float) -> None:
+def run_ray(todo: list[Trial], root: Path, results: Results, max_concurrent: int | None, cpus_per_trial: float) -> None:
+    """The trials as Ray Tune trials (Ray is started or joined already: `start_ray`)."""
     from ray import tune
-    start_ray(address, None)
-    try:
-        params = [{"name": t.name, "root": str(root), "command": t.command} for t in todo]
-        tuner = tune.Tuner(
-            tune.with_resources(run_trial, {"cpu": cpus_per_trial}),
-            param_space={"trial": tune.grid_search(params)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or 0),
-            run_config=tune.RunConfig(
-                name=f"tune_{time.strftime('%Y%m%d_%H%M%S')}", storage_path=str((root / "ray").resolve()),
-                verbose=0, callbacks=[tune_callback(results, len(todo))],
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
-        tuner.fit()
-    finally:
-        import ray
-        ray.shutdown()
+    params = [{"name": t.name, "root": str(root), "command": t.command} for t in todo]
+    tuner = tune.Tuner(
+        tune.with_resources(run_trial, {"cpu": cpus_per_trial}),
+        param_space={"trial": tune.grid_search(params)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or 0),
+        run_config=tune.RunConfig(
+            name=f"tune_{time.strftime('%Y%m%d_%H%M%S')}", storage_path=str((root / "ray").resolve()),
+            verbose=0, callbacks=[tune_callback(results, len(todo))],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
+    tuner.fit()
 
 
 # ---------------------------------------------------------------- table and plot
