@@ -37,9 +37,13 @@ RUN apt-get update \
 RUN useradd --create-home --uid 1000 pidog && chmod 1777 /home/pidog
 WORKDIR /app
 
-# Dependencies first: editing the code does not reinstall them. No test or lint tools and no Ray here.
+# Dependencies first: editing the code does not reinstall them. No test or lint tools and no Ray
+# here; torch's C++ unit-test executables (torch/test, torch/bin/*Test*, about 120 MB) go in the same
+# layer: nothing runs them.
 COPY install.sh requirements.txt requirements-nodeps.txt ./
-RUN TORCH_VARIANT=${TORCH_VARIANT} WITH_DEV=0 PYTHON=python3.11 ./install.sh --deps-only
+RUN TORCH_VARIANT=${TORCH_VARIANT} WITH_DEV=0 PYTHON=python3.11 ./install.sh --deps-only \
+    && torch_dir=$VENV/lib/python3.11/site-packages/torch \
+    && rm -rf "$torch_dir/test" "$torch_dir"/bin/test_* "$torch_dir"/bin/*StoreTest
 
 # The project without its tests and CI files (the dev stage copies everything).
 FROM base AS source

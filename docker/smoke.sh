@@ -4,10 +4,12 @@
 # of CI: CI has no engine and no registry for the base image). From the repository root:
 #   docker/smoke.sh
 # Builds the runtime and dev images through compose, then checks: the default command, that the
-# runtime image has no dev tools, a gym step, an offscreen render (EGL and OSMesa), the test suite
-# inside the dev image, a `--quick` one-shot run as each uid in SMOKE_UIDS (a uid other than 1000, and
-# root) with the ownership of everything it wrote, and TensorBoard answering on 127.0.0.1. It prints
-# one PASS/FAIL line per check and exits 1 if any check failed (2 on a usage error).
+# runtime image has no dev tools and no Ray (and its size), a gym step, an offscreen render (EGL and
+# OSMesa) with nothing printed at exit, a sweep on worker processes, the test suite inside the dev
+# image, a `--quick` one-shot run as each uid in SMOKE_UIDS (a uid other than 1000, and root) with the
+# ownership of everything it wrote, TensorBoard answering on 127.0.0.1, and the Ray image (the runtime
+# image built with WITH_RAY=1) importing Ray Tune. It prints one PASS/FAIL line per check and exits 1
+# if any check failed (2 on a usage error).
 # It works in a temporary folder it creates and removes (never ./outputs) and its own compose project.
 #
 # Environment:
@@ -17,6 +19,7 @@
 #   SMOKE_UIDS           uid:gid pairs for the --quick run (default "1001:1001 0:0")
 #   SMOKE_TB_PORT        host port for TensorBoard (default 16006)
 #   SMOKE_SKIP_BUILD=1   use the images already built
+#   SMOKE_SKIP_RAY=1     skip the Ray image (its build adds about 0.5 GB)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
@@ -42,7 +45,7 @@ failed=0
 dc() { "${compose_cmd[@]}" -p "$project" "${files[@]}" "$@"; }
 
 cleanup() {
-  dc --profile dev down --remove-orphans >/dev/null 2>&1
+  dc --profile dev --profile ray down --remove-orphans >/dev/null 2>&1
   # Files written by other uids: removed through the image, as root, inside $work only.
   if [ -d "$work" ] && docker image inspect "$image" >/dev/null 2>&1; then
     docker run --rm --network none --user 0:0 -v "$work:/w" "$image" \
@@ -82,9 +85,10 @@ as_caller() {  # as_caller UID:GID OUTPUTS_DIR compose-args...: compose with the
   HOST_UID=${ids%%:*} HOST_GID=${ids##*:} PIDOG_OUTPUTS=$out dc "$@"
 }
 
-build() {
-  if [ "${SMOKE_SKIP_BUILD:-0}" = 1 ]; then docker image inspect "$image" pidog-sim2real:dev; return; fi
-  dc build pidog_rl && dc --profile dev build pidog_dev
+build() {  # `docker compose build` as the README says (it builds pidog-sim2real:cpu once), then dev
+  if [ "${SMOKE_SKIP_BUILD:-0}" != 1 ]; then dc build && dc --profile dev build pidog_dev || return 1; fi
+  docker image inspect "$image" pidog-sim2real:dev >/dev/null || return 1
+  echo "$image: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.2f GB", $1 / 1e9}')"
 }
 
 first=${uids%% *}
@@ -101,32 +105,52 @@ check "default-command" default_command
 
 runtime_lean() {
   as_caller "$first" "$out1" run --rm -T pidog_rl bash -c \
-    '! python -c "import pytest" 2>/dev/null && ! command -v hadolint && ! test -d /app/tests && echo lean'
+    '! python -c "import pytest" 2>/dev/null && ! python -c "import ray" 2>/dev/null && ! command -v hadolint &&
+     ! test -d /app/tests && echo lean'
 }
-check "runtime-without-dev-tools" runtime_lean
+check "runtime-without-dev-tools (nor Ray)" runtime_lean
+
+# quiet_python SNIPPET: python in the runtime image; fails if it prints a traceback, even one that
+# Python ignores at exit (a renderer or env left open).
+quiet_python() {
+  local log
+  log=$(as_caller "$first" "$out1" run --rm -T "${@:2}" pidog_rl python -c "$1" 2>&1) || { echo "$log"; return 1; }
+  echo "$log"
+  ! grep -qE "Traceback|Exception ignored" <<< "$log"
+}
 
 gym_step() {
-  as_caller "$first" "$out1" run --rm -T pidog_rl python -c '
+  quiet_python '
 import gymnasium as gym, numpy as np, pidog_env
 env = gym.make("PiDog-v1")
 obs, info = env.reset(seed=0)
 obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+env.close()
 assert obs.shape == env.observation_space.shape and np.isfinite(obs).all() and np.isfinite(reward)
 print("gym step ok", obs.shape, float(reward))'
 }
 check "gym-step" gym_step
 
 render() {  # render GL: an offscreen frame that is not blank
-  as_caller "$first" "$out1" run --rm -T -e MUJOCO_GL="$1" pidog_rl python -c '
+  quiet_python '
 import os, gymnasium as gym, pidog_env
 env = gym.make("PiDog-v1", render_mode="rgb_array")
 env.reset(seed=0)
 frame = env.render()
+env.close()
 assert frame.ndim == 3 and frame.shape[2] == 3 and frame.std() > 1, (frame.shape, frame.std())
-print(os.environ["MUJOCO_GL"], "frame", frame.shape, "std", round(float(frame.std()), 1))'
+print(os.environ["MUJOCO_GL"], "frame", frame.shape, "std", round(float(frame.std()), 1))' -e MUJOCO_GL="$1"
 }
 check "offscreen-render-egl" render egl
 check "offscreen-render-osmesa" render osmesa
+
+sweep_local() {  # a sweep spec at the tests' budget on worker processes (no Ray in this image)
+  as_caller "$first" "$out1" run --rm -T pidog_rl python training/sweep.py --spec learning_rate \
+    --preset tiny --set demo.n_envs=1 --seeds 0 --name lr-tiny --output-dir outputs/sweeps || return 1
+  grep -c '"status": "ok"' "$out1/sweeps/lr-tiny/results.json"
+  ! grep -q '"status": "\(failed\|stopped\|not run\)"' "$out1/sweeps/lr-tiny/results.json"
+}
+check "sweep-local (sweeps/learning_rate.toml at the tests' budget)" sweep_local
 
 check "tests-in-image (dev image: python -m pytest)" as_caller "$first" "$out1" --profile dev run --rm -T pidog_dev
 
@@ -168,6 +192,14 @@ tensorboard() {
   [[ "$body" == *smoke* ]]
 }
 check "tensorboard (127.0.0.1:$tb_port lists the smoke run)" tensorboard
+
+ray_image() {  # the runtime image built with WITH_RAY=1 (the ray_head service's own image)
+  if [ "${SMOKE_SKIP_BUILD:-0}" != 1 ]; then dc --profile ray build ray_head || return 1; fi
+  as_caller "$first" "$out1" --profile ray run --rm -T ray_head python -c \
+    'import ray, ray.tune; print("ray", ray.__version__)' || return 1
+  echo "pidog-sim2real:ray: $(docker image inspect -f '{{.Size}}' pidog-sim2real:ray | awk '{printf "%.2f GB", $1 / 1e9}')"
+}
+if [ "${SMOKE_SKIP_RAY:-0}" != 1 ]; then check "ray-image (WITH_RAY=1 imports Ray Tune)" ray_image; fi
 
 if [ "$failed" = 0 ]; then echo "smoke: all checks passed ($COMPOSE)"; else echo "smoke: FAILED ($COMPOSE)"; fi
 exit "$failed"

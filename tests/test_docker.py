@@ -234,7 +234,7 @@ def test_smoke_script_is_documented_and_runs_the_listed_checks():
     text = smoke.read_text()
     assert subprocess.run(["bash", "-n", str(smoke)]).returncode == 0
     for check in ("build", "default-command", "gym-step", "offscreen-render", "quick-run-uid",
-                  "outputs-owner-uid", "tensorboard", "tests-in-image"):
+                  "outputs-owner-uid", "tensorboard", "tests-in-image", "sweep-local", "ray-image"):
         assert f'"{check}' in text, f"smoke.sh lacks the {check} check"
     assert "docker compose" in text and "docker-compose" in text     # either compose
     assert "mktemp -d" in text and "trap " in text                  # its own outputs folder, cleaned
