@@ -1,6 +1,6 @@
 """PiDog MuJoCo model and gymnasium environment.
 
-`import pidog_env` registers `PiDog-v1` with gymnasium when gymnasium is installed; the submodules
+`import pidog_env` registers `PiDog-v2` with gymnasium when gymnasium is installed; the submodules
 `robot` and `kinematics` need numpy only (the Raspberry Pi runtime uses them).
 """
 
@@ -19,8 +19,8 @@ try:
 except ImportError:  # the robot runtime has no gymnasium
     pass
 else:
-    if "PiDog-v1" not in registry:
+    if "PiDog-v2" not in registry:
         register(
-            id="PiDog-v1",
+            id="PiDog-v2",
             entry_point="pidog_env.env:PiDogEnv",   # truncates itself after EnvConfig.episode_seconds
         )

@@ -26,8 +26,7 @@ Rhoban BAM / Open Duck Mini model, mapped onto MuJoCo's `<position>` actuator:
 
 Interface (the env, `bench/actuator_check.py` and the system identification use the same code):
 
-    params = ServoParams(stall_torque=0.19, no_load_speed=9.6, kp=3.0, frictionloss=0.015,
-                         armature=8e-5, dead_time=0.012)              # priors: robot.PhysicalParams
+    params = ServoParams.from_physical(robot.PhysicalParams())      # the priors, or identified values
     apply(model, params, supply=1.0, per_joint_scale=None)          # writes the MjModel fields
     drive = ServoDrive(data.ctrl[act_slice], dead_substeps=params.dead_substeps(model.opt.timestep),
                        signs=robot.LEG_SIGNS)                       # signs: quantize like the vendor PWM
@@ -92,6 +91,12 @@ class ServoParams:
     def peak_power(self, supply: float | np.ndarray = 1.0) -> float | np.ndarray:
         """The most mechanical power the motor can deliver (W): the DC line's maximum, at half speed."""
         return self.motor_torque(supply) ** 2 / (4 * self.damping)
+
+    @classmethod
+    def from_physical(cls, p: "robot.PhysicalParams") -> "ServoParams":
+        """The servo values of `robot.PhysicalParams` (its priors, or the values identified on a robot)."""
+        return cls(stall_torque=p.servo_torque, no_load_speed=p.servo_speed, kp=p.servo_kp,
+                   frictionloss=p.joint_friction, armature=p.armature, dead_time=p.servo_dead_time)
 
     def dead_substeps(self, sim_dt: float) -> int:
         """The dead time in whole physics steps of `sim_dt` seconds (nearest)."""

@@ -1,4 +1,4 @@
-"""Configuration of PiDog-v1 as dataclasses: one place for every knob, range and reward scale.
+"""Configuration of PiDog-v2 as dataclasses: one place for every knob, range and reward scale.
 
 Timing is set in seconds (`ctrl_dt`, `sim_dt`, `episode_seconds`); the physics steps per control step
 and the episode's step limit are derived from them. Every field carries its bounds and a help line
@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 
 from pidog_env.config_tree import ConfigError, Removed, from_dict, setting, validate
 from pidog_env.robot import ACTION_SCALE_DEG, PhysicalParams
+
+# robot.py imports numpy only, so its dataclass's removed settings are registered here.
+PhysicalParams.REMOVED = {
+    "servo_kv": Removed(0.06, "the servo's damping is the back-EMF, b = servo_torque / servo_speed, joint damping "
+                              "outside the force clip (pidog_env.actuator)"),
+}
 
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
 REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision",
@@ -64,8 +69,9 @@ class RewardConfig:
     # (weaker than trained, a heavier body) take it lower until the torso touches the floor (a fall).
     min_body_height: float = setting(0.097, gt=0, le=0.2, help="torso height (m) below which body_height counts")
     # Servos lose torque with a sagging battery and wear; a gait that peaks near the rated torque has no
-    # reserve (the trot spends 14 % of servo-steps above 0.6 x rated, 5 % above 0.8).
-    torque_soft_limit: float = setting(0.5, gt=0, le=1, help="fraction of the rated servo torque "
+    # reserve. On v2's power-limited servos the trot costs 0.56 per step under randomization above 0.7
+    # (v1's trot cost 0.84 above 0.5; above 0.5 on v2 it would cost 1.47, more than its forward reward).
+    torque_soft_limit: float = setting(0.7, gt=0, le=1, help="fraction of the rated servo torque "
                                                                "(physical.servo_torque) above which torque_limit counts")
     scales: dict[str, float] = setting(default_factory=_default_scales,
                                        help="per-term reward scales (see the env docstring)")
@@ -129,8 +135,19 @@ class ImuConfig:
 
 @dataclass
 class RandomizationConfig:
-    """Domain randomization ranges (applied at reset unless `enabled` is False)."""
+    """Domain randomization ranges (applied at reset unless `enabled` is False); `pidog_env.randomization`
+    comments each with its source. The servos: one supply factor per episode (the shared 5 V rail) times a
+    spread per servo around `physical` (the priors or a robot's identified values); their dead time varies
+    by one physics step around `physical.servo_dead_time`."""
 
+    REMOVED = {
+        "kp_scale": Removed((0.8, 1.2), "the servo model's supply factor (randomization.supply) scales torque and "
+                                        "P gain together, with a per-servo spread (randomization.servo_spread)"),
+        "torque_scale": Removed((0.75, 1.25), "the servo model's supply factor (randomization.supply) scales torque "
+                                              "and P gain together, with a per-servo spread (randomization.servo_spread)"),
+        "init_yaw": Removed(0.3, "the start heading is a fixed +-0.3 rad (randomization.START_YAW_RAD): on the flat "
+                                 "floor it changes nothing a state policy sees"),
+    }
 
     enabled: bool = setting(True, help="randomize the episode's physics, sensors and pushes")
     friction: tuple[float, float] = setting((0.5, 1.2), gt=0, ordered=True,
@@ -138,9 +155,9 @@ class RandomizationConfig:
     mass_scale: tuple[float, float] = setting((0.85, 1.15), gt=0, ordered=True,
                                               help="per-body mass (and inertia) multiplier")
     com_offset: float = setting(0.005, ge=0, le=0.05, help="torso centre-of-mass shift, +- metres (x, y)")
-    kp_scale: tuple[float, float] = setting((0.8, 1.2), gt=0, ordered=True, help="servo stiffness multiplier")
-    torque_scale: tuple[float, float] = setting((0.75, 1.25), gt=0, ordered=True,
-                                                help="servo force limit multiplier (0.15-0.25 N m)")
+    supply: tuple[float, float] = setting((0.85, 1.05), gt=0, le=2, ordered=True,
+                                          help="servo supply factor per episode: every servo's torque and P gain")
+    servo_spread: float = setting(0.1, ge=0, le=0.5, help="per-servo spread of torque, speed, P gain and friction, +- fraction")
     calibration_deg: float = setting(3.0, ge=0, le=20, help="per-joint command offset, +- degrees")
     latency_steps: tuple[int, int] = setting((0, 2), ge=0, le=50, ordered=True,
                                              help="action delay in control steps, inclusive range")
@@ -152,14 +169,13 @@ class RandomizationConfig:
     gyro_bias: float = setting(0.03, ge=0, help="gyro bias, +- per episode (rad/s)")
     push_interval_s: tuple[float, float] = setting((2.0, 5.0), gt=0, ordered=True,
                                                    help="seconds between random pushes")
-    push_velocity: float = setting(0.15, ge=0, help="horizontal velocity kick, +- m/s")
+    push_velocity: float = setting(0.06, ge=0, le=2, help="horizontal velocity kick, +- m/s (half the trot's speed)")
     init_joint_noise_deg: float = setting(2.0, ge=0, le=30, help="start pose perturbation, +- degrees")
-    init_yaw: float = setting(0.3, ge=0, le=math.pi, help="start heading, +- rad")
 
 
 @dataclass
 class EnvConfig:
-    """PiDog-v1 configuration: 50 Hz control (ctrl_dt 20 ms) over 4 ms physics steps, 20 s episodes."""
+    """PiDog-v2 configuration: 50 Hz control (ctrl_dt 20 ms) over 4 ms physics steps, 20 s episodes."""
 
     # (lower bounds: steps counted from these must stay finite integers; 5e-324 s overflowed them)
     ctrl_dt: float = setting(0.02, ge=0.001, le=0.2, help="seconds per control step (policy rate 1/ctrl_dt)")

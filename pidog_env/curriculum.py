@@ -1,7 +1,7 @@
 """Randomization at a *level*: the ranges of `RandomizationConfig` scaled about their midpoints.
 
 Level 1 is the configured ranges. Below 1 every range shrinks towards its midpoint and every +- amount
-(pushes, calibration errors, centre-of-mass shift, sensor noise and bias, start-pose noise) scales by the
+(pushes, calibration errors, centre-of-mass shift, servo spread, sensor noise and bias, start-pose noise) scales by the
 level; above 1 they widen the same way, up to the bounds each setting allows (friction and scales stay
 positive). Level 0 is one nominal robot: no pushes, no noise, the middle of every range. The push
 interval and `enabled` are not scaled. `pidog evaluate --randomization-level L` uses it to see how far

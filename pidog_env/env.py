@@ -1,4 +1,4 @@
-"""PiDog-v1: the SunFounder PiDog walking forward on flat ground, or following velocity and turn
+"""PiDog-v2: the SunFounder PiDog walking forward on flat ground, or following velocity and turn
 commands (`command.enabled`), at 50 Hz.
 
 This docstring is the environment's spec; the README's environment tables are copies of the tables
@@ -10,7 +10,24 @@ RF knee, LH hip, LH knee, RH hip, RH knee) as offsets from the vendor stand pose
 action x `action_scale_deg` (45 deg), clipped to the safe joint envelope (hip -80..90 deg, knee -45..75 deg,
 `robot.LEG_ENVELOPE_DEG`; `robot.action_to_leg_rad`).
 An action of zero holds the stand pose; the trot needs at most 0.81 of the range. Targets are
-rate-limited to 428 deg/s like the vendor library; head and tail hold neutral.
+rate-limited to 428 deg/s like the vendor library, reach the servos as the vendor PWM encodes them (whole
+counts of 4.88 us, 0.44 deg) and act after the servos' dead time (below); head and tail hold neutral.
+
+## Servos
+`pidog_env.actuator`: each of the 12 servos is a DC motor behind a P loop, so its torque falls with its
+speed, tau(w) = s tau_s - b w, b = tau_s / w0 (at most s^2 tau_s w0 / 4, 0.5 W, of mechanical power):
+MuJoCo's position actuator with kv 0 and a force limit at the stall torque, the back-EMF as joint damping
+outside that limit, gear friction and armature, and a command dead time of whole physics steps. The
+values are `physical` (`robot.PhysicalParams`: MG90S-class datasheet priors with their sources, or what
+`pidog sysid` identified on a robot): stall torque `servo_torque` 0.19 N m and no-load speed `servo_speed`
+9.6 rad/s at the horn, P gain `servo_kp` 3 N m/rad, `joint_friction` 0.015 N m, `armature` 8e-5 kg m^2,
+dead time `servo_dead_time` 12 ms (3 physics steps). Each randomized episode draws one supply factor s
+(`randomization.supply`, 0.85-1.05: the shared 5 V rail, which sags under load) scaling every servo's
+torque and P gain, a per-servo spread of stall torque, no-load speed, P gain and friction
+(`randomization.servo_spread`, +-10 %) and the dead time +-1 physics step; without randomization s = 1.
+`bench/actuator_check.py` measures the stall torque and no-load speed the model produces and checks that
+no gait draws power above the DC line. The reward's servo torque is the motor's: the P loop's drive less
+the back-EMF.
 
 ## Observation space
 `Box(-10, 10, ((16 [+2 command] [+1 ultrasonic]) * (history + 1),), float32)`: only what
@@ -53,7 +70,7 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | track_wz    | exp(-(wz - commanded wz)^2 / 0.04), command task only       | 1.0   |
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
 | body_height | (cm of torso height below `reward.min_body_height`, 0.097 m)^2 | -3.0  |
-| torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.2 N m) - `reward.torque_soft_limit` (0.5)) | -2.0 |
+| torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.19 N m) - `reward.torque_soft_limit` (0.7)) | -2.0 |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -73,7 +90,7 @@ touching the floor, or a physics blow-up (`info["physics_unstable"]`). Truncated
 `episode_seconds` (20 s = 1000 steps at `ctrl_dt` 0.02 s): the env itself returns `truncated=True`.
 
 ## Arguments
-`gymnasium.make("PiDog-v1", config=EnvConfig(...), render_mode=None | "rgb_array" | "human", **shortcuts)`.
+`gymnasium.make("PiDog-v2", config=EnvConfig(...), render_mode=None | "rgb_array" | "human", **shortcuts)`.
 Every setting is a field of `pidog_env.config.EnvConfig` (timing in seconds: `ctrl_dt` 0.02, `sim_dt`
 0.004, `episode_seconds` 20; the physics steps per control step and the step limit derive from them).
 Keyword shortcuts (`KEYWORD_SHORTCUTS`) set the same fields: `randomize`, `ultrasonic`, `history`,
@@ -90,6 +107,20 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 (mean absolute per-step tracking errors).
 
 ## Version history
+- v2: the servos are power-limited DC motors behind a P loop (`pidog_env.actuator`, "Servos" above): the
+  torque falls with speed instead of staying at the force limit at full speed (v1 clipped kp e - kv w as a
+  whole, so a joint got 0.20 N m at 428 deg/s and the trot drew 1.7 W from a servo that gives at most
+  0.5), targets are quantized like the vendor PWM and act after a 12 ms dead time. Priors with their
+  sources in `robot.PhysicalParams`: stall torque 0.19 N m (was 0.20), no-load speed `servo_speed`
+  9.6 rad/s (replaces `servo_kv`), dead time `servo_dead_time`. Randomization: one supply factor per
+  episode (`randomization.supply`) and a per-servo spread (`randomization.servo_spread`) replace the
+  independent `kp_scale` and `torque_scale`; the dead time varies by a physics step; pushes are at most
+  half the trot's speed (`push_velocity` 0.06 m/s, was 0.15); the start heading is a fixed +-0.3 rad
+  (`init_yaw` is gone). The reward's servo torque (`energy`, `torque_limit`) is the motor's, drive less
+  back-EMF, and `reward.torque_soft_limit` is 0.7 (was 0.5: on these servos the trot's torque_limit cost
+  1.5 per randomized step, more than its forward reward; above 0.7 it costs 0.6, v1's trot paid 0.8). The
+  trot (`gaits.TrotParams`) is re-tuned for these servos. `PiDog-v1` is refused, naming v2; saved
+  configurations with the removed settings at their v1 defaults load (CHANGELOG.md).
 - v1: the research options measured and not adopted are gone: the `torso_clearance` term
   (`reward.min_torso_clearance`), the critic-only state (`obs.critic_state`) and the simulator state in the
   actor's observation (`obs.privileged`); facts that were settings are constants (`obs.gravity_alpha`,
@@ -140,6 +171,7 @@ from gymnasium import spaces
 from pidog_env import config_tree
 from pidog_env import mjcf_names as names
 from pidog_env import robot
+from pidog_env.actuator import ServoDrive, ServoParams
 from pidog_env.commands import Commands
 from pidog_env.config import REWARD_TERMS, EnvConfig, RandomizationConfig
 from pidog_env.model import ModelIndex, load_model, self_collisions
@@ -166,7 +198,7 @@ class PiDogEnv(gym.Env):
         cfg = config or EnvConfig()
         for key, value in overrides.items():
             if key not in KEYWORD_SHORTCUTS:
-                raise TypeError(f"PiDog-v1 got an unknown option {key!r} (known: {', '.join(KEYWORD_SHORTCUTS)})")
+                raise TypeError(f"PiDog-v2 got an unknown option {key!r} (known: {', '.join(KEYWORD_SHORTCUTS)})")
             cfg = config_tree.apply(cfg, KEYWORD_SHORTCUTS[key], value)
         config_tree.validate(cfg)
         if render_mode not in (None, *self.metadata["render_modes"]):
@@ -181,7 +213,7 @@ class PiDogEnv(gym.Env):
         self._episode_steps = cfg.episode_steps
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
         self._stand_key = self.model.key(names.STAND_KEY).id
-        self._randomizer = Randomizer(self.model, self.idx)
+        self._randomizer = Randomizer(self.model, self.idx, ServoParams.from_physical(cfg.physical))
         self._commands = Commands(cfg.command, self.dt)
         self._max_step = robot.LEG_SPEED_DEG_S * self.dt / cfg.action_scale_deg         # in action units
         self._cos_fall = np.cos(np.deg2rad(cfg.fall_tilt_deg))
@@ -189,7 +221,10 @@ class PiDogEnv(gym.Env):
         # Views into MjData, taken once (the arrays never move): attribute look-ups cost every step.
         d = self.data
         self._qpos, self._sens, self._xmat, self._warnings = d.qpos, d.sensordata, d.xmat, d.warning.number
-        self._leg_ctrl, self._leg_force = d.ctrl[self.idx.leg_act], d.actuator_force[self.idx.leg_act]
+        # The servos' torque on the leg joints: the P loop's drive less the back-EMF (joint damping).
+        self._leg_force, self._leg_damper = d.actuator_force[self.idx.leg_act], d.qfrc_damper[self.idx.leg_qvel]
+        # The leg servos' command path: quantized like the vendor PWM, acting after the episode's dead time.
+        self._drive = ServoDrive(d.ctrl[self.idx.leg_act], 0, signs=robot.LEG_SIGNS)
         self._rated_torque = cfg.physical.servo_torque   # the robot's, not the episode's randomized force limit
         self._leg_qvel = d.qvel[self.idx.leg_qvel]
         self._accel_max = robot.IMU_ACCEL_RANGE_G * GRAVITY
@@ -227,7 +262,7 @@ class PiDogEnv(gym.Env):
         self._command = STAND_ACTION.copy()
         self._prev_action = STAND_ACTION.copy()
         self._queue = deque([STAND_ACTION.copy()] * (latency + 1), maxlen=latency + 1)
-        self._set_ctrl(STAND_ACTION)
+        self._drive.reset(self._leg_target(STAND_ACTION), self._episode.dead_substeps)
         self._start_pos = tuple(d.qpos[0:2].tolist())
         self._start_yaw = _yaw(d.qpos[3:7])
         self._heading = (math.cos(self._start_yaw), math.sin(self._start_yaw))
@@ -238,9 +273,9 @@ class PiDogEnv(gym.Env):
     def step(self, action: np.ndarray):
         a = np.array(action, dtype=np.float64)               # a copy: the caller's array is not touched
         if a.shape != (robot.N_LEG,):
-            raise ValueError(f"PiDog-v1 action must have shape ({robot.N_LEG},), got {a.shape}")
+            raise ValueError(f"PiDog-v2 action must have shape ({robot.N_LEG},), got {a.shape}")
         if not math.isfinite(a.sum()):                         # any NaN or inf makes the sum non-finite
-            raise ValueError(f"PiDog-v1 action contains NaN or inf: {a}")
+            raise ValueError(f"PiDog-v2 action contains NaN or inf: {a}")
         m, d, idx = self.model, self.data, self.idx
         # Vendor-style rate limit towards the clipped target, then the (randomized) latency.
         np.minimum(a, 1.0, out=a)
@@ -251,7 +286,7 @@ class PiDogEnv(gym.Env):
         self._prev_action = self._command
         self._command = self._command + a
         self._queue.append(self._command)
-        self._set_ctrl(self._queue[0])
+        self._drive.command(self._leg_target(self._queue[0]))
 
         qpos, sens = self._qpos, self._sens
         x0, y0 = qpos[0:2].tolist()
@@ -260,13 +295,13 @@ class PiDogEnv(gym.Env):
             push(d.qvel, dr, self.np_random)
             self._push_at = next_push_step(self._steps, dr, self.dt, self.np_random)
         # The IMU sample the policy sees is `imu_delay` physics steps old (the robot reads it at the tick's start).
-        delay = self._episode.imu_delay
+        delay, drive = self._episode.imu_delay, self._drive
         if delay:
-            mujoco.mj_step(m, d, nstep=self._frame_skip - delay)
+            drive.advance(m, d, self._frame_skip - delay)
             self._imu_raw = sens[idx.accel.start:idx.gyro.stop].tolist()
-            mujoco.mj_step(m, d, nstep=delay)
+            drive.advance(m, d, delay)
         else:
-            mujoco.mj_step(m, d, nstep=self._frame_skip)
+            drive.advance(m, d, self._frame_skip)
             self._imu_raw = None
         self._steps += 1
 
@@ -323,7 +358,8 @@ class PiDogEnv(gym.Env):
         rc = self.cfg.reward
         target = rc.target_speed
         da = self._command - self._prev_action
-        power = (self._leg_force * self._leg_qvel).tolist()
+        torque = self._leg_force + self._leg_damper
+        power = (torque * self._leg_qvel).tolist()
         rated, soft = self._rated_torque, rc.torque_soft_limit
         if cmd is None:                             # forward task
             forward, yaw_cost, track_vx, track_wz, still = min(v_fwd, target) / target, yaw_rate * yaw_rate, 0.0, 0.0, 0.0
@@ -347,7 +383,7 @@ class PiDogEnv(gym.Env):
             track_wz,                               # track_wz
             still,                                  # stand_still
             (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
-            sum(max(0.0, abs(f) / rated - soft) for f in self._leg_force.tolist()),    # torque_limit
+            sum(max(0.0, abs(f) / rated - soft) for f in torque.tolist()),    # torque_limit
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
 
@@ -390,9 +426,11 @@ class PiDogEnv(gym.Env):
         self._noise_i = 0
         self._push_at: int | None = None
 
-    def _set_ctrl(self, action: np.ndarray) -> None:
-        np.add(robot.action_to_leg_rad(action, self.cfg.action_scale_deg), self._episode.calibration,
-               out=self._leg_ctrl)
+    def _leg_target(self, action: np.ndarray) -> np.ndarray:
+        """The leg servos' joint targets for `action` (model radians, with the episode's calibration error)."""
+        q = robot.action_to_leg_rad(action, self.cfg.action_scale_deg)
+        q += self._episode.calibration
+        return q
 
     def _make_frame(self, reset: bool = False) -> np.ndarray:
         cfg, idx = self.cfg, self.idx
@@ -455,7 +493,7 @@ def _yaw(quat: np.ndarray) -> float:
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
-# `gymnasium.make("PiDog-v1", randomize=False, history=3, ...)`: keyword -> setting path in EnvConfig.
+# `gymnasium.make("PiDog-v2", randomize=False, history=3, ...)`: keyword -> setting path in EnvConfig.
 KEYWORD_SHORTCUTS = {
     "randomize": "randomization.enabled", "ultrasonic": "obs.ultrasonic", "history": "obs.history",
     "use_camera": "use_camera",
@@ -464,7 +502,7 @@ KEYWORD_SHORTCUTS = {
 
 
 def observation_space(cfg: EnvConfig) -> spaces.Space:
-    """PiDog-v1's observation space for `cfg`, without building the env."""
+    """PiDog-v2's observation space for `cfg`, without building the env."""
     size = actor_obs_size(cfg)
     vec = spaces.Box(-OBS_CLIP, OBS_CLIP, (size,), np.float32)
     if not cfg.use_camera:
@@ -479,5 +517,5 @@ def actor_obs_size(cfg: EnvConfig) -> int:
 
 
 def action_space(cfg: EnvConfig | None = None) -> spaces.Box:
-    """PiDog-v1's action space: normalized leg joint targets."""
+    """PiDog-v2's action space: normalized leg joint targets."""
     return spaces.Box(-1.0, 1.0, (robot.N_LEG,), np.float32)

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from pidog_env.gaits import TrotGait          # importing the package registers PiDog-v1
+from pidog_env.gaits import TrotGait          # importing the package registers PiDog-v2
 
 # Called before each action with (step, observation, info, return so far); returning False ends the episode.
 OnStep = Callable[[int, Any, dict, float], "bool | None"]
@@ -93,7 +93,7 @@ def run_episodes_batched(policy: Callable[[np.ndarray], np.ndarray], envs: list[
 
 def run_trot_episode(seed: int = 0, randomize: bool = False, **env_kwargs: Any) -> dict[str, float]:
     """One 20 s episode of the default trot."""
-    env = gym.make("PiDog-v1", randomize=randomize, **env_kwargs)
+    env = gym.make("PiDog-v2", randomize=randomize, **env_kwargs)
     try:
         return run_episode(TrotGait.for_env(env), env, seed)
     finally:

@@ -1,7 +1,7 @@
 """Load the PiDog MJCF and apply the facts owned by `pidog_env.robot`.
 
 The XML holds the shapes and masses; the leg dimensions (which the robot runtime's kinematics use too),
-joint ranges, servo gains and force limits, the total mass, the ultrasonic range and the `lie`/`stand`/`sit`
+joint ranges, the servo model (`pidog_env.actuator`), the total mass, the ultrasonic range and the `lie`/`stand`/`sit`
 keyframes come from `robot.py` here, through MjSpec, and gravity and the physics timestep from
 `observation.GRAVITY` and `EnvConfig.sim_dt`, so no number lives twice.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from pidog_env import actuator
 from pidog_env import mjcf_names as names
 from pidog_env import robot
 from pidog_env.config import EnvConfig
@@ -24,6 +25,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 SCENE_XML = ASSETS / "scene.xml"
 KEYFRAMES = ("lie", "stand", "sit")
 KEYFRAME_CLEARANCE = 0.0005              # m between the feet and the floor in the keyframes
+STAND_HEIGHT = 0.4                       # m: the welded body of `load_model(fixed_base=True)`, legs far off the floor
 
 
 def _keyframe_qpos(pose: str, foot_radius: float) -> np.ndarray:
@@ -63,7 +65,8 @@ def leg_pairs() -> list[tuple[str, str]]:
 
 
 def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.MjSpec:
-    """MjSpec of the scene with robot.py's limits, servo parameters, mass and keyframes applied."""
+    """MjSpec of the scene with robot.py's limits and keyframes applied (the servo model and the total mass
+    are applied to the compiled model by `load_model`)."""
     spec = mujoco.MjSpec.from_file(str(SCENE_XML))
     spec.option.gravity = [0.0, 0.0, -GRAVITY]
     _place_legs(spec)
@@ -71,16 +74,8 @@ def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.
     limits = np.deg2rad(robot.ALL_LIMITS_DEG) * robot.ALL_SIGNS[:, None]
     limits.sort(axis=1)                                  # a sign flip swaps lower/upper bounds
     for name, (lo, hi) in zip(robot.ALL_JOINTS, limits):
-        joint = spec.joint(name)
-        joint.range = [lo, hi]
-        joint.armature = params.armature
-        joint.frictionloss = params.joint_friction
-        act = spec.actuator(name)
-        act.ctrlrange = [lo, hi]
-        act.forcerange = [-params.servo_torque, params.servo_torque]
-        act.gainprm[0] = params.servo_kp
-        act.biasprm[1] = -params.servo_kp
-        act.biasprm[2] = -params.servo_kv
+        spec.joint(name).range = [lo, hi]
+        spec.actuator(name).ctrlrange = [lo, hi]
     # Knees (the thigh capsules' lower ends) on the floor; a shin-floor pair would also touch next to every
     # stance foot (the foot sphere is only 1 mm larger than the shin capsule) and change the gait's contacts.
     for g1, g2 in leg_pairs() + [(g, names.FLOOR) for g in names.THIGH_GEOMS]:
@@ -99,15 +94,26 @@ def build_spec(params: robot.PhysicalParams = robot.PhysicalParams()) -> mujoco.
     return spec
 
 
-def load_model(params: robot.PhysicalParams = robot.PhysicalParams(), sim_dt: float | None = None) -> mujoco.MjModel:
+def load_model(params: robot.PhysicalParams = robot.PhysicalParams(), sim_dt: float | None = None,
+               fixed_base: bool = False) -> mujoco.MjModel:
     """Compiled PiDog model whose total mass equals `params.total_mass` (torso absorbs the rest), with the
-    physics timestep `sim_dt` (default: `EnvConfig`'s)."""
+    physics timestep `sim_dt` (default: `EnvConfig`'s) and the servo model (`actuator.apply`) of `params`
+    on all 12 servos. `fixed_base`: the robot on a stand, its body welded `STAND_HEIGHT` above the floor
+    and every leg hanging free (no free joint: qpos is the 12 joint angles; no keyframes)."""
     spec = build_spec(params)
     spec.option.timestep = EnvConfig().sim_dt if sim_dt is None else sim_dt
+    if fixed_base:
+        torso = spec.body(names.TORSO)
+        for joint in list(torso.joints):
+            spec.delete(joint)                           # the free joint: the body is welded
+        torso.pos = [0.0, 0.0, STAND_HEIGHT]
+        for key in list(spec.keys):
+            spec.delete(key)
     model = spec.compile()
-    joints = tuple(model.joint(i).name for i in range(1, model.njnt))
+    joints = tuple(model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE)
     if joints != robot.ALL_JOINTS or model.nu != len(robot.ALL_JOINTS):
         raise RuntimeError(f"pidog.xml joint order {joints} differs from robot.ALL_JOINTS")
+    actuator.apply(model, actuator.ServoParams.from_physical(params))
     torso = model.body(names.TORSO).id
     others = model.body_mass.sum() - model.body_mass[torso]
     new_mass = params.total_mass - others

@@ -1,4 +1,4 @@
-"""Domain randomization: what each PiDog-v1 episode draws.
+"""Domain randomization: what each PiDog-v2 episode draws.
 
 The ranges, their defaults and bounds live in `config.RandomizationConfig` (one field per range); each draw
 below names the field it reads. At every reset the env restores the nominal model (`NominalModel`); with
@@ -9,15 +9,25 @@ randomization an episode runs on `EpisodeDraw.nominal`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 
+from pidog_env import actuator
 from pidog_env import mjcf_names as names
 from pidog_env import robot
+from pidog_env.actuator import ServoParams
 from pidog_env.config import EnvConfig, RandomizationConfig
 from pidog_env.model import ModelIndex
+
+# The start heading, +- rad: the robot is never set down exactly. On the flat floor it changes nothing a state
+# policy sees (speeds are measured along the start heading); the camera sees the floor turned.
+START_YAW_RAD = 0.3
+# The servo dead time varies by this many physics steps (4 ms) around `physical.servo_dead_time`: about what
+# the identification resolves (PACE and the leg fit in `pidog sysid fit` find a delay to a few ms).
+DEAD_TIME_SPREAD_STEPS = 1
 
 
 @dataclass
@@ -26,15 +36,19 @@ class EpisodeDraw:
 
     calibration: np.ndarray          # rad per leg joint, added to every joint target: servo horn misalignment
     latency: int                     # control steps between the policy's action and the servos
+    dead_substeps: int               # physics steps between a servo command and the servo acting on it
+    supply: float                    # the servos' supply factor (1: the nominal 5 V rail)
     imu_delay: int                   # age of the IMU sample the policy sees, in physics steps
     imu_bias: list[float]            # accel x, y, z (m/s^2) then gyro x, y, z (rad/s), constant over the episode
     imu_noise: np.ndarray | None     # noise std per IMU sample, same order; None: noiseless
 
     @classmethod
     def nominal(cls, cfg: EnvConfig) -> "EpisodeDraw":
-        """The robot as built: no offsets, no latency, no bias or noise; the IMU sample's nominal age
-        (`EnvConfig.imu_delay_substeps`, the midpoint of its randomized range)."""
-        return cls(np.zeros(robot.N_LEG), 0, cfg.imu_delay_substeps, [0.0] * 6, None)
+        """The robot as built: no offsets, no latency, no bias or noise, the servos' dead time and supply as
+        in `cfg.physical`; the IMU sample's nominal age (`EnvConfig.imu_delay_substeps`, the midpoint of its
+        randomized range)."""
+        dead = ServoParams.from_physical(cfg.physical).dead_substeps(cfg.sim_dt)
+        return cls(np.zeros(robot.N_LEG), 0, dead, 1.0, cfg.imu_delay_substeps, [0.0] * 6, None)
 
 
 class NominalModel:
@@ -48,6 +62,8 @@ class NominalModel:
         self.kp = m.actuator_gainprm[:, 0].copy()
         self.biasprm = m.actuator_biasprm.copy()
         self.forcerange = m.actuator_forcerange.copy()
+        self.damping = m.dof_damping.copy()
+        self.frictionloss = m.dof_frictionloss.copy()
         self.subtreemass = m.body_subtreemass.copy()
 
     def restore(self, m: mujoco.MjModel) -> None:
@@ -58,14 +74,18 @@ class NominalModel:
         m.actuator_gainprm[:, 0] = self.kp
         m.actuator_biasprm[:] = self.biasprm
         m.actuator_forcerange[:] = self.forcerange
+        m.dof_damping[:] = self.damping
+        m.dof_frictionloss[:] = self.frictionloss
         m.body_subtreemass[:] = self.subtreemass
 
 
 class Randomizer:
     """Draws an episode's physics and sensor parameters into one env's model."""
 
-    def __init__(self, model: mujoco.MjModel, idx: ModelIndex) -> None:
-        self.model, self.idx = model, idx
+    def __init__(self, model: mujoco.MjModel, idx: ModelIndex, servo: ServoParams) -> None:
+        self.model, self.idx, self.servo = model, idx, servo
+        self.nominal_dead = servo.dead_substeps(float(model.opt.timestep))
+        self.n_servos = len(actuator.servo_joints(model)[0])
         self.nominal = NominalModel(model)
         self._floor_geom = model.geom(names.FLOOR).id
         self._foot_geoms = np.array([model.geom(g).id for g in names.FOOT_GEOMS])
@@ -89,19 +109,28 @@ class Randomizer:
         update_subtree_mass(m)
         # The torso's centre of mass shifted in x and y (`com_offset`): battery and board placement.
         m.body_ipos[self.idx.torso_body, :2] += rng.uniform(-dr.com_offset, dr.com_offset, 2)
-        # Servo stiffness per actuator (`kp_scale`): the servos' unpublished P gain.
-        kp_scale = rng.uniform(*dr.kp_scale, size=m.nu)
-        kp = nom.kp * kp_scale
-        m.actuator_gainprm[:, 0] = kp
-        m.actuator_biasprm[:, 1] = -kp
-        # Servo force limit per actuator (`torque_scale`): stall torque spread, battery sag and wear.
-        torque_scale = rng.uniform(*dr.torque_scale, size=(m.nu, 1))
-        m.actuator_forcerange[:] = nom.forcerange * torque_scale
+        # The servos (`supply`, `servo_spread`): one supply factor scales every servo's torque and P gain
+        # (the 5 V rail is regulated to 5.17-5.33 V but shared by the 12 servos and the Pi through a 3 A (HAT
+        # V4) or 5 A (V5) converter, and sags when several pull at once: users report Pi brown-outs; down to
+        # 0.85 for a sagging rail and worn servos, up to 1.05 for the regulator's top; MicroDuck randomizes
+        # its supply, 6.5-8.2 V, in place of independent kp and torque scales). Around it each servo's stall
+        # torque, no-load speed, P gain and friction spread by `servo_spread` (+-10 %: unit-to-unit spread
+        # around the priors or the identified values; Open Duck randomizes kp x0.9-1.1 around its BAM fit).
+        supply = rng.uniform(*dr.supply)
+        n, x, p = self.n_servos, dr.servo_spread, self.servo
+        spread = rng.uniform(1 - x, 1 + x, (4, n))
+        servo = dataclasses.replace(p, stall_torque=p.stall_torque * spread[0], no_load_speed=p.no_load_speed * spread[1],
+                                    kp=p.kp * spread[2], frictionloss=p.frictionloss * spread[3])
+        actuator.apply(m, servo, supply)
+        # The servos' dead time, +-DEAD_TIME_SPREAD_STEPS physics steps around its value.
+        dead = self.nominal_dead + int(rng.integers(-DEAD_TIME_SPREAD_STEPS, DEAD_TIME_SPREAD_STEPS + 1))
         return EpisodeDraw(
             # Per-joint offset of the commanded angle (`calibration_deg`): the servo calibration's residual.
             calibration=np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg),
             # Action delay in control steps, inclusive range (`latency_steps`): policy output to servo motion.
             latency=int(rng.integers(dr.latency_steps[0], dr.latency_steps[1] + 1)),
+            dead_substeps=max(0, dead),
+            supply=float(supply),
             # IMU sample age in physics steps, inclusive range (`imu_delay_substeps`): the chip's filter and
             # output period and the read (`robot.IMU_SAMPLE_AGE_S`).
             imu_delay=int(rng.integers(dr.imu_delay_substeps[0], dr.imu_delay_substeps[1] + 1)),
@@ -113,9 +142,9 @@ class Randomizer:
 
     def perturb_start(self, data: mujoco.MjData, dr: RandomizationConfig, rng: np.random.Generator) -> None:
         """The start pose off the stand keyframe: each leg joint by up to `init_joint_noise_deg`, and the
-        heading turned by up to `init_yaw` (the robot is never set down exactly)."""
+        heading turned by up to `START_YAW_RAD` (the robot is never set down exactly)."""
         data.qpos[self.idx.leg_qpos] += np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.init_joint_noise_deg)
-        yaw = rng.uniform(-dr.init_yaw, dr.init_yaw)
+        yaw = rng.uniform(-START_YAW_RAD, START_YAW_RAD)
         q = np.zeros(4)
         mujoco.mju_axisAngle2Quat(q, np.array([0.0, 0.0, 1.0]), yaw)
         mujoco.mju_mulQuat(data.qpos[3:7], q, data.qpos[3:7].copy())
@@ -128,7 +157,9 @@ def next_push_step(step: int, dr: RandomizationConfig, dt: float, rng: np.random
 
 
 def push(qvel: np.ndarray, dr: RandomizationConfig, rng: np.random.Generator) -> None:
-    """A horizontal velocity kick of the torso, up to `push_velocity` per axis: bumps and uneven ground."""
+    """A horizontal velocity kick of the torso, up to `push_velocity` per axis: bumps, tugs and uneven
+    ground, up to about half the walking speed (the trot's ~0.12 m/s): the robot should walk through them;
+    kicks faster than its walk are falls of their own, which no servo model makes it survive."""
     v = dr.push_velocity
     qvel[0:2] += rng.uniform(-v, v, 2)
 

@@ -1,4 +1,4 @@
-"""Rendering for PiDog-v1: `rgb_array` frames from the tracking camera, the `human` viewer and the head
+"""Rendering for PiDog-v2: `rgb_array` frames from the tracking camera, the `human` viewer and the head
 camera image (`use_camera`), each made on first use (`Renderers`); and the helpers the training tools share
 (`has_display`, `coarse_visual_copy`, `follow_body`)."""
 

@@ -16,6 +16,7 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import math
 
@@ -129,29 +130,52 @@ NEUTRAL_TAIL_DEG = np.zeros(1)
 
 @dataclass(frozen=True)
 class PhysicalParams:
-    """Physical numbers the vendor does not publish: nominal values, randomized by the env.
+    """Physical numbers the vendor does not publish: priors, randomized by the env, or the values a
+    servo identification (`pidog sysid`) measured on one robot.
 
     total_mass: 0.80 kg. Parts suggest 0.8-1.0 kg (12 metal-gear micro servos ~13 g each, two 18650
         cells 91 g, a Raspberry Pi ~46 g, aluminium/acrylic frame); third-party guesses span 0.44-0.95.
         0.80 is where both estimates overlap. Randomized +-15 % per body.
-    servo_torque: 0.20 N m stall torque, in the 0.13-0.22 N m third-party range (MG90S-class metal-gear
-        micro servos are rated ~0.2 N m at 5-6 V). With this backward-knee leg a trot stance knee
-        carries 0.1-0.18 N m at 0.8 kg, close to the limit: the real servos "struggle with the weight",
-        and so does the model. Randomized 0.75-1.25x (0.15-0.25 N m).
+
+    The servos (`pidog_env.actuator`: a DC motor behind a P loop, tau(w) = s tau_s - b w with
+    b = servo_torque / servo_speed) at the nominal 5 V rail (the HAT's DC-DC gives 5.17-5.33 V, 5.25 V in
+    the middle). PiDog's servos have no published data; the priors are MG90S-class metal-gear micro
+    servos (the closest published part) and the vendor's own comment:
+    servo_torque: 0.19 N m stall torque at the horn. MG90S datasheet: 1.8 kgf cm at 4.8 V, 2.2 at 6 V
+        (0.18-0.22 N m), linear in the voltage: 1.95 kgf cm at 5.25 V. (Third-party "SF006FM" claims
+        1.3-1.4 kgf cm, unverified.) With this backward-knee leg a trot stance knee carries 0.1-0.18 N m
+        at 0.8 kg: the real servos "struggle with the weight", and so does the model.
+    servo_speed: 9.6 rad/s no-load speed at the horn. MG90S datasheet: 0.10 s/60 deg at 4.8 V, 0.08 at
+        6 V: 11.3 rad/s at 5.25 V; robot-hat's comment on its 428 deg/s cap ("4.8V : 60des/0.14s"):
+        7.5 rad/s at 4.8 V, 8.2 at 5.25 V (a DC motor's no-load speed is proportional to its voltage).
+        9.6 is the middle of the two sources; b = 0.0198 N m s/rad and at most 0.5 W per joint.
     servo_kp: 3.0 N m/rad. A hobby servo's P loop saturates within a few degrees of error
-        (0.20 / 3.0 rad = 3.8 deg to full torque). Randomized 0.8-1.2x.
-    servo_kv: 0.06 N m s/rad and joint_friction 0.015 N m: micro-servo gear trains (~1:300) are lossy;
-        with armature 8e-5 kg m^2 (gear-reflected rotor inertia) the joint response is near critically
-        damped. An under-damped servo model (kv 0.02) made every trot bounce off the floor.
+        (0.20 / 3.0 rad = 3.8 deg to full torque); no published figure.
+    armature: 8e-5 kg m^2 (gear-reflected rotor inertia) and joint_friction 0.015 N m (gear friction):
+        micro-servo gear trains (~1:300) are lossy; no published figure.
+    servo_dead_time: 12 ms from a written command to the motor's response: robot-hat's PWM runs at
+        50 Hz, so a new pulse width waits 0-20 ms (10 on average) for the next frame, and the servo knows
+        it at the pulse's end (1.5 ms at mid-range). Comparable measurements: Mini Pupper 2's hobby servos
+        76 ms from the controller's command (PiDog's software latency is `randomization.latency_steps`).
     """
+
+    # Settings that were removed (name -> config_tree.Removed): set by pidog_env.config, so this module
+    # imports numpy only.
+    REMOVED: ClassVar[dict] = {}
 
     # Bounds (field metadata, read by pidog_env.config_tree) keep values physically meaningful.
     total_mass: float = field(default=0.80, metadata={"gt": 0.2, "le": 5.0, "help": "total robot mass (kg)"})
-    servo_torque: float = field(default=0.20, metadata={"gt": 0.0, "help": "servo stall torque (N m)"})
-    servo_kp: float = field(default=3.0, metadata={"gt": 0.0, "help": "servo stiffness (N m/rad)"})
-    servo_kv: float = field(default=0.06, metadata={"ge": 0.0, "help": "servo damping (N m s/rad)"})
-    armature: float = field(default=8e-5, metadata={"ge": 0.0, "help": "gear-reflected rotor inertia (kg m^2)"})
-    joint_friction: float = field(default=0.015, metadata={"ge": 0.0, "help": "gear friction loss (N m)"})
+    servo_torque: float = field(default=0.19, metadata={"gt": 0.0, "le": 5.0,
+                                                        "help": "servo stall torque at the horn, 5 V rail (N m)"})
+    servo_speed: float = field(default=9.6, metadata={"gt": 0.0, "le": 100.0,
+                                                      "help": "servo no-load speed at the horn, 5 V rail (rad/s)"})
+    servo_kp: float = field(default=3.0, metadata={"gt": 0.0, "le": 1000.0,
+                                                   "help": "servo P loop: torque per radian of error (N m/rad)"})
+    armature: float = field(default=8e-5, metadata={"ge": 0.0, "le": 0.1,
+                                                    "help": "gear-reflected rotor inertia (kg m^2)"})
+    joint_friction: float = field(default=0.015, metadata={"ge": 0.0, "le": 1.0, "help": "gear friction loss (N m)"})
+    servo_dead_time: float = field(default=0.012, metadata={"ge": 0.0, "le": 0.2,
+                                                            "help": "servo dead time, command to motion (s)"})
 
 
 # ---------------------------------------------------------------- conversions

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("env_throughput", "ppo_throughput", "visualization_overhead", "deploy_latency", "trot_check",
-           "sample_efficiency", "main_job", "sysid_roundtrip")
+           "sample_efficiency", "main_job", "actuator_check", "vendor_gaits", "sysid_roundtrip")
 
 
 def run_script(name: str, *args: str, results: Path) -> str:
@@ -68,6 +68,9 @@ def test_every_bench_script_has_a_smoke_test():
 # ---------------------------------------------------------------- bad budgets: one line, exit 2, no work
 BAD = [
     ("trot_check", ["--seeds", "0"], "--seeds"),
+    ("actuator_check", ["--seconds", "0"], "--seconds"),
+    ("actuator_check", ["--policy", "nolabel"], "--policy"),
+    ("vendor_gaits", ["--episodes", "0"], "--episodes"),
     ("env_throughput", ["--seconds", "0"], "--seconds"),
     ("env_throughput", ["--rounds", "0"], "--rounds"),
     ("ppo_throughput", ["--n-envs", "1"], "--n-envs"),
@@ -123,6 +126,33 @@ def test_trot_check(tmp_path):
     assert 0.05 < data["forward_speed_mps"] < 0.5 and 0.05 < data["randomized_mean_speed_mps"] < 0.5
     assert data["falls_of_10"] in (0, 5, 10)                  # 10 x falls / 2 episodes
     assert data["lateral_drift_ratio"] >= 0 and abs(data["heading_change_deg"]) < 180
+
+
+@pytest.mark.slow
+def test_actuator_check(tmp_path):
+    out = run_script("actuator_check", "--seconds", "0.5", results=tmp_path)
+    data = load(tmp_path / "actuator_check.json")
+    printed(out, data)
+    servo = data["servo"]
+    assert servo["measured_stall_torque_nm"] == pytest.approx(servo["stall_torque_nm"], rel=0.05)
+    assert servo["measured_no_load_speed_rad_s"] == pytest.approx(servo["no_load_speed_rad_s"], rel=0.05)
+    assert set(data["gaits"]) == {"trot", "vendor_trot", "vendor_walk"}
+    for gait in data["gaits"].values():
+        assert gait["excess_power_w"] <= 0.01 and 0 < gait["peak_power_w"] <= servo["peak_power_w"] + 1e-3
+        assert gait["samples_outside_envelope"] == 0
+        assert gait["physics_steps"] <= 0.5 / 0.004 + 1
+    assert data["passed"] and (tmp_path / "actuator_check.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_vendor_gaits(tmp_path):
+    out = run_script("vendor_gaits", "--episodes", "1", "--seconds", "1", results=tmp_path)
+    data = load(tmp_path / "vendor_gaits.json")
+    printed(out, data)
+    assert set(data["gaits"]) == {"trot", "walk"} and data["seconds"] == 1.0
+    for gait in data["gaits"].values():
+        assert gait["episodes"] == 1 and 0 <= gait["falls"] <= 1 and 0 <= gait["walked_forward"] <= 1
+    assert data["run"]["episodes"] == 2
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ def test_timing_is_set_in_seconds_and_the_time_limit_derives_from_it():
     cfg = config_tree.apply(EnvConfig(), "episode_seconds", 0.5)
     cfg = config_tree.apply(cfg, "randomization.enabled", False)
     assert (cfg.frame_skip, cfg.episode_steps) == (5, 25)
-    env = gym.make("PiDog-v1", config=cfg)
+    env = gym.make("PiDog-v2", config=cfg)
     env.reset(seed=0)
     steps, truncated = 0, False
     while not truncated:
@@ -79,7 +79,7 @@ def test_timing_is_set_in_seconds_and_the_time_limit_derives_from_it():
         assert not terminated
     assert steps == 25 and env.unwrapped.model.opt.timestep == cfg.sim_dt
     env.close()
-    fast = gym.make("PiDog-v1", config=config_tree.apply(EnvConfig(), "ctrl_dt", 0.04))
+    fast = gym.make("PiDog-v2", config=config_tree.apply(EnvConfig(), "ctrl_dt", 0.04))
     assert fast.unwrapped.dt == 0.04 and fast.unwrapped.cfg.frame_skip == 10 and fast.metadata["render_fps"] == 25
     fast.close()
 
@@ -90,21 +90,21 @@ def test_spaces_are_computed_from_the_config_without_an_env(settings):
     cfg = EnvConfig()
     for key, value in settings.items():
         cfg = config_tree.apply(cfg, key, value)
-    env = gym.make("PiDog-v1", config=cfg)
+    env = gym.make("PiDog-v2", config=cfg)
     assert observation_space(cfg) == env.observation_space and action_space(cfg) == env.action_space
     env.close()
 
 
 def test_env_keyword_shortcuts_go_through_the_same_override_path():
-    env = gym.make("PiDog-v1", randomize=False, history=2, episode_seconds=1.0)
+    env = gym.make("PiDog-v2", randomize=False, history=2, episode_seconds=1.0)
     cfg = env.unwrapped.cfg
     assert not cfg.randomization.enabled and cfg.obs.history == 2 and cfg.episode_steps == 50
     env.close()
     assert set(KEYWORD_SHORTCUTS.values()) <= {k for k, _, _ in config_tree.describe(EnvConfig())}
     with pytest.raises(TypeError, match="unknown option 'histroy'"):
-        gym.make("PiDog-v1", histroy=2)
+        gym.make("PiDog-v2", histroy=2)
     with pytest.raises(ConfigError, match="obs.history must be >= 0"):
-        gym.make("PiDog-v1", history=-1)
+        gym.make("PiDog-v2", history=-1)
 
 
 def test_presets_are_data_and_every_preset_key_is_a_setting():

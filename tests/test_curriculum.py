@@ -16,7 +16,7 @@ def test_level_one_is_the_configured_ranges():
 def test_level_zero_is_one_nominal_robot():
     rand = scaled(RandomizationConfig(), 0.0)
     assert rand.push_velocity == 0 and rand.calibration_deg == 0 and rand.accel_noise == 0 and rand.com_offset == 0
-    assert rand.mass_scale == (1.0, 1.0) and rand.torque_scale == (1.0, 1.0)
+    assert rand.mass_scale == (1.0, 1.0) and rand.supply == pytest.approx((0.95, 0.95)) and rand.servo_spread == 0
     assert rand.friction == pytest.approx((0.85, 0.85))
     assert rand.latency_steps == (1, 1) and rand.imu_delay_substeps == (1, 1)
     assert rand.push_interval_s == RandomizationConfig().push_interval_s and rand.enabled

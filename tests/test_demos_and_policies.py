@@ -23,14 +23,14 @@ def small_demo():
 
 @pytest.fixture(scope="module")
 def spaces():
-    env = gym.make("PiDog-v1")
+    env = gym.make("PiDog-v2")
     yield env.observation_space, env.action_space
     env.close()
 
 
 def test_generated_demos_label_with_the_clean_expert_action(small_demo):
     from pidog_env.gaits import TrotGait
-    env = gym.make("PiDog-v1")
+    env = gym.make("PiDog-v2")
     gait = TrotGait.for_env(env)
     assert len(small_demo.episode_lengths) == 2 and len(small_demo) == small_demo.episode_lengths.sum()
     np.testing.assert_allclose(small_demo.acts, gait(small_demo.obs), atol=1e-6)       # labels = clean expert
@@ -52,7 +52,7 @@ def test_npz_round_trip_keeps_arrays_and_metadata(tmp_path, small_demo, spaces):
 def test_mismatched_spaces_are_rejected_with_a_clear_message(tmp_path, small_demo):
     path = tmp_path / "demonstrations.npz"
     demo_io.save(small_demo, path)
-    other = gym.make("PiDog-v1", history=2)
+    other = gym.make("PiDog-v2", history=2)
     with pytest.raises(PipelineError, match="observation_space Box\\(16,\\) does not match the env's Box\\(48,\\)"):
         demo_io.load(path, other.observation_space, other.action_space)
 

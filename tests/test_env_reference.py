@@ -1,4 +1,4 @@
-"""PiDog-v1 pinned to recorded episodes: the episode's draws (model parameters, calibration, start pose),
+"""PiDog-v2 pinned to recorded episodes: the episode's draws (model parameters, calibration, start pose),
 the commands, pushes, IMU delay and noise, observations and rewards of three short runs must match
 `env_reference.json` (within 1e-6, room for floating-point differences between builds, far below what
 any change of behaviour moves them).
@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from pidog_env import config_tree          # importing the package registers PiDog-v1
+from pidog_env import config_tree          # importing the package registers PiDog-v2
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 
@@ -44,13 +44,15 @@ SCENARIOS = {
 
 def record(name: str) -> dict:
     make_config, kwargs, seed, driver = SCENARIOS[name]
-    env = gym.make("PiDog-v1", config=make_config(), **kwargs)
+    env = gym.make("PiDog-v2", config=make_config(), **kwargs)
     base = env.unwrapped
     gait, rng = TrotGait.for_env(env), np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     m, d = base.model, base.data
     out = {"body_mass": m.body_mass.tolist(), "friction": m.geom_friction[:, 0].tolist(),
            "kp": m.actuator_gainprm[:, 0].tolist(), "force_limit": m.actuator_forcerange[:, 1].tolist(),
+           "damping": m.dof_damping.tolist(), "friction_loss": m.dof_frictionloss.tolist(),
+           "servo_supply_dead_time": [base._episode.supply, base._episode.dead_substeps],
            "torso_com": m.body_ipos[base.idx.torso_body].tolist(), "ctrl": d.ctrl.tolist(), "qpos": d.qpos.tolist(),
            "obs": [obs.tolist()], "reward": [], "command": [], "ended": None}
     for t in range(1, STEPS + 1):
@@ -87,7 +89,8 @@ def test_the_reference_covers_what_an_episode_draws(reference):
     commands, and episodes that end early as well as ones that run the whole 100 steps."""
     cmd, rand, nominal = reference["command_trot"], reference["forward_random"], reference["nominal_options"]
     assert len({tuple(c) for c in cmd["command"]}) >= 2                   # a new command mid-run
-    assert cmd["friction"] != nominal["friction"] and cmd["kp"] != rand["kp"]
+    assert cmd["friction"] != nominal["friction"] and cmd["kp"] != rand["kp"] and cmd["damping"] != rand["damping"]
+    assert nominal["servo_supply_dead_time"] == [1.0, 3] and cmd["servo_supply_dead_time"] != rand["servo_supply_dead_time"]
     assert len(nominal["reward"]) == STEPS and cmd["ended"] is None
     assert rand["ended"] is not None and len(rand["reward"]) == rand["ended"] < STEPS
 

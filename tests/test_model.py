@@ -35,11 +35,26 @@ def test_joint_ranges_are_the_safe_envelope_in_model_coordinates(model):
     assert (lo, hi) == pytest.approx((-45.0, 30.0))
 
 
-def test_total_mass_and_servo_torque_are_parameters():
-    heavy = load_model(robot.PhysicalParams(total_mass=0.95, servo_torque=0.15))
+def test_total_mass_and_the_servo_model_are_parameters():
+    p = robot.PhysicalParams(total_mass=0.95, servo_torque=0.15, servo_speed=12.0, servo_kp=4.0, joint_friction=0.01)
+    heavy = load_model(p)
     assert heavy.body_mass.sum() == pytest.approx(0.95)
-    assert heavy.actuator_forcerange[0] == pytest.approx([-0.15, 0.15])
+    # every servo: the P loop without kv, the motor's limit before the gears' friction, the back-EMF as damping
+    np.testing.assert_allclose(heavy.actuator_forcerange, np.tile([-0.16, 0.16], (12, 1)))
+    np.testing.assert_allclose(heavy.actuator_biasprm[:, :3], np.tile([0.0, -4.0, 0.0], (12, 1)))
+    np.testing.assert_allclose(heavy.dof_damping[6:], 0.15 / 12.0)
+    np.testing.assert_allclose(heavy.dof_frictionloss[6:], 0.01)
     assert load_model().body_mass.sum() == pytest.approx(robot.PhysicalParams().total_mass)
+
+
+def test_the_robot_on_a_stand_has_its_body_welded_and_the_same_servos():
+    stand, free = load_model(fixed_base=True), load_model()
+    assert stand.nq == 12 and stand.nv == 12 and stand.nkey == 0
+    np.testing.assert_array_equal(stand.actuator_forcerange, free.actuator_forcerange)
+    np.testing.assert_array_equal(stand.dof_damping, free.dof_damping[6:])
+    data = mujoco.MjData(stand)
+    mujoco.mj_forward(stand, data)
+    assert data.site("LF_foot").xpos[2] > 0.25                 # the legs hang far above the floor
 
 
 def test_keyframes_are_the_vendor_poses(model):
