@@ -36,7 +36,7 @@ RUN_IDENTITY = ("experiment_name", "output_dir", "resume", "live")
 PROTOCOLS = {
     "trot": "the hard-coded trot: one 20 s episode with randomization off (seed 0) for speed, drift and "
             "heading, then `--seeds` randomized 20 s episodes (seeds 0 to N-1) for falls",
-    "env_throughput": "random actions (reset at episode end); PiDog-v1, its physics ceiling and Ant-v5 in "
+    "env_throughput": "random actions (reset at episode end); the PiDog env, its physics ceiling and Ant-v5 in "
                       "interleaved rounds, then the 48x48 camera env alone; steps per second",
     "ppo_throughput": "the pipeline's PPO from scratch over three vector envs, interleaved rounds; env steps "
                       "per second including the updates",

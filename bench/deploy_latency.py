@@ -126,14 +126,14 @@ def walking(spec: PolicySpec, policy, episodes: int) -> dict:
     """Mean speed of the exported policy in the env and through the runtime (robot IMU timing), randomized."""
     import gymnasium as gym
 
-    import pidog_env  # noqa: F401
+    import pidog_env
     from pidog_env import config_tree
     from pidog_env.config import EnvConfig
     from pidog_env.evaluation import run_episode
     ideal = config_tree.apply(EnvConfig(), "randomization.imu_delay_substeps", (0, 0))
     in_env = {}
     for label, cfg in (("robot_imu", EnvConfig()), ("ideal_imu", ideal)):
-        env = gym.make("PiDog-v1", config=cfg)
+        env = gym.make(pidog_env.ENV_ID, config=cfg)
         in_env[label] = float(np.mean([run_episode(policy, env, seed)["mean_forward_speed"] for seed in range(episodes)]))
         env.close()
     speeds = []

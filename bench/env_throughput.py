@@ -1,4 +1,4 @@
-"""PiDog-v1 throughput against its own physics ceiling and gymnasium's Ant-v5, measured in one run.
+"""The PiDog env's throughput against its own physics ceiling and gymnasium's Ant-v5, measured in one run.
 
     python bench/env_throughput.py [--seconds 5]
 
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.rounds <= 1000:
         parser.exit(2, "error: --rounds must be in 1..1000\n")
     chunk = args.seconds / args.rounds
-    pidog = Stepper(gym.make("PiDog-v1"))
-    recorder = Stepper(gym.make("PiDog-v1"), seed=1, record=True)     # feeds the physics replay
+    pidog = Stepper(gym.make(pidog_env.ENV_ID))
+    recorder = Stepper(gym.make(pidog_env.ENV_ID), seed=1, record=True)     # feeds the physics replay
     ant = Stepper(gym.make("Ant-v5"))
     ceiling_steps, ceiling_seconds = 0, 0.0
     # Interleave short rounds so the shared machine's load changes hit every figure alike.
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         ant.run(chunk)
     # The camera env renders through software GL, whose worker threads would disturb the CPU-only
     # figures above; it is measured on its own afterwards.
-    camera = Stepper(gym.make("PiDog-v1", use_camera=True))
+    camera = Stepper(gym.make(pidog_env.ENV_ID, use_camera=True))
     camera.run(args.seconds)
     ceiling = ceiling_steps / ceiling_seconds
     write_result("env_throughput", {

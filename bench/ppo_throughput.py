@@ -1,4 +1,4 @@
-"""PPO training throughput on PiDog-v1: env steps per second including the PPO updates.
+"""PPO training throughput on the PiDog env: env steps per second including the PPO updates.
 
     python bench/ppo_throughput.py [--n-envs 4] [--seconds 20] [--rounds 2] [--n-steps 512]
 

@@ -140,12 +140,12 @@ def trot_rows(d: dict) -> list[Row]:
 
 def env_rows(d: dict) -> list[Row]:
     return [
-        ("PiDog-v1 env steps per second (random actions, one core)", lambda d: number(d["pidog_steps_per_s"]), ""),
+        ("PiDog env steps per second (random actions, one core)", lambda d: number(d["pidog_steps_per_s"]), ""),
         ("its physics ceiling (the same controls through bare `mj_step`)",
          lambda d: number(d["physics_ceiling_steps_per_s"]), ""),
         ("gymnasium's Ant-v5, same protocol", lambda d: number(d["ant_v5_steps_per_s"]), ""),
-        ("PiDog-v1 / Ant-v5", lambda d: f"{d['pidog_vs_ant_ratio']:.2f}x", ">= 1.5x"),
-        ("PiDog-v1 / its physics ceiling", lambda d: f"{d['pidog_vs_ceiling_ratio']:.2f}", ">= 0.6"),
+        ("PiDog / Ant-v5", lambda d: f"{d['pidog_vs_ant_ratio']:.2f}x", ">= 1.5x"),
+        ("PiDog / its physics ceiling", lambda d: f"{d['pidog_vs_ceiling_ratio']:.2f}", ">= 0.6"),
         ("camera mode (48x48 head camera) steps per second", lambda d: number(d["camera_steps_per_s"]), ">= 150")]
 
 
@@ -322,7 +322,7 @@ def headline(runs: list[dict], today: dict) -> str:
     env = latest(runs, "env_throughput")
     if env:
         g = comparable(runs, env)
-        lines.append(f"- PiDog-v1 steps {span(g, 'pidog_steps_per_s', number)} times a second on one core, "
+        lines.append(f"- The PiDog env steps {span(g, 'pidog_steps_per_s', number)} times a second on one core, "
                      f"{span(g, 'pidog_vs_ant_ratio', lambda x: f'{x:.2f}')}x gymnasium's Ant-v5 in the same run; "
                      f"with the head camera {span(g, 'camera_steps_per_s', number)} ({source(g, today)}).")
     dep = latest(runs, "deploy_latency")

@@ -283,7 +283,7 @@ LABELS = {"ppo_handoff": "PPO from BC", "ppo_scratch": "PPO from scratch", "sac_
 
 
 def plot(histories: dict, trot_speed: float, target: float, path: Path) -> None:
-    speed_curves({LABELS[k]: v for k, v in histories.items()}, path, "PiDog-v1: fine-tuning algorithms (evaluated speed)",
+    speed_curves({LABELS[k]: v for k, v in histories.items()}, path, "PiDog: fine-tuning algorithms (evaluated speed)",
                  [(trot_speed, f"trot {trot_speed:.3f} m/s", "gray", "--"),
                   (target, f"target 1.1x trot {target:.3f} m/s", "green", ":")])
 

@@ -24,7 +24,7 @@ from pidog_env import robot
 from pidog_env.observation import GRAVITY as G
 
 ImuSample = tuple[np.ndarray, np.ndarray]
-ENV_ID = "PiDog-v1"                       # the simulated robot: the id `import pidog_env` registers with gymnasium
+from pidog_env import ENV_ID               # the simulated robot: the id `import pidog_env` registers with gymnasium
 
 
 class Hardware(Protocol):

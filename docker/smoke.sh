@@ -122,7 +122,7 @@ quiet_python() {
 gym_step() {
   quiet_python '
 import gymnasium as gym, numpy as np, pidog_env
-env = gym.make("PiDog-v1")
+env = gym.make("PiDog-v2")
 obs, info = env.reset(seed=0)
 obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 env.close()
@@ -134,7 +134,7 @@ check "gym-step" gym_step
 render() {  # render GL: an offscreen frame that is not blank
   quiet_python '
 import os, gymnasium as gym, pidog_env
-env = gym.make("PiDog-v1", render_mode="rgb_array")
+env = gym.make("PiDog-v2", render_mode="rgb_array")
 env.reset(seed=0)
 frame = env.render()
 env.close()

@@ -14,13 +14,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # steps are 1.1x faster with one thread), and training processes already fill the cores.
 os.environ.setdefault("LP_NUM_THREADS", "1")
 
+ENV_ID = "PiDog-v2"        # the gymnasium id; it changes when the defaults change what is simulated or rewarded
+
 try:
     from gymnasium.envs.registration import register, registry
 except ImportError:  # the robot runtime has no gymnasium
     pass
 else:
-    if "PiDog-v2" not in registry:
+    if ENV_ID not in registry:
         register(
-            id="PiDog-v2",
+            id=ENV_ID,
             entry_point="pidog_env.env:PiDogEnv",   # truncates itself after EnvConfig.episode_seconds
         )

@@ -87,12 +87,13 @@ def test_docstring_timing_and_scales_match_the_config():
 
 def test_standing_and_trot_returns_are_current():
     import gymnasium as gym
+    import pidog_env
     import numpy as np
 
     from pidog_env.env import STAND_ACTION
     from pidog_env.evaluation import run_episode
     from pidog_env.gaits import TrotGait
-    env = gym.make("PiDog-v1", randomize=False)
+    env = gym.make(pidog_env.ENV_ID, randomize=False)
     stand = run_episode(lambda obs: STAND_ACTION.astype(np.float32), env, seed=0)["return"]
     trot = run_episode(TrotGait.for_env(env), env, seed=0)["return"]
     env.close()

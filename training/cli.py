@@ -185,7 +185,7 @@ PIPELINES: dict[str, tuple[str, list[tuple[str, Any]], list[tuple[str, list[Alia
               [], [("run", RUN), ("demonstrations", DEMOS), ("behavior cloning", BC), ("RL fine-tuning", RL)]),
     "imitate": ("demonstrations -> behavior cloning, without RL",
                 [("rl.total_timesteps", 0)], [("run", RUN), ("imitation", IMITATE)]),
-    "rl": ("RL on PiDog-v1 alone (PPO, SAC or TD3), from scratch or from a BC policy",
+    "rl": ("RL on the env alone (PPO, SAC or TD3), from scratch or from a BC policy",
            [("skip_bc", True)], [("run", RUN), ("RL", RL_ONLY)]),
 }
 

@@ -11,7 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import pidog_env  # noqa: F401  (registers PiDog-v1)
+import pidog_env  # registers ENV_ID
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 
@@ -93,12 +93,12 @@ def with_randomization(cfg: EnvConfig, on: bool) -> EnvConfig:
 
 
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
-    return gym.make("PiDog-v1", config=cfg, render_mode=render_mode)
+    return gym.make(pidog_env.ENV_ID, config=cfg, render_mode=render_mode)
 
 
 def make_vec_env(cfg: EnvConfig, n_envs: int, seed: int, subprocess: bool = True, for_rollouts: bool = False,
                  intervention: str = "none", kind: str = "batched", intervention_penalty: float = 0.0):
-    """`n_envs` copies of PiDog-v1, each behind a Monitor: in worker processes unless `subprocess` is
+    """`n_envs` copies of the env, each behind a Monitor: in worker processes unless `subprocess` is
     False (or there is one env). `kind`: "batched" (training.vec_env.BatchedSubprocVecEnv: a few
     workers, shared-memory observations) or "subproc" (SB3's SubprocVecEnv: one process per env).
 

@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 from imitation.data import rollout, types
 
+import pidog_env
 from pidog_env.config import EnvConfig
 from pidog_env.gaits import TrotGait
 from training.common import (PipelineError, check_finite, check_spaces, describe_space, make_vec_env, versions,
@@ -100,7 +101,7 @@ class Demonstrations:
 def make_expert(source: str, env_cfg: EnvConfig, allow_pickle: bool = False) -> tuple[Expert, dict]:
     """`"trot"` -> the hard-coded TrotGait; a path -> a saved policy (deterministic actions)."""
     if source == "trot":
-        env = gym.make("PiDog-v1", config=env_cfg)
+        env = gym.make(pidog_env.ENV_ID, config=env_cfg)
         try:
             return TrotGait.for_env(env), {"source": "trot"}
         finally:

@@ -1,6 +1,6 @@
 """Expert interventions (HIL-SERL in PiDog form): when the learner is about to fall, the expert takes over.
 
-`ExpertIntervention` wraps PiDog-v1. Each step it reads the tilt and the tilt rate from the observation
+`ExpertIntervention` wraps the env. Each step it reads the tilt and the tilt rate from the observation
 (what the robot itself measures: the gravity direction and the gyro); when the tilt exceeds
 `TAKE_OVER_TILT_DEG` or the roll/pitch rate exceeds `TAKE_OVER_RATE` it executes the expert's action
 (the trot; the commanded trot in the command task) instead of the learner's, until the body has been

@@ -1,4 +1,4 @@
-"""RL on PiDog-v1 alone (= `pidog rl`): PPO, SAC or TD3, from scratch or from a BC policy.
+"""RL on the env alone (= `pidog rl`): PPO, SAC or TD3, from scratch or from a BC policy.
 
     python training/train_rl.py --algo ppo --timesteps 1000000 --experiment-name ppo_scratch
     python training/train_rl.py --algo ppo --pretrained-model outputs/bc1/bc_pretrained_policy.pth

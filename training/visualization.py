@@ -80,7 +80,9 @@ def rollout_states(act: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: i
     """One deterministic episode in a fresh env, kept as what a clip needs: the joint positions of every
     video frame (sub-sampled to `fps`) and the overlay's figures. Cheap: no rendering."""
     import gymnasium as gym
-    env = gym.make("PiDog-v1", config=env_cfg)
+
+    import pidog_env
+    env = gym.make(pidog_env.ENV_ID, config=env_cfg)
     base = env.unwrapped
     stride = max(1, int(round(1.0 / (base.dt * fps))))
     rows: dict[str, list] = {"qpos": [], "step": [], "speed": [], "return": [], "command": [], "measured": []}

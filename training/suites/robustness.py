@@ -34,7 +34,7 @@ CONDITIONS: dict[str, dict[str, object]] = {
     "nominal": {},                                                          # the training ranges themselves
     "slippery_floor": {"randomization.friction": (0.3, 0.4)},               # trained on 0.5-1.2
     "heavier_body": {"randomization.mass_scale": (1.25, 1.35)},             # trained on 0.85-1.15
-    "weaker_servos": {"randomization.torque_scale": (0.6, 0.7)},            # trained on 0.75-1.25
+    "weaker_servos": {"randomization.supply": (0.6, 0.7)},                  # trained on 0.85-1.05
     "longer_latency": {"randomization.latency_steps": (3, 4)},              # trained on 0-2 control steps
     "stale_imu": {"imu.hold_steps": 3, "randomization.imu_delay_substeps": (3, 4)},   # a 60 ms held sample
     # (like the vendor's 19 Hz IMU thread), 12-16 ms old; trained on a fresh sample 0-8 ms old
