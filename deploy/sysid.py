@@ -102,16 +102,16 @@ def build_plan(leg: str, quick: bool = False) -> list[Segment]:
         segs.append(Segment("hold", _hold(pose, 1.0)))
     segs.append(Segment("hold", _hold(stand, 0.6)))
     # No-load slews: the target jumps 60-90 deg and back (one joint at a time, the other at stand).
-    for size in ((80,) if quick else (60, 75, 90)):
+    for size in ((80,) if quick else (60, 90)):
         lo, hi = centre(0, size) - size / 2, centre(0, size) + size / 2
         segs.append(Segment("slew", np.vstack([_hold((lo, knee0), 0.5), _hold((hi, knee0), 0.6), _hold((lo, knee0), 0.6)])))
     segs.append(Segment("hold", _hold(stand, 0.5)))
-    for size in ((70,) if quick else (60, 75, 90)):
+    for size in ((70,) if quick else (60, 90)):
         lo, hi = centre(1, size) - size / 2, centre(1, size) + size / 2
         segs.append(Segment("slew", np.vstack([_hold((hip0, lo), 0.5), _hold((hip0, hi), 0.6), _hold((hip0, lo), 0.6)])))
     # Steps of 10-60 deg, up and down, about the stand pose.
     for joint in (0, 1):
-        for size in ((10, 40) if quick else (10, 20, 30, 45, 60)):
+        for size in ((10, 40) if quick else (10, 25, 40, 60)):
             a, b = stand.copy(), stand.copy()
             a[joint] = centre(joint, size) - size / 2
             b[joint] = centre(joint, size) + size / 2
@@ -120,20 +120,20 @@ def build_plan(leg: str, quick: bool = False) -> list[Segment]:
     for joint in (0, 1):
         for amp in ((2,) if quick else (1, 2, 3)):
             rows = [_hold(stand, 0.2)]
-            for k in range(6):
+            for k in range(4):
                 p = stand.copy()
                 p[joint] += amp if k % 2 == 0 else -amp
                 rows.append(_hold(p, 0.2))
             segs.append(Segment("reversal", np.vstack(rows)))
     # A 0.5-6 Hz logarithmic chirp of both joints about the stand pose (knee a quarter period behind).
-    seconds = 4.0 if quick else 10.0
+    seconds = 4.0 if quick else 8.0
     t = np.arange(int(seconds * RATE_HZ)) * DT
     f0, f1 = 0.5, 6.0
     phase = 2 * np.pi * f0 * seconds / math.log(f1 / f0) * (np.exp(t / seconds * math.log(f1 / f0)) - 1)
     amp = np.array([10.0, 9.0])
     chirp = stand + amp * np.stack([np.sin(phase), np.sin(phase - np.pi / 2)], axis=1)
     segs.append(Segment("chirp", np.vstack([_hold(chirp[0], 0.4), _rate_limited(chirp, chirp[0])])))
-    trot = trot_targets(leg, 2.5 if quick else 5.0)
+    trot = trot_targets(leg, 2.5 if quick else 4.0)
     segs.append(Segment("trot", np.vstack([_hold(trot[0], 0.4), trot])))
     segs.append(Segment("hold", _hold(stand, 1.0)))
     return segs
