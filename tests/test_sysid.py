@@ -4,15 +4,12 @@ behind. The robot's recorder: tests/test_sysid_record.py; the whole roundtrip: b
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from deploy import sysid as recorder
-from pidog_env import robot
 from training.sysid import markers
 from training.sysid.leg import LegParams
 from training.sysid.synthetic import RenderSettings, Scene, render, synthetic_log, write_log

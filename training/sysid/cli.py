@@ -86,7 +86,7 @@ def _new(path: Path, flag: str, suffix: str) -> None:
 
 
 def cmd_protocol(args: argparse.Namespace) -> None:
-    from training.sysid.protocol import STEPS, write_protocol
+    from training.sysid.protocol import write_protocol
     paths = write_protocol(args.out, args.leg)
     print("wrote " + ", ".join(str(p) for p in paths))
     print("next: print markers.pdf at 100 % and follow protocol.md (docs/sysid.md)")

@@ -13,14 +13,11 @@ motion it was not fitted on.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from pidog_env import robot
 from training.common import PipelineError
 from training.sysid.leg import LegParams, LegSimulator, sample
 
