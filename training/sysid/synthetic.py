@@ -203,8 +203,9 @@ class Scene:
                      max(1, int(round(2 * r * scale))), lineType=cv2.LINE_AA, shift=4)
         hip, knee = float(q[0]), float(q[1])
         self._paste(img, markers.HIP, self._marker_corners(markers.HIP, h, hip, self.y_leg))
-        self._paste(img, markers.KNEE, self._marker_corners(markers.KNEE, k, hip + knee, self.y_leg + self.side * 0.001))
-        self._paste(img, markers.FOOT, self._marker_corners(markers.FOOT, f, hip + knee, self.y_leg + self.side * 0.002))
+        # all three flat in one plane, painted in order (a marker can cover the one before it)
+        self._paste(img, markers.KNEE, self._marker_corners(markers.KNEE, k, hip + knee, self.y_leg))
+        self._paste(img, markers.FOOT, self._marker_corners(markers.FOOT, f, hip + knee, self.y_leg))
         return img
 
 

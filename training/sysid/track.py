@@ -69,6 +69,57 @@ def to_plane(H: np.ndarray, p: np.ndarray) -> np.ndarray:
     return v[:2] / v[2]
 
 
+def _apply(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    v = pts @ H[:, :2].T + H[:, 2]
+    return v[..., :2] / v[..., 2:3]
+
+
+def _square_residuals(quads: np.ndarray) -> np.ndarray:
+    """How far each quadrilateral (n x 4 x 2, corners clockwise from top-left as ArUco gives them, in the
+    plane's right/down axes) is from a square, relative to its side."""
+    s = np.roll(quads, -1, axis=1) - quads                          # the four sides
+    rot = np.stack([-s[..., 1], s[..., 0]], axis=-1)                 # each side turned a right angle
+    size = np.linalg.norm(s, axis=-1).mean(axis=1, keepdims=True)[..., None]
+    return np.concatenate([(s[:, 1] - rot[:, 0]), (s[:, 2] - rot[:, 1]), (s[:, 3] - rot[:, 2])], axis=1) / size[:, 0]
+
+
+def refine_plane_map(H0: np.ndarray, body: np.ndarray, quads: np.ndarray, iterations: int = 8) -> np.ndarray:
+    """The measuring plane's map, corrected so that the leg markers seen still (`quads`, image pixels) come
+    out square, as they are: the body marker alone is too small to fix the phone's tilt to a tenth of a
+    degree across the whole leg. The correction (aspect, shear and the two perspective terms) keeps the
+    body marker's axes (its corners stay an upright square)."""
+    h = markers.SIZES_MM[markers.BODY] / 2
+
+    def corrected(x: np.ndarray) -> np.ndarray:
+        a, b, c, d = x
+        return np.array([[1 + a, b, 0.0], [0.0, 1.0, 0.0], [c * 1e-3, d * 1e-3, 1.0]]) @ H0
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        H = corrected(x)
+        q = _apply(H, quads)
+        bq = _apply(H, body)
+        # the body marker: square and upright (its top edge along the right axis), weighted as many markers
+        top = bq[1] - bq[0]
+        upright = np.array([top[1] / np.linalg.norm(top)]) * math.sqrt(len(quads))
+        return np.concatenate([_square_residuals(q).ravel(), _square_residuals(bq[None]).ravel() * math.sqrt(len(quads)),
+                               upright])
+
+    x = np.zeros(4)
+    for _ in range(iterations):
+        r = residuals(x)
+        J = np.stack([(residuals(x + e) - r) / 1e-6 for e in np.eye(4) * 1e-6], axis=1)
+        step, *_ = np.linalg.lstsq(J, -r, rcond=None)
+        x = x + step
+        if np.abs(step).max() < 1e-7:
+            break
+    H = corrected(x)
+    # keep the body marker's centre and size: rescale and shift to its target
+    bq = _apply(H, body)
+    s = (h * 2) / np.linalg.norm(bq[1] - bq[0])
+    S = np.array([[s, 0, -s * bq.mean(0)[0]], [0, s, -s * bq.mean(0)[1]], [0, 0, 1.0]])
+    return S @ H
+
+
 def angles(points_mm: dict[int, np.ndarray], side: float) -> tuple[float, float, float]:
     """(hip, knee, thigh length in mm) from marker centres in the body marker's plane (right, down)."""
     hip, knee, foot = points_mm[markers.HIP], points_mm[markers.KNEE], points_mm[markers.FOOT]
@@ -130,6 +181,20 @@ def detect(video: Path, progress=None) -> dict:
     return {"fps": fps, "size": size, "found": found, "flash": np.stack(flash)}
 
 
+def still_markers(found: list[dict[int, np.ndarray]], most: int = 600) -> np.ndarray:
+    """Corners (n x 4 x 2) of leg markers in frames where they moved less than half a pixel since the frame
+    before (no motion blur), at most `most`, spread over the video."""
+    quads = []
+    for prev, here in zip(found, found[1:]):
+        for m in (markers.HIP, markers.KNEE, markers.FOOT):
+            if m in here and m in prev and np.abs(here[m] - prev[m]).max() < 0.5:
+                quads.append(here[m])
+    if not quads:
+        return np.zeros((0, 4, 2))
+    pick = np.linspace(0, len(quads) - 1, min(most, len(quads))).astype(int)
+    return np.stack(quads)[pick]
+
+
 def flash_onsets(flash: np.ndarray) -> np.ndarray:
     """Frame positions (fractional) where the strip lights up."""
     span = flash.max(axis=0).astype(np.float64) - flash.min(axis=0)
@@ -177,7 +242,7 @@ def track(video: Path, log_path: Path, out: Path, preview: Path | None, fps: flo
         raise PipelineError(f"{video}: no markers found (the body marker in {len(body)} and the three leg markers in "
                             f"{legs_seen} of {n} frames); see docs/sysid.md for the marker sheet")
     body_corners = np.median(np.stack(body), axis=0)
-    M = plane_map(body_corners)
+    M = refine_plane_map(plane_map(body_corners), body_corners, still_markers(d["found"]))
     q = np.full((n, 2), np.nan)
     thigh = np.full(n, np.nan)
     for i, f in enumerate(d["found"]):
