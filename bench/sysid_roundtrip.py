@@ -78,7 +78,7 @@ def run_case(name: str, seed: int, quick: bool, repeats: int, max_evals: int, wo
         "train_mae_deg": round(result["train_mae_deg"], 3),
         "frames": summary["frames"], "tracked_fraction": summary["tracked_fraction"],
         "flashes_matched": summary["flashes_matched"], "sync_rms_ms": summary["sync_rms_ms"],
-        "simulations": result["evaluations"],
+        "simulations": result["evaluations"], "repeats_kept": result["kept"],
         "seconds": {"render": round(t1 - t0, 1), "track": round(t2 - t1, 1), "fit": round(t3 - t2, 1)},
     }
 

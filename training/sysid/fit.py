@@ -6,7 +6,8 @@ armature held at its prior unless fitted too) and the dead time, minimizing the 
 loss of the angle error (degrees, both joints) over the tracked frames of every segment kind but the one
 held out. A constant angle offset per joint (marker placement, servo calibration) is removed in closed form
 for each candidate (the mean error over the training frames). The fit is repeated from different seeds;
-the values are the repeats' medians and their spread the standard deviation. The held-out segments are
+the values are the medians of the repeats that reached the best loss (within 5 %) and their spread the
+standard deviation. The held-out segments are
 then simulated with the values: their mean absolute error in degrees says how well the model predicts
 motion it was not fitted on.
 """
@@ -31,6 +32,7 @@ LOG_BOUND = math.log(4.0)                 # each within 1/4..4 x the prior
 DELAY_MAX_S = 0.15
 DELAY_UNIT_S = 0.05                       # the search coordinate of the dead time, x this many seconds
 HUBER_DEG = 1.5
+CONVERGED = 1.05                          # repeats whose loss is within 5 % of the best one's are kept
 
 
 def _ratios(p: LegParams) -> np.ndarray:
@@ -150,12 +152,17 @@ def fit(data: FitData, holdout: str | None = "trot", repeats: int = 3, max_evals
             f"kp {p.kp:.3f} N m/rad, friction {p.frictionloss:.4f} N m, armature {p.armature:.2e} kg m^2, "
             f"dead time {1000 * p.delay:.1f} ms ({obj.evaluations} simulations)")
     names = ("stall_torque", "damping", "kp", "frictionloss", "armature", "delay")
-    table = np.array([[getattr(p, n) for n in names] for _, p in runs])
+    # a repeat that stopped in a worse local minimum does not count: the values are the medians of the
+    # repeats within CONVERGED of the best loss, the spread their standard deviation
+    best_loss = min(f for f, _ in runs)
+    kept = [p for f, p in runs if f <= best_loss * CONVERGED]
+    table = np.array([[getattr(p, n) for n in names] for p in kept])
     best = LegParams(**dict(zip(names, np.median(table, axis=0))))
     q = obj.simulate([best])[0]
     train_err, offsets = obj.residuals(q, obj.train)
     hold_err = obj.residuals(q, obj.hold, offsets)[0] if obj.hold.any() else None
-    return {"params": best, "spread": dict(zip(names, table.std(axis=0))), "runs": runs, "offsets_deg": offsets.ravel(),
+    return {"params": best, "spread": dict(zip(names, table.std(axis=0))), "runs": runs, "kept": len(kept),
+            "offsets_deg": offsets.ravel(),
             "train_mae_deg": float(np.abs(train_err).mean()),
             "holdout_mae_deg": None if hold_err is None else float(np.abs(hold_err).mean()),
             "q_sim": q, "evaluations": obj.evaluations}
@@ -180,6 +187,7 @@ def actuator_json(result: dict, data: FitData, holdout: str | None, source: dict
                    "damping_nms_per_rad": sp["damping"], "kp_nm_per_rad": sp["kp"],
                    "frictionloss_nm": sp["frictionloss"], "armature_kgm2": sp["armature"], "dead_time_s": sp["delay"]},
         "repeats": len(result["runs"]),
+        "repeats_kept": result.get("kept", len(result["runs"])),
         "holdout": holdout,
         "holdout_mae_deg": result["holdout_mae_deg"],
         "train_mae_deg": result["train_mae_deg"],
