@@ -116,6 +116,7 @@ def test_a_log_that_does_not_match_the_video_is_one_line_and_leaves_nothing(clip
     _no_outputs(out)
 
 
+@pytest.mark.slow
 def test_a_video_without_markers_is_one_line_and_leaves_nothing(tmp_path, pidog):
     import imageio.v2 as imageio
     write_log(tmp_path / "log.npz", short_log())
@@ -194,7 +195,7 @@ def test_a_fast_fit_recovers_a_known_single_leg_model():
     q = simulate_truth(log, true, t) + np.deg2rad(rng.normal(0.0, 0.1, (len(t), 2)))
     kind = np.asarray(log["segment_kind"])[log["segment"][np.searchsorted(t_cmd, t, side="right") - 1]]
     data = FitData("LF", t_cmd, q_cmd, t, q, kind)
-    result = fit(data, holdout="trot", repeats=1, max_evals=400, seed=0, say=lambda *a: None)
+    result = fit(data, holdout="trot", repeats=1, max_evals=250, seed=0, say=lambda *a: None)
     got = result["params"]
     for name in ("stall_torque", "damping", "kp"):
         assert getattr(got, name) == pytest.approx(getattr(true, name), rel=0.10), name      # the acceptance bar

@@ -67,6 +67,7 @@ def _run(tmp_path, *args):
                           cwd=tmp_path, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_dry_run_imports_no_vendor_code_moves_nothing_and_writes_the_log(tmp_path):
     proc = _run(tmp_path, "--leg", "RF", "--out", "log.npz", "--dry-run", "--quick")
     assert proc.returncode == 0, proc.stderr
