@@ -82,6 +82,7 @@ def test_a_dry_run_imports_no_vendor_code_moves_nothing_and_writes_the_log(tmp_p
         assert json.loads(str(log["meta"]))["dry_run"] is True
 
 
+@pytest.mark.slow
 def test_the_robot_path_does_import_the_vendor_code(tmp_path):
     """The check above can fail: without --dry-run the recorder reaches for the vendor's libraries."""
     (tmp_path / ".config" / "pidog").mkdir(parents=True)
