@@ -3,7 +3,8 @@
 Level 1 is the configured ranges. Below 1 every range shrinks towards its midpoint and every +- amount
 (pushes, calibration errors, centre-of-mass shift, servo spread, sensor noise and bias, start-pose noise) scales by the
 level; above 1 they widen the same way, up to the bounds each setting allows (friction and scales stay
-positive). Level 0 is one nominal robot: no pushes, no noise, the middle of every range. The push
+positive). Level 0 is the middle of every range with no pushes and no noise; the start heading (+-0.3 rad)
+and the servo dead time's +-1 physics step are not ranges and stay. The push
 interval and `enabled` are not scaled. `pidog evaluate --randomization-level L` uses it to see how far
 outside its training ranges a policy holds. (A training curriculum over these levels was measured and
 not adopted; CHANGELOG.md.)

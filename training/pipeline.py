@@ -78,19 +78,21 @@ def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]
         if cfg.resume and (exp / Experiment.BC_POLICY).is_file():
             bc_policy, _ = load_policy(exp / Experiment.BC_POLICY)
         else:
+            t0 = time.perf_counter()
             with stage("behavior cloning", saved=f"{Experiment.DEMOS} is saved; --resume clones from it"):
                 bc_policy, summary["bc"] = stage_bc(cfg, exp, demo, pool)
-            timings["bc"], timings["bc_evaluation"] = summary["bc"]["train_seconds"], summary["bc"]["eval_seconds"]
+            timings["bc_evaluation"] = summary["bc"].get("eval_seconds", 0.0)
+            timings["bc"] = time.perf_counter() - t0 - timings["bc_evaluation"]
         exp.write_json(Experiment.SUMMARY, summary)
 
     if cfg.rl.total_timesteps > 0:
         if cfg.rl.algo == "ppo":
             bc_state = bc_policy.state_dict() if bc_policy is not None else None
             summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo, pool)
-            timings.update(summary["ppo"]["timings"])
+            timings.update(summary["ppo"].get("timings", {}))
         else:
             summary["off_policy"] = stage_off_policy(cfg, exp, bc_policy, demo, pool)
-            timings.update(summary["off_policy"]["timings"])
+            timings.update(summary["off_policy"].get("timings", {}))
     summary["timings"] = {k: round(v, 2) for k, v in timings.items()}     # seconds per stage, this session
     exp.write_json(Experiment.SUMMARY, summary)
     log(f"summary -> {exp / Experiment.SUMMARY}")
