@@ -22,7 +22,7 @@ def run_script(name, *args, results):
 
 @pytest.mark.slow
 def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
-    algos = ["ppo_handoff", "ppo_scratch", "sac_rlpd_interventions", "sac_scratch"]
+    algos = ["sac_rlpd_interventions", "sac_scratch"]          # the PPO algorithms: test_bench_smoke.py
     run_script("sample_efficiency.py", "--quick", "--budget", "1024", "--eval-freq", "512", "--eval-episodes", "1",
                "--set", "env.episode_seconds=2", "--set", "demo.n_episodes=2", "--set", "bc.epochs=2",
                "--set", "ppo.n_steps=256", "--set", "ppo.batch_size=256", "--algos", *algos,
@@ -31,7 +31,7 @@ def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
                results=tmp_path)
     data = json.loads((tmp_path / "sample_efficiency.json").read_text())
     assert data["preset"] == "sample_efficiency_quick" and data["budget_steps"] == 1024
-    assert set(data["steps_to_target"]) == {"bc_init", "scratch"} and data["settings"]["bc.epochs"] == "2"
+    assert data["settings"]["bc.epochs"] == "2"
     assert set(data["algorithms"]) == set(algos) and data["sac_budget_steps"] == 1000
     for name, a in data["algorithms"].items():
         assert {"steps_to_target_median", "final_speed_mps", "final_fall_rate", "min_return_ratio_after_10k",
