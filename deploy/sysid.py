@@ -159,6 +159,11 @@ def save_log(path: Path, t, command_deg, segment, kinds, flash_t, battery_t, bat
               "flash_t": np.asarray(flash_t, dtype=np.float64), "battery_t": np.asarray(battery_t, dtype=np.float64),
               "battery_v": np.asarray(battery_v, dtype=np.float64),
               "meta": np.asarray(json.dumps({"log_version": LOG_VERSION, **meta}))}
+    save_npz(path, **arrays)
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """np.savez through a temporary file renamed into place (no partial file on a failure)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     try:
         np.savez(tmp, **arrays)

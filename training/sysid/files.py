@@ -5,13 +5,13 @@ one-line PipelineError naming the file."""
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from deploy import sysid as recorder
+from deploy.sysid import save_npz  # noqa: F401  (the one atomic .npz writer: logs and tracks)
 from pidog_env import robot
 from training.common import PipelineError
 
@@ -107,12 +107,3 @@ def load_track(path: str | Path) -> dict:
     return d
 
 
-def save_npz(path: Path, **arrays) -> None:
-    """np.savez through a temporary file renamed into place (no partial file on a failure)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
