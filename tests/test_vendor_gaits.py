@@ -45,3 +45,23 @@ def test_the_vendor_walk_walks_forward_on_randomized_servos():
     result = vendor_gaits.check("walk", episodes=1, seconds=3.0)
     assert not result["nominal_fell"] and result["falls"] == 0 and result["walked_forward"] == 1
     assert result["nominal_speed_mps"] > 0.01 and result["mean_speed_mps"] > 0.01
+
+
+def test_a_gait_on_its_knees_is_not_walking(monkeypatch):
+    """The kneeling share counts control steps with a thigh on the floor: none while the robot holds its
+    stand pose, most of them in the sit pose (hind thighs down), and a kneeling episode does not count as
+    walking however far it got."""
+    class Hold:
+        def __init__(self, pose: str):
+            self.action = np.clip(robot.leg_rad_to_action(robot.servo_deg_to_model_rad(robot.POSES_DEG[pose])), -1, 1)
+
+        def __call__(self, obs):
+            return self.action.astype(np.float32)
+
+    for pose, low, high in (("stand", 0.0, 0.0), ("sit", 0.5, 1.0)):
+        monkeypatch.setattr(vendor_gaits, "VendorGait", lambda name, dt, seconds, p=pose: Hold(p))
+        result = vendor_gaits.run("walk", 0, False, 2.0)
+        assert low <= result["kneel_share"] <= high, (pose, result["kneel_share"])
+    far = {"fell": False, "forward_distance": 1.0}
+    assert vendor_gaits.walked({**far, "kneel_share": 0.1}, 20.0)
+    assert not vendor_gaits.walked({**far, "kneel_share": 0.5}, 20.0)
