@@ -15,6 +15,7 @@ from training.suites import commands, robustness
 
 def test_robustness_conditions_are_valid_and_outside_the_training_ranges():
     base = EnvConfig()
+    assert robustness.IN_RANGE == {"nominal"} and not robustness.CONDITIONS["nominal"]
     for name, settings in robustness.CONDITIONS.items():
         cfg = robustness.condition_config(base, name)                 # validates
         assert cfg.randomization.enabled
@@ -141,6 +142,7 @@ def test_the_robustness_suite_runs_a_policy_and_its_export_through_the_runtime(c
         data = json.loads((out / "robustness.json").read_text())
         assert _finite(data) and data["model"] == str(model) and data["held_command"] == [0.12, 0.0]
         assert set(data["conditions"]) == {"nominal", "weaker_servos"} == set(data["verdicts"])
+        assert data["in_range"] == {"nominal": True, "weaker_servos": False}
         for name, row in data["conditions"].items():
             assert set(row) == {"trot", "policy"}
             for f in row.values():
