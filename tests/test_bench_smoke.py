@@ -226,14 +226,36 @@ def test_deploy_latency(tmp_path):
     assert all(data[k] > 0 for k in positive), {k: data[k] for k in positive}
     assert data["inference_p50_ms"] <= data["inference_p99_ms"] < 100
     ticks = round(0.5 * data["control_hz"])                     # the seconds asked, at 50 Hz
-    for prefix in ("", "vendor_fake_", "vendor_fake_busy_thread_", "vendor_fake_pidog_in_process_"):
-        assert abs(data[f"{prefix}ticks"] - ticks) <= 2, prefix
+    for prefix in ("", "vendor_fake_", "vendor_fake_pidog_in_process_"):
+        assert abs(data[f"{prefix}ticks"] - ticks) <= 2, (prefix, data[f"{prefix}stopped"])
+    # The stress case's busy thread runs at normal priority and holds the GIL: on a loaded machine its ticks
+    # can run long enough for the runtime's timing watchdog to stop the loop early, as it would on the robot.
+    # Then the watchdog says so and the ticks are those up to the stop; otherwise it ran the seconds asked.
+    busy_ticks, busy_stop = data["vendor_fake_busy_thread_ticks"], data["vendor_fake_busy_thread_stopped"]
+    if busy_stop == "time limit reached":
+        assert abs(busy_ticks - ticks) <= 2, busy_ticks
+    else:
+        assert timing_watchdog_stop(busy_stop, busy_ticks, data["control_hz"]), (busy_stop, busy_ticks)
+        assert busy_ticks < ticks - 2
     assert data["vendor_fake_threads"] == ["MainThread"]                   # the runtime starts no vendor thread
     assert "ultrasonic_thread" in data["vendor_fake_busy_thread_threads"]   # the stress case really had one
     assert data["walk_episodes"] == 1 and data["policy"].startswith("trot-BC (2 demos, 5 epochs)")
     assert abs(data["in_env_speed_mps"]) < 1 and abs(data["sim_runtime_speed_mps"]) < 1     # a tiny BC policy
     assert data["sim_runtime_speed_ratio"] == pytest.approx(
         data["sim_runtime_speed_mps"] / max(data["in_env_speed_mps"], data["in_env_ideal_imu_speed_mps"]), abs=0.01)
+
+
+def timing_watchdog_stop(message: str, ticks: int, control_hz: float) -> bool:
+    """Whether `message` is a stop by the runtime's timing watchdog that fits a loop stopped after `ticks`
+    ticks: long ticks in a row (at least that many ticks ran), a hung tick, or a slow mean period (at least
+    a window of periods ran)."""
+    from deploy import runtime
+    dt_ms = 1000 / control_hz
+    long_ticks = f"ticks took over {runtime.LONG_TICK_FACTOR * dt_ms:.0f} ms {runtime.LONG_TICKS_IN_A_ROW} times in a row"
+    hung = f"a tick was still running after {1000 * runtime.TICK_DEADLINE_S:.0f} ms"
+    slow = "the loop runs at "
+    return ((message.startswith(long_ticks) and ticks >= runtime.LONG_TICKS_IN_A_ROW) or message.startswith(hung)
+            or (message.startswith(slow) and ticks >= runtime.SLOW_WINDOW))
 
 
 @pytest.fixture(scope="module")

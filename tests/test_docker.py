@@ -3,6 +3,7 @@ the compose services (who they run as, what they publish and mount), and that ev
 `docker compose run` / `docker-compose run` command names a real service, script and flags.
 docker/smoke.sh does the dynamic checks where an engine is available."""
 
+import functools
 import os
 import re
 import shlex
@@ -260,6 +261,14 @@ def test_docs_contain_docker_commands():
     assert "docker compose run" in text and "docker-compose run" in text   # both compose versions
 
 
+@functools.lru_cache(maxsize=None)
+def script_help(script: Path) -> str:
+    """`python <script> --help` as a user runs it; once per script (many documented commands share one)."""
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    return subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                          env=env, timeout=120).stdout
+
+
 @pytest.mark.parametrize("doc,command", documented_runs())
 def test_documented_docker_commands_use_real_services_scripts_and_flags(doc, command):
     words = shlex.split(command)
@@ -277,9 +286,7 @@ def test_documented_docker_commands_use_real_services_scripts_and_flags(doc, com
         return
     script = ROOT / argv[1]
     assert script.is_file(), f"{doc}: {argv[1]} does not exist"
-    env = {**os.environ, "MUJOCO_GL": "egl"}
-    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                               env=env, timeout=120).stdout
+    help_text = script_help(script)
     for flag in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
         assert re.search(rf"(^|\s|\[){re.escape(flag)}([\s,=\]]|$)", help_text, re.M), \
             f"{doc}: {argv[1]} does not accept {flag}"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n-demo-episodes", "2", "--total-bc-epochs", "3", "--n-envs", "2", "--eval-episodes", "1",
         "--final-eval-episodes", "1", "--bc-eval-episodes", "1", "--value-warmup-steps", "1024",
         "--actor-ramp-steps", "1024", "--bc-decay-steps", "4096", "--visualize-freq", "0", "--no-live",
-        "--set", "rl.confirm_episodes=2"]
+        "--set", "rl.confirm_episodes=2", "--set", "env.episode_seconds=2"]
 
 
 def cli(*args, timeout=600, check=None):
@@ -121,12 +122,26 @@ def tiny(*args, check=0):
     return cli("--preset", "tiny", *args, check=check)
 
 
+@pytest.fixture(scope="module")
+def stopped_tiny_run(tmp_path_factory):
+    """A tiny run on a non-default env (fall_tilt_deg 55), as if stopped at 512 steps: its 1024-step
+    checkpoint removed. Trained once; each test resumes its own copy (copy_run)."""
+    out = tmp_path_factory.mktemp("stopped")
+    tiny("--output-dir", out, "--experiment-name", "r", "--set", "env.fall_tilt_deg=55")
+    (out / "r" / "checkpoints" / "ppo_1024_steps.zip").unlink()
+    return out / "r"
+
+
+def copy_run(exp: Path, tmp_path: Path) -> Path:
+    """The experiment folder copied to tmp_path/<same name> (the pipeline writes only inside its folder)."""
+    return Path(shutil.copytree(exp, tmp_path / exp.name))
+
+
 @pytest.mark.slow
-def test_resume_keeps_the_saved_env_and_budget_and_records_what_changes(tmp_path):
+def test_resume_keeps_the_saved_env_and_budget_and_records_what_changes(tmp_path, stopped_tiny_run):
     """Saved settings win over today's defaults (here: a non-default env); a typed budget is recorded."""
-    tiny("--output-dir", tmp_path, "--experiment-name", "r", "--set", "env.fall_tilt_deg=55")
-    exp = tmp_path / "r"
-    (exp / "checkpoints" / "ppo_1024_steps.zip").unlink()                 # as if stopped at 512 steps
+    exp = copy_run(stopped_tiny_run, tmp_path)
+    assert not (exp / "checkpoints" / "ppo_1024_steps.zip").exists()      # as if stopped at 512 steps
     cli("--output-dir", tmp_path, "--experiment-name", "r", "--resume", check=0)
     assert json.loads((exp / "summary.json").read_text())["ppo"]["timesteps"] == 1024       # the saved budget
     from training.policies import read_zip_meta
@@ -148,10 +163,8 @@ def test_resume_keeps_the_saved_env_and_budget_and_records_what_changes(tmp_path
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_saved_config_that_no_longer_matches_the_checkpoint(tmp_path):
-    tiny("--output-dir", tmp_path, "--experiment-name", "r", "--set", "env.fall_tilt_deg=55")
-    exp = tmp_path / "r"
-    (exp / "checkpoints" / "ppo_1024_steps.zip").unlink()
+def test_resume_refuses_a_saved_config_that_no_longer_matches_the_checkpoint(tmp_path, stopped_tiny_run):
+    exp = copy_run(stopped_tiny_run, tmp_path)
     record = json.loads((exp / "config.json").read_text())
     del record["config"]["env"]["fall_tilt_deg"]          # as written by a version without that setting
     (exp / "config.json").write_text(json.dumps(record))

@@ -1,6 +1,9 @@
 """Every stop path ends the same way: SIGINT or SIGTERM, to the main process or to its whole process
 group, during BC or PPO -> exit 130/143, one line saying what is saved and how to continue, no
-traceback; then --resume finishes at the saved budget with a continuous evaluation history."""
+traceback; then --resume finishes at the saved budget with a continuous evaluation history.
+
+One run per stage is stopped twice (the second time after a --resume, so a resumed run stops the same
+way and resumes again) and then resumed to the end: the four signal x target cases cost two runs."""
 
 import json
 import os
@@ -15,18 +18,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Subprocess env workers (they must outlive a group signal), short episodes, frequent evaluations.
 BASE = ["--preset", "tiny", "--set", "rl.vec_env=subproc", "--set", "demo.n_episodes=4", "--no-live"]
-STAGES = {
-    "bc": (["--set", "bc.epochs=1000", "--total-rl-timesteps", "2048"], "behavior cloning:"),
-    "ppo": (["--total-rl-timesteps", "8192", "--set", "rl.eval_freq=2048", "--set", "rl.checkpoint_freq=100000"],
-            "PPO:"),
-}
+# PPO long enough to be stopped twice: a budget of 8192 steps, an evaluation every 2048, no periodic checkpoint.
+PPO = ["--total-rl-timesteps", "8192", "--set", "rl.eval_freq=2048", "--set", "rl.checkpoint_freq=100000"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def start(tmp_path: Path, name: str, extra: list[str]) -> tuple[subprocess.Popen, Path]:
+def start(tmp_path: Path, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
+    """The pipeline on experiment tmp_path/run, its output in tmp_path/<name>.log."""
     log = tmp_path / f"{name}.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "train_pretrain_finetune.py"), "--output-dir", str(tmp_path),
-                             "--experiment-name", name, *BASE, *extra], stdout=log.open("w"),
+                             "--experiment-name", "run", *args], stdout=log.open("w"),
                             stderr=subprocess.STDOUT, env=ENV, start_new_session=True, stdin=subprocess.DEVNULL)
     return proc, log
 
@@ -56,13 +57,9 @@ def live_processes_in_group(pgid: int, wait: float = 5.0) -> list[int]:
         time.sleep(0.2)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stage,sig,target", [   # in each stage, each signal and each target
-    ("bc", signal.SIGINT, "group"), ("bc", signal.SIGTERM, "main"),
-    ("ppo", signal.SIGTERM, "group"), ("ppo", signal.SIGINT, "main")])
-def test_stop_then_resume(tmp_path, stage, sig, target):
-    extra, marker = STAGES[stage]
-    proc, log = start(tmp_path, "run", extra)
+def stop(proc: subprocess.Popen, log: Path, marker: str, sig: signal.Signals, target: str) -> str:
+    """Send `sig` to the main process or its group a second after `marker` is printed; check the exit and
+    that no process of the run survives; return the last line printed."""
     wait_for(log, marker, proc)
     time.sleep(1.0)
     if target == "group":
@@ -74,40 +71,66 @@ def test_stop_then_resume(tmp_path, stage, sig, target):
     assert "Traceback" not in out and "Error" not in out, out[-3000:]
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"stopped by {signal.Signals(sig).name} during ") and "continue with" in last and "--resume" in last
-    exp = tmp_path / "run"
-    if stage == "bc":
-        assert "during behavior cloning: demonstrations.npz is saved" in last
-        assert (exp / "demonstrations.npz").is_file() and not (exp / "bc_pretrained_policy.pth").exists()
-        before = []
-    else:
-        ckpts = list((exp / "checkpoints").glob("ppo_*_steps.zip"))
-        assert len(ckpts) == 1 and str(ckpts[0]) in last
-        stopped_at = int(ckpts[0].stem.split("_")[1])
-        before = json.loads((exp / "evaluations.json").read_text())
-        assert before and before[0]["timesteps"] == 0
-        episodes_before = json.loads((exp / "training_episodes.json").read_text())
     assert live_processes_in_group(proc.pid) == []             # no worker outlives the run
+    return last
 
-    resumed = subprocess.run([sys.executable, str(ROOT / "train_pretrain_finetune.py"), "--output-dir", str(tmp_path),
-                              "--experiment-name", "run", "--resume"], capture_output=True, text=True, env=ENV,
-                             timeout=600, stdin=subprocess.DEVNULL)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    budget = json.loads((exp / "config.json").read_text())["config"]["rl"]["total_timesteps"]
+
+def finish(tmp_path: Path, name: str) -> tuple[Path, list[dict], dict]:
+    """--resume to the end; the budget is the saved one and the evaluation history has no hole.
+    Returns the experiment folder, its evaluation history and summary."""
+    proc, log = start(tmp_path, name, ["--resume"])
+    assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    exp = tmp_path / "run"
+    config = json.loads((exp / "config.json").read_text())["config"]
+    budget, eval_freq = config["rl"]["total_timesteps"], config["rl"]["eval_freq"]
     summary = json.loads((exp / "summary.json").read_text())
     assert budget <= summary["ppo"]["timesteps"] < budget + 2 * 256 * 2          # the saved budget, not 500k
     history = json.loads((exp / "evaluations.json").read_text())
     steps = [h["timesteps"] for h in history]
     assert steps == sorted(set(steps)) and steps[0] == 0
-    eval_freq = json.loads((exp / "config.json").read_text())["config"]["rl"]["eval_freq"]
     gaps = [b - a for a, b in zip(steps, steps[1:] + [summary["ppo"]["timesteps"]])]
     assert max(gaps) <= eval_freq + 2 * 256, gaps                                # no hole in the history
-    assert history[:len(before)] == before                                      # the earlier history is kept
     assert len([p for p in (exp / "tensorboard").iterdir() if p.is_dir()]) == 1
     assert (exp / "plots" / "training_curves.png").is_file()
-    if stage == "ppo":                                                          # the dashboard's data too
+    return exp, history, summary
+
+
+@pytest.mark.slow
+def test_stops_during_bc_then_resume(tmp_path):
+    """SIGINT to the group, then (resumed) SIGTERM to the main process, each during behavior cloning."""
+    exp = tmp_path / "run"
+    for n, (sig, target) in enumerate([(signal.SIGINT, "group"), (signal.SIGTERM, "main")]):
+        proc, log = start(tmp_path, "run", [*BASE, "--set", "bc.epochs=1000"]) if n == 0 else \
+            start(tmp_path, f"resume{n}", ["--resume"])
+        last = stop(proc, log, "behavior cloning:", sig, target)
+        assert "during behavior cloning: demonstrations.npz is saved" in last
+        assert (exp / "demonstrations.npz").is_file() and not (exp / "bc_pretrained_policy.pth").exists()
+        assert not (exp / "evaluations.json").exists()
+    finish(tmp_path, "resume2")
+
+
+@pytest.mark.slow
+def test_stops_during_ppo_then_resume(tmp_path):
+    """SIGTERM to the group, then (resumed) SIGINT to the main process, each during PPO: each stop saves a
+    checkpoint at its step and keeps the evaluation history and training episodes up to it."""
+    exp = tmp_path / "run"
+    stops = []                                             # (step, evaluations, training episodes) at each stop
+    for n, (sig, target) in enumerate([(signal.SIGTERM, "group"), (signal.SIGINT, "main")]):
+        proc, log = start(tmp_path, "run", [*BASE, *PPO]) if n == 0 else start(tmp_path, f"resume{n}", ["--resume"])
+        last = stop(proc, log, "PPO:", sig, target)
+        ckpts = sorted((int(p.stem.split("_")[1]), p) for p in (exp / "checkpoints").glob("ppo_*_steps.zip"))
+        stopped_at, path = ckpts[-1]
+        assert str(path) in last and stopped_at >= max([s[0] for s in stops], default=0)
+        assert {s for s, _ in ckpts} == {stopped_at, *(s[0] for s in stops)}    # only the stops' checkpoints
+        before = json.loads((exp / "evaluations.json").read_text())
+        assert before and before[0]["timesteps"] == 0
         episodes = json.loads((exp / "training_episodes.json").read_text())
-        kept = [e for e in episodes_before if e["timesteps"] <= stopped_at]
-        assert episodes[:len(kept)] == kept and len(episodes) > len(kept)
+        stops.append((stopped_at, before, [e for e in episodes if e["timesteps"] <= stopped_at]))
+    exp, history, _ = finish(tmp_path, "resume2")
+    episodes = json.loads((exp / "training_episodes.json").read_text())
+    for _, before, kept in stops:
+        assert history[:len(before)] == before                                  # the earlier history is kept
+        assert episodes[:len(kept)] == kept and len(episodes) > len(kept)      # the dashboard's data too
 
 
 def test_first_signal_interrupts_or_flags_the_stage_and_a_second_exits_at_once(monkeypatch):
