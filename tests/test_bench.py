@@ -81,6 +81,7 @@ GRACEFUL_TASK = ("import os, signal, time\n"
                  "    time.sleep(120)\n")
 
 
+@pytest.mark.slow                                   # processes end to end: a bench, its pool, SIGKILL
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("task", ["wait", "run"])
 def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path, task):

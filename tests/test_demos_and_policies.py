@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from pidog_env import config_tree
 from pidog_env.config import EnvConfig
 from training import demos as demo_io
 from training.common import PipelineError, make_vec_env
@@ -16,9 +17,12 @@ from training.ppo_stage import build_model
 from training.policies import load_policy, make_policy, policy_meta, save_policy
 
 
+DEMO_ENV = config_tree.apply(EnvConfig(), "episode_seconds", 5.0)     # the default env in shorter episodes
+
+
 @pytest.fixture(scope="module")
 def small_demo():
-    return demo_io.generate(DemoConfig(n_episodes=2, n_envs=1, noise=0.05), EnvConfig(), seed=0, progress=False)
+    return demo_io.generate(DemoConfig(n_episodes=2, n_envs=1, noise=0.05), DEMO_ENV, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def test_npz_round_trip_keeps_arrays_and_metadata(tmp_path, small_demo, spaces):
     loaded = demo_io.load(path, *spaces)
     np.testing.assert_array_equal(loaded.obs, small_demo.obs)
     np.testing.assert_array_equal(loaded.acts, small_demo.acts)
-    assert loaded.meta["source"] == "trot" and loaded.meta["env_config_hash"] == EnvConfig().hash()
+    assert loaded.meta["source"] == "trot" and loaded.meta["env_config_hash"] == DEMO_ENV.hash()
     with np.load(path, allow_pickle=False) as z:                                       # no pickle inside
         assert set(z.files) >= {"obs", "acts", "meta"}
 

@@ -7,6 +7,7 @@ until the function runs), including the `if __name__ == "__main__":` shims of th
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,13 +28,23 @@ def modules(root: Path) -> dict[str, Path]:
     return found
 
 
+@functools.lru_cache(maxsize=None)
+def _parse(text: str, filename: str) -> ast.Module:
+    """A source's syntax tree; each text is parsed once (three checks walk the project). Read-only use."""
+    return ast.parse(text, filename)
+
+
+def parse(path: Path) -> ast.Module:
+    return _parse(path.read_text(), str(path))
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """module -> the project modules it imports (`from a.b import c` counts as a.b.c when c is a module)."""
     mods = modules(root)
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for name, path in mods.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse(path)):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -140,7 +151,7 @@ def artifact_literals(root: Path) -> list[str]:
     for name, path in modules(root).items():
         if name == "training.experiment":
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse(path)):
             if isinstance(node, ast.Constant) and node.value in files:
                 found.append(f"{name}:{node.lineno} {node.value!r}")
             elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
