@@ -2,8 +2,8 @@
 group, during BC or PPO -> exit 130/143, one line saying what is saved and how to continue, no
 traceback; then --resume finishes at the saved budget with a continuous evaluation history.
 
-One run per stage is stopped twice (the second time after a --resume, so a resumed run stops the same
-way and resumes again) and then resumed to the end: the four signal x target cases cost two runs."""
+The four stage x signal x target cases share one run: it is stopped, resumed, stopped again, ... (so a
+resumed run stops the same way and resumes again), and the last --resume runs it to the end."""
 
 import json
 import os
@@ -18,8 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Subprocess env workers (they must outlive a group signal), short episodes, frequent evaluations.
 BASE = ["--preset", "tiny", "--set", "rl.vec_env=subproc", "--set", "demo.n_episodes=4", "--no-live"]
-# PPO long enough to be stopped twice: a budget of 8192 steps, an evaluation every 2048, no periodic checkpoint.
-PPO = ["--total-rl-timesteps", "8192", "--set", "rl.eval_freq=2048", "--set", "rl.checkpoint_freq=100000"]
+# BC long enough to be stopped (1000 epochs); PPO long enough to be stopped twice (8192 steps), an evaluation
+# every 2048 steps, no periodic checkpoint.
+LONG = ["--set", "bc.epochs=1000", "--total-rl-timesteps", "8192", "--set", "rl.eval_freq=2048",
+        "--set", "rl.checkpoint_freq=100000"]
+# (stage, what its start prints, signal, to whom): each signal and each target in each stage.
+STOPS = [("bc", "behavior cloning:", signal.SIGINT, "group"), ("bc", "behavior cloning:", signal.SIGTERM, "main"),
+         ("ppo", "PPO:", signal.SIGTERM, "group"), ("ppo", "PPO:", signal.SIGINT, "main")]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -96,39 +101,30 @@ def finish(tmp_path: Path, name: str) -> tuple[Path, list[dict], dict]:
 
 
 @pytest.mark.slow
-def test_stops_during_bc_then_resume(tmp_path):
-    """SIGINT to the group, then (resumed) SIGTERM to the main process, each during behavior cloning."""
+def test_stops_during_bc_and_ppo_then_resume(tmp_path):
+    """Each stop during PPO saves a checkpoint at its step and keeps the evaluation history and training
+    episodes up to it; the run resumed to the end keeps them all."""
     exp = tmp_path / "run"
-    for n, (sig, target) in enumerate([(signal.SIGINT, "group"), (signal.SIGTERM, "main")]):
-        proc, log = start(tmp_path, "run", [*BASE, "--set", "bc.epochs=1000"]) if n == 0 else \
-            start(tmp_path, f"resume{n}", ["--resume"])
-        last = stop(proc, log, "behavior cloning:", sig, target)
-        assert "during behavior cloning: demonstrations.npz is saved" in last
-        assert (exp / "demonstrations.npz").is_file() and not (exp / "bc_pretrained_policy.pth").exists()
-        assert not (exp / "evaluations.json").exists()
-    finish(tmp_path, "resume2")
-
-
-@pytest.mark.slow
-def test_stops_during_ppo_then_resume(tmp_path):
-    """SIGTERM to the group, then (resumed) SIGINT to the main process, each during PPO: each stop saves a
-    checkpoint at its step and keeps the evaluation history and training episodes up to it."""
-    exp = tmp_path / "run"
-    stops = []                                             # (step, evaluations, training episodes) at each stop
-    for n, (sig, target) in enumerate([(signal.SIGTERM, "group"), (signal.SIGINT, "main")]):
-        proc, log = start(tmp_path, "run", [*BASE, *PPO]) if n == 0 else start(tmp_path, f"resume{n}", ["--resume"])
-        last = stop(proc, log, "PPO:", sig, target)
+    ppo_stops = []                                         # (step, evaluations, training episodes) at each stop
+    for n, (stage, marker, sig, target) in enumerate(STOPS):
+        proc, log = start(tmp_path, "run", [*BASE, *LONG]) if n == 0 else start(tmp_path, f"resume{n}", ["--resume"])
+        last = stop(proc, log, marker, sig, target)
+        if stage == "bc":
+            assert "during behavior cloning: demonstrations.npz is saved" in last
+            assert (exp / "demonstrations.npz").is_file() and not (exp / "bc_pretrained_policy.pth").exists()
+            assert not (exp / "evaluations.json").exists()
+            continue
         ckpts = sorted((int(p.stem.split("_")[1]), p) for p in (exp / "checkpoints").glob("ppo_*_steps.zip"))
         stopped_at, path = ckpts[-1]
-        assert str(path) in last and stopped_at >= max([s[0] for s in stops], default=0)
-        assert {s for s, _ in ckpts} == {stopped_at, *(s[0] for s in stops)}    # only the stops' checkpoints
+        assert str(path) in last and stopped_at >= max([s[0] for s in ppo_stops], default=0)
+        assert {s for s, _ in ckpts} == {stopped_at, *(s[0] for s in ppo_stops)}    # only the stops' checkpoints
         before = json.loads((exp / "evaluations.json").read_text())
         assert before and before[0]["timesteps"] == 0
         episodes = json.loads((exp / "training_episodes.json").read_text())
-        stops.append((stopped_at, before, [e for e in episodes if e["timesteps"] <= stopped_at]))
-    exp, history, _ = finish(tmp_path, "resume2")
+        ppo_stops.append((stopped_at, before, [e for e in episodes if e["timesteps"] <= stopped_at]))
+    exp, history, _ = finish(tmp_path, f"resume{len(STOPS)}")
     episodes = json.loads((exp / "training_episodes.json").read_text())
-    for _, before, kept in stops:
+    for _, before, kept in ppo_stops:
         assert history[:len(before)] == before                                  # the earlier history is kept
         assert episodes[:len(kept)] == kept and len(episodes) > len(kept)      # the dashboard's data too
 
