@@ -188,3 +188,27 @@ def test_in_the_command_task_selection_minimizes_the_tracking_error_within_the_f
         {"fall_rate": 0.0, "mean_forward_speed": 0.09, "mean_vx_error": 0.040, "mean_wz_error": 0.09},
     ]
     assert select(history, 0.02) == 1 and select(history, 0.2) == 2
+
+
+def test_a_few_hard_episodes_do_not_reject_a_model_its_confirmation_clears(tmp_path):
+    """2 falls in 50 evaluation episodes (4 %) fit 2 % of the 120 pooled ones: the evaluation is confirmed
+    and selected when its confirmation adds no fall, rejected when it adds one; 3 falls cannot fit and are
+    never confirmed. Without confirmations, 2 falls in 50 are over the limit as before."""
+    n, c = Scripted.N, 70
+    plan = {0: (episodes(0.12, 0, n), episodes(0.12, 0, c)),
+            25_000: (episodes(0.15, 2, n), episodes(0.15, 0, c)),       # 2 of 120: holds
+            50_000: (episodes(0.17, 2, n), episodes(0.17, 1, c)),       # 3 of 120: rejected
+            75_000: (episodes(0.19, 3, n), None)}                       # cannot fit: not confirmed
+    cb, exp, evaluate = _callback(tmp_path, plan, confirm=c)
+    for t in plan:
+        cb.num_timesteps = t
+        cb._run()
+    assert sorted({t for t, offset, _ in evaluate.asked if offset >= n}) == [0, 25_000, 50_000]
+    assert exp.saved == [0, 25_000] and cb.selected["timesteps"] == 25_000
+    assert cb.history[1]["confirmation"]["fall_rate"] == pytest.approx(2 / 120)
+    assert cb.history[2]["confirmation"]["curtailed"] == "falls"
+    cb, exp, evaluate = _callback(tmp_path, plan, confirm=0)
+    for t in plan:
+        cb.num_timesteps = t
+        cb._run()
+    assert exp.saved == [0] and all(offset == 0 for _, offset, _ in evaluate.asked)

@@ -13,7 +13,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from pidog_env.evaluation import TRACKING_KEYS, tracking_text
 from training.experiment import Experiment
-from training.selection import CONFIRM_CHUNK, curtail, episode_score, pooled, score, select, selection_figures
+from training.selection import (CONFIRM_CHUNK, curtail, episode_score, pooled, score, select, selection_figures,
+                                worth_confirming)
 
 EPISODE_METRICS = ("forward_distance", "mean_forward_speed", "lateral_drift", "heading_change_deg")
 
@@ -143,14 +144,15 @@ class EvalCallback(BaseCallback):
         for key in ("mean_return", "mean_forward_speed", "fall_rate", "mean_length", *TRACKING_KEYS):
             if key in summary:
                 self.logger.record(f"eval/{key}", summary[key])
+        if self.confirm_episodes and worth_confirming(self.history, self.max_fall_rate, self.confirm_episodes):
+            t0 = time.perf_counter()
+            summary["confirmation"] = self._confirm(eps)
+            self.seconds["confirmations"] += time.perf_counter() - t0
+            self.logger.record("eval/confirmed_fall_rate", summary["confirmation"]["fall_rate"])
         chosen = select(self.history, self.max_fall_rate)
         confirmed = ""
-        if chosen == len(self.history) - 1 and self.confirm_episodes:
-            t0 = time.perf_counter()
-            both = summary["confirmation"] = self._confirm(eps)
-            self.seconds["confirmations"] += time.perf_counter() - t0
-            chosen = select(self.history, self.max_fall_rate)
-            self.logger.record("eval/confirmed_fall_rate", both["fall_rate"])
+        if "confirmation" in summary:
+            both = summary["confirmation"]
             stopped = (f", stopped early: {'too many falls' if both['curtailed'] == 'falls' else 'cannot beat the selection'}"
                        if both.get("curtailed") else "")
             confirmed = (f"; confirmed on {both['episodes']} episodes: speed {both['mean_forward_speed']:.3f} m/s  "

@@ -106,10 +106,10 @@ class RLConfig:
     final_eval_episodes: int = setting(50, ge=1, le=10_000, help="randomized episodes for the final figures "
                                        "(seeds disjoint from the evaluations that select best_model.zip)")
     select_max_fall_rate: float = setting(0.02, ge=0, le=1, help="best_model.zip: the fastest (command task: "
-                                          "best tracking) evaluated model whose evaluation fall rate is at most this")
-    confirm_episodes: int = setting(70, ge=0, le=9_000, help="an evaluation that would become best_model.zip is "
-                                    "first run on this many more seeded episodes, and the pooled figures decide "
-                                    "(0: the evaluation's own; training.selection)")
+                                          "best tracking) evaluated model whose fall rate (pooled over its confirmation) is at most this")
+    confirm_episodes: int = setting(70, ge=0, le=9_000, help="an evaluation that would become best_model.zip if "
+                                    "it held is first run on this many more seeded episodes, and the pooled figures "
+                                    "decide (0: the evaluation's own; training.selection)")
     checkpoint_freq: int = setting(50_000, ge=0, help="env steps between checkpoints (0: only at the end)")
     visualize_freq: int = setting(50_000, ge=0, help="env steps between video clips (0: none)")
 

@@ -8,9 +8,12 @@ evaluation qualifies, there is no selection and `final_model.zip` is all there i
 
 Confirmation (`rl.confirm_episodes`): the fastest of 40 evaluations that happened to see no fall in 30
 episodes is often a lucky one (a model that falls 5 % of the time passes 30 episodes without a fall one
-time in five). So an evaluation that would become the selection is first run on that many more seeded
-episodes; its entry gets a `confirmation` (the figures pooled over all its episodes), and from then on
-the pooled figures decide whether it qualifies and how it ranks.
+time in five), and 30 episodes cannot tell a 2 % fall rate from 0 % either way. So an evaluation that
+would become the selection if it held is first run on that many more seeded episodes; its entry gets a
+`confirmation` (the figures pooled over all its episodes), and from then on the pooled figures alone
+decide whether it qualifies and how it ranks. An evaluation is worth confirming when it beats the
+selection and its own falls still fit the limit over the pooled episodes (`worth_confirming`: one fall in
+30 fits 2 % of 100), so a model is not rejected for one hard episode that the trot itself falls in.
 
 The confirmation stops early once its outcome is decided (`curtail`), a sequential test rather than a
 smaller sample: its episodes run in chunks of `CONFIRM_CHUNK`, and after each chunk it ends, rejected,
@@ -46,18 +49,34 @@ def selection_figures(h: dict[str, Any]) -> dict[str, Any]:
     return h.get("confirmation") or h
 
 
+def qualifies(h: dict[str, Any], max_fall_rate: float) -> bool:
+    """Whether an evaluation may be the selection: once confirmed, its pooled fall rate is within the
+    limit and the confirmation ran to the end (not `curtailed`); unconfirmed, its own fall rate is."""
+    seen = selection_figures(h)
+    return seen["fall_rate"] <= max_fall_rate + 1e-12 and not seen.get("curtailed")
+
+
 def select(history: list[dict[str, Any]], max_fall_rate: float) -> int | None:
-    """Index of the selected evaluation in `history` (the earliest of equals), or None. An evaluation
-    qualifies when its own fall rate and, once confirmed, its pooled fall rate are within the limit,
-    and its confirmation was not stopped early (`curtailed`)."""
+    """Index of the selected evaluation in `history`: the best `score` among those that `qualify`
+    (the earliest of equals), or None."""
     best: int | None = None
     for i, h in enumerate(history):
-        seen = selection_figures(h)
-        if (h["fall_rate"] <= max_fall_rate + 1e-12 and seen["fall_rate"] <= max_fall_rate + 1e-12
-                and not seen.get("curtailed")
-                and (best is None or score(seen) > score(selection_figures(history[best])))):
+        if qualifies(h, max_fall_rate) and (best is None or score(selection_figures(h)) >
+                                            score(selection_figures(history[best]))):
             best = i
     return best
+
+
+def worth_confirming(history: list[dict[str, Any]], max_fall_rate: float, confirm_episodes: int) -> bool:
+    """Whether the newest, unconfirmed evaluation would become the selection if its confirmation held:
+    it beats the current selection, and its falls do not already exceed the limit over its own and the
+    confirmation's episodes together."""
+    h = history[-1]
+    falls = round(h["fall_rate"] * h["episodes"])
+    if falls > max_fall_rate * (h["episodes"] + confirm_episodes) + 1e-9:
+        return False
+    before = select(history[:-1], max_fall_rate)
+    return before is None or score(h) > score(selection_figures(history[before]))
 
 
 CONFIRM_CHUNK = 16         # confirmation episodes between two looks at the outcome
