@@ -196,6 +196,76 @@ def main_job_rows(d: dict) -> list[Row]:
     return rows
 
 
+def vendor_gait_rows(d: dict) -> list[Row]:
+    """bench/vendor_gaits.py: per vendor gait, the randomized episodes that walked forward (no fall, far
+    enough, upright), the falls, the mean speed and kneeling share, and the nominal episode."""
+    def gait(d: dict, name: str) -> dict:
+        return d["gaits"][name]
+    rows: list[Row] = []
+    for name in d.get("gaits") or {}:
+        rows += [
+            (f"`{name}`: walked forward (no fall, far enough, upright) in the randomized episodes",
+             lambda d, name=name: f"{gait(d, name)['walked_forward']} of {gait(d, name)['episodes']}", ">= 9 of 10"),
+            (f"`{name}`: falls in those episodes",
+             lambda d, name=name: falls(gait(d, name)["falls"], gait(d, name)["episodes"]), ""),
+            (f"`{name}`: mean speed over those episodes",
+             lambda d, name=name: f"{gait(d, name)['mean_speed_mps']:.3f} m/s", ""),
+            (f"`{name}`: mean share of the steps with a thigh on the floor",
+             lambda d, name=name: f"{100 * gait(d, name)['mean_kneel_share']:.0f} %", ""),
+            (f"`{name}`: nominal episode (randomization off): speed, fell",
+             lambda d, name=name: f"{gait(d, name)['nominal_speed_mps']:.3f} m/s, "
+                                  + ("fell" if gait(d, name)["nominal_fell"] else "did not fall"), "")]
+    return rows
+
+
+def off_by(measured: float, parameter: float) -> str:
+    return f"{round(100 * (measured / parameter - 1), 1) + 0.0:+.1f} %"          # + 0.0: no "-0.0"
+
+
+def actuator_rows(d: dict) -> list[Row]:
+    """bench/actuator_check.py: the servo model's measured stall torque and no-load speed against its
+    parameters, the DC line's peak power, and per gait the peak power and the power above the DC line."""
+    rows: list[Row] = [
+        ("servo stall torque: parameter / measured",
+         lambda d: f"{d['servo']['stall_torque_nm']:.3f} / {d['servo']['measured_stall_torque_nm']:.3f} N m ("
+                   + off_by(d["servo"]["measured_stall_torque_nm"], d["servo"]["stall_torque_nm"]) + ")",
+         "within 5 %"),
+        ("servo no-load speed: parameter / measured",
+         lambda d: f"{d['servo']['no_load_speed_rad_s']:.2f} / {d['servo']['measured_no_load_speed_rad_s']:.2f} "
+                   "rad/s (" + off_by(d["servo"]["measured_no_load_speed_rad_s"],
+                                      d["servo"]["no_load_speed_rad_s"]) + ")", "within 5 %"),
+        ("servo peak power (the DC line's maximum)", lambda d: f"{d['servo']['peak_power_w']:.3f} W", "")]
+    for name in d.get("gaits") or {}:
+        rows += [
+            (f"`{name}`: peak joint power, nominal episode",
+             lambda d, name=name: f"{d['gaits'][name]['peak_power_w']:.3f} W", ""),
+            (f"`{name}`: power above the DC line (excess)",
+             lambda d, name=name: f"{d['gaits'][name]['excess_power_w']:.3f} W", "<= 0.01 W")]
+    return rows
+
+
+def sysid_case(d: dict, name: str) -> dict:
+    found = [c for c in d["cases"] if c["name"] == name]
+    if not found:
+        raise KeyError(name)
+    return found[0]
+
+
+def sysid_rows(d: dict) -> list[Row]:
+    """bench/sysid_roundtrip.py: per synthetic robot, how far the identified servo is from the true one."""
+    rows: list[Row] = []
+    for name in [c["name"] for c in d.get("cases") or []]:
+        rows += [
+            (f"`{name}`: relative error of stall torque / damping / kp",
+             lambda d, name=name: " / ".join(f"{100 * sysid_case(d, name)['relative_error'][k]:+.1f}"
+                                             for k in ("stall_torque", "damping", "kp")) + " %", "<= 10 % each"),
+            (f"`{name}`: delay error",
+             lambda d, name=name: f"{sysid_case(d, name)['delay_error_ms']:.2f} ms", "<= 4 ms"),
+            (f"`{name}`: mean absolute error on the held-out motion",
+             lambda d, name=name: f"{sysid_case(d, name)['holdout_mae_deg']:.3f} deg", "<= 1.0 deg")]
+    return rows
+
+
 @dataclass(frozen=True)
 class Bench:
     title: str
@@ -214,6 +284,11 @@ BENCHES = {
     "sample_efficiency": Bench("Sample efficiency of the fine-tuning", "bench/sample_efficiency.py", "pipeline",
                                generic_rows),
     "main_job": Bench("The default job", "bench/main_job.py", "pipeline", main_job_rows),
+    "vendor_gaits": Bench("The vendor's gaits", "bench/vendor_gaits.py", "env", vendor_gait_rows),
+    "actuator_check": Bench("The servo model against its parameters", "bench/actuator_check.py", "env",
+                            actuator_rows),
+    "sysid_roundtrip": Bench("Servo identification, synthetic robots", "bench/sysid_roundtrip.py", "env",
+                             sysid_rows),
 }
 
 
@@ -312,6 +387,34 @@ def span(group: list[dict], key: str, fmt: Callable[[float], str]) -> str:
     return f"{fmt(values[0])}-{fmt(values[-1])}"
 
 
+def shipped_line(job: dict, today: dict) -> str:
+    """The default job's shipped policy on its final randomized episodes, against the trot on the pipeline's
+    evaluation episodes (bench/main_job.py's `trot_speed_mps`)."""
+    shipped = job["shipped"]
+    n = shipped.get("episodes")
+    fell = (f"{falls(round(shipped['fall_rate'] * n), n)} falls" if n
+            else f"a fall rate of {percent(shipped['fall_rate'])} %")
+    trot = job.get("trot_speed_mps")
+    versus = (f", {shipped['speed_mps'] / trot:.2f}x the trot's {trot:.3f} m/s on the same kind of episodes"
+              if isinstance(trot, (int, float)) and trot > 0 else "")
+    return (f"- The default job ships a policy walking {shipped['speed_mps']:.3f} m/s with {fell} on its final "
+            f"randomized episodes{versus} ({source([job], today)}).")
+
+
+def vendor_gaits_line(vendor: dict, today: dict) -> str:
+    """How often the vendor's own gaits walk upright in the model (bench/vendor_gaits.py)."""
+    gaits = vendor["gaits"]
+    order = ["trot", *(g for g in gaits if g != "trot")] if "trot" in gaits else list(gaits)
+    def of(g: str) -> str:
+        return f"{gaits[g]['walked_forward']} of {gaits[g]['episodes']}"
+    said = "".join(f", its {g} in {of(g)}" for g in order[1:])
+    met = all(g["walked_forward"] >= 0.9 * g["episodes"] for g in gaits.values())
+    why = "the servo model" if met else "why not"
+    return (f"- The vendor's own {order[0]} walks upright in {of(order[0])} randomized episodes in the model{said} "
+            f"(target 9 of 10; {why}: "
+            f"[docs/experiments/servo-model.md](docs/experiments/servo-model.md); {source([vendor], today)}).")
+
+
 def headline(runs: list[dict], today: dict) -> str:
     lines = []
     trot = latest(runs, "trot")
@@ -319,6 +422,9 @@ def headline(runs: list[dict], today: dict) -> str:
         k, n = trot_falls(trot)
         lines.append(f"- The hand-written trot walks {trot['forward_speed_mps']:.3f} m/s with randomization off "
                      f"and fell in {falls(k, n)} randomized 20 s episodes ({source([trot], today)}).")
+    vendor = latest(runs, "vendor_gaits")
+    if vendor and vendor.get("gaits"):
+        lines.append(vendor_gaits_line(vendor, today))
     env = latest(runs, "env_throughput")
     if env:
         g = comparable(runs, env)
@@ -332,10 +438,15 @@ def headline(runs: list[dict], today: dict) -> str:
                      f"ms at the 99th percentile; against a fake of the vendor stack a 50 Hz tick takes "
                      f"{span(g, 'vendor_fake_tick_duration_p99_ms', lambda x: f'{x:.1f}')} ms (p99) "
                      f"({source(g, today)}).")
-    if not lines:
-        lines.append("- No published results yet.")
-    lines.append("- Fine-tuned policies against the trot: not yet published as data; the dated research "
-                 "figures are in [docs/experiments/](docs/experiments/README.md).")
+    job = latest(runs, "main_job")
+    shipped = (job or {}).get("shipped") or {}
+    if isinstance(shipped.get("speed_mps"), (int, float)) and isinstance(shipped.get("fall_rate"), (int, float)):
+        lines.append(shipped_line(job, today))
+    else:
+        if not lines:
+            lines.append("- No published results yet.")
+        lines.append("- Fine-tuned policies against the trot: not yet published as data; the dated research "
+                     "figures are in [docs/experiments/](docs/experiments/README.md).")
     lines.append("")
     lines.append("Ranges are over the published runs of one command on one CPU; the machines were shared with "
                  "other work. Every figure, with the command that reproduces it: [docs/results.md](docs/results.md).")

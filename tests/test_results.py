@@ -150,3 +150,116 @@ def test_generated_blocks_are_replaced_between_their_markers():
     assert report.replace_blocks(text, {"x": "new\n"}, "t") == text.replace("old", "new")
     with pytest.raises(publish.PublishError, match="no generated block 'y'"):
         report.replace_blocks(text, {"y": "new\n"}, "t")
+
+
+VENDOR = {"gaits": {"trot": {"nominal_speed_mps": 0.0299, "nominal_fell": True, "nominal_kneel_share": 0.205,
+                             "falls": 2, "walked_forward": 0, "episodes": 10, "mean_kneel_share": 0.727,
+                             "mean_speed_mps": 0.0201, "min_distance_m": -0.018},
+                    "walk": {"nominal_speed_mps": 0.0303, "nominal_fell": False, "nominal_kneel_share": 0.0,
+                             "falls": 0, "walked_forward": 8, "episodes": 10, "mean_kneel_share": 0.144,
+                             "mean_speed_mps": 0.043, "min_distance_m": 0.259}},
+          "passed": False, "seconds": 20.0, "target": ">= 9 of 10 randomized episodes walk forward"}
+ACTUATOR = {"servo": {"stall_torque_nm": 0.19, "no_load_speed_rad_s": 9.6, "peak_power_w": 0.5308,
+                      "measured_stall_torque_nm": 0.185, "measured_no_load_speed_rad_s": 9.5998},
+            "gaits": {"trot": {"peak_power_w": 0.5308, "excess_power_w": 0.0, "speed_mps": 0.1333, "fell": False},
+                      "vendor_walk": {"peak_power_w": 0.4127, "excess_power_w": 0.0042, "speed_mps": 0.0303,
+                                      "fell": False}},
+            "passed": True, "seconds": 20.0}
+SYSID = {"cases": [{"name": "nominal", "relative_error": {"stall_torque": -0.066, "damping": -0.0639, "kp": 0.0131},
+                    "delay_error_ms": 0.01, "holdout_mae_deg": 0.121},
+                   {"name": "slow", "relative_error": {"stall_torque": -0.0958, "damping": -0.0951, "kp": -0.0326},
+                    "delay_error_ms": 0.02, "holdout_mae_deg": 0.111}],
+         "worst_relative_error": 0.0958, "quick": False}
+
+
+def section(page: str, title: str) -> str:
+    start = page.index(f"## {title}")
+    return page[start:page.index("\n## ", start + 1)]
+
+
+def changed(data: dict, path: tuple, value) -> dict:
+    """A deep copy of `data` with the value at `path` (keys and list indices) replaced."""
+    out = json.loads(json.dumps(data))
+    place = out
+    for key in path[:-1]:
+        place = place[key]
+    place[path[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize("name, title, figures, expected, edit, value, edited", [
+    ("vendor_gaits", "The vendor's gaits", VENDOR,
+     ["| 0 of 10 | >= 9 of 10 |", "| 8 of 10 | >= 9 of 10 |", "2/10 (5.7-51 %)", "0/10 (0-28 %)", "0.020 m/s",
+      "0.043 m/s", "| 73 % |", "| 14 % |", "0.030 m/s, fell", "0.030 m/s, did not fall"],
+     ("gaits", "walk", "walked_forward"), 9, "| 9 of 10 | >= 9 of 10 |"),
+    ("actuator_check", "The servo model against its parameters", ACTUATOR,
+     ["0.190 / 0.185 N m (-2.6 %) | within 5 %", "9.60 / 9.60 rad/s (+0.0 %) | within 5 %", "| 0.531 W |",
+      "`vendor_walk`: peak joint power", "| 0.413 W |", "| 0.004 W | <= 0.01 W |", "| 0.000 W | <= 0.01 W |"],
+     ("gaits", "vendor_walk", "excess_power_w"), 0.25, "| 0.250 W | <= 0.01 W |"),
+    ("sysid_roundtrip", "Servo identification, synthetic robots", SYSID,
+     ["`nominal`: relative error", "| -6.6 / -6.4 / +1.3 % | <= 10 % each |", "| -9.6 / -9.5 / -3.3 % |",
+      "| 0.01 ms | <= 4 ms |", "| 0.02 ms |", "| 0.121 deg | <= 1.0 deg |", "| 0.111 deg |"],
+     ("cases", 1, "holdout_mae_deg"), 0.734, "| 0.734 deg | <= 1.0 deg |"),
+])
+def test_nested_benches_render_their_figures(results, tmp_path, name, title, figures, expected, edit, value, edited):
+    today = common.defaults_hashes()
+    part = section(report.results_page([published(results, tmp_path, figures, name=name)], today), title)
+    assert f"(`bench/{name}.py`)" in part and "Measured on " in part and "earlier defaults" not in part
+    for text in expected:
+        assert text in part, text
+    assert "`gaits`" not in part and "`cases`" not in part                 # not the generic top-level rows
+    again = section(report.results_page([published(results, tmp_path, changed(figures, edit, value), name=name)],
+                                        today), title)
+    assert edited in again and again != part
+
+
+def test_nested_benches_mark_earlier_defaults_by_the_env(results, tmp_path):
+    today = common.defaults_hashes()
+    for name, figures in (("vendor_gaits", VENDOR), ("actuator_check", ACTUATOR), ("sysid_roundtrip", SYSID)):
+        assert report.bench_of(name).scope == "env"
+        old = published(results, tmp_path, figures, name=name, defaults={**today, "env": "0" * 12})
+        assert "**Measured with earlier defaults**" in report.results_page([old], today)
+        assert "earlier defaults" not in report.results_page(
+            [published(results, tmp_path, figures, name=name, defaults={**today, "pipeline": "0" * 12})], today)
+
+
+JOB = {"total_s": 1220.9, "job": "default", "presets": [], "trot_speed_mps": 0.1199,
+       "shipped": {"speed_mps": 0.13, "fall_rate": 0.02, "episodes": 50, "model": None}}
+
+
+def test_the_headline_says_what_the_default_job_ships(results, tmp_path, monkeypatch):
+    today = common.defaults_hashes()
+    fallback = "Fine-tuned policies against the trot: not yet published as data"
+    assert fallback in report.headline([], today) and "No published results yet" in report.headline([], today)
+    trot = published(results, tmp_path)
+    assert fallback in report.headline([trot], today)
+    job = published(results, tmp_path, JOB, name="main_job")
+    line = report.headline([trot, job], today)
+    assert fallback not in line and "No published results yet" not in line
+    assert ("- The default job ships a policy walking 0.130 m/s with 1/50 (0.4-10 %) falls on its final randomized "
+            "episodes, 1.08x the trot's 0.120 m/s on the same kind of episodes (") in line
+    faster = published(results, tmp_path, {**JOB, "shipped": {**JOB["shipped"], "speed_mps": 0.15}}, name="main_job")
+    assert "walking 0.150 m/s" in report.headline([trot, faster], today) and "1.25x" in report.headline([faster], today)
+    stale = published(results, tmp_path, JOB, name="main_job", defaults={**today, "pipeline": "0" * 12})
+    assert "on the same kind of episodes (" in report.headline([stale], today)
+    assert "measured with earlier defaults)." in report.headline([stale], today)
+    # --quick, or a smoke test's presets, is not the default job: the old sentence stays.
+    monkeypatch.setattr(sys, "argv", ["bench/main_job.py", "--quick"])
+    quick = published(results, tmp_path, {**JOB, "job": "quick"}, name="main_job")
+    smoke = published(results, tmp_path, {**JOB, "presets": ["tiny"]}, name="main_job")
+    assert fallback in report.headline([trot, quick, smoke], today)
+
+
+def test_the_headline_says_how_the_vendor_gaits_walk(results, tmp_path):
+    today = common.defaults_hashes()
+    assert "vendor's own" not in report.headline([published(results, tmp_path)], today)
+    vendor = published(results, tmp_path, VENDOR, name="vendor_gaits")
+    line = report.headline([vendor], today)
+    assert ("- The vendor's own trot walks upright in 0 of 10 randomized episodes in the model, its walk in 8 of 10 "
+            "(target 9 of 10; why not: [docs/experiments/servo-model.md](docs/experiments/servo-model.md); ") in line
+    better = published(results, tmp_path, changed(changed(VENDOR, ("gaits", "trot", "walked_forward"), 9),
+                                                  ("gaits", "walk", "walked_forward"), 10), name="vendor_gaits")
+    assert "trot walks upright in 9 of 10 randomized episodes in the model, its walk in 10 of 10" in \
+        report.headline([better], today)
+    old = published(results, tmp_path, VENDOR, name="vendor_gaits", defaults={**today, "env": "0" * 12})
+    assert "measured with earlier defaults)." in report.headline([old], today)
