@@ -23,10 +23,11 @@ def run_script(name, *args, results):
 @pytest.mark.slow
 def test_sample_efficiency_runs_its_protocol_from_presets(tmp_path):
     algos = ["sac_rlpd_interventions", "sac_scratch"]          # the PPO algorithms: test_bench_smoke.py
+    # The smallest SAC budget the script takes (1000 steps), 400 of them with updates.
     run_script("sample_efficiency.py", "--quick", "--budget", "1024", "--eval-freq", "512", "--eval-episodes", "1",
                "--set", "env.episode_seconds=2", "--set", "demo.n_episodes=2", "--set", "bc.epochs=2",
                "--set", "ppo.n_steps=256", "--set", "ppo.batch_size=256", "--algos", *algos,
-               "--sac-budget", "1000", "--sac-eval-freq", "500", "--set", "off_policy.learning_starts=100",
+               "--sac-budget", "1000", "--sac-eval-freq", "500", "--set", "off_policy.learning_starts=600",
                "--set", "off_policy.warm_start_updates=20", "--set", "off_policy.critic_warmup_steps=200",
                results=tmp_path)
     data = json.loads((tmp_path / "sample_efficiency.json").read_text())

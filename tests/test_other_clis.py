@@ -15,12 +15,25 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "MUJOCO_GL": "egl"}
 
 
-def run(script, *args):
+def start(script, *args) -> subprocess.Popen:
     target = [script] if script == "-m" else [str(ROOT / script)]        # a script, or -m MODULE ...
-    proc = subprocess.run([sys.executable, *target, *map(str, args)], capture_output=True, text=True,
-                          timeout=600, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+    return subprocess.Popen([sys.executable, *target, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, stdin=subprocess.DEVNULL)
+
+
+def output(proc: subprocess.Popen) -> str:
+    """What a started command printed, once it exited 0."""
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, stderr[-2000:]
+    return stdout
+
+
+def run(script, *args):
+    return output(start(script, *args))
 
 
 @pytest.mark.slow
@@ -52,12 +65,13 @@ def test_standalone_bc_then_sac_from_it(tmp_path):
     assert (tmp_path / "sac" / "plots" / "training_curves.png").is_file()       # with the intervention panel
     evals = json.loads((tmp_path / "sac" / "evaluations.json").read_text())     # periodic evaluations, as PPO's
     assert [e["timesteps"] for e in evals][:1] == [0] and "selected" in summary
-    # Its zip loads safely (metadata inside, no pickle) in the evaluation CLI.
-    assert "fall rate" in run("training/evaluate.py", "--model", tmp_path / "sac" / "final_model.zip",
-                              "--episodes", "1")
+    # Its zip loads safely (metadata inside, no pickle) in the evaluation CLI, which runs beside the export
+    # (both only read the zip; it ends before the runtime's paced loop starts).
+    evaluating = start("training/evaluate.py", "--model", tmp_path / "sac" / "final_model.zip", "--episodes", "1")
     # SAC exports (the tanh-squashed mean action, parity-checked) and runs in the robot runtime.
     out = run("-m", "training.cli", "export", "--model", tmp_path / "sac" / "final_model.zip", "--check-steps", "100")
     assert "max |diff|" in out and json.loads((tmp_path / "sac" / "export" / "policy.json").read_text())["obs_size"] == 16
+    assert "fall rate" in output(evaluating)
     out = run("deploy/runtime.py", "--policy", tmp_path / "sac" / "export" / "policy.onnx", "--hardware", "sim",
               "--seconds", "0.5")
     assert "stopped: time limit reached" in out

@@ -67,17 +67,17 @@ def test_staged_run_then_resume_continues_the_step_count(tmp_path):
     bc = tmp_path / "bc" / "bc_pretrained_policy.pth"
     assert bc.is_file() and not (tmp_path / "bc" / "final_model.zip").exists()
     cli("--output-dir", tmp_path, "--experiment-name", "rl", "--skip-bc", "--pretrained-model", bc,
-        "--total-rl-timesteps", "2048", "--checkpoint-freq", "1024", "--eval-freq", "1024", *TINY, check=0)
+        "--total-rl-timesteps", "1024", "--checkpoint-freq", "1024", "--eval-freq", "1024", *TINY, check=0)
     rl = tmp_path / "rl"
     first = json.loads((rl / "summary.json").read_text())
-    assert first["ppo"]["timesteps"] == 2048 and first["pretrained_model"] == str(bc)
-    cli("--output-dir", tmp_path, "--experiment-name", "rl", "--resume", "--total-rl-timesteps", "4096", *TINY,
+    assert first["ppo"]["timesteps"] == 1024 and first["pretrained_model"] == str(bc)
+    cli("--output-dir", tmp_path, "--experiment-name", "rl", "--resume", "--total-rl-timesteps", "2048", *TINY,
         check=0)
     summary = json.loads((rl / "summary.json").read_text())
-    assert summary["ppo"]["timesteps"] == 4096
+    assert summary["ppo"]["timesteps"] == 2048
     evals = json.loads((rl / "evaluations.json").read_text())
     steps = [e["timesteps"] for e in evals]
-    assert steps[0] == 0 and steps[-1] == 4096 and steps == sorted(steps)       # history kept and extended
+    assert steps == [0, 1024, 2048]                                             # history kept and extended
     runs = [p for p in (rl / "tensorboard").iterdir() if p.is_dir()]
     assert len(runs) == 1                                                       # logs continue in the same run
 
