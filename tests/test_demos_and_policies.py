@@ -126,9 +126,8 @@ def test_policy_config_kwargs_are_shared(spaces):
 def test_camera_policy_carries_the_bc_encoder_into_ppo_and_fine_tunes_it(tmp_path):
     from training.bc import train_bc
     from training.config import BCConfig
-    env_cfg = EnvConfig()
-    env_cfg.use_camera = True
-    demo = demo_io.generate(DemoConfig(n_episodes=1, n_envs=1), env_cfg, seed=0, progress=False)
+    env_cfg = config_tree.apply(DEMO_ENV, "use_camera", True)
+    demo = demo_io.generate(DemoConfig(n_episodes=1, n_envs=1), env_cfg, seed=0, progress=False)     # 250 frames
     assert demo.obs["image"].shape[1:] == (3, 48, 48)
     bc = train_bc(demo, None, env_cfg, PolicyConfig(), BCConfig(epochs=2, batch_size=256), tmp_path, 0, progress=False)
     bc_state = {k: v.clone() for k, v in bc.policy.state_dict().items()}

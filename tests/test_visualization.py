@@ -120,7 +120,7 @@ def test_live_window_opens_under_xvfb(tmp_path):
         shot = None
         deadline = time.time() + 400
         while time.time() < deadline and proc.poll() is None:
-            time.sleep(2)
+            time.sleep(0.5)
             if list((tmp_path / "live" / "videos").glob("step_*.mp4")):
                 time.sleep(4)                                  # let the window pick the clip up and draw
                 shot = xvfb_screenshot(display)
