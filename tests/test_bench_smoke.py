@@ -258,6 +258,17 @@ def timing_watchdog_stop(message: str, ticks: int, control_hz: float) -> bool:
             or (message.startswith(slow) and ticks >= runtime.SLOW_WINDOW))
 
 
+def test_the_watchdog_check_takes_only_a_timing_stop_that_fits_its_tick_count():
+    long_ticks = "ticks took over 16 ms 5 times in a row (last 26.5 ms)"      # as the runtime says it at 50 Hz
+    assert timing_watchdog_stop(long_ticks, 5, 50.0) and not timing_watchdog_stop(long_ticks, 4, 50.0)
+    assert timing_watchdog_stop("a tick was still running after 250 ms (a hung I2C bus?)", 3, 50.0)
+    slow = "the loop runs at 38.7 Hz (mean period 25.8 ms over 25 ticks, limit 22 ms)"
+    assert timing_watchdog_stop(slow, 25, 50.0) and not timing_watchdog_stop(slow, 24, 50.0)
+    for other in ("time limit reached", "exception: RuntimeError: boom", "SIGINT received",
+                  "servo writes failed on 3 ticks in a row (I2C)"):
+        assert not timing_watchdog_stop(other, 7, 50.0), other
+
+
 @pytest.fixture(scope="module")
 def sample_efficiency_run(tmp_path_factory):
     """bench/sample_efficiency.py's default protocol (PPO from BC and from scratch) at the tests' budget. (Its
