@@ -238,15 +238,19 @@ def _open_files(fd_dir: Path) -> list[str] | None:
 
 
 def _ancestors(proc: Path) -> set[int]:
-    """This process and its parents (sudo, a shell): they are us, not another driver of the HAT."""
-    pids, pid = set(), os.getpid()
+    """This process and its parents (sudo, a shell): they are us, not another driver of the HAT. This
+    process counts even as PID 1 (a container's command), where the walk up the parents stops at once."""
+    def parent(pid: int) -> int:
+        try:
+            return int((proc / str(pid) / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    pids = {os.getpid()}
+    pid = parent(os.getpid())
     while pid > 1 and pid not in pids:
         pids.add(pid)
-        try:
-            stat = (proc / str(pid) / "stat").read_text()
-            pid = int(stat.rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
+        pid = parent(pid)
     return pids
 
 

@@ -18,6 +18,9 @@ FIGURES = {"forward_speed_mps": 0.14, "lateral_drift_ratio": 0.01, "heading_chan
 @pytest.fixture
 def results(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    # A clean checkout's provenance, also where git cannot answer (the image has no .git)
+    monkeypatch.setattr(common, "git_state", lambda: {"commit": "0123456789abcdef" * 2 + "01234567",
+                                                      "dirty": False, "dirty_paths": []})
     return tmp_path / "results"
 
 
