@@ -255,7 +255,9 @@ def test_the_documented_runtime_commands_start_the_command_line():
     import subprocess
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
-    for how in (["-m", "deploy.runtime"], [str(root / "deploy" / "runtime.py")]):
-        proc = subprocess.run([sys.executable, *how, "--help"], capture_output=True, text=True, cwd=root, timeout=60)
-        assert proc.returncode == 0 and "usage: python -m deploy.runtime" in proc.stdout, proc.stderr
-        assert "--imu-check" in proc.stdout and "--stand-only" in proc.stdout
+    procs = [subprocess.Popen([sys.executable, *how, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=root) for how in (["-m", "deploy.runtime"], [str(root / "deploy" / "runtime.py")])]
+    for proc in procs:                                               # both at once
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "usage: python -m deploy.runtime" in stdout, stderr
+        assert "--imu-check" in stdout and "--stand-only" in stdout

@@ -271,22 +271,34 @@ def test_docs_contain_docker_commands():
     assert "docker compose run" in text and "docker-compose run" in text   # both compose versions
 
 
+def service_and_argv(command: str) -> tuple[str, list[str]]:
+    """A documented command's service and what it runs, without the run options (--rm, -T, -e X=Y)."""
+    words = shlex.split(command)
+    while words and words[0].startswith("-"):
+        takes_value = words[0] in ("-e", "--env", "-p", "--publish", "-v", "--volume", "--name", "-u",
+                                   "--user", "-w", "--workdir", "--entrypoint")
+        words = words[2:] if takes_value else words[1:]
+    return words[0], words[1:]
+
+
 @functools.lru_cache(maxsize=None)
-def script_help(script: Path) -> str:
-    """`python <script> --help` as a user runs it; once per script (many documented commands share one)."""
+def script_helps() -> dict[Path, str]:
+    """`python <script> --help` as a user runs it, for each script a documented command runs: each once (many
+    commands share one), all started at once."""
     env = {**os.environ, "MUJOCO_GL": "egl"}
-    return subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                          env=env, timeout=120).stdout
+    scripts = set()
+    for _, command in documented_runs():
+        _, argv = service_and_argv(command)
+        if argv[:1] == ["python"] and len(argv) > 1 and argv[1] != "-m" and (ROOT / argv[1]).is_file():
+            scripts.add(ROOT / argv[1])
+    procs = {script: subprocess.Popen([sys.executable, str(script), "--help"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True, env=env) for script in scripts}
+    return {script: proc.communicate(timeout=120)[0] for script, proc in procs.items()}
 
 
 @pytest.mark.parametrize("doc,command", documented_runs())
 def test_documented_docker_commands_use_real_services_scripts_and_flags(doc, command):
-    words = shlex.split(command)
-    while words and words[0].startswith("-"):                    # run options (--rm, -T, -e X=Y)
-        takes_value = words[0] in ("-e", "--env", "-p", "--publish", "-v", "--volume", "--name", "-u",
-                                   "--user", "-w", "--workdir", "--entrypoint")
-        words = words[2:] if takes_value else words[1:]
-    service, argv = words[0], words[1:]
+    service, argv = service_and_argv(command)
     assert service in SERVICES, f"{doc}: unknown service {service!r}"
     if not argv or argv[0] != "python":
         return
@@ -296,7 +308,7 @@ def test_documented_docker_commands_use_real_services_scripts_and_flags(doc, com
         return
     script = ROOT / argv[1]
     assert script.is_file(), f"{doc}: {argv[1]} does not exist"
-    help_text = script_help(script)
+    help_text = script_helps()[script]
     for flag in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
         assert re.search(rf"(^|\s|\[){re.escape(flag)}([\s,=\]]|$)", help_text, re.M), \
             f"{doc}: {argv[1]} does not accept {flag}"

@@ -78,7 +78,8 @@ def stand_only(tmp_path, monkeypatch):
     return ["--policy", str(tmp_path / "policy.onnx"), "--stand-only", "--seconds", "0.1"]
 
 
-@pytest.mark.parametrize("text", [None, "", "legs_servo_offset_list = [0, 0, 0, 0, 0, 0, 0, 0]\n\n"])
+@pytest.mark.parametrize("text", [pytest.param(None, marks=pytest.mark.slow),       # also a paced dry run
+                                  "", "legs_servo_offset_list = [0, 0, 0, 0, 0, 0, 0, 0]\n\n"])
 def test_the_robot_refuses_a_missing_or_all_zero_calibration_unless_told(text, stand_only, tmp_path, capsys):
     conf = tmp_path / "pidog.conf"
     if text is not None:
