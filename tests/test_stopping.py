@@ -18,13 +18,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Subprocess env workers (they must outlive a group signal), short episodes, frequent evaluations.
 BASE = ["--preset", "tiny", "--set", "rl.vec_env=subproc", "--set", "demo.n_episodes=4", "--no-live"]
-# BC long enough to be stopped (1000 epochs); PPO long enough to be stopped twice (8192 steps), an evaluation
-# every 2048 steps, no periodic checkpoint.
-LONG = ["--set", "bc.epochs=1000", "--total-rl-timesteps", "8192", "--set", "rl.eval_freq=2048",
+# BC long enough to be stopped (1000 epochs); PPO with 4096 steps, an evaluation every 1024, no periodic checkpoint.
+LONG = ["--set", "bc.epochs=1000", "--total-rl-timesteps", "4096", "--set", "rl.eval_freq=1024",
         "--set", "rl.checkpoint_freq=100000"]
-# (stage, what its start prints, signal, to whom): each signal and each target in each stage.
-STOPS = [("bc", "behavior cloning:", signal.SIGINT, "group"), ("bc", "behavior cloning:", signal.SIGTERM, "main"),
-         ("ppo", "PPO:", signal.SIGTERM, "group"), ("ppo", "PPO:", signal.SIGINT, "main")]
+# (stage, the line to wait for and how many times it must be printed, signal, to whom): each signal and each
+# target in each stage. During BC the signal comes a second after BC starts; during PPO right after the
+# second evaluation of the run (the first is at its start), i.e. after 1024 steps of learning in that run,
+# however fast the machine is.
+STOPS = [("bc", "behavior cloning:", 1, signal.SIGINT, "group"), ("bc", "behavior cloning:", 1, signal.SIGTERM, "main"),
+         ("ppo", "eval @ ", 2, signal.SIGTERM, "group"), ("ppo", "eval @ ", 2, signal.SIGINT, "main")]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -37,9 +39,9 @@ def start(tmp_path: Path, name: str, args: list[str]) -> tuple[subprocess.Popen,
     return proc, log
 
 
-def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+def wait_for(log: Path, text: str, proc: subprocess.Popen, times: int = 1, timeout: float = 300) -> None:
     deadline = time.time() + timeout
-    while text not in log.read_text():
+    while log.read_text().count(text) < times:
         assert proc.poll() is None, log.read_text()[-2000:]
         assert time.time() < deadline, f"{text!r} never appeared"
         time.sleep(0.2)
@@ -62,11 +64,12 @@ def live_processes_in_group(pgid: int, wait: float = 5.0) -> list[int]:
         time.sleep(0.2)
 
 
-def stop(proc: subprocess.Popen, log: Path, marker: str, sig: signal.Signals, target: str) -> str:
-    """Send `sig` to the main process or its group a second after `marker` is printed; check the exit and
-    that no process of the run survives; return the last line printed."""
-    wait_for(log, marker, proc)
-    time.sleep(1.0)
+def stop(proc: subprocess.Popen, log: Path, marker: str, times: int, sig: signal.Signals, target: str,
+         delay: float) -> str:
+    """Send `sig` to the main process or its group `delay` seconds after `marker` is printed for the `times`th
+    time; check the exit and that no process of the run survives; return the last line printed."""
+    wait_for(log, marker, proc, times)
+    time.sleep(delay)
     if target == "group":
         os.killpg(proc.pid, sig)
     else:
@@ -106,9 +109,9 @@ def test_stops_during_bc_and_ppo_then_resume(tmp_path):
     episodes up to it; the run resumed to the end keeps them all."""
     exp = tmp_path / "run"
     ppo_stops = []                                         # (step, evaluations, training episodes) at each stop
-    for n, (stage, marker, sig, target) in enumerate(STOPS):
+    for n, (stage, marker, times, sig, target) in enumerate(STOPS):
         proc, log = start(tmp_path, "run", [*BASE, *LONG]) if n == 0 else start(tmp_path, f"resume{n}", ["--resume"])
-        last = stop(proc, log, marker, sig, target)
+        last = stop(proc, log, marker, times, sig, target, delay=1.0 if stage == "bc" else 0.0)
         if stage == "bc":
             assert "during behavior cloning: demonstrations.npz is saved" in last
             assert (exp / "demonstrations.npz").is_file() and not (exp / "bc_pretrained_policy.pth").exists()
@@ -116,7 +119,7 @@ def test_stops_during_bc_and_ppo_then_resume(tmp_path):
             continue
         ckpts = sorted((int(p.stem.split("_")[1]), p) for p in (exp / "checkpoints").glob("ppo_*_steps.zip"))
         stopped_at, path = ckpts[-1]
-        assert str(path) in last and stopped_at >= max([s[0] for s in ppo_stops], default=0)
+        assert str(path) in last and stopped_at > max([s[0] for s in ppo_stops], default=0) + 1000    # it learned
         assert {s for s, _ in ckpts} == {stopped_at, *(s[0] for s in ppo_stops)}    # only the stops' checkpoints
         before = json.loads((exp / "evaluations.json").read_text())
         assert before and before[0]["timesteps"] == 0
