@@ -265,7 +265,7 @@ def finite(value):
 def test_each_committed_spec_runs_end_to_end_at_the_tests_budget(tmp_path, path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    proc = sweep("--spec", path, *SMOKE, "--workers", "2", "--output-dir", tmp_path / "out", cwd=cwd)
+    proc = sweep("--spec", path, *SMOKE, "--workers", "3", "--output-dir", tmp_path / "out", cwd=cwd)   # all at once
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     spec = spec_from_file(path, argparse.Namespace(seeds=[0], assignments=[("@preset", "tiny"), ("demo.n_envs", "1")]))
     configs = spec.configurations()

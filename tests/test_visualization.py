@@ -61,8 +61,8 @@ def run_training(tmp_path, name, extra_env):
 @pytest.mark.slow
 def test_headless_training_writes_videos_dashboard_and_tensorboard_clips(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    proc = subprocess.run([*TRAIN, "--set", "env.episode_seconds=4", "--output-dir", str(tmp_path),
-                           "--experiment-name", "viz"],                 # 4 s clips, as in the live test
+    proc = subprocess.run([*TRAIN, "--set", "env.episode_seconds=2", "--output-dir", str(tmp_path),
+                           "--experiment-name", "viz"],                 # 2 s clips: 50 frames each
                           capture_output=True, text=True, timeout=600, env={**env, "MUJOCO_GL": "egl"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     exp = tmp_path / "viz"
