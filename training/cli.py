@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -321,7 +322,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                           "--no-randomization")
     if args.suite:
         return run_suite(args)
-    for flag in ("out", "force", "workers", "conditions"):
+    for flag in ("out", "force", "workers", "conditions", "rescope"):
         if getattr(args, flag) not in (None, False):
             raise ConfigError(f"--{flag} applies to --suite runs")
     if args.model and args.model.endswith(".onnx"):
@@ -353,6 +354,15 @@ def run_suite(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} does not apply to --suite {args.suite} (it writes {args.suite}.json itself)")
     if args.conditions and args.suite != "robustness":
         raise ConfigError("--conditions applies to --suite robustness")
+    if args.rescope:
+        if args.suite != "commands":
+            raise ConfigError("--rescope applies to --suite commands")
+        if args.model:
+            raise ConfigError("--rescope measures the trot's grid: --gait trot, not --model")
+        for flag in ("out", "force", "allow_pickle"):
+            if getattr(args, flag) not in (None, False):
+                raise ConfigError(f"--{flag.replace('_', '-')} does not apply to --rescope (it writes "
+                                  "training/suites/command_grid.json)")
     suite = importlib.import_module(f"training.suites.{args.suite}")
     policy, env_cfg = evaluated_config(args)
     if args.suite == "commands" and policy is not None and not env_cfg.command.enabled:
@@ -363,10 +373,14 @@ def run_suite(args: argparse.Namespace) -> None:
         if unknown:
             raise ConfigError(f"no condition {unknown[0]!r} (known: {', '.join(suite.CONDITIONS)})")
     source = args.model or suites.TROT
-    folder = suites.output_folder(args.suite, args.model, args.out, args.force)
     episodes = args.episodes or suite.DEFAULT_EPISODES
     seed = suite.SEED_BASE if args.seed is None else args.seed
-    extra = {"conditions": args.conditions} if args.suite == "robustness" else {}
+    if args.rescope:
+        argv = getattr(args, "argv", None)
+        return rescope_commands(suite, env_cfg, episodes, seed, args.workers or 2,
+                                shlex.join(["pidog", *argv]) if argv is not None else None)
+    extra = {"conditions": args.conditions} if args.suite == "robustness" else {"grid": suite.load_grid()}
+    folder = suites.output_folder(args.suite, args.model, args.out, args.force)
     print(f"{args.suite} suite: {source if source == suites.TROT else source + ' and the trot'}, {episodes} episodes per "
           f"{'condition' if args.suite == 'robustness' else 'command cell'}, seeds from {seed}", flush=True)
     t0 = time.perf_counter()
@@ -377,6 +391,17 @@ def run_suite(args: argparse.Namespace) -> None:
     path = suites.write_results(folder, args.suite, result)
     suite.plot(result, folder / f"{args.suite}.png")
     print(f"-> {path} and {folder / f'{args.suite}.png'}")
+
+
+def rescope_commands(commands, env_cfg, episodes: int, seed: int, workers: int, command: str | None) -> None:
+    """`pidog evaluate --suite commands --gait trot --rescope`: the trot on every candidate cell; the cells it
+    reaches at least half of become the suite's grid (training/suites/command_grid.json)."""
+    n = len(commands.CANDIDATE_VX) * len(commands.CANDIDATE_WZ)
+    print(f"commands grid: the trot on {n} candidate cells, {episodes} episodes each, seeds from {seed}", flush=True)
+    grid = commands.rescope(env_cfg, episodes, seed, workers, command)
+    for line in commands.rescope_lines(grid):
+        print(line)
+    print(f"-> {commands.write_grid(grid)}")
 
 
 def cmd_visualize(args: argparse.Namespace) -> None:
@@ -444,6 +469,10 @@ def build_parser() -> Parser:
     g.add_argument("--out", type=Path, default=None, help="folder for <suite>.json and .png "
                                                            "(default: <model folder>/<suite>)")
     g.add_argument("--force", action="store_true", help="replace that folder's earlier results of the suite")
+    g.add_argument("--rescope", action="store_true",
+                   help="with --suite commands --gait trot: run the trot on every candidate command cell and "
+                        "write the cells it reaches at least half of (the suite's grid) to "
+                        "training/suites/command_grid.json")
     p.add_argument("--set", dest="set_", action=_Assign, metavar="env.KEY=VALUE", default=argparse.SUPPRESS,
                    help="evaluate under changed env settings, e.g. --set env.randomization.friction=[0.3,0.5]")
 
@@ -474,6 +503,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if argv[0] in commands:
             commands[argv[0]].prog = prog
     args = parser.parse_args(argv)
+    args.argv = list(argv)                      # as typed (after the program's name), for records of the command
     if args.command in PIPELINES or args.command == "config":
         return run_guarded(lambda: run_pipeline("train" if args.command == "config" else args.command, args))
     handler = {"evaluate": cmd_evaluate, "visualize": cmd_visualize, "export": cmd_export,
