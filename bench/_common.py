@@ -95,11 +95,13 @@ def defaults_hashes() -> dict:
     """Hashes of today's defaults: `env` = EnvConfig().hash(), `pipeline` = the same over PipelineConfig()
     without the settings that only name a run. A published result whose hash differs from the one the code
     gives now was measured with earlier defaults."""
-    from pidog_env.config import EnvConfig
+    from pidog_env.config import HASH_NEUTRAL, EnvConfig, without_neutral
+    from training.config import HASH_NEUTRAL as PIPELINE_NEUTRAL
     from training.config import PipelineConfig
     pipeline = PipelineConfig().to_dict()
     for key in RUN_IDENTITY:
         pipeline.pop(key, None)
+    pipeline = without_neutral(pipeline, {**{("env", *k): v for k, v in HASH_NEUTRAL.items()}, **PIPELINE_NEUTRAL})
     return {"env": EnvConfig().hash(), "pipeline": _digest(pipeline)}
 
 

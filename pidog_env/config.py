@@ -22,16 +22,38 @@ PhysicalParams.REMOVED = {
 
 # Reward terms in the order the env computes them; `RewardConfig.scales` must name exactly these.
 REWARD_TERMS = ("forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision",
-                "fall", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit")
+                "fall", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit", "action_accel")
 
 
 # Terms added after the first release (absent from old configs, which get them at scale 0).
-ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit")
+ADDED_TERMS = ("self_collision", "track_vx", "track_wz", "stand_still", "body_height", "torque_limit",
+               "action_accel")
 
 # Terms that were removed: a saved configuration may hold them at scale 0 (what remains); any other scale is refused.
 REMOVED_TERMS = {"torso_clearance": "the torso-corner clearance term cost speed (1.17-1.21x the trot) without "
                                     "holding the robustness suite at the reference budget "
                                     "(CHANGELOG.md)"}
+
+
+# Settings added after a release, at the value that leaves behaviour as it was: a configuration holding that
+# value hashes as it did before they existed (published results and exported policies keep their hash).
+HASH_NEUTRAL: dict[tuple[str, ...], object] = {
+    ("obs", "episode_physics"): False,
+    ("reward", "scales", "action_accel"): 0.0,
+}
+
+
+def without_neutral(d: dict, neutral: dict[tuple[str, ...], object]) -> dict:
+    """A copy of the nested dict `d` without the `neutral` entries that hold their neutral value."""
+    import copy
+    out = copy.deepcopy(d)
+    for path, value in neutral.items():
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == value:
+            del node[path[-1]]
+    return out
 
 
 def _default_scales() -> dict[str, float]:
@@ -52,6 +74,8 @@ def _default_scales() -> dict[str, float]:
         "stand_still": -0.5,  # squared leg-target offset from the stand pose / 8, under the zero command
         "body_height": -3.0,  # (cm of torso height below reward.min_body_height)^2: margin against sagging
         "torque_limit": -2.0, # sum over leg servos of the torque above reward.torque_soft_limit x rated torque
+        # Servo bandwidth: the second difference of the leg targets (off by default; the robust preset sets it).
+        "action_accel": 0.0,  # |a_t - 2 a_{t-1} + a_{t-2}|^2 over the 8 normalized leg targets
     }
 
 
@@ -106,6 +130,9 @@ class ObservationConfig:
 
     ultrasonic: bool = setting(False, help="append forward distance / 2.9 m (1.0 when nothing is in range)")
     history: int = setting(0, ge=0, le=50, help="number of past observation frames appended")
+    episode_physics: bool = setting(False, help="teacher only: append what the episode drew (servos, masses, friction, "
+                                                "calibration, delays, IMU bias, the last push), scaled to order 1; "
+                                                "the robot cannot measure it, so such a policy is never exported")
 
 
 @dataclass
@@ -227,8 +254,9 @@ class EnvConfig:
         return asdict(self)
 
     def hash(self) -> str:
-        """Short stable hash of everything that changes what a policy sees or does."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        """Short stable hash of everything that changes what a policy sees or does (settings added later are
+        left out at the value that changes nothing, `HASH_NEUTRAL`, so earlier configurations keep theirs)."""
+        blob = json.dumps(without_neutral(self.to_dict(), HASH_NEUTRAL), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @classmethod

@@ -41,7 +41,10 @@ the real robot measures (`pidog_env.observation` builds it for the env and the r
 | 14-15 | gait clock sin, cos (period `gait_period`, 0.6148 s)      | [-1, 1]           |
 
 Options: `command.enabled` (+2 after the clock: the command task's forward speed x 8 and yaw rate x 2),
-`obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first). `use_camera=True`
+`obs.ultrasonic` (+1, distance / 2.9 m), `obs.history=K` (+K past frames, newest first),
+`obs.episode_physics` (+62 after the frames, a teacher's privileged input the robot cannot measure:
+`randomization.PHYSICS_FEATURES`, 59 entries scaled to order 1, then the last push's kick / 0.06 m/s and the
+seconds since it, capped at 1; `env.unwrapped.privileged()`). `use_camera=True`
 gives `Dict(image=Box(0, 255, (3, S, S), uint8), state=<the vector above>)` (channels first).
 
 The IMU sample behind an observation is `randomization.imu_delay_substeps` (0-2) physics steps old, drawn
@@ -71,6 +74,7 @@ each step's scaled terms in `info["reward_terms"]`; target = `reward.target_spee
 | stand_still | squared leg targets / 8 under the zero command              | -0.5  |
 | body_height | (cm of torso height below `reward.min_body_height`, 0.09 m)^2 | -3.0  |
 | torque_limit | sum over leg servos of max(0, abs(torque) / rated torque (0.19 N m) - `reward.torque_soft_limit` (0.85)) | -2.0 |
+| action_accel | squared second difference of the normalized leg targets    | 0.0   |
 
 In the command task (`command.enabled`), vx and the lateral speed are measured along the body's current
 heading (the forward task: along the start heading) and wz is the yaw rate; `forward` and `yaw_rate`
@@ -107,6 +111,9 @@ reset on (the training curriculum, `pidog_env.curriculum`, uses it through `VecE
 (mean absolute per-step tracking errors).
 
 ## Version history
+- v2: `obs.episode_physics` (a teacher's privileged input, off by default) and the `action_accel` term (the
+  leg targets' second difference, servo bandwidth; scale 0 by default and for configurations saved before it).
+  Defaults unchanged.
 - v2: the servos are power-limited DC motors behind a P loop (`pidog_env.actuator`, "Servos" above): the
   torque falls with speed instead of staying at the force limit at full speed (v1 clipped kp e - kv w as a
   whole, so a joint got 0.20 N m at 428 deg/s and the trot drew 1.7 W from a servo that gives at most
@@ -180,7 +187,7 @@ from pidog_env.config import REWARD_TERMS, EnvConfig, RandomizationConfig
 from pidog_env.model import ModelIndex, load_model, self_collisions
 from pidog_env.observation import (GRAVITY, GRAVITY_ALPHA, OBS_CLIP, GravityEstimator, ObservationStack, build_frame,
                                    frame_layout, frame_size)
-from pidog_env.randomization import EpisodeDraw, Randomizer, next_push_step, push
+from pidog_env.randomization import PRIVILEGED_SIZE, EpisodeDraw, Randomizer, next_push_step, push
 from pidog_env.rendering import Renderers, coarse_visual_copy, has_display
 
 # The rendering helpers stay importable from here (the training tools import them from this module).
@@ -264,6 +271,7 @@ class PiDogEnv(gym.Env):
         latency = self._episode.latency
         self._command = STAND_ACTION.copy()
         self._prev_action = STAND_ACTION.copy()
+        self._prev2_action = STAND_ACTION.copy()
         self._queue = deque([STAND_ACTION.copy()] * (latency + 1), maxlen=latency + 1)
         self._drive.reset(self._leg_target(STAND_ACTION), self._episode.dead_substeps)
         self._start_pos = tuple(d.qpos[0:2].tolist())
@@ -286,6 +294,7 @@ class PiDogEnv(gym.Env):
         a -= self._command
         np.minimum(a, self._max_step, out=a)
         np.maximum(a, -self._max_step, out=a)
+        self._prev2_action = self._prev_action
         self._prev_action = self._command
         self._command = self._command + a
         self._queue.append(self._command)
@@ -295,7 +304,8 @@ class PiDogEnv(gym.Env):
         x0, y0 = qpos[0:2].tolist()
         if self._push_at is not None and self._steps >= self._push_at:
             dr = self.cfg.randomization                 # the current ranges (set_randomization applies at once)
-            push(d.qvel, dr, self.np_random)
+            self._last_push = push(d.qvel, dr, self.np_random)
+            self._push_step = self._steps
             self._push_at = next_push_step(self._steps, dr, self.dt, self.np_random)
         # The IMU sample the policy sees is `imu_delay` physics steps old (the robot reads it at the tick's start).
         delay, drive = self._episode.imu_delay, self._drive
@@ -361,6 +371,7 @@ class PiDogEnv(gym.Env):
         rc = self.cfg.reward
         target = rc.target_speed
         da = self._command - self._prev_action
+        dda = da - (self._prev_action - self._prev2_action)
         torque = self._leg_force + self._leg_damper
         power = (torque * self._leg_qvel).tolist()
         rated, soft = self._rated_torque, rc.torque_soft_limit
@@ -387,6 +398,7 @@ class PiDogEnv(gym.Env):
             still,                                  # stand_still
             (100.0 * max(0.0, rc.min_body_height - height)) ** 2,   # body_height (cm below the minimum)^2
             sum(max(0.0, abs(f) / rated - soft) for f in torque.tolist()),    # torque_limit
+            float(dda @ dda),                       # action_accel
         )
         return dict(zip(REWARD_TERMS, map(operator.mul, self._scale_values, values)))
 
@@ -428,6 +440,18 @@ class PiDogEnv(gym.Env):
         self._noise_rows: list[list[float]] = []   # pre-drawn IMU noise samples, 64 at a time
         self._noise_i = 0
         self._push_at: int | None = None
+        self._last_push, self._push_step = np.zeros(2), -10**9
+
+    def privileged(self) -> np.ndarray:
+        """The teacher's privileged input (`obs.episode_physics`): the episode's drawn physics
+        (`randomization.PHYSICS_FEATURES`) and the last push (kick x, y / 0.06 m/s, seconds since it, capped
+        at 1 s), float32."""
+        since = min(1.0, (self._steps - self._push_step) * self.dt)
+        out = np.empty(PRIVILEGED_SIZE, np.float32)
+        out[:-3] = self._episode.physics
+        out[-3:-1] = self._last_push / 0.06
+        out[-1] = since
+        return out
 
     def _leg_target(self, action: np.ndarray) -> np.ndarray:
         """The leg servos' joint targets for `action` (model radians, with the episode's calibration error)."""
@@ -474,6 +498,8 @@ class PiDogEnv(gym.Env):
         return [min(max(ax, -hi), hi), min(max(ay, -hi), hi), min(max(az, -hi), hi), gx, gy, gz]
 
     def _wrap_obs(self, vec: np.ndarray):
+        if self.cfg.obs.episode_physics:
+            vec = np.concatenate([vec, np.clip(self.privileged(), -OBS_CLIP, OBS_CLIP)])
         if not self.cfg.use_camera:
             return vec
         return {"image": self.camera_image(), "state": vec}
@@ -515,8 +541,9 @@ def observation_space(cfg: EnvConfig) -> spaces.Space:
 
 
 def actor_obs_size(cfg: EnvConfig) -> int:
-    """The observation vector's size: the frames."""
-    return frame_size(cfg.obs.ultrasonic, cfg.command.enabled) * (cfg.obs.history + 1)
+    """The observation vector's size: the frames, then the teacher's privileged input if it has one."""
+    frames = frame_size(cfg.obs.ultrasonic, cfg.command.enabled) * (cfg.obs.history + 1)
+    return frames + (PRIVILEGED_SIZE if cfg.obs.episode_physics else 0)
 
 
 def action_space(cfg: EnvConfig | None = None) -> spaces.Box:

@@ -41,6 +41,7 @@ class EpisodeDraw:
     imu_delay: int                   # age of the IMU sample the policy sees, in physics steps
     imu_bias: list[float]            # accel x, y, z (m/s^2) then gyro x, y, z (rad/s), constant over the episode
     imu_noise: np.ndarray | None     # noise std per IMU sample, same order; None: noiseless
+    physics: np.ndarray | None = None   # `physics_features` of this draw (the teacher's privileged input)
 
     @classmethod
     def nominal(cls, cfg: EnvConfig) -> "EpisodeDraw":
@@ -48,7 +49,45 @@ class EpisodeDraw:
         in `cfg.physical`; the IMU sample's nominal age (`EnvConfig.imu_delay_substeps`, the midpoint of its
         randomized range)."""
         dead = ServoParams.from_physical(cfg.physical).dead_substeps(cfg.sim_dt)
-        return cls(np.zeros(robot.N_LEG), 0, dead, 1.0, cfg.imu_delay_substeps, [0.0] * 6, None)
+        draw = cls(np.zeros(robot.N_LEG), 0, dead, 1.0, cfg.imu_delay_substeps, [0.0] * 6, None)
+        draw.physics = physics_features(draw, dead, friction=None, torso_mass=1.0, parts_mass=1.0,
+                                        com_shift=np.zeros(2), servo_spread=np.ones((3, N_SERVOS)))
+        return draw
+
+
+# The teacher's privileged input (`obs.episode_physics`): what an episode drew, each entry scaled to order 1
+# around the robot as built with fixed scales (the default ranges' half-widths), so a value past a training
+# range reads past 1 and means the same under every range. Order and scales, one row each:
+N_SERVOS = len(robot.ALL_JOINTS)
+PHYSICS_FEATURES: tuple[tuple[str, int, str], ...] = (
+    ("friction", 1, "(mu - 0.85) / 0.35"),
+    ("torso_mass", 1, "(scale - 1) / 0.15"),
+    ("parts_mass", 1, "(mean scale of the other parts - 1) / 0.15"),
+    ("com_shift", 2, "torso centre-of-mass shift x, y / 5 mm"),
+    ("supply", 1, "(s - 0.95) / 0.1"),
+    ("servo_torque", N_SERVOS, "(stall-torque spread - 1) / 0.1, per servo"),
+    ("servo_speed", N_SERVOS, "(no-load-speed spread - 1) / 0.1, per servo"),
+    ("servo_kp", N_SERVOS, "(P-gain spread - 1) / 0.1, per servo"),
+    ("dead_time", 1, "dead time - nominal, physics steps"),
+    ("calibration", robot.N_LEG, "offset / 3 deg, per leg joint"),
+    ("latency", 1, "action delay - 1, control steps"),
+    ("imu_delay", 1, "IMU sample age - 1, physics steps"),
+    ("imu_bias", 6, "accel bias / 0.3 m/s^2, gyro bias / 0.03 rad/s"),
+)
+PHYSICS_SIZE = sum(n for _, n, _ in PHYSICS_FEATURES)
+PUSH_FEATURES = 3          # the last push: its kick x, y / 0.06 m/s and the seconds since it (capped at 1 s)
+PRIVILEGED_SIZE = PHYSICS_SIZE + PUSH_FEATURES
+
+
+def physics_features(draw: "EpisodeDraw", nominal_dead: int, friction: float | None, torso_mass: float,
+                     parts_mass: float, com_shift: np.ndarray, servo_spread: np.ndarray) -> np.ndarray:
+    """The rows of `PHYSICS_FEATURES` for one episode (`friction` None: the model's nominal 0.85 midpoint)."""
+    mu = 0.85 if friction is None else friction
+    bias = np.asarray(draw.imu_bias) / np.repeat([0.3, 0.03], 3)
+    return np.concatenate([
+        [(mu - 0.85) / 0.35, (torso_mass - 1) / 0.15, (parts_mass - 1) / 0.15], np.asarray(com_shift) / 0.005,
+        [(draw.supply - 0.95) / 0.1], ((servo_spread - 1) / 0.1).ravel(), [draw.dead_substeps - nominal_dead],
+        draw.calibration / np.deg2rad(3.0), [draw.latency - 1, draw.imu_delay - 1], bias]).astype(np.float64)
 
 
 class NominalModel:
@@ -124,7 +163,8 @@ class Randomizer:
         actuator.apply(m, servo, supply)
         # The servos' dead time, +-DEAD_TIME_SPREAD_STEPS physics steps around its value.
         dead = self.nominal_dead + int(rng.integers(-DEAD_TIME_SPREAD_STEPS, DEAD_TIME_SPREAD_STEPS + 1))
-        return EpisodeDraw(
+        shift = m.body_ipos[self.idx.torso_body, :2] - nom.body_ipos[self.idx.torso_body, :2]
+        draw = EpisodeDraw(
             # Per-joint offset of the commanded angle (`calibration_deg`): the servo calibration's residual.
             calibration=np.deg2rad(rng.uniform(-1, 1, robot.N_LEG) * dr.calibration_deg),
             # Action delay in control steps, inclusive range (`latency_steps`): policy output to servo motion.
@@ -139,6 +179,10 @@ class Randomizer:
             # Per-sample noise std (`accel_noise`, `gyro_noise`); the env draws the samples as it reads the IMU.
             imu_noise=np.repeat([dr.accel_noise, dr.gyro_noise], 3),
         )
+        draw.physics = physics_features(draw, self.nominal_dead, mu, float(scale[self.idx.torso_body]),
+                                        float(np.mean(np.delete(scale[1:], self.idx.torso_body - 1))), shift,
+                                        spread[:3])
+        return draw
 
     def perturb_start(self, data: mujoco.MjData, dr: RandomizationConfig, rng: np.random.Generator) -> None:
         """The start pose off the stand keyframe: each leg joint by up to `init_joint_noise_deg`, and the
@@ -156,12 +200,14 @@ def next_push_step(step: int, dr: RandomizationConfig, dt: float, rng: np.random
     return step + int(rng.uniform(lo, hi) / dt)
 
 
-def push(qvel: np.ndarray, dr: RandomizationConfig, rng: np.random.Generator) -> None:
+def push(qvel: np.ndarray, dr: RandomizationConfig, rng: np.random.Generator) -> np.ndarray:
     """A horizontal velocity kick of the torso, up to `push_velocity` per axis: bumps, tugs and uneven
     ground, up to about half the walking speed (the trot's ~0.12 m/s): the robot should walk through them;
     kicks faster than its walk are falls of their own, which no servo model makes it survive."""
     v = dr.push_velocity
-    qvel[0:2] += rng.uniform(-v, v, 2)
+    kick = rng.uniform(-v, v, 2)
+    qvel[0:2] += kick
+    return kick
 
 
 def update_subtree_mass(m: mujoco.MjModel) -> None:

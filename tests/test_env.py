@@ -16,7 +16,7 @@ from pidog_env.evaluation import run_episode
 from pidog_env.gaits import TrotGait
 
 REWARD_TERMS = {"forward", "alive", "upright", "lateral", "yaw_rate", "action_rate", "energy", "self_collision", "fall",
-                "track_vx", "track_wz", "stand_still", "body_height", "torque_limit"}
+                "track_vx", "track_wz", "stand_still", "body_height", "torque_limit", "action_accel"}
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"randomize": False}, {"ultrasonic": True, "history": 3},
