@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("env_throughput", "ppo_throughput", "visualization_overhead", "deploy_latency", "trot_check",
-           "sample_efficiency", "main_job", "actuator_check", "vendor_gaits", "sysid_roundtrip")
+           "sample_efficiency", "main_job", "actuator_check", "vendor_gaits", "sysid_roundtrip",
+           "robust_recipe")
 
 
 def run_script(name: str, *args: str, results: Path) -> str:
@@ -95,6 +96,9 @@ BAD = [
     ("sample_efficiency", ["--budget", "1024", "--eval-episodes", "0"], "eval_episodes"),
     ("sysid_roundtrip", ["--repeats", "0"], "--repeats"),
     ("sysid_roundtrip", ["--max-evals", "5"], "--max-evals"),
+    ("robust_recipe", ["--episodes", "0"], "--episodes"),
+    ("robust_recipe", ["--seeds", "0", "0"], "--seeds"),
+    ("robust_recipe", ["--budget", "no_such_preset"], "no_such_preset"),
 ]
 
 
@@ -105,7 +109,7 @@ def test_a_bad_budget_is_one_line_and_exit_2_before_any_work(name, argv, says, t
     module = importlib.import_module(f"bench.{name}")
     for mod in (bench._common, module):                      # should it run anyway, it writes here
         monkeypatch.setattr(mod, "RESULTS", tmp_path / "results", raising=False)
-    if name == "sample_efficiency":
+    if name in ("sample_efficiency", "robust_recipe"):
         argv = [*argv, "--workdir", str(tmp_path / "work")]
     try:
         code = run_guarded(lambda: module.main(argv))       # what `python bench/X.py` does with errors
@@ -343,3 +347,29 @@ def test_sysid_roundtrip(tmp_path):
     assert case["delay_error_ms"] == pytest.approx(1000 * (case["fitted"]["delay"] - case["true"]["delay"]), abs=0.01)
     assert 0 <= case["holdout_mae_deg"] < 5
     assert data["worst_holdout_mae_deg"] == case["holdout_mae_deg"]
+
+
+@pytest.mark.slow
+def test_robust_recipe(tmp_path):
+    out = run_script("robust_recipe", "--quick", "--seeds", "0", "--workdir", str(tmp_path / "w"), results=tmp_path)
+    data = load(tmp_path / "robust_recipe.json")
+    printed(out, data)
+    assert (tmp_path / "robust_recipe.png").is_file()
+    from training.suites.robustness import CONDITIONS
+    measured = {"trot", "default_recipe", "smoothness", "student", "teacher"}
+    assert measured < set(data["policies"]) and data["policies"]["student_at_trot_speed"]["measured"] is False
+    for label in measured:
+        p = data["policies"][label]
+        assert set(p["conditions"]) == set(CONDITIONS)
+        for name, c in p["conditions"].items():
+            assert c["episodes"] == 2 and c["falls"] == round(c["fall_rate"] * 2) and c["in_range"] == (name == "nominal")
+        assert p["worst_fall_rate"] == max(c["fall_rate"] for c in p["conditions"].values())
+    assert set(data["joint_power"]) == measured - {"teacher"}
+    assert all(0 <= v["mean_w"] <= v["p99_w"] for v in data["joint_power"].values())
+    student, trot = data["policies"]["student"]["conditions"], data["policies"]["trot"]["conditions"]
+    assert data["acceptance"]["failing_conditions"] == sorted(
+        n for n in student if student[n]["fall_rate"] > trot[n]["fall_rate"] + (0 if n == "nominal" else 0.05) + 1e-9)
+    assert (tmp_path / "w" / "robust_s0" / "student_policy.pth").is_file()
+    # A second run reuses the trained runs: it only evaluates.
+    out = run_script("robust_recipe", "--quick", "--seeds", "0", "--workdir", str(tmp_path / "w"), results=tmp_path)
+    assert out.count("reusing") == 3 and "training default_recipe_s0:" not in out

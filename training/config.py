@@ -18,7 +18,7 @@ from pathlib import Path
 from pidog_env.config import EnvConfig
 from pidog_env.config_tree import ConfigError, Removed, setting, validate
 
-__all__ = ["BCConfig", "ConfigError", "DemoConfig", "OffPolicyConfig", "PipelineConfig",
+__all__ = ["BCConfig", "ConfigError", "DemoConfig", "DistillConfig", "OffPolicyConfig", "PipelineConfig",
            "PolicyConfig", "PPOConfig", "RLConfig", "validate"]
 
 MAX_ROLLOUT = 2_000_000                 # PPO rollout buffer rows (n_steps x n_envs) held in memory
@@ -192,6 +192,22 @@ class OffPolicyConfig:
                                                  "fall penalty, as the takeover stands in for a fall)")
 
 
+# Settings added after a release, at the value that changes nothing (see pidog_env.config.HASH_NEUTRAL): left out
+# of the defaults hash at that value, so results measured before them still count as today's defaults.
+HASH_NEUTRAL: dict[tuple[str, ...], object] = {("distill",): {"history": 0, "steps": 160_000}}
+
+
+@dataclass
+class DistillConfig:
+    """Teacher -> student (`training.distill`): after PPO trains a teacher that sees the episode's physics
+    (`env.obs.episode_physics`), DAgger distils it into a deployable student with a history of frames."""
+
+    history: int = setting(0, ge=0, le=50, help="past frames the student sees (0: no student; the run ships its "
+                                               "PPO model)")
+    steps: int = setting(160_000, ge=8, le=10**8, help="env steps collected over the 8 DAgger iterations (the "
+                                                     "teacher drives the first, the student the others)")
+
+
 @dataclass
 class PipelineConfig:
     """Everything one run does; saved as config.json."""
@@ -215,6 +231,7 @@ class PipelineConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     off_policy: OffPolicyConfig = field(default_factory=OffPolicyConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     @property
     def experiment_dir(self) -> Path:
@@ -235,6 +252,15 @@ class PipelineConfig:
                               f"steps is more than {MAX_ROLLOUT:,} (it is held in memory)")
         if self.rl.algo != "ppo" and self.env.use_camera:
             raise ConfigError(f"rl.algo {self.rl.algo} supports vector observations only (not env.use_camera)")
+        if self.distill.history:
+            if not self.env.obs.episode_physics:
+                raise ConfigError("distill.history needs a teacher: set env.obs.episode_physics=true (the PPO stage "
+                                  "trains it, the student is distilled from it)")
+            if self.rl.algo != "ppo" or self.rl.total_timesteps == 0:
+                raise ConfigError("distill.history distils the PPO stage's model: it needs rl.algo ppo and "
+                                  "rl.total_timesteps > 0")
+            if self.env.obs.history > self.distill.history or self.env.use_camera:
+                raise ConfigError("distill.history must be at least env.obs.history, on vector observations")
         if self.rl.eval_episodes + self.rl.confirm_episodes > SELECTION_SEEDS:
             raise ConfigError(f"rl.eval_episodes + rl.confirm_episodes = {self.rl.eval_episodes + self.rl.confirm_episodes:,} "
                               f"is more than the {SELECTION_SEEDS:,} seeds before the final evaluation's")

@@ -12,6 +12,8 @@
 | training_episodes.json     | RL                         | per-rollout means of training episodes (dashboard) |
 | best_model.zip             | RL                         | the fastest evaluated model with <= 2 % falls: export this |
 | final_model.zip            | RL / GAIL                  | the model at the end of the budget                 |
+| student_policy.pth         | distillation               | the deployable student (`distill.history`): export this |
+| distill_curve.json         | distillation               | per DAgger iteration: loss, falls, speed           |
 | videos/, plots/            | visualization              | clips and the training dashboard                   |
 | summary.json               | every stage                | the figures of each stage                          |
 """
@@ -49,6 +51,8 @@ class Experiment:
     TRAIN_EPISODES = "training_episodes.json"
     BEST_MODEL = "best_model.zip"
     FINAL_MODEL = "final_model.zip"
+    STUDENT = "student_policy.pth"                  # the distilled, deployable student (distill.history > 0)
+    DISTILL_CURVE = "distill_curve.json"
     SUMMARY = "summary.json"
     VIDEOS = "videos"                               # clip_<step>.mp4 files, see clip()
     PLOTS = "plots"

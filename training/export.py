@@ -103,6 +103,10 @@ def export(model: str | Path, out_dir: Path, check_steps: int = 500, force: bool
     from training.policies import load_policy
     policy, meta = load_policy(model, allow_pickle=allow_pickle)
     env_cfg: EnvConfig = meta.get("env_config_obj") or EnvConfig()
+    if env_cfg.obs.episode_physics:
+        raise PipelineError("this policy is a teacher: it sees the episode's simulated physics "
+                            "(env.obs.episode_physics), which the robot cannot measure; export its student "
+                            "(student_policy.pth, distill.history)")
     if env_cfg.use_camera:
         raise PipelineError("camera policies cannot be exported for the robot runtime (no camera pipeline there)")
     if env_cfg.obs.ultrasonic:

@@ -75,6 +75,9 @@ def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]
             timings["demonstrations"] = time.perf_counter() - t0
             summary["demonstrations"] = demo.summary()
             exp.write_json(Experiment.SUMMARY, summary)
+        if cfg.env.obs.episode_physics:      # BC and PPO's BC term never see the privileged input (training.distill)
+            from training.distill import blind_demonstrations
+            demo = blind_demonstrations(demo)
         if cfg.resume and (exp / Experiment.BC_POLICY).is_file():
             bc_policy, _ = load_policy(exp / Experiment.BC_POLICY)
         else:
@@ -88,8 +91,16 @@ def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]
     if cfg.rl.total_timesteps > 0:
         if cfg.rl.algo == "ppo":
             bc_state = bc_policy.state_dict() if bc_policy is not None else None
-            summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo, pool)
-            timings.update(summary["ppo"].get("timings", {}))
+            if not (cfg.resume and (exp / Experiment.STUDENT).is_file()):
+                summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo, pool)
+                timings.update(summary["ppo"].get("timings", {}))
+            if cfg.distill.history and not (cfg.resume and (exp / Experiment.STUDENT).is_file()):
+                exp.write_json(Experiment.SUMMARY, summary)
+                t0 = time.perf_counter()
+                with stage("distillation", saved="the teacher (best_model.zip or final_model.zip) is saved; "
+                                                  "--resume distils again from it"):
+                    summary["distill"] = stage_distill(cfg, exp, pool)
+                timings["distillation"] = time.perf_counter() - t0
         else:
             summary["off_policy"] = stage_off_policy(cfg, exp, bc_policy, demo, pool)
             timings.update(summary["off_policy"].get("timings", {}))
@@ -116,6 +127,41 @@ def validate_inputs(cfg: PipelineConfig) -> None:
             demo_io.make_expert(cfg.demo.source, cfg.env, cfg.demo.allow_pickle)
 
 
+# ---------------------------------------------------------------- teacher -> student
+def stage_distill(cfg: PipelineConfig, exp: Experiment, pool: EvalPool) -> dict[str, Any]:
+    """DAgger from the PPO stage's teacher (best_model.zip, else final_model.zip) into `student_policy.pth`,
+    evaluated on the final episodes like every shipped model."""
+    from training.distill import distill
+    from training.evaluation import FINAL_EVAL_SEED_BASE
+    teacher_path = exp / Experiment.BEST_MODEL
+    if not teacher_path.is_file():
+        teacher_path = exp / Experiment.FINAL_MODEL
+    teacher, meta = load_policy(teacher_path)
+    log(f"distilling {teacher_path} into a student with {cfg.distill.history} past frames")
+    from torch.utils.tensorboard import SummaryWriter
+    tb = SummaryWriter(str(exp / Experiment.TENSORBOARD / "distill"))
+
+    def write(it: int, row: dict[str, Any]) -> None:
+        for key in ("loss", "fall_rate", "mean_forward_speed"):
+            if row[key] is not None:
+                tb.add_scalar(f"distill/{key}", row[key], it)
+        tb.flush()
+    try:
+        student, s_cfg, result = distill(teacher, meta["env_config_obj"], cfg.distill, cfg.policy, cfg.seed,
+                                         log=log, writer=write)
+    finally:
+        tb.close()
+    exp.write_json(Experiment.DISTILL_CURVE, result["curve"])
+    save_policy(exp / Experiment.STUDENT, student,
+                policy_meta(student, cfg.policy, s_cfg, stage="distill", teacher=str(teacher_path)))
+    ev = evaluate_policy(student, s_cfg, cfg.rl.final_eval_episodes, FINAL_EVAL_SEED_BASE, randomize=True, pool=pool)
+    ev.pop("per_episode")
+    log(f"student -> {exp / Experiment.STUDENT}; on the final episodes: {figures(ev)}; export it with: "
+        f"pidog export --model {exp / Experiment.STUDENT}")
+    return {"teacher": str(teacher_path), "model": str(exp / Experiment.STUDENT), "final_eval": ev,
+            "seconds": result["seconds"], "dataset_steps": result["dataset_steps"], "history": result["history"]}
+
+
 # ---------------------------------------------------------------- demonstrations and imitation
 def stage_demos(cfg: PipelineConfig, exp: Experiment) -> demo_io.Demonstrations:
     if cfg.demo.path:
@@ -138,6 +184,9 @@ def stage_bc(cfg: PipelineConfig, exp: Experiment, demo: demo_io.Demonstrations,
     log(f"behavior cloning: {cfg.bc.epochs} epochs on {len(train)} steps"
         + (f" ({len(val)} held out)" if val is not None else ""))
     result = train_bc(train, val, cfg.env, cfg.policy, cfg.bc, exp / Experiment.BC_LOGS, cfg.seed)
+    if cfg.env.obs.episode_physics:           # a teacher: cloned without its privileged input (training.distill)
+        from training.distill import zero_privileged_weights
+        zero_privileged_weights(result.policy)
     meta = policy_meta(result.policy, cfg.policy, cfg.env, stage="bc", bc_seconds=result.seconds)
     save_policy(exp / Experiment.BC_POLICY, result.policy, meta)
     exp.write_json(Experiment.BC_CURVE, result.curve)
