@@ -266,6 +266,37 @@ def sysid_rows(d: dict) -> list[Row]:
     return rows
 
 
+ROBUST_LABELS = ("trot", "default_recipe", "smoothness", "teacher", "student")
+
+
+def robust_rows(d: dict) -> list[Row]:
+    """bench/robust_recipe.py: per policy, the nominal speed and the worst condition's falls (pooled over the
+    seeds), each out-of-range condition's falls against the trot's, peak joint power, and the checks."""
+    pol = d["policies"]
+
+    def cond(label: str, name: str) -> str:
+        c = pol[label]["conditions"][name]
+        return falls(c["falls"], c["episodes"])
+    rows: list[Row] = []
+    for label in [x for x in ROBUST_LABELS if x in pol]:
+        rows.append((f"`{label}`: nominal speed; worst condition, its falls",
+                     lambda d, label=label: f"{pol[label]['nominal_speed_mps']:.3f} m/s; {pol[label]['worst_condition']}, "
+                                            + cond(label, pol[label]["worst_condition"]), ""))
+    for name in pol["trot"]["conditions"]:
+        where = "in range" if pol["trot"]["conditions"][name]["in_range"] else "outside"
+        rows.append((f"`{name}` ({where}): falls of the trot / default recipe / student",
+                     lambda d, name=name: " / ".join(cond(x, name) for x in ("trot", "default_recipe", "student")
+                                                     if x in pol),
+                     "student <= trot" + ("" if where == "in range" else " + 5 points")))
+    for label, p in (d.get("joint_power") or {}).items():
+        rows.append((f"`{label}`: peak joint power (99th percentile, nominal)",
+                     lambda d, label=label: f"{d['joint_power'][label]['p99_w']:.2f} W", ""))
+    for key, ok in (d.get("acceptance") or {}).items():
+        if isinstance(ok, bool):
+            rows.append((key.replace("_", " "), lambda d, key=key: "yes" if d["acceptance"][key] else "no", "yes"))
+    return rows
+
+
 @dataclass(frozen=True)
 class Bench:
     title: str
@@ -289,6 +320,8 @@ BENCHES = {
                             actuator_rows),
     "sysid_roundtrip": Bench("Servo identification, synthetic robots", "bench/sysid_roundtrip.py", "env",
                              sysid_rows),
+    "robust_recipe": Bench("Teacher -> student against today's recipe and the trot", "bench/robust_recipe.py",
+                           "pipeline", robust_rows),
 }
 
 

@@ -175,6 +175,27 @@ SYSID = {"cases": [{"name": "nominal", "relative_error": {"stall_torque": -0.066
          "worst_relative_error": 0.0958, "quick": False}
 
 
+
+def _policy(nominal, weaker, speed):
+    conditions = {"nominal": {"speed_mps": speed, "fall_rate": nominal / 60, "falls": nominal, "episodes": 60,
+                              "in_range": True},
+                  "weaker_servos": {"speed_mps": speed - 0.03, "fall_rate": weaker / 60, "falls": weaker,
+                                    "episodes": 60, "in_range": False}}
+    worst = "weaker_servos" if weaker >= nominal else "nominal"
+    return {"conditions": conditions, "worst_condition": worst, "worst_fall_rate": max(nominal, weaker) / 60,
+            "worst_in_range_fall_rate": nominal / 60, "nominal_speed_mps": speed}
+
+
+ROBUST = {"policies": {"trot": _policy(0, 24, 0.107), "default_recipe": _policy(1, 40, 0.124),
+                       "student": _policy(0, 27, 0.118),
+                       "student_at_trot_speed": {"conditions": {}, "measured": False, "why": "not conditioned"}},
+          "joint_power": {"trot": {"p99_w": 0.98, "mean_w": 0.68}, "student": {"p99_w": 0.91, "mean_w": 0.6}},
+          "acceptance": {"student_at_least_as_fast_as_default_recipe": False,
+                         "student_in_range_falls_at_most_trot": True, "failing_conditions": [],
+                         "student_at_trot_speed": None},
+          "seeds": [0], "episodes": 60}
+
+
 def section(page: str, title: str) -> str:
     start = page.index(f"## {title}")
     return page[start:page.index("\n## ", start + 1)]
@@ -203,6 +224,12 @@ def changed(data: dict, path: tuple, value) -> dict:
      ["`nominal`: relative error", "| -6.6 / -6.4 / +1.3 % | <= 10 % each |", "| -9.6 / -9.5 / -3.3 % |",
       "| 0.01 ms | <= 4 ms |", "| 0.02 ms |", "| 0.121 deg | <= 1.0 deg |", "| 0.111 deg |"],
      ("cases", 1, "holdout_mae_deg"), 0.734, "| 0.734 deg | <= 1.0 deg |"),
+    ("robust_recipe", "Teacher -> student against today's recipe and the trot", ROBUST,
+     ["| 0.118 m/s; weaker_servos, 27/60 (", "| 0.124 m/s; weaker_servos, 40/60 (",
+      "`weaker_servos` (outside): falls of the trot / default recipe / student | 24/60 (",
+      "| student <= trot + 5 points |", "`nominal` (in range)", "| student <= trot |", "| 0.91 W |",
+      "student at least as fast as default recipe | no | yes", "student in range falls at most trot | yes | yes"],
+     ("policies", "student", "nominal_speed_mps"), 0.131, "| 0.131 m/s; weaker_servos, 27/60 ("),
 ])
 def test_nested_benches_render_their_figures(results, tmp_path, name, title, figures, expected, edit, value, edited):
     today = common.defaults_hashes()
