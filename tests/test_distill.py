@@ -1,5 +1,7 @@
 """Teacher -> student: the privileged input, the student's start, DAgger, export and the runtime's history."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +146,21 @@ def test_a_student_exports_and_the_runtime_keeps_its_history_over_a_whole_episod
     np.testing.assert_allclose(OnnxPolicy(tmp_path / "export" / "policy.onnx", spec)(loop.last_obs), want[0],
                                atol=1e-5)
     hw.close()
+
+
+@pytest.mark.slow
+def test_the_tiny_robust_run_ships_a_student_and_a_stop_while_distilling_resumes_there(tmp_path):
+    from training.cli import main
+    args = ["train", "--preset", "tiny", "--preset", "robust", "--output-dir", str(tmp_path), "--experiment-name", "r"]
+    assert main(args) == 0
+    run = tmp_path / "r"
+    first = torch.load(run / "student_policy.pth", weights_only=True)["state_dict"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["distill"]["model"] == str(run / "student_policy.pth") and summary["distill"]["history"] == 15
+    assert len(json.loads((run / "distill_curve.json").read_text())) == 8
+    (run / "student_policy.pth").unlink()                 # as if stopped during the distillation
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert main(["train", "--resume", "--output-dir", str(tmp_path), "--experiment-name", "r"]) == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints      # PPO did not run again
+    again = torch.load(run / "student_policy.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(first[k], again[k]) for k in first)                         # the same student

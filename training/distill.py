@@ -213,11 +213,12 @@ def distill(teacher, teacher_cfg: EnvConfig, dcfg: DistillConfig, policy_cfg: Po
             curve.append(row)
             if writer is not None:
                 writer(it, row)
-            speed = "-" if row["mean_forward_speed"] is None else f"{row['mean_forward_speed']:.3f} m/s"
-            falls = "-" if row["fall_rate"] is None else f"{row['fall_rate']:.0%} of {row['episodes']}"
+            speed = "no episode ended" if row["mean_forward_speed"] is None else f"{row['mean_forward_speed']:.3f} m/s"
+            falls = "" if row["fall_rate"] is None else f", falls {row['fall_rate']:.0%} of {row['episodes']}"
             bar.update(1)
-            log(f"distill {it + 1}/{iterations}: {row['driver']} drove, {speed}, falls {falls}; "
-                f"dataset {len(x):,} steps, action MSE {loss:.5f}")
+            with tqdm.external_write_mode():          # the line above the bar, not inside it
+                log(f"distill {it + 1}/{iterations}: {row['driver']} drove, {speed}{falls}; "
+                    f"dataset {len(x):,} steps, action MSE {loss:.5f}")
         bar.close()
     finally:
         for env in envs:

@@ -91,7 +91,10 @@ def _run(cfg: PipelineConfig, exp: Experiment, assignments: list[tuple[str, Any]
     if cfg.rl.total_timesteps > 0:
         if cfg.rl.algo == "ppo":
             bc_state = bc_policy.state_dict() if bc_policy is not None else None
-            if not (cfg.resume and (exp / Experiment.STUDENT).is_file()):
+            # A run stopped while distilling resumes at the distillation: its PPO budget is spent.
+            teacher_done = cfg.distill.history and cfg.resume and (exp / Experiment.FINAL_MODEL).is_file() and \
+                (checkpoint_steps(exp) or 0) >= cfg.rl.total_timesteps
+            if not teacher_done:
                 summary["ppo"] = stage_ppo(cfg, exp, bc_state, demo, pool)
                 timings.update(summary["ppo"].get("timings", {}))
             if cfg.distill.history and not (cfg.resume and (exp / Experiment.STUDENT).is_file()):
