@@ -17,6 +17,13 @@ from training.config import ConfigError, DistillConfig, PipelineConfig, PolicyCo
 from training.distill import Views, distill, init_student, mean_action, student_config
 from training.policies import make_policy, policy_meta, save_policy
 
+@pytest.fixture(autouse=True)
+def no_tqdm_monitor(monkeypatch):
+    """tqdm's monitor thread outlives a progress bar; the runtime tests count the process's threads."""
+    import tqdm
+    monkeypatch.setattr(tqdm.std.tqdm, "monitor_interval", 0)
+
+
 TEACHER = config_tree.apply(config_tree.apply(EnvConfig(), "obs.episode_physics", True), "episode_seconds", 2.0)
 
 
@@ -148,11 +155,22 @@ def test_a_student_exports_and_the_runtime_keeps_its_history_over_a_whole_episod
     hw.close()
 
 
+def _train(*args):
+    """The documented script as a user runs it (its own process: the run's threads end with it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "train_pretrain_finetune.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 @pytest.mark.slow
 def test_the_tiny_robust_run_ships_a_student_and_a_stop_while_distilling_resumes_there(tmp_path):
-    from training.cli import main
-    args = ["train", "--preset", "tiny", "--preset", "robust", "--output-dir", str(tmp_path), "--experiment-name", "r"]
-    assert main(args) == 0
+    out = _train("--preset", "tiny", "--preset", "robust", "--output-dir", tmp_path, "--experiment-name", "r")
+    assert "distill 8/8: student drove" in out and "export it with: pidog export --model" in out
     run = tmp_path / "r"
     first = torch.load(run / "student_policy.pth", weights_only=True)["state_dict"]
     summary = json.loads((run / "summary.json").read_text())
@@ -160,7 +178,7 @@ def test_the_tiny_robust_run_ships_a_student_and_a_stop_while_distilling_resumes
     assert len(json.loads((run / "distill_curve.json").read_text())) == 8
     (run / "student_policy.pth").unlink()                 # as if stopped during the distillation
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert main(["train", "--resume", "--output-dir", str(tmp_path), "--experiment-name", "r"]) == 0
+    _train("--resume", "--output-dir", tmp_path, "--experiment-name", "r")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints      # PPO did not run again
     again = torch.load(run / "student_policy.pth", weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], again[k]) for k in first)                         # the same student
