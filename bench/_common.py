@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from importlib import metadata
@@ -76,13 +75,9 @@ def machine() -> dict:
 
 def git_state() -> dict:
     """The commit the bench ran at and whether tracked files differed from it (`dirty`, with their paths)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True,
-                              timeout=30).stdout
-    try:
-        commit = git("rev-parse", "HEAD").strip()
-        changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    except (OSError, subprocess.SubprocessError):
+    from training.common import checkout_state
+    commit, changed = checkout_state()
+    if commit is None:
         return {"commit": None, "dirty": None, "dirty_paths": []}
     return {"commit": commit, "dirty": bool(changed), "dirty_paths": changed[:50]}
 

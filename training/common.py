@@ -31,6 +31,23 @@ def versions() -> dict[str, str]:
             "stable_baselines3": stable_baselines3.__version__, "imitation": imitation.__version__}
 
 
+def checkout_state() -> tuple[str | None, list[str]]:
+    """(HEAD, the tracked files that differ from it) of the checkout this project runs from; (None, []) without
+    git (an installed copy, the Docker image)."""
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    except (OSError, subprocess.SubprocessError):
+        return None, []
+    return commit, changed
+
+
 def check_finite(what: str, values: Any) -> None:
     """A one-line PipelineError when `values` (an array) holds NaN or inf; integer arrays always pass."""
     a = np.asarray(values)

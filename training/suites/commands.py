@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import numpy as np
 
 from pidog_env import config_tree
 from pidog_env.config import EnvConfig
-from training.common import PipelineError
+from training.common import PipelineError, checkout_state
 from training.selection import VX_TOLERANCE, WZ_TOLERANCE
 from training.suites import TROT
 
@@ -110,21 +109,6 @@ def reached(cell: dict) -> dict[str, float | None]:
             for axis in ("vx", "wz")}
 
 
-def git_commit() -> tuple[str | None, list[str]]:
-    """(HEAD, the tracked files that differ from it) of the checkout this module is in; (None, []) without git."""
-    root = Path(__file__).resolve().parents[2]
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
-                              timeout=30).stdout
-    try:
-        commit = git("rev-parse", "HEAD").strip()
-        changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    except (OSError, subprocess.SubprocessError):
-        return None, []
-    return commit, changed
-
-
 def rescope(base: EnvConfig, episodes: int, seed: int, workers: int, command: str | None = None) -> dict[str, Any]:
     """The commanded trot on every candidate cell (env config `base`, the command task on): the grid file's
     contents, the kept cells with the trot's figures and the dropped ones with why. `command`: the command
@@ -141,7 +125,7 @@ def rescope(base: EnvConfig, episodes: int, seed: int, workers: int, command: st
             dropped.append({**figures, "why": "; ".join(why)})
         else:
             kept.append(figures)
-    commit, dirty = git_commit()
+    commit, dirty = checkout_state()
     return {"format": GRID_FORMAT,
             "rule": f"a candidate cell is in the grid when the commanded trot reaches at least {REACH:g} of each "
                     f"commanded axis in its direction with falls in at most {MAX_FALLS:.0%} of the cell's episodes; "
