@@ -435,7 +435,7 @@ class PiDogEnv(gym.Env):
 
     def _nominal_episode(self) -> None:
         """The episode's parameters without randomization, and a fresh IMU and push state."""
-        self._episode = EpisodeDraw.nominal(self.cfg)
+        self._episode = EpisodeDraw.nominal(self.cfg, self._randomizer.nominal_friction)
         self._imu_raw: list[float] | None = None
         self._noise_rows: list[list[float]] = []   # pre-drawn IMU noise samples, 64 at a time
         self._noise_i = 0

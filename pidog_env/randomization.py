@@ -44,13 +44,13 @@ class EpisodeDraw:
     physics: np.ndarray | None = None   # `physics_features` of this draw (the teacher's privileged input)
 
     @classmethod
-    def nominal(cls, cfg: EnvConfig) -> "EpisodeDraw":
+    def nominal(cls, cfg: EnvConfig, friction: float) -> "EpisodeDraw":
         """The robot as built: no offsets, no latency, no bias or noise, the servos' dead time and supply as
         in `cfg.physical`; the IMU sample's nominal age (`EnvConfig.imu_delay_substeps`, the midpoint of its
-        randomized range)."""
+        randomized range); `friction` is the model's floor friction (`Randomizer.nominal_friction`)."""
         dead = ServoParams.from_physical(cfg.physical).dead_substeps(cfg.sim_dt)
         draw = cls(np.zeros(robot.N_LEG), 0, dead, 1.0, cfg.imu_delay_substeps, [0.0] * 6, None)
-        draw.physics = physics_features(draw, dead, friction=None, torso_mass=1.0, parts_mass=1.0,
+        draw.physics = physics_features(draw, dead, friction=friction, torso_mass=1.0, parts_mass=1.0,
                                         com_shift=np.zeros(2), servo_spread=np.ones((3, N_SERVOS)))
         return draw
 
@@ -79,13 +79,12 @@ PUSH_FEATURES = 3          # the last push: its kick x, y / 0.06 m/s and the sec
 PRIVILEGED_SIZE = PHYSICS_SIZE + PUSH_FEATURES
 
 
-def physics_features(draw: "EpisodeDraw", nominal_dead: int, friction: float | None, torso_mass: float,
+def physics_features(draw: "EpisodeDraw", nominal_dead: int, friction: float, torso_mass: float,
                      parts_mass: float, com_shift: np.ndarray, servo_spread: np.ndarray) -> np.ndarray:
-    """The rows of `PHYSICS_FEATURES` for one episode (`friction` None: the model's nominal 0.85 midpoint)."""
-    mu = 0.85 if friction is None else friction
+    """The rows of `PHYSICS_FEATURES` for one episode."""
     bias = np.asarray(draw.imu_bias) / np.repeat([0.3, 0.03], 3)
     return np.concatenate([
-        [(mu - 0.85) / 0.35, (torso_mass - 1) / 0.15, (parts_mass - 1) / 0.15], np.asarray(com_shift) / 0.005,
+        [(friction - 0.85) / 0.35, (torso_mass - 1) / 0.15, (parts_mass - 1) / 0.15], np.asarray(com_shift) / 0.005,
         [(draw.supply - 0.95) / 0.1], ((servo_spread - 1) / 0.1).ravel(), [draw.dead_substeps - nominal_dead],
         draw.calibration / np.deg2rad(3.0), [draw.latency - 1, draw.imu_delay - 1], bias]).astype(np.float64)
 
@@ -128,6 +127,7 @@ class Randomizer:
         self.nominal = NominalModel(model)
         self._floor_geom = model.geom(names.FLOOR).id
         self._foot_geoms = np.array([model.geom(g).id for g in names.FOOT_GEOMS])
+        self.nominal_friction = float(model.geom_friction[self._floor_geom, 0])     # the robot as built
 
     def restore(self) -> None:
         """The nominal model again (every reset, before any draw)."""

@@ -55,7 +55,8 @@ def test_the_privileged_input_is_what_the_episode_drew():
     assert pushed
     nominal = gym.make("PiDog-v2", config=TEACHER, randomize=False)
     obs, _ = nominal.reset(seed=0)
-    assert obs[16 + 5] == pytest.approx(0.5) and obs[16] == 0.0 and obs[-1] == 1.0    # supply 1; no push yet
+    assert obs[16 + 5] == pytest.approx(0.5) and obs[-1] == 1.0                   # supply 1; no push yet
+    assert obs[16] == pytest.approx((1.0 - 0.85) / 0.35)                          # the model's friction, 1.0
 
 
 def test_a_student_starts_as_the_teacher_without_its_privileged_columns():
