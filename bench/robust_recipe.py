@@ -31,19 +31,17 @@ not train: it is listed with `"measured": false`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench._common import RESULTS, save_figure, write_result
+from bench._common import save_figure, write_result
+from training.suites import TROT
 
 HERE = Path(__file__).resolve().parent.parent
-TROT = "trot"
 OUT_OF_RANGE_ALLOWANCE = 0.05        # outside the modelled ranges the student may fall 5 points more than the trot
-TROT_LINE = "trot"
 
 
 def recipes() -> dict[str, list[str]]:
@@ -59,9 +57,9 @@ def train(recipe: str, flags: list[str], seed: int, budget: list[str], workdir: 
     from training.experiment import Experiment
     name = f"{recipe}_s{seed}"
     run = Experiment(workdir / name)
-    if (run / Experiment.SUMMARY).is_file() and run.read_json(Experiment.SUMMARY, {}).get("timings"):
+    summary = run.read_json(Experiment.SUMMARY, {})
+    if summary.get("timings"):                       # a finished run
         print(f"reusing {run.root}", flush=True)
-        summary = run.read_json(Experiment.SUMMARY, {})
         # A run this bench did not time: the stages its summary timed (start-up and imports not included).
         wall = summary.get("bench_wall_s") or round(sum(summary["timings"].values()), 1)
     else:

@@ -19,7 +19,7 @@ from training import stopping
 from training.bc import split_episodes, train_bc
 from training.common import PipelineError, check_spaces, versions
 from training.config import PipelineConfig
-from training.evaluation import EvalPool, evaluate_policy
+from training.evaluation import FINAL_EVAL_SEED_BASE, EvalPool, evaluate_policy
 from training.experiment import Experiment, checkpoint_steps
 from training.off_policy import stage_off_policy
 from training.policies import load_policy, load_policy_file, policy_meta, rebuild_policy, save_policy
@@ -135,7 +135,6 @@ def stage_distill(cfg: PipelineConfig, exp: Experiment, pool: EvalPool) -> dict[
     """DAgger from the PPO stage's teacher (best_model.zip, else final_model.zip) into `student_policy.pth`,
     evaluated on the final episodes like every shipped model."""
     from training.distill import distill
-    from training.evaluation import FINAL_EVAL_SEED_BASE
     teacher_path = exp / Experiment.BEST_MODEL
     if not teacher_path.is_file():
         teacher_path = exp / Experiment.FINAL_MODEL
